@@ -1,0 +1,93 @@
+//! SmartVM integer kernels: the arithmetic of `SPEC.md` as code.
+//!
+//! [`Reference`] is the plain, obviously-correct implementation that defines the bits; it is
+//! `no_std` and is what runs inside the wasm runtime. With `std`, [`Native`] is the fast path
+//! (vectorised inner loops and rayon across output channels) that the node's host function uses.
+//! Both implement [`Kernels`], the interface the interpreter is generic over, and must agree to
+//! the bit on every input: the cross-backend property tests and golden vectors enforce it.
+#![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
+
+pub mod arith;
+pub mod elementwise;
+pub mod params;
+pub mod reference;
+
+#[cfg(feature = "std")]
+pub mod native;
+
+pub use params::{AddQuant, ChannelQuant, ConvParams, ConvTransposeParams, OutputRange, PairQuant, PoolKind, PoolParams, SoftmaxTable};
+pub use reference::Reference;
+#[cfg(feature = "std")]
+pub use native::Native;
+pub use smartvm_isa::Shape;
+
+/// Why a kernel refused its arguments. Kernels never panic: every bad argument is one of these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelError {
+    /// A window, stride, padding, group count or factor is out of range.
+    BadOperand,
+    /// Tensor shapes or slice lengths do not fit together.
+    ShapeMismatch,
+    /// A quantization block is malformed.
+    BadQuant,
+    /// The call would do more work than one kernel call may.
+    TooLarge,
+}
+
+/// Views weight bytes as int8 without copying.
+pub fn as_i8(bytes: &[u8]) -> &[i8] {
+    // SAFETY: u8 and i8 have the same size, alignment and validity; the lifetime is kept.
+    unsafe { core::slice::from_raw_parts(bytes.as_ptr() as *const i8, bytes.len()) }
+}
+
+/// Views int8 data as bytes without copying.
+pub fn as_u8(values: &[i8]) -> &[u8] {
+    // SAFETY: as in `as_i8`.
+    unsafe { core::slice::from_raw_parts(values.as_ptr() as *const u8, values.len()) }
+}
+
+fn check_len(actual: usize, expected: Option<u64>) -> Result<(), KernelError> {
+    if expected == Some(actual as u64) {
+        Ok(())
+    } else {
+        Err(KernelError::ShapeMismatch)
+    }
+}
+
+/// Checks the slices handed to a convolution against its parameters.
+pub fn check_conv(p: &ConvParams, input: &[i8], weights: &[i8], q: &ChannelQuant, out: &[i8]) -> Result<(), KernelError> {
+    check_len(input.len(), p.input.elements())?;
+    check_len(weights.len(), Some(p.weight_len() as u64))?;
+    check_len(q.bias.len(), Some(p.output.c as u64))?;
+    check_len(out.len(), p.output.elements())
+}
+
+/// Checks the slices handed to a fully-connected layer.
+pub fn check_fc(input: &[i8], weights: &[i8], q: &ChannelQuant, out: &[i8]) -> Result<(), KernelError> {
+    if input.is_empty() || out.is_empty() {
+        return Err(KernelError::ShapeMismatch);
+    }
+    check_len(weights.len(), (input.len() as u64).checked_mul(out.len() as u64))?;
+    check_len(q.bias.len(), Some(out.len() as u64))
+}
+
+/// The kernels a SmartVM backend provides. Each method checks its slices against its parameters
+/// and returns an error rather than panicking; results must equal [`Reference`] bit for bit.
+pub trait Kernels {
+    /// Convolution (2-D, grouped, depthwise or 3-D): SPEC.md "Convolution".
+    fn conv(&self, p: &ConvParams, input: &[i8], weights: &[i8], q: &ChannelQuant, out: &mut [i8]) -> Result<(), KernelError>;
+
+    /// Transposed 2-D convolution: SPEC.md "Transposed convolution".
+    fn conv_transpose(&self, p: &ConvTransposeParams, input: &[i8], weights: &[i8], q: &ChannelQuant, out: &mut [i8]) -> Result<(), KernelError>;
+
+    /// Max / overlapping / average pooling: SPEC.md "Pooling".
+    fn pool(&self, p: &PoolParams, input: &[i8], out: &mut [i8]) -> Result<(), KernelError>;
+
+    /// Fully-connected layer over a flat input: SPEC.md "Fully connected".
+    fn fully_connected(&self, input: &[i8], weights: &[i8], q: &ChannelQuant, out: &mut [i8]) -> Result<(), KernelError>;
+
+    /// Matrix product of an M × K and a K × N matrix: SPEC.md "Matrix product".
+    fn matmul(&self, dims: [u32; 3], a: &[i8], b: &[i8], q: &PairQuant, out: &mut [i8]) -> Result<(), KernelError>;
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Builds the relay-chain binaries zombienet needs (polkadot, polkadot-prepare-worker,
+# polkadot-execute-worker) from the cargo registry into a cache outside the clone.
+# Resumable: cargo keeps finished crates in the shared target dir, so rerun after an interruption.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+"$here/setup.sh"
+CACHE=${SMARTVM_CACHE:-$HOME/.cache/smartvm}
+RELAY_VERSION=41.0.0
+root="$CACHE/relay"
+if [ -x "$root/bin/polkadot" ] && "$root/bin/polkadot" --version 2>/dev/null | grep -q "${RELAY_VERSION%%.*}\|1\."; then
+  [ -x "$root/bin/polkadot-prepare-worker" ] && [ -x "$root/bin/polkadot-execute-worker" ] && {
+    echo "relay binaries present in $root/bin"; exit 0; }
+fi
+mkdir -p "$root"
+echo "building polkadot $RELAY_VERSION into $root (long: tens of minutes on 2 cores)"
+cargo install polkadot --version "$RELAY_VERSION" --locked \
+  --root "$root" --target-dir "$CACHE/target"
+echo "relay binaries installed in $root/bin"
