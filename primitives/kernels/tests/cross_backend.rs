@@ -1,0 +1,134 @@
+//! Randomised agreement between the reference and native backends over shapes, strides,
+//! padding, dilation, groups and extreme values (-128 inputs against 127 weights, long sums).
+
+use proptest::prelude::*;
+use smartvm_kernels::{ChannelQuant, ConvParams, Kernels, Native, OutputRange, PoolKind, PoolParams, Reference, Shape};
+
+/// SplitMix64: a tiny deterministic generator so a failing seed reproduces exactly.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Mostly uniform int8, with a good share of the extremes.
+    fn i8(&mut self, extreme: bool) -> i8 {
+        let r = self.next();
+        if extreme && r % 3 == 0 {
+            if r & 8 == 0 { -128 } else { 127 }
+        } else {
+            (r >> 8) as i8
+        }
+    }
+    fn quant(&mut self, channels: usize, extreme: bool) -> ChannelQuant {
+        let zero = if extreme { -128 } else { self.i8(false) as i32 };
+        let out_zero = self.i8(false) as i32;
+        ChannelQuant {
+            input_zero: zero,
+            output: OutputRange { zero: out_zero, lo: -128, hi: 127 },
+            bias: (0..channels).map(|_| if extreme { self.next() as i32 } else { (self.next() % 20001) as i32 - 10000 }).collect(),
+            mult: (0..channels).map(|_| (self.next() % (1 << 31)) as i32).collect(),
+            shift: (0..channels).map(|_| (self.next() % 62) as i32 - 30).collect(),
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 192, .. ProptestConfig::default() })]
+
+    #[test]
+    fn conv_backends_agree(
+        groups in 1u32..4, in_per_group in 1u32..5, out_per_group in 1u32..5,
+        h in 1u32..15, w in 1u32..15, k in 1u32..6, stride in 1u32..4, pad in 0u32..3, dilation in 1u32..3,
+        extreme in any::<bool>(), seed in any::<u64>(),
+    ) {
+        let input = Shape::new(groups * in_per_group, 1, h, w);
+        let p = ConvParams::conv2d(input, groups * out_per_group, k, stride, pad, dilation, groups);
+        prop_assume!(p.is_ok());
+        let p = p.unwrap();
+        let mut rng = Rng(seed);
+        let x: Vec<i8> = (0..input.elements().unwrap()).map(|_| rng.i8(extreme)).collect();
+        let wts: Vec<i8> = (0..p.weight_len()).map(|_| rng.i8(extreme)).collect();
+        let q = rng.quant(p.output.c as usize, extreme);
+        let mut a = vec![0i8; p.output.elements().unwrap() as usize];
+        let mut b = a.clone();
+        Reference.conv(&p, &x, &wts, &q, &mut a).unwrap();
+        Native.conv(&p, &x, &wts, &q, &mut b).unwrap();
+        prop_assert_eq!(a, b);
+    }
+
+    #[test]
+    fn fully_connected_backends_agree(n in 1usize..2000, outs in 1usize..40, extreme in any::<bool>(), seed in any::<u64>()) {
+        let mut rng = Rng(seed);
+        let x: Vec<i8> = (0..n).map(|_| rng.i8(extreme)).collect();
+        let wts: Vec<i8> = (0..n * outs).map(|_| rng.i8(extreme)).collect();
+        let q = rng.quant(outs, extreme);
+        let mut a = vec![0i8; outs];
+        let mut b = a.clone();
+        Reference.fully_connected(&x, &wts, &q, &mut a).unwrap();
+        Native.fully_connected(&x, &wts, &q, &mut b).unwrap();
+        prop_assert_eq!(a, b);
+    }
+
+    #[test]
+    fn pool_backends_agree(c in 1u32..4, h in 1u32..12, w in 1u32..12, k in 1u32..4, stride in 1u32..3, pad in 0u32..2, kind in 0u8..3, seed in any::<u64>()) {
+        let kind = [PoolKind::Max, PoolKind::MaxCeil, PoolKind::Average][kind as usize];
+        let p = PoolParams::new(Shape::new(c, 1, h, w), k, stride, pad, kind);
+        prop_assume!(p.is_ok());
+        let p = p.unwrap();
+        let mut rng = Rng(seed);
+        let x: Vec<i8> = (0..p.input.elements().unwrap()).map(|_| rng.i8(true)).collect();
+        let mut a = vec![0i8; p.output.elements().unwrap() as usize];
+        let mut b = a.clone();
+        Reference.pool(&p, &x, &mut a).unwrap();
+        Native.pool(&p, &x, &mut b).unwrap();
+        prop_assert_eq!(a, b);
+    }
+}
+
+/// A long reduction at the extremes: 16384 products of (-128 - 127) · 127 overflow int32, so
+/// the result is only right if every backend wraps exactly as the spec says.
+#[test]
+fn long_extreme_reduction_wraps_identically() {
+    let n = 1 << 14;
+    let x = vec![-128i8; n];
+    let w = vec![127i8; n];
+    let q = ChannelQuant {
+        input_zero: 127,
+        output: OutputRange { zero: 0, lo: -128, hi: 127 },
+        bias: vec![i32::MAX],
+        mult: vec![1 << 30],
+        shift: vec![20],
+    };
+    let expected_acc = (i32::MAX as i64 + n as i64 * (-255 * 127)) as i32 as i64; // wrapped
+    let expected = ((expected_acc * (1 << 30) + (1i64 << 50)) >> 51).clamp(-128, 127) as i8;
+    let (mut a, mut b) = ([0i8], [0i8]);
+    Reference.fully_connected(&x, &w, &q, &mut a).unwrap();
+    Native.fully_connected(&x, &w, &q, &mut b).unwrap();
+    assert_eq!(a[0], expected);
+    assert_eq!(b[0], expected);
+}
+
+#[test]
+fn bad_arguments_are_errors_not_panics() {
+    use smartvm_kernels::KernelError;
+    let s = Shape::new(3, 1, 4, 4);
+    assert_eq!(ConvParams::conv2d(s, 4, 5, 1, 0, 1, 1), Err(KernelError::ShapeMismatch));
+    assert_eq!(ConvParams::conv2d(s, 4, 3, 0, 0, 1, 1), Err(KernelError::BadOperand));
+    assert_eq!(ConvParams::conv2d(s, 4, 3, 1, 0, 1, 2), Err(KernelError::BadOperand));
+    let p = ConvParams::conv2d(s, 2, 3, 1, 0, 1, 1).unwrap();
+    let q = ChannelQuant { input_zero: 0, output: OutputRange { zero: 0, lo: -128, hi: 127 }, bias: vec![0; 2], mult: vec![1; 2], shift: vec![0; 2] };
+    let mut out = vec![0i8; 8];
+    for k in [&Reference as &dyn Kernels, &Native] {
+        assert_eq!(k.conv(&p, &[0; 47], &[0; 54], &q, &mut out), Err(KernelError::ShapeMismatch));
+        assert_eq!(k.conv(&p, &[0; 48], &[0; 53], &q, &mut out), Err(KernelError::ShapeMismatch));
+        assert_eq!(k.fully_connected(&[0; 4], &[0; 7], &q, &mut [0; 2]), Err(KernelError::ShapeMismatch));
+    }
+    assert_eq!(ChannelQuant::decode(&q.encode()[..20], 2), Err(KernelError::BadQuant));
+    let mut bad_shift = q.clone();
+    bad_shift.shift[1] = 32;
+    assert_eq!(ChannelQuant::decode(&bad_shift.encode(), 2), Err(KernelError::BadQuant));
+}
