@@ -1,1 +1,46 @@
-//! stub
+//! The SmartVM interpreter.
+//!
+//! A stack machine in the spirit of the EVM (64-bit words, byte-addressed Memory that only
+//! grows) extended with the paper's elastic **Buffer**: a stack of int8 feature-map frames that
+//! CNN instructions pop and push, so only live tensors occupy memory (paper §3.3). Everything
+//! is metered; every fault is a typed [`VmError`]; nothing panics on any input.
+//!
+//! The interpreter is generic over the [`Kernels`](smartvm_kernels::Kernels) backend (reference
+//! in wasm, native through a host function, GPU) and a [`WeightSource`] (an in-memory pack, or
+//! chain storage in the pallet).
+#![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
+
+mod buffer;
+mod cnn;
+mod error;
+mod gas;
+mod interpreter;
+mod memory;
+mod weights;
+
+pub use buffer::{Buffer, Frame};
+pub use error::{ErrorKind, VmError};
+pub use gas::Schedule;
+pub use interpreter::{execute, Executable, Outcome};
+pub use weights::{BlockList, WeightSource};
+
+/// Resource limits of one execution, checked as the program runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Most bytes Memory may grow to.
+    pub max_memory: u32,
+    /// Most bytes all Buffer frames may hold at once (BUF_INIT may lower it, never raise it).
+    pub max_buffer: u32,
+    /// Most frames the Buffer may hold at once.
+    pub max_frames: u32,
+    /// Prices.
+    pub schedule: Schedule,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { max_memory: 16 << 20, max_buffer: 64 << 20, max_frames: 64, schedule: Schedule::default() }
+    }
+}

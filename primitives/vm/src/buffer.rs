@@ -1,0 +1,152 @@
+//! The elastic Buffer (paper §3.3): a stack of int8 feature-map frames.
+//!
+//! Layer instructions replace the top frame with their output, so the Buffer holds only the
+//! live tensors and its size follows the feature maps up and down. Live and peak bytes are
+//! tracked; the byte and frame limits are checked before any allocation.
+
+use alloc::vec::Vec;
+
+use smartvm_isa::Shape;
+
+use crate::error::ErrorKind;
+
+/// One feature map.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// Shape, channels first.
+    pub shape: Shape,
+    /// Elements, `shape.elements()` of them.
+    pub data: Vec<i8>,
+}
+
+impl Frame {
+    /// A flat frame holding `data`.
+    pub fn flat(data: Vec<i8>) -> Frame {
+        Frame { shape: Shape::flat(data.len() as u32), data }
+    }
+}
+
+/// The frame stack with its accounting.
+#[derive(Clone, Debug)]
+pub struct Buffer {
+    frames: Vec<Frame>,
+    live: u64,
+    peak: u64,
+    limit: u64,
+    max_limit: u64,
+    max_frames: usize,
+}
+
+impl Buffer {
+    /// An empty Buffer with a byte limit and a frame limit.
+    pub fn new(limit: u32, max_frames: u32) -> Buffer {
+        Buffer { frames: Vec::new(), live: 0, peak: 0, limit: limit as u64, max_limit: limit as u64, max_frames: max_frames as usize }
+    }
+
+    /// Bytes held now.
+    pub fn live_bytes(&self) -> u64 {
+        self.live
+    }
+
+    /// Most bytes held at any moment, counting a layer's input and output together.
+    pub fn peak_bytes(&self) -> u64 {
+        self.peak
+    }
+
+    /// Number of frames.
+    pub fn depth(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// BUF_INIT: drops every frame and sets a new byte limit, never above the configured one.
+    pub fn init(&mut self, limit: u64) -> Result<(), ErrorKind> {
+        if limit > self.max_limit {
+            return Err(ErrorKind::BufferLimit);
+        }
+        self.frames.clear();
+        self.live = 0;
+        self.limit = limit;
+        Ok(())
+    }
+
+    /// Checks that `extra` more bytes fit next to the live ones and records the peak.
+    pub fn reserve(&mut self, extra: u64) -> Result<(), ErrorKind> {
+        let total = self.live.checked_add(extra).ok_or(ErrorKind::BufferLimit)?;
+        if total > self.limit {
+            return Err(ErrorKind::BufferLimit);
+        }
+        self.peak = self.peak.max(total);
+        Ok(())
+    }
+
+    /// Pushes a frame.
+    pub fn push(&mut self, frame: Frame) -> Result<(), ErrorKind> {
+        if self.frames.len() >= self.max_frames {
+            return Err(ErrorKind::BufferLimit);
+        }
+        self.reserve(frame.data.len() as u64)?;
+        self.live += frame.data.len() as u64;
+        self.frames.push(frame);
+        Ok(())
+    }
+
+    /// Pops the top frame, releasing its bytes.
+    pub fn pop(&mut self) -> Result<Frame, ErrorKind> {
+        let frame = self.frames.pop().ok_or(ErrorKind::BufferUnderflow)?;
+        self.live -= frame.data.len() as u64;
+        Ok(frame)
+    }
+
+    /// The frame `depth` below the top (0 = top).
+    pub fn get(&self, depth: usize) -> Result<&Frame, ErrorKind> {
+        let n = self.frames.len();
+        if depth >= n {
+            return Err(ErrorKind::BufferUnderflow);
+        }
+        Ok(&self.frames[n - 1 - depth])
+    }
+
+    /// The top frame.
+    pub fn top(&self) -> Result<&Frame, ErrorKind> {
+        self.get(0)
+    }
+
+    /// The top frame, mutably (its length must not change).
+    pub fn top_mut(&mut self) -> Result<&mut Frame, ErrorKind> {
+        self.frames.last_mut().ok_or(ErrorKind::BufferUnderflow)
+    }
+
+    /// Replaces the top `count` frames with `frame` (a layer's output replacing its inputs).
+    /// The output's bytes must have been [`reserve`](Self::reserve)d while the inputs were live.
+    pub fn replace(&mut self, count: usize, frame: Frame) -> Result<(), ErrorKind> {
+        for _ in 0..count {
+            self.pop()?;
+        }
+        self.push(frame)
+    }
+
+    /// Swaps the top frame with the one `depth` below it.
+    pub fn swap(&mut self, depth: usize) -> Result<(), ErrorKind> {
+        let n = self.frames.len();
+        if depth == 0 || depth >= n {
+            return Err(ErrorKind::BufferUnderflow);
+        }
+        self.frames.swap(n - 1, n - 1 - depth);
+        Ok(())
+    }
+
+    /// Shortens the top frame by `bytes`, leaving it flat.
+    pub fn shrink_top(&mut self, bytes: u64) -> Result<(), ErrorKind> {
+        let top = self.frames.last_mut().ok_or(ErrorKind::BufferUnderflow)?;
+        let len = top.data.len() as u64;
+        if bytes > len {
+            return Err(ErrorKind::BadOperand);
+        }
+        let keep = (len - bytes) as usize;
+        top.data.truncate(keep);
+        top.data.shrink_to_fit();
+        top.shape = Shape::flat(keep as u32);
+        self.live -= bytes;
+        Ok(())
+    }
+}

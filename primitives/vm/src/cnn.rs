@@ -1,0 +1,359 @@
+//! The CNN-oriented instructions (paper Table 1) and their extensions.
+//!
+//! Each one pops its arguments, reads the frames it works on, charges gas for the work before
+//! doing it, fetches its weight blocks, runs the kernel and replaces its input frames with the
+//! output frame, so the Buffer holds only live feature maps.
+
+use alloc::vec;
+
+use smartvm_isa::{Opcode, Shape};
+use smartvm_kernels::{
+    as_i8, elementwise, AddQuant, ChannelQuant, ConvParams, ConvTransposeParams, KernelError, Kernels, PairQuant,
+    PoolKind, PoolParams, SoftmaxTable,
+};
+
+use crate::buffer::Frame;
+use crate::error::ErrorKind;
+use crate::interpreter::{operand, Machine};
+use crate::weights::WeightSource;
+
+fn kernel_error(qblock: i64) -> impl Fn(KernelError) -> ErrorKind {
+    move |e| match e {
+        KernelError::BadOperand => ErrorKind::BadOperand,
+        KernelError::ShapeMismatch => ErrorKind::ShapeMismatch,
+        KernelError::BadQuant => ErrorKind::BadQuantBlock { index: qblock.clamp(0, u32::MAX as i64) as u32 },
+        KernelError::TooLarge => ErrorKind::Kernel(KernelError::TooLarge),
+    }
+}
+
+fn elements(shape: &Shape) -> Result<u64, ErrorKind> {
+    shape.elements().ok_or(ErrorKind::ShapeMismatch)
+}
+
+impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
+    /// Charges a kernel's work: its multiply-accumulates and the bytes it reads and writes.
+    fn charge_kernel(&mut self, macs: u64, bytes: u64) -> Result<(), ErrorKind> {
+        self.charge(self.schedule.kernel(macs, bytes))
+    }
+
+    /// Charges moving `bytes` through the Buffer.
+    fn charge_bytes(&mut self, bytes: u64) -> Result<(), ErrorKind> {
+        self.charge(bytes.saturating_mul(self.schedule.per_byte))
+    }
+
+    /// Replaces the top `inputs` frames with a freshly computed output of `shape`.
+    fn produce(&mut self, inputs: usize, shape: Shape, compute: impl FnOnce(&Self, &mut [i8]) -> Result<(), ErrorKind>) -> Result<(), ErrorKind> {
+        let len = elements(&shape)?;
+        self.buffer.reserve(len)?;
+        let mut out = vec![0i8; len as usize];
+        compute(self, &mut out)?;
+        self.buffer.replace(inputs, Frame { shape, data: out })
+    }
+
+    fn conv(&mut self, p: ConvParams, wblock: i64, qblock: i64) -> Result<(), ErrorKind> {
+        let out_bytes = elements(&p.output)?;
+        self.charge_kernel(p.macs(), elements(&p.input)? + out_bytes)?;
+        let weights = self.layer_weights(wblock, p.weight_len())?;
+        let q = ChannelQuant::decode(&self.block(qblock)?, p.output.c).map_err(kernel_error(qblock))?;
+        self.produce(1, p.output, |m, out| {
+            let input = &m.buffer.top()?.data;
+            m.kernels.conv(&p, input, as_i8(&weights), &q, out).map_err(kernel_error(qblock))
+        })
+    }
+
+    fn fully_connected(&mut self, out_n: i64, wblock: i64, qblock: i64) -> Result<(), ErrorKind> {
+        let out_n = operand(out_n)?;
+        let in_n = self.buffer.top()?.data.len() as u64;
+        let macs = in_n.checked_mul(out_n as u64).filter(|m| *m <= smartvm_kernels::params::MAX_MACS);
+        let macs = macs.ok_or(ErrorKind::Kernel(KernelError::TooLarge))?;
+        if out_n == 0 {
+            return Err(ErrorKind::BadOperand);
+        }
+        self.charge_kernel(macs, in_n + out_n as u64)?;
+        let weights = self.layer_weights(wblock, macs as usize)?;
+        let q = ChannelQuant::decode(&self.block(qblock)?, out_n).map_err(kernel_error(qblock))?;
+        self.produce(1, Shape::flat(out_n), |m, out| {
+            let input = &m.buffer.top()?.data;
+            m.kernels.fully_connected(input, as_i8(&weights), &q, out).map_err(kernel_error(qblock))
+        })
+    }
+
+    fn pool(&mut self, kind: PoolKind) -> Result<(), ErrorKind> {
+        let [k, stride, pad] = self.args()?;
+        let shape = self.buffer.top()?.shape;
+        let p = PoolParams::new(shape, operand(k)?, operand(stride)?, operand(pad)?, kind).map_err(kernel_error(0))?;
+        let out = elements(&p.output)?;
+        self.charge_kernel(out * (p.k * p.k) as u64, elements(&shape)? + out)?;
+        self.produce(1, p.output, |m, out| {
+            m.kernels.pool(&p, &m.buffer.top()?.data, out).map_err(kernel_error(0))
+        })
+    }
+
+    /// Applies an in-place element-wise transform to the top frame, charging per byte.
+    fn in_place(&mut self, f: impl FnOnce(&mut [i8]) -> Result<(), KernelError>) -> Result<(), ErrorKind> {
+        let len = self.buffer.top()?.data.len() as u64;
+        self.charge_kernel(0, len)?;
+        f(&mut self.buffer.top_mut()?.data).map_err(kernel_error(0))
+    }
+
+    /// Two-frame element-wise op: checks sizes and produces a frame shaped like the lower one.
+    fn pairwise(&mut self, qblock: i64, f: impl FnOnce(&[u8], &[i8], &[i8], &mut [i8]) -> Result<(), KernelError>) -> Result<(), ErrorKind> {
+        let (a, b) = (self.buffer.get(1)?, self.buffer.top()?);
+        if a.data.len() != b.data.len() {
+            return Err(ErrorKind::ShapeMismatch);
+        }
+        let (shape, len) = (a.shape, a.data.len() as u64);
+        self.charge_kernel(len, 3 * len)?;
+        let q = self.block(qblock)?;
+        self.produce(2, shape, |m, out| {
+            let (a, b) = (&m.buffer.get(1)?.data, &m.buffer.top()?.data);
+            f(&q, a, b, out).map_err(kernel_error(qblock))
+        })
+    }
+
+    /// Executes one CNN-oriented instruction.
+    pub(crate) fn cnn(&mut self, op: Opcode) -> Result<(), ErrorKind> {
+        use Opcode::*;
+        match op {
+            CONV_MUL | CONV_3D => {
+                let [out_c, k, stride, pad, dilation, groups, wblock, qblock] = self.args()?;
+                let shape = self.buffer.top()?.shape;
+                let make = if op == CONV_MUL { ConvParams::conv2d } else { ConvParams::conv3d };
+                let p = make(shape, operand(out_c)?, operand(k)?, operand(stride)?, operand(pad)?, operand(dilation)?, operand(groups)?)
+                    .map_err(kernel_error(qblock))?;
+                self.conv(p, wblock, qblock)
+            }
+            CONV_SING => {
+                let [k, stride, pad, dilation, wblock, qblock] = self.args()?;
+                let shape = self.buffer.top()?.shape;
+                let p = ConvParams::conv2d(shape, shape.c, operand(k)?, operand(stride)?, operand(pad)?, operand(dilation)?, shape.c)
+                    .map_err(kernel_error(qblock))?;
+                self.conv(p, wblock, qblock)
+            }
+            CONV_TPD => {
+                let [out_c, k, stride, pad, out_pad, groups, wblock, qblock] = self.args()?;
+                let shape = self.buffer.top()?.shape;
+                let p = ConvTransposeParams::new(shape, operand(out_c)?, operand(k)?, operand(stride)?, operand(pad)?, operand(out_pad)?, operand(groups)?)
+                    .map_err(kernel_error(qblock))?;
+                self.charge_kernel(p.macs(), elements(&p.input)? + elements(&p.output)?)?;
+                let weights = self.layer_weights(wblock, p.weight_len())?;
+                let q = ChannelQuant::decode(&self.block(qblock)?, p.output.c).map_err(kernel_error(qblock))?;
+                self.produce(1, p.output, |m, out| {
+                    m.kernels.conv_transpose(&p, &m.buffer.top()?.data, as_i8(&weights), &q, out).map_err(kernel_error(qblock))
+                })
+            }
+            POOL_MAX => self.pool(PoolKind::Max),
+            POOL_OL => self.pool(PoolKind::MaxCeil),
+            POOL_AVG => self.pool(PoolKind::Average),
+            POOL_GAVG => {
+                let shape = self.buffer.top()?.shape;
+                let len = elements(&shape)?;
+                self.charge_kernel(len, len)?;
+                self.produce(1, Shape::flat(shape.c), |m, out| {
+                    elementwise::global_avg_pool(shape, &m.buffer.top()?.data, out).map_err(kernel_error(0))
+                })
+            }
+            FULL_CON => {
+                let [out_n, wblock, qblock] = self.args()?;
+                self.fully_connected(out_n, wblock, qblock)
+            }
+            MAT_MUL => {
+                let [qblock] = self.args()?;
+                let (a, b) = (self.buffer.get(1)?.shape, self.buffer.top()?.shape);
+                let rows = |s: Shape| (s.c as u64) * (s.d as u64) * (s.h as u64);
+                let (m_rows, k, n) = (rows(a), a.w as u64, b.w as u64);
+                if rows(b) != k || m_rows > u32::MAX as u64 {
+                    return Err(ErrorKind::ShapeMismatch);
+                }
+                let macs = m_rows.saturating_mul(k).saturating_mul(n);
+                if macs > smartvm_kernels::params::MAX_MACS {
+                    return Err(ErrorKind::Kernel(KernelError::TooLarge));
+                }
+                self.charge_kernel(macs, m_rows * k + k * n + m_rows * n)?;
+                let q = PairQuant::decode(&self.block(qblock)?).map_err(kernel_error(qblock))?;
+                let dims = [m_rows as u32, k as u32, n as u32];
+                self.produce(2, Shape::new(1, 1, m_rows as u32, n as u32), |m, out| {
+                    let (a, b) = (&m.buffer.get(1)?.data, &m.buffer.top()?.data);
+                    m.kernels.matmul(dims, a, b, &q, out).map_err(kernel_error(qblock))
+                })
+            }
+            ADD_RQ => {
+                let [qblock] = self.args()?;
+                self.pairwise(qblock, |q, a, b, out| elementwise::add(a, b, &AddQuant::decode(q)?, out))
+            }
+            MUL_RQ => {
+                let [qblock] = self.args()?;
+                self.pairwise(qblock, |q, a, b, out| elementwise::mul(a, b, &PairQuant::decode(q)?, out))
+            }
+            ACT_SM0 => {
+                let [qblock] = self.args()?;
+                let table = SoftmaxTable::decode(&self.block(qblock)?).map_err(kernel_error(qblock))?;
+                let shape = self.buffer.top()?.shape;
+                let len = elements(&shape)?;
+                self.charge_kernel(len, 2 * len)?;
+                self.produce(1, shape, |m, out| {
+                    elementwise::softmax(shape, &table, &m.buffer.top()?.data, out).map_err(kernel_error(qblock))
+                })
+            }
+            ACT_SM1 | ACT_TANH | ACT_LUT => {
+                let [table] = self.args()?;
+                let bytes = self.block(table)?;
+                let map = kernel_error(table);
+                self.in_place(|data| elementwise::lut(&bytes, data)).map_err(|e| match e {
+                    ErrorKind::BadQuantBlock { .. } => map(KernelError::BadQuant),
+                    other => other,
+                })
+            }
+            ACT_RL => {
+                let [zero] = self.args()?;
+                self.in_place(|data| elementwise::clip(data, zero, 127))
+            }
+            ACT_CLIP => {
+                let [lo, hi] = self.args()?;
+                self.in_place(|data| elementwise::clip(data, lo, hi))
+            }
+            BUF_SCL0 => {
+                let [times] = self.args()?;
+                self.in_place(|data| elementwise::scale_up(data, times))
+            }
+            BUF_SCL1 => {
+                let [times] = self.args()?;
+                self.in_place(|data| elementwise::scale_down(data, times))
+            }
+            BUF_BIAS => {
+                let [block] = self.args()?;
+                let bias = self.block(block)?;
+                if bias.len() != self.buffer.top()?.shape.c as usize {
+                    return Err(ErrorKind::ShapeMismatch);
+                }
+                self.in_place(|data| elementwise::add_channel_bias(data, as_i8(&bias)))
+            }
+            MTOB => {
+                let [offset, len] = self.args()?;
+                let r = self.memory.ensure(offset, len, &mut self.meter, &self.schedule)?;
+                self.charge_bytes(r.len() as u64)?;
+                let data = as_i8(&self.memory.bytes[r]).to_vec();
+                self.buffer.push(Frame::flat(data))
+            }
+            BTOM => {
+                let [offset] = self.args()?;
+                let len = self.buffer.top()?.data.len();
+                self.charge_bytes(len as u64)?;
+                let r = self.memory.ensure(offset, len as i64, &mut self.meter, &self.schedule)?;
+                let frame = self.buffer.pop()?;
+                self.memory.bytes[r].copy_from_slice(smartvm_kernels::as_u8(&frame.data));
+                Ok(())
+            }
+            BTOS0 => {
+                let [offset] = self.args()?;
+                let data = &self.buffer.top()?.data;
+                let v = *usize::try_from(offset).ok().and_then(|o| data.get(o)).ok_or(ErrorKind::BadOperand)?;
+                self.push(v as i64)
+            }
+            BTOS1 => {
+                let [offset, len] = self.args()?;
+                let (offset, len) = (operand(offset)? as usize, operand(len)? as usize);
+                self.charge_bytes(len as u64)?;
+                let data = &self.buffer.top()?.data;
+                let slice = data.get(offset..offset.saturating_add(len)).ok_or(ErrorKind::BadOperand)?;
+                self.output = Some(slice.to_vec());
+                Ok(())
+            }
+            BUF_CLS => {
+                let [count] = self.args()?;
+                for _ in 0..operand(count)? {
+                    self.buffer.pop()?;
+                }
+                Ok(())
+            }
+            BUF_FIL => {
+                let [value] = self.args()?;
+                let value = i8::try_from(value).map_err(|_| ErrorKind::BadOperand)?;
+                self.in_place(|data| {
+                    data.fill(value);
+                    Ok(())
+                })
+            }
+            BUF_INIT => {
+                let [limit] = self.args()?;
+                self.buffer.init(operand(limit)? as u64)
+            }
+            BUF_ALLO => {
+                let [bytes] = self.args()?;
+                let bytes = operand(bytes)?;
+                self.charge_bytes(bytes as u64)?;
+                self.buffer.reserve(bytes as u64)?;
+                self.buffer.push(Frame::flat(vec![0; bytes as usize]))
+            }
+            BUF_FREE => {
+                let [bytes] = self.args()?;
+                self.buffer.shrink_top(operand(bytes)? as u64)
+            }
+            BUF_COPY => {
+                let [depth] = self.args()?;
+                let frame = self.buffer.get(operand(depth)? as usize)?;
+                let len = frame.data.len() as u64;
+                self.charge_bytes(len)?;
+                self.buffer.reserve(len)?;
+                let copy = self.buffer.get(depth as usize)?.clone();
+                self.buffer.push(copy)
+            }
+            BUF_SHAPE => {
+                let [c, d, h, w] = self.args()?;
+                let shape = Shape::new(operand(c)?, operand(d)?, operand(h)?, operand(w)?);
+                let top = self.buffer.top_mut()?;
+                if shape.elements() != Some(top.data.len() as u64) {
+                    return Err(ErrorKind::ShapeMismatch);
+                }
+                top.shape = shape;
+                Ok(())
+            }
+            BUF_SWAP => {
+                let [depth] = self.args()?;
+                self.buffer.swap(operand(depth)? as usize)
+            }
+            BUF_SLICE => {
+                let [offset, len] = self.args()?;
+                let (offset, len) = (operand(offset)? as usize, operand(len)? as usize);
+                self.charge_bytes(len as u64)?;
+                let data = &self.buffer.top()?.data;
+                let slice = data.get(offset..offset.saturating_add(len)).ok_or(ErrorKind::BadOperand)?.to_vec();
+                self.buffer.push(Frame::flat(slice))
+            }
+            BUF_CAT => {
+                let [count] = self.args()?;
+                let count = operand(count)? as usize;
+                if count == 0 || count > self.buffer.depth() {
+                    return Err(ErrorKind::BufferUnderflow);
+                }
+                let total: u64 = (0..count).map(|d| self.buffer.get(d).map(|f| f.data.len() as u64)).sum::<Result<u64, _>>()?;
+                if total > u32::MAX as u64 {
+                    return Err(ErrorKind::BufferLimit);
+                }
+                self.charge_bytes(total)?;
+                self.produce(count, Shape::flat(total as u32), |m, out| {
+                    let mut at = 0;
+                    for d in (0..count).rev() {
+                        let part = &m.buffer.get(d)?.data;
+                        out[at..at + part.len()].copy_from_slice(part);
+                        at += part.len();
+                    }
+                    Ok(())
+                })
+            }
+            ARGMAX => {
+                let data = &self.buffer.top()?.data;
+                let mut best = 0usize;
+                for (i, v) in data.iter().enumerate() {
+                    if *v > data[best] {
+                        best = i;
+                    }
+                }
+                let len = data.len() as u64;
+                self.charge_bytes(len)?;
+                self.push(best as i64)
+            }
+            _ => Err(ErrorKind::InvalidInstruction),
+        }
+    }
+}

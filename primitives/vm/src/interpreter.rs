@@ -1,0 +1,359 @@
+//! The fetch-charge-dispatch loop and the base instruction set.
+
+use alloc::borrow::Cow;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use smartvm_isa::{code::read_immediate, validate, validate::STACK_LIMIT, Opcode, Program, ValidationError};
+use smartvm_kernels::Kernels;
+
+use crate::buffer::Buffer;
+use crate::error::{ErrorKind, VmError};
+use crate::gas::{Meter, Schedule};
+use crate::memory::Memory;
+use crate::weights::{gather, WeightSource};
+use crate::Config;
+
+/// A program that passed validation, with its jump table ready.
+#[derive(Clone, Debug)]
+pub struct Executable {
+    program: Program,
+    jumpdest: Vec<bool>,
+    instruction_count: usize,
+}
+
+impl Executable {
+    /// Validates `program` and prepares it for execution.
+    pub fn new(program: Program) -> Result<Executable, ValidationError> {
+        validate(&program)?;
+        let mut jumpdest = vec![false; program.code.len()];
+        let mut instruction_count = 0;
+        for ins in smartvm_isa::decode_instructions(&program.code).flatten() {
+            jumpdest[ins.pc as usize] = ins.opcode == Opcode::JUMPDEST;
+            instruction_count += 1;
+        }
+        Ok(Executable { program, jumpdest, instruction_count })
+    }
+
+    /// The program.
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
+    /// Instructions in the code (static count, the paper's "bytecode length").
+    pub fn instruction_count(&self) -> usize {
+        self.instruction_count
+    }
+}
+
+/// What a successful execution produced and consumed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// The program's output elements.
+    pub output: Vec<i8>,
+    /// Gas consumed.
+    pub gas_used: u64,
+    /// Instructions executed.
+    pub instructions: u64,
+    /// Most bytes the Buffer held at once.
+    pub peak_buffer_bytes: u64,
+    /// Bytes of Memory at the end (Memory never shrinks, so also its peak).
+    pub peak_memory_bytes: u64,
+    /// Weight blocks fetched (a WLOAD from the block just read counts once).
+    pub weight_blocks_read: u64,
+    /// Weight bytes fetched.
+    pub weight_bytes_read: u64,
+}
+
+/// The state of one execution.
+pub(crate) struct Machine<'a, K, W> {
+    pub(crate) stack: Vec<i64>,
+    pub(crate) memory: Memory,
+    pub(crate) buffer: Buffer,
+    pub(crate) meter: Meter,
+    pub(crate) schedule: Schedule,
+    pub(crate) kernels: &'a K,
+    pub(crate) weights: &'a W,
+    pub(crate) output: Option<Vec<i8>>,
+    pub(crate) blocks_read: u64,
+    pub(crate) weight_bytes: u64,
+    element_cache: Option<(u32, Cow<'a, [u8]>)>,
+}
+
+/// Converts a stack word to a non-negative u32 operand.
+#[inline]
+pub(crate) fn operand(v: i64) -> Result<u32, ErrorKind> {
+    u32::try_from(v).map_err(|_| ErrorKind::BadOperand)
+}
+
+impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
+    /// Pops `N` words, returned in push order (the last pushed is last).
+    #[inline(always)]
+    pub(crate) fn args<const N: usize>(&mut self) -> Result<[i64; N], ErrorKind> {
+        let len = self.stack.len();
+        if len < N {
+            return Err(ErrorKind::StackUnderflow);
+        }
+        let mut out = [0i64; N];
+        out.copy_from_slice(&self.stack[len - N..]);
+        self.stack.truncate(len - N);
+        Ok(out)
+    }
+
+    #[inline(always)]
+    pub(crate) fn push(&mut self, v: i64) -> Result<(), ErrorKind> {
+        if self.stack.len() >= STACK_LIMIT {
+            return Err(ErrorKind::StackOverflow);
+        }
+        self.stack.push(v);
+        Ok(())
+    }
+
+    #[inline(always)]
+    pub(crate) fn charge(&mut self, amount: u64) -> Result<(), ErrorKind> {
+        if self.meter.charge(amount) {
+            Ok(())
+        } else {
+            Err(ErrorKind::OutOfGas)
+        }
+    }
+
+    /// Fetches one whole block (a qblock or table), charging for it.
+    pub(crate) fn block(&mut self, index: i64) -> Result<Cow<'a, [u8]>, ErrorKind> {
+        let index = operand(index)?;
+        let bytes = self.weights.block(index).ok_or(ErrorKind::MissingWeightBlock { index })?;
+        self.charge(self.schedule.weights(1, bytes.len() as u64))?;
+        self.blocks_read += 1;
+        self.weight_bytes += bytes.len() as u64;
+        Ok(bytes)
+    }
+
+    /// Fetches `len` weight bytes starting at block `first`, charging before reading.
+    pub(crate) fn layer_weights(&mut self, first: i64, len: usize) -> Result<Cow<'a, [u8]>, ErrorKind> {
+        let first = operand(first)?;
+        self.charge(self.schedule.weights(0, len as u64))?;
+        let (bytes, count) = gather(self.weights, first, len)?;
+        self.charge(self.schedule.weights(count as u64, 0))?;
+        self.blocks_read += count as u64;
+        self.weight_bytes += len as u64;
+        Ok(bytes)
+    }
+
+    /// WLOAD8 / WLOAD32: `width` bytes at `offset` of block `index`, sign-extended.
+    fn weight_element(&mut self, index: i64, offset: i64, width: usize) -> Result<i64, ErrorKind> {
+        let index = operand(index)?;
+        let offset = operand(offset)? as usize;
+        let cached = matches!(&self.element_cache, Some((i, _)) if *i == index);
+        if !cached {
+            let bytes = self.weights.block(index).ok_or(ErrorKind::MissingWeightBlock { index })?;
+            self.charge(self.schedule.weights(1, 0))?;
+            self.blocks_read += 1;
+            self.weight_bytes += bytes.len() as u64;
+            self.element_cache = Some((index, bytes));
+        }
+        let bytes = match &self.element_cache {
+            Some((_, b)) => b,
+            None => return Err(ErrorKind::MissingWeightBlock { index }),
+        };
+        let raw = bytes.get(offset..offset.saturating_add(width)).ok_or(ErrorKind::BadOperand)?;
+        Ok(read_immediate(raw))
+    }
+}
+
+/// Runs a validated program on an int8 input.
+///
+/// The input (which must match the program's input shape) is placed in Memory at offset 0.
+/// On success the output has exactly `program.output_len` elements.
+pub fn execute<K: Kernels, W: WeightSource>(
+    exe: &Executable,
+    input: &[i8],
+    weights: &W,
+    kernels: &K,
+    config: &Config,
+    gas_limit: u64,
+) -> Result<Outcome, VmError> {
+    let program = &exe.program;
+    let fault = |pc: usize, kind| VmError { pc: pc as u32, kind };
+    if program.input.elements() != Some(input.len() as u64) {
+        return Err(fault(0, ErrorKind::ShapeMismatch));
+    }
+    let mut m = Machine {
+        stack: Vec::with_capacity(64),
+        memory: Memory::new(config.max_memory),
+        buffer: Buffer::new(config.max_buffer, config.max_frames),
+        meter: Meter { limit: gas_limit, used: 0 },
+        schedule: config.schedule,
+        kernels,
+        weights,
+        output: None,
+        blocks_read: 0,
+        weight_bytes: 0,
+        element_cache: None,
+    };
+    let range = m.memory.ensure(0, input.len() as i64, &mut m.meter, &m.schedule).map_err(|k| fault(0, k))?;
+    m.memory.bytes[range].copy_from_slice(smartvm_kernels::as_u8(input));
+
+    let costs = config.schedule.static_costs();
+    let code = &program.code[..];
+    let mut pc = 0usize;
+    let mut instructions = 0u64;
+    let result = loop {
+        let Some(&byte) = code.get(pc) else { break Ok(()) };
+        instructions += 1;
+        if !m.meter.charge(costs[byte as usize]) {
+            break Err(fault(pc, ErrorKind::OutOfGas));
+        }
+        let Some(op) = Opcode::from_byte(byte) else {
+            break Err(fault(pc, ErrorKind::InvalidInstruction));
+        };
+        match step(&mut m, op, code, pc, &exe.jumpdest) {
+            Ok(Flow::Next(next)) => pc = next,
+            Ok(Flow::Halt) => break Ok(()),
+            Err(kind) => break Err(fault(pc, kind)),
+        }
+    };
+    result?;
+    let output = m.output.take().unwrap_or_default();
+    if output.len() != program.output_len as usize {
+        return Err(fault(pc.min(code.len()), ErrorKind::OutputSize));
+    }
+    Ok(Outcome {
+        output,
+        gas_used: m.meter.used,
+        instructions,
+        peak_buffer_bytes: m.buffer.peak_bytes(),
+        peak_memory_bytes: m.memory.size() as u64,
+        weight_blocks_read: m.blocks_read,
+        weight_bytes_read: m.weight_bytes,
+    })
+}
+
+enum Flow {
+    Next(usize),
+    Halt,
+}
+
+#[inline(always)]
+fn binary<K: Kernels, W: WeightSource>(m: &mut Machine<'_, K, W>, f: impl FnOnce(i64, i64) -> i64) -> Result<(), ErrorKind> {
+    let [a, b] = m.args()?;
+    m.stack.push(f(a, b));
+    Ok(())
+}
+
+fn jump_target(dest: i64, jumpdest: &[bool]) -> Result<usize, ErrorKind> {
+    usize::try_from(dest)
+        .ok()
+        .filter(|d| jumpdest.get(*d).copied().unwrap_or(false))
+        .ok_or(ErrorKind::InvalidJump)
+}
+
+#[inline(always)]
+fn step<K: Kernels, W: WeightSource>(m: &mut Machine<'_, K, W>, op: Opcode, code: &[u8], pc: usize, jumpdest: &[bool]) -> Result<Flow, ErrorKind> {
+    use Opcode::*;
+    let next = pc + 1;
+    match op {
+        STOP => return Ok(Flow::Halt),
+        ADD => binary(m, i64::wrapping_add)?,
+        MUL => binary(m, i64::wrapping_mul)?,
+        SUB => binary(m, i64::wrapping_sub)?,
+        DIV => binary(m, |a, b| if b == 0 { 0 } else { a.wrapping_div(b) })?,
+        MOD => binary(m, |a, b| if b == 0 { 0 } else { a.wrapping_rem(b) })?,
+        SHL => binary(m, |a, n| if (0..64).contains(&n) { a << n } else { 0 })?,
+        SAR => binary(m, |a, n| a >> n.clamp(0, 63))?,
+        MIN => binary(m, i64::min)?,
+        MAX => binary(m, i64::max)?,
+        LT => binary(m, |a, b| (a < b) as i64)?,
+        GT => binary(m, |a, b| (a > b) as i64)?,
+        EQ => binary(m, |a, b| (a == b) as i64)?,
+        AND => binary(m, |a, b| a & b)?,
+        OR => binary(m, |a, b| a | b)?,
+        XOR => binary(m, |a, b| a ^ b)?,
+        ISZERO => {
+            let [a] = m.args()?;
+            m.stack.push((a == 0) as i64);
+        }
+        NOT => {
+            let [a] = m.args()?;
+            m.stack.push(!a);
+        }
+        POP => {
+            m.args::<1>()?;
+        }
+        MLOAD8 | MLOAD32 | MLOAD64 => {
+            let width = match op {
+                MLOAD8 => 1,
+                MLOAD32 => 4,
+                _ => 8,
+            };
+            let [addr] = m.args()?;
+            let r = m.memory.ensure(addr, width, &mut m.meter, &m.schedule)?;
+            let v = read_immediate(&m.memory.bytes[r]);
+            m.stack.push(v);
+        }
+        MSTORE8 | MSTORE32 | MSTORE64 => {
+            let width = match op {
+                MSTORE8 => 1,
+                MSTORE32 => 4,
+                _ => 8,
+            };
+            let [addr, value] = m.args()?;
+            let r = m.memory.ensure(addr, width as i64, &mut m.meter, &m.schedule)?;
+            m.memory.bytes[r].copy_from_slice(&value.to_le_bytes()[..width]);
+        }
+        MSIZE => m.push(m.memory.size() as i64)?,
+        JUMP => {
+            let [dest] = m.args()?;
+            return Ok(Flow::Next(jump_target(dest, jumpdest)?));
+        }
+        JUMPI => {
+            let [dest, cond] = m.args()?;
+            if cond != 0 {
+                return Ok(Flow::Next(jump_target(dest, jumpdest)?));
+            }
+        }
+        JUMPDEST => {}
+        WLOAD8 => {
+            let [block, index] = m.args()?;
+            let v = m.weight_element(block, index, 1)?;
+            m.stack.push(v);
+        }
+        WLOAD32 => {
+            let [block, offset] = m.args()?;
+            let v = m.weight_element(block, offset, 4)?;
+            m.stack.push(v);
+        }
+        PUSH1 | PUSH2 | PUSH4 | PUSH8 => {
+            let width = op.info().immediate as usize;
+            let imm = code.get(next..next + width).ok_or(ErrorKind::InvalidInstruction)?;
+            m.push(read_immediate(imm))?;
+            return Ok(Flow::Next(next + width));
+        }
+        RETURN => {
+            let [offset, len] = m.args()?;
+            let r = m.memory.ensure(offset, len, &mut m.meter, &m.schedule)?;
+            m.output = Some(smartvm_kernels::as_i8(&m.memory.bytes[r]).to_vec());
+            return Ok(Flow::Halt);
+        }
+        REVERT => return Err(ErrorKind::Reverted),
+        INVALID => return Err(ErrorKind::InvalidInstruction),
+        _ if (DUP1 as u8..=DUP16 as u8).contains(&(op as u8)) => {
+            let n = (op as u8 - DUP1 as u8) as usize + 1;
+            let len = m.stack.len();
+            if len < n {
+                return Err(ErrorKind::StackUnderflow);
+            }
+            let v = m.stack[len - n];
+            m.push(v)?;
+        }
+        _ if (SWAP1 as u8..=SWAP16 as u8).contains(&(op as u8)) => {
+            let n = (op as u8 - SWAP1 as u8) as usize + 1;
+            let len = m.stack.len();
+            if len <= n {
+                return Err(ErrorKind::StackUnderflow);
+            }
+            m.stack.swap(len - 1, len - 1 - n);
+        }
+        _ => m.cnn(op)?,
+    }
+    Ok(Flow::Next(next))
+}

@@ -1,0 +1,46 @@
+//! Byte-addressed Memory that only grows, like the EVM's: the never-free baseline the Buffer is
+//! measured against. Growth is charged per 32-byte word and bounded by a limit.
+
+use alloc::vec::Vec;
+
+use crate::error::ErrorKind;
+use crate::gas::{Meter, Schedule};
+
+/// The Memory of one execution.
+#[derive(Clone, Debug, Default)]
+pub struct Memory {
+    pub(crate) bytes: Vec<u8>,
+    limit: u64,
+}
+
+impl Memory {
+    /// Empty Memory that may grow to `limit` bytes.
+    pub fn new(limit: u32) -> Memory {
+        Memory { bytes: Vec::new(), limit: limit as u64 }
+    }
+
+    /// Makes `[offset, offset + len)` addressable, charging for growth; returns the range.
+    #[inline]
+    pub fn ensure(&mut self, offset: i64, len: i64, meter: &mut Meter, schedule: &Schedule) -> Result<core::ops::Range<usize>, ErrorKind> {
+        if offset < 0 || len < 0 {
+            return Err(ErrorKind::BadOperand);
+        }
+        let end = (offset as u64).checked_add(len as u64).ok_or(ErrorKind::MemoryLimit)?;
+        if end > self.bytes.len() as u64 {
+            if end > self.limit {
+                return Err(ErrorKind::MemoryLimit);
+            }
+            let words = end.div_ceil(32) - (self.bytes.len() as u64).div_ceil(32);
+            if !meter.charge(words.saturating_mul(schedule.per_memory_word)) {
+                return Err(ErrorKind::OutOfGas);
+            }
+            self.bytes.resize((end.div_ceil(32) * 32).min(self.limit) as usize, 0);
+        }
+        Ok(offset as usize..end as usize)
+    }
+
+    /// Bytes in use (the peak: Memory never shrinks).
+    pub fn size(&self) -> usize {
+        self.bytes.len()
+    }
+}
