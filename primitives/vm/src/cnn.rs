@@ -281,8 +281,8 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
             BUF_ALLO => {
                 let [bytes] = self.args()?;
                 let bytes = operand(bytes)?;
-                self.charge_bytes(bytes as u64)?;
                 self.buffer.reserve(bytes as u64)?;
+                self.charge_bytes(bytes as u64)?;
                 self.buffer.push(Frame::flat(vec![0; bytes as usize]))
             }
             BUF_FREE => {
