@@ -154,7 +154,7 @@ class Gen:
     slots, loops as compare-and-jump, every weight read with WLOAD8 from storage."""
 
     def __init__(self):
-        self.lines, self.labels, self.slot = [], 0, 16384
+        self.lines, self.labels, self.slot = [], 0, 9088
 
     def emit(self, *ops):
         self.lines.extend("    " + op for op in ops)

@@ -1,1 +1,97 @@
-fn main(){}
+//! `smartvm`: the command-line front door to SmartVM programs.
+
+mod bench;
+mod load;
+mod run;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use smartvm_isa::{asm, TABLE};
+
+#[derive(Parser)]
+#[command(name = "smartvm", version, about = "Assemble, inspect, run and benchmark SmartVM programs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Which kernel implementation executes the CNN instructions.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Backend {
+    /// SIMD + rayon, what the node's host function runs.
+    Native,
+    /// The plain reference kernels, what the wasm runtime runs.
+    Reference,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the opcode table.
+    Opcodes {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Assemble source text into a program container.
+    Asm {
+        /// Assembly source (.sasm).
+        source: PathBuf,
+        /// Output program (.smvm).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Weight pack whose blocks fill the manifest (lengths and hashes).
+        #[arg(long)]
+        weights: Option<PathBuf>,
+    },
+    /// Print a program container as assembly source.
+    Disasm {
+        /// Program (.smvm).
+        program: PathBuf,
+    },
+    /// Run a program on one input.
+    Run(run::RunArgs),
+    /// Measure LeNet-5 with CNN instructions against the base-set version.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Opcodes { json } => print_opcodes(json),
+        Command::Asm { source, output, weights } => {
+            let program = load::program(&source, weights.as_deref())?;
+            std::fs::write(&output, program.encode()).with_context(|| format!("writing {}", output.display()))?;
+            println!("{}: {} code bytes, {} weight blocks", output.display(), program.code.len(), program.blocks.len());
+            Ok(())
+        }
+        Command::Disasm { program } => {
+            let program = load::program(&program, None)?;
+            print!("{}", asm::disassemble(&program));
+            Ok(())
+        }
+        Command::Run(args) => run::run(args),
+        Command::Bench(args) => bench::bench(args),
+    }
+}
+
+fn print_opcodes(json: bool) -> Result<()> {
+    if json {
+        let rows: Vec<_> = TABLE
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "mnemonic": r.mnemonic, "byte": r.byte, "inputs": r.inputs, "outputs": r.outputs,
+                    "immediate": r.immediate, "gas": format!("{:?}", r.gas), "summary": r.summary,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!("{:<5} {:<10} {:>3} {:>4} {:>4} {:<10} summary", "byte", "mnemonic", "in", "out", "imm", "gas");
+    for r in TABLE {
+        println!("{:#04x}  {:<10} {:>3} {:>4} {:>4} {:<10} {}", r.byte, r.mnemonic, r.inputs, r.outputs, r.immediate, format!("{:?}", r.gas), r.summary);
+    }
+    Ok(())
+}

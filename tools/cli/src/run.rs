@@ -1,0 +1,84 @@
+//! `smartvm run`: execute a program on one input and report what it cost.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{anyhow, Result};
+use clap::Args;
+use smartvm_kernels::{Kernels, Native, Reference};
+use smartvm_vm::{execute, BlockList, Config, Executable, Outcome};
+
+use crate::{load, Backend};
+
+/// Arguments of `smartvm run`.
+#[derive(Args)]
+pub struct RunArgs {
+    /// Program (.smvm container or .sasm source).
+    program: PathBuf,
+    /// Weight pack (.smw).
+    #[arg(long)]
+    weights: PathBuf,
+    /// Raw int8 input file; may hold several inputs back to back.
+    #[arg(long)]
+    input: PathBuf,
+    /// Which input of the file to run.
+    #[arg(long, default_value_t = 0)]
+    index: usize,
+    /// Kernel backend.
+    #[arg(long, value_enum, default_value_t = Backend::Native)]
+    backend: Backend,
+    /// Gas limit.
+    #[arg(long, default_value_t = u64::MAX)]
+    gas: u64,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Executes with the chosen backend.
+pub fn execute_with(backend: Backend, exe: &Executable, input: &[i8], blocks: &[Vec<u8>], gas: u64) -> Result<Outcome> {
+    fn go<K: Kernels>(k: &K, exe: &Executable, input: &[i8], blocks: &[Vec<u8>], gas: u64) -> Result<Outcome> {
+        execute(exe, input, &BlockList(blocks), k, &Config::default(), gas).map_err(|e| anyhow!("execution failed: {e}"))
+    }
+    match backend {
+        Backend::Native => go(&Native, exe, input, blocks, gas),
+        Backend::Reference => go(&Reference, exe, input, blocks, gas),
+    }
+}
+
+/// The index of the first largest element.
+pub fn argmax(values: &[i8]) -> usize {
+    values.iter().enumerate().fold(0, |best, (i, v)| if *v > values[best] { i } else { best })
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let blocks = load::blocks(&args.weights)?;
+    let program = load::program(&args.program, Some(&args.weights))?;
+    load::check_manifest(&program, &blocks)?;
+    let len = program.input.elements().unwrap_or(0) as usize;
+    let input = load::input(&args.input, len, args.index)?;
+    let exe = Executable::new(program).map_err(|e| anyhow!("invalid program: {e:?}"))?;
+    let started = Instant::now();
+    let out = execute_with(args.backend, &exe, &input, &blocks, args.gas)?;
+    let elapsed = started.elapsed();
+    let class = argmax(&out.output);
+    if args.json {
+        let report = serde_json::json!({
+            "output": out.output, "argmax": class, "gas_used": out.gas_used,
+            "instructions": out.instructions, "peak_buffer_bytes": out.peak_buffer_bytes,
+            "peak_memory_bytes": out.peak_memory_bytes, "weight_blocks_read": out.weight_blocks_read,
+            "weight_bytes_read": out.weight_bytes_read, "elapsed_us": elapsed.as_secs_f64() * 1e6,
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("output            {:?}", out.output);
+        println!("argmax            {class}");
+        println!("gas used          {}", out.gas_used);
+        println!("instructions      {}", out.instructions);
+        println!("peak Buffer bytes {}", out.peak_buffer_bytes);
+        println!("Memory bytes      {}", out.peak_memory_bytes);
+        println!("weight reads      {} blocks, {} bytes", out.weight_blocks_read, out.weight_bytes_read);
+        println!("time              {:.3} ms ({:?} kernels, one run)", elapsed.as_secs_f64() * 1e3, args.backend);
+    }
+    Ok(())
+}
