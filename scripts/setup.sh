@@ -19,3 +19,6 @@ if command -v rustup >/dev/null 2>&1; then
   grep -qx wasm32-unknown-unknown <<<"$installed_targets" || rustup target add wasm32-unknown-unknown
   rustup component list --installed | grep -q '^rust-src' || rustup component add rust-src
 fi
+
+# numpy regenerates the golden vectors (tests/golden/check.sh); it is small, unlike torch.
+python3 -c "import numpy" 2>/dev/null || python3 -m pip install -q numpy

@@ -1,0 +1,52 @@
+# SmartVM on Substrate — the two commands are `make run` and `make test`.
+# Builds go to a cache outside the clone so CI and later runs reuse them.
+CARGO_TARGET_DIR ?= $(HOME)/.cache/smartvm/target
+export CARGO_TARGET_DIR
+SMARTVM := $(CARGO_TARGET_DIR)/release/smartvm
+LENET := examples/lenet5
+
+.PHONY: run test setup build golden lint fmt bench fuzz relay
+
+## Build and run the LeNet-5 demo (CNN instructions vs. the plain base set).
+run: setup build
+	@for i in 0 1 2 3; do \
+	  echo "== LeNet-5, sample input $$i (CNN instructions, native kernels)"; \
+	  $(SMARTVM) run $(LENET)/lenet5.sasm --weights $(LENET)/weights.smw --input $(LENET)/inputs.bin --index $$i; \
+	done
+	@echo "== the same network with CNN instructions and with the base set only"
+	$(SMARTVM) bench --dir $(LENET) --iterations 500
+
+## Install what is missing and run every test.
+test: setup
+	cargo test --workspace
+	@bash tests/golden/check.sh
+
+setup:
+	@bash scripts/setup.sh
+
+build:
+	cargo build --release -p smartvm-cli
+
+## Regenerate the golden vectors and LeNet-5 fixtures (numpy) and check they are unchanged.
+golden: setup
+	@bash tests/golden/check.sh
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+## Criterion benchmark of LeNet-5 both ways, then the ratio table.
+bench: setup build
+	cargo bench -p smartvm-vm --bench lenet5
+	$(SMARTVM) bench --dir $(LENET)
+
+## Run the decode + validate + execute fuzzer for FUZZ_SECONDS (default 300).
+fuzz: setup
+	bash scripts/fuzz.sh $(or $(FUZZ_SECONDS),300)
+
+## Build the relay-chain binaries for zombienet into the cache (long, resumable).
+relay:
+	bash scripts/install-relay.sh
