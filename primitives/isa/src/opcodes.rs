@@ -203,14 +203,22 @@ const INDEX: [u8; 256] = {
     index
 };
 
+/// Byte -> instruction, so decoding in the interpreter's hot loop is a single load.
+const DECODE: [Option<Opcode>; 256] = {
+    let mut decode = [None; 256];
+    let mut row = 0;
+    while row < TABLE.len() {
+        decode[TABLE[row].byte as usize] = Some(TABLE[row].opcode);
+        row += 1;
+    }
+    decode
+};
+
 impl Opcode {
     /// The instruction with this byte, if any.
-    #[inline]
+    #[inline(always)]
     pub fn from_byte(byte: u8) -> Option<Opcode> {
-        match INDEX[byte as usize] {
-            u8::MAX => None,
-            row => Some(TABLE[row as usize].opcode),
-        }
+        DECODE[byte as usize]
     }
 
     /// This instruction's row in the table.

@@ -13,8 +13,9 @@ use rayon::prelude::*;
 use crate::arith::requantize;
 use crate::{check_conv, check_fc, ChannelQuant, ConvParams, ConvTransposeParams, KernelError, Kernels, PairQuant, PoolParams, Reference};
 
-/// Below this many multiply-accumulates a call runs on the calling thread.
-const PARALLEL_MACS: u64 = 1 << 17;
+/// Below this many multiply-accumulates a call runs on the calling thread: measured on LeNet-5,
+/// handing a quarter-million-MAC layer to rayon costs more than it saves.
+const PARALLEL_MACS: u64 = 1 << 21;
 
 /// The native backend.
 #[derive(Clone, Copy, Debug, Default)]
@@ -30,7 +31,7 @@ fn axpy(acc: &mut [i32], w: i32, col: &[i16]) {
 
 /// Wrapping dot product of int8 weights with zero-point-shifted int16 activations.
 #[inline(always)]
-fn dot(weights: &[i8], xs: &[i16]) -> i32 {
+fn dot_body(weights: &[i8], xs: &[i16]) -> i32 {
     let mut lanes = [0i32; 16];
     let mut w_chunks = weights.chunks_exact(16);
     let mut x_chunks = xs.chunks_exact(16);
@@ -84,8 +85,65 @@ fn im2col(p: &ConvParams, input: &[i8], zero: i32, group: u32) -> Vec<i16> {
     col
 }
 
-/// One output channel of a 2-D conv from the unfolded input.
+/// Transposes an unfolded K × P matrix to P × K, so each output is one contiguous dot product.
+fn transpose(col: &[i16], taps: usize, positions: usize) -> Vec<i16> {
+    let mut rows = vec![0i16; col.len()];
+    for t in 0..taps {
+        for p in 0..positions {
+            rows[p * taps + t] = col[t * positions + p];
+        }
+    }
+    rows
+}
+
+/// One output channel as P dot products over the taps: better when taps are many or outputs few.
+fn conv_channel_rows(oc: usize, rows: &[i16], weights: &[i8], q: &ChannelQuant, taps: usize, out: &mut [i8]) {
+    let w = &weights[oc * taps..(oc + 1) * taps];
+    let r = &q.output;
+    for (p, y) in out.iter_mut().enumerate() {
+        let acc = q.bias[oc].wrapping_add(dot(w, &rows[p * taps..(p + 1) * taps]));
+        *y = requantize(acc, q.mult[oc], q.shift[oc], r.zero, r.lo, r.hi);
+    }
+}
+
+/// One output channel of a 2-D conv from the unfolded input, with the widest SIMD the CPU has.
 fn conv_channel(oc: usize, col: &[i16], weights: &[i8], q: &ChannelQuant, taps: usize, out: &mut [i8]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { x86::conv_channel_avx2(oc, col, weights, q, taps, out) };
+    }
+    conv_channel_body(oc, col, weights, q, taps, out)
+}
+
+/// Wrapping dot product, with the widest SIMD the CPU has.
+fn dot(weights: &[i8], xs: &[i16]) -> i32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { x86::dot_avx2(weights, xs) };
+    }
+    dot_body(weights, xs)
+}
+
+/// The same loops compiled for AVX2; chosen at run time, so one binary runs everywhere.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::*;
+
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn conv_channel_avx2(oc: usize, col: &[i16], weights: &[i8], q: &ChannelQuant, taps: usize, out: &mut [i8]) {
+        conv_channel_body(oc, col, weights, q, taps, out)
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn dot_avx2(weights: &[i8], xs: &[i16]) -> i32 {
+        dot_body(weights, xs)
+    }
+}
+
+#[inline(always)]
+fn conv_channel_body(oc: usize, col: &[i16], weights: &[i8], q: &ChannelQuant, taps: usize, out: &mut [i8]) {
     let positions = out.len();
     let mut acc = vec![q.bias[oc]; positions];
     for (t, w) in weights[oc * taps..(oc + 1) * taps].iter().enumerate() {
@@ -109,11 +167,23 @@ impl Kernels for Native {
         let taps = p.weights_per_output();
         let group_out = p.group_out() as usize;
         let parallel = p.macs() >= PARALLEL_MACS;
+        // Few taps over many positions (first layers): broadcast each weight along a row of
+        // outputs. Many taps or few positions (deep layers): one dot product per output.
+        let by_rows = taps >= 32 || positions < 32;
         for g in 0..p.groups {
-            let col = im2col(p, input, q.input_zero, g);
+            let mut col = im2col(p, input, q.input_zero, g);
+            if by_rows {
+                col = transpose(&col, taps, positions);
+            }
             let first = g as usize * group_out;
             let outs = &mut out[first * positions..(first + group_out) * positions];
-            let run = |(j, chunk): (usize, &mut [i8])| conv_channel(first + j, &col, weights, q, taps, chunk);
+            let run = |(j, chunk): (usize, &mut [i8])| {
+                if by_rows {
+                    conv_channel_rows(first + j, &col, weights, q, taps, chunk)
+                } else {
+                    conv_channel(first + j, &col, weights, q, taps, chunk)
+                }
+            };
             if parallel {
                 outs.par_chunks_mut(positions).enumerate().for_each(run);
             } else {

@@ -94,9 +94,9 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
         if len < N {
             return Err(ErrorKind::StackUnderflow);
         }
-        let mut out = [0i64; N];
-        out.copy_from_slice(&self.stack[len - N..]);
-        self.stack.truncate(len - N);
+        let base = len - N;
+        let out = core::array::from_fn(|i| self.stack[base + i]);
+        self.stack.truncate(base);
         Ok(out)
     }
 
@@ -240,6 +240,12 @@ fn binary<K: Kernels, W: WeightSource>(m: &mut Machine<'_, K, W>, f: impl FnOnce
     Ok(())
 }
 
+/// The `N` immediate bytes at `at` (validated code always has them).
+#[inline(always)]
+fn immediate<const N: usize>(code: &[u8], at: usize) -> Result<[u8; N], ErrorKind> {
+    code.get(at..at + N).and_then(|b| b.try_into().ok()).ok_or(ErrorKind::InvalidInstruction)
+}
+
 fn jump_target(dest: i64, jumpdest: &[bool]) -> Result<usize, ErrorKind> {
     usize::try_from(dest)
         .ok()
@@ -279,26 +285,32 @@ fn step<K: Kernels, W: WeightSource>(m: &mut Machine<'_, K, W>, op: Opcode, code
         POP => {
             m.args::<1>()?;
         }
-        MLOAD8 | MLOAD32 | MLOAD64 => {
-            let width = match op {
-                MLOAD8 => 1,
-                MLOAD32 => 4,
-                _ => 8,
-            };
+        MLOAD8 => {
             let [addr] = m.args()?;
-            let r = m.memory.ensure(addr, width, &mut m.meter, &m.schedule)?;
-            let v = read_immediate(&m.memory.bytes[r]);
-            m.stack.push(v);
+            let [b] = m.memory.load::<1>(addr, &mut m.meter, &m.schedule)?;
+            m.stack.push(b as i8 as i64);
         }
-        MSTORE8 | MSTORE32 | MSTORE64 => {
-            let width = match op {
-                MSTORE8 => 1,
-                MSTORE32 => 4,
-                _ => 8,
-            };
+        MLOAD32 => {
+            let [addr] = m.args()?;
+            let v = m.memory.load::<4>(addr, &mut m.meter, &m.schedule)?;
+            m.stack.push(i32::from_le_bytes(v) as i64);
+        }
+        MLOAD64 => {
+            let [addr] = m.args()?;
+            let v = m.memory.load::<8>(addr, &mut m.meter, &m.schedule)?;
+            m.stack.push(i64::from_le_bytes(v));
+        }
+        MSTORE8 => {
             let [addr, value] = m.args()?;
-            let r = m.memory.ensure(addr, width as i64, &mut m.meter, &m.schedule)?;
-            m.memory.bytes[r].copy_from_slice(&value.to_le_bytes()[..width]);
+            m.memory.store::<1>(addr, [value as u8], &mut m.meter, &m.schedule)?;
+        }
+        MSTORE32 => {
+            let [addr, value] = m.args()?;
+            m.memory.store::<4>(addr, (value as i32).to_le_bytes(), &mut m.meter, &m.schedule)?;
+        }
+        MSTORE64 => {
+            let [addr, value] = m.args()?;
+            m.memory.store::<8>(addr, value.to_le_bytes(), &mut m.meter, &m.schedule)?;
         }
         MSIZE => m.push(m.memory.size() as i64)?,
         JUMP => {
@@ -322,11 +334,22 @@ fn step<K: Kernels, W: WeightSource>(m: &mut Machine<'_, K, W>, op: Opcode, code
             let v = m.weight_element(block, offset, 4)?;
             m.stack.push(v);
         }
-        PUSH1 | PUSH2 | PUSH4 | PUSH8 => {
-            let width = op.info().immediate as usize;
-            let imm = code.get(next..next + width).ok_or(ErrorKind::InvalidInstruction)?;
-            m.push(read_immediate(imm))?;
-            return Ok(Flow::Next(next + width));
+        PUSH1 => {
+            let [b] = immediate::<1>(code, next)?;
+            m.push(b as i8 as i64)?;
+            return Ok(Flow::Next(next + 1));
+        }
+        PUSH2 => {
+            m.push(i16::from_le_bytes(immediate::<2>(code, next)?) as i64)?;
+            return Ok(Flow::Next(next + 2));
+        }
+        PUSH4 => {
+            m.push(i32::from_le_bytes(immediate::<4>(code, next)?) as i64)?;
+            return Ok(Flow::Next(next + 4));
+        }
+        PUSH8 => {
+            m.push(i64::from_le_bytes(immediate::<8>(code, next)?))?;
+            return Ok(Flow::Next(next + 8));
         }
         RETURN => {
             let [offset, len] = m.args()?;

@@ -39,6 +39,28 @@ impl Memory {
         Ok(offset as usize..end as usize)
     }
 
+    /// Reads `N` bytes at `addr`; the common in-bounds case is a single check.
+    #[inline(always)]
+    pub fn load<const N: usize>(&mut self, addr: i64, meter: &mut Meter, schedule: &Schedule) -> Result<[u8; N], ErrorKind> {
+        if let Some(bytes) = usize::try_from(addr).ok().and_then(|a| self.bytes.get(a..a.checked_add(N)?)) {
+            return bytes.try_into().map_err(|_| ErrorKind::BadOperand);
+        }
+        let r = self.ensure(addr, N as i64, meter, schedule)?;
+        self.bytes[r].try_into().map_err(|_| ErrorKind::BadOperand)
+    }
+
+    /// Writes `N` bytes at `addr`, growing Memory if needed.
+    #[inline(always)]
+    pub fn store<const N: usize>(&mut self, addr: i64, value: [u8; N], meter: &mut Meter, schedule: &Schedule) -> Result<(), ErrorKind> {
+        if let Some(bytes) = usize::try_from(addr).ok().and_then(|a| self.bytes.get_mut(a..a.checked_add(N)?)) {
+            bytes.copy_from_slice(&value);
+            return Ok(());
+        }
+        let r = self.ensure(addr, N as i64, meter, schedule)?;
+        self.bytes[r].copy_from_slice(&value);
+        Ok(())
+    }
+
     /// Bytes in use (the peak: Memory never shrinks).
     pub fn size(&self) -> usize {
         self.bytes.len()
