@@ -60,7 +60,9 @@ fn parse_int(text: &str) -> Option<i64> {
         body.replace('_', "").parse::<u64>().ok()? as i128
     };
     let value = if neg { -magnitude } else { magnitude };
-    i64::try_from(value).ok().or_else(|| (!neg).then_some(magnitude as u64 as i64))
+    i64::try_from(value)
+        .ok()
+        .or_else(|| (!neg).then_some(magnitude as u64 as i64))
 }
 
 fn push_width(value: i64) -> Opcode {
@@ -103,19 +105,27 @@ pub fn assemble(source: &str) -> Result<Program, AsmError> {
         }
         let words: Vec<&str> = text.split_whitespace().collect();
         let number = |w: &str| -> Result<i64, AsmError> {
-            parse_int(w).or_else(|| consts.get(w).copied()).ok_or_else(|| err(format!("not a number: {w}")))
+            parse_int(w)
+                .or_else(|| consts.get(w).copied())
+                .ok_or_else(|| err(format!("not a number: {w}")))
         };
         let dim = |w: &str| -> Result<u32, AsmError> {
             u32::try_from(number(w)?).map_err(|_| err(format!("not a dimension: {w}")))
         };
         match words[0] {
             ".input" if words.len() == 5 => {
-                input = Some(Shape::new(dim(words[1])?, dim(words[2])?, dim(words[3])?, dim(words[4])?));
+                input = Some(Shape::new(
+                    dim(words[1])?,
+                    dim(words[2])?,
+                    dim(words[3])?,
+                    dim(words[4])?,
+                ));
             }
             ".output" if words.len() == 2 => output_len = Some(dim(words[1])?),
             ".block" if words.len() == 3 => {
                 let len = dim(words[1])?;
-                let hash = decode_hex32(words[2]).ok_or_else(|| err("block hash must be 64 hex digits".into()))?;
+                let hash = decode_hex32(words[2])
+                    .ok_or_else(|| err("block hash must be 64 hex digits".into()))?;
                 blocks.push(BlockInfo { len, hash });
             }
             ".const" if words.len() == 3 => {
@@ -148,7 +158,8 @@ pub fn assemble(source: &str) -> Result<Program, AsmError> {
                         None => return Err(err("PUSH needs an operand".into())),
                     }
                 } else {
-                    Opcode::from_mnemonic(mnemonic).ok_or_else(|| err(format!("unknown mnemonic {mnemonic}")))?
+                    Opcode::from_mnemonic(mnemonic)
+                        .ok_or_else(|| err(format!("unknown mnemonic {mnemonic}")))?
                 };
                 let takes_operand = opcode.info().immediate > 0;
                 if takes_operand != operand.is_some() {
@@ -166,7 +177,11 @@ pub fn assemble(source: &str) -> Result<Program, AsmError> {
                 pc = pc
                     .checked_add(1 + opcode.info().immediate as u32)
                     .ok_or_else(|| err("code too long".into()))?;
-                items.push(Item { line, opcode, operand });
+                items.push(Item {
+                    line,
+                    opcode,
+                    operand,
+                });
             }
         }
     }
@@ -178,21 +193,33 @@ pub fn assemble(source: &str) -> Result<Program, AsmError> {
         if let Some(operand) = item.operand {
             let value = match operand {
                 Operand::Value(v) => v,
-                Operand::Label(name) => *labels
-                    .get(&name)
-                    .ok_or_else(|| AsmError { line: item.line, message: format!("unknown label {name}") })?
-                    as i64,
+                Operand::Label(name) => *labels.get(&name).ok_or_else(|| AsmError {
+                    line: item.line,
+                    message: format!("unknown label {name}"),
+                })? as i64,
             };
             if !fits(item.opcode, value) {
-                return Err(AsmError { line: item.line, message: format!("{value} does not fit") });
+                return Err(AsmError {
+                    line: item.line,
+                    message: format!("{value} does not fit"),
+                });
             }
             code.extend_from_slice(&value.to_le_bytes()[..width]);
         }
     }
-    let at_end = AsmError { line: source.lines().count(), message: String::new() };
+    let at_end = AsmError {
+        line: source.lines().count(),
+        message: String::new(),
+    };
     Ok(Program {
-        input: input.ok_or(AsmError { message: "missing .input".into(), ..at_end.clone() })?,
-        output_len: output_len.ok_or(AsmError { message: "missing .output".into(), ..at_end })?,
+        input: input.ok_or(AsmError {
+            message: "missing .input".into(),
+            ..at_end.clone()
+        })?,
+        output_len: output_len.ok_or(AsmError {
+            message: "missing .output".into(),
+            ..at_end
+        })?,
         code,
         blocks,
     })
@@ -225,7 +252,11 @@ pub fn disassemble(program: &Program) -> String {
             Ok(ins) => {
                 let info = ins.opcode.info();
                 if info.immediate > 0 {
-                    let _ = writeln!(out, "    {} {:<12} ; {:#06x}", info.mnemonic, ins.immediate, ins.pc);
+                    let _ = writeln!(
+                        out,
+                        "    {} {:<12} ; {:#06x}",
+                        info.mnemonic, ins.immediate, ins.pc
+                    );
                 } else {
                     let _ = writeln!(out, "    {:<18} ; {:#06x}", info.mnemonic, ins.pc);
                 }

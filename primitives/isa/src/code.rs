@@ -37,7 +37,9 @@ pub fn read_immediate(bytes: &[u8]) -> i64 {
 }
 
 /// Iterates over the instructions of `code`, stopping at the first decode error.
-pub fn decode_instructions(code: &[u8]) -> impl Iterator<Item = Result<Instruction, DecodeError>> + '_ {
+pub fn decode_instructions(
+    code: &[u8],
+) -> impl Iterator<Item = Result<Instruction, DecodeError>> + '_ {
     let mut pc = 0usize;
     let mut failed = false;
     core::iter::from_fn(move || {
@@ -58,7 +60,11 @@ pub fn decode_instructions(code: &[u8]) -> impl Iterator<Item = Result<Instructi
         }
         let immediate = read_immediate(&code[pc + 1..end]);
         pc = end;
-        Some(Ok(Instruction { pc: at, opcode, immediate }))
+        Some(Ok(Instruction {
+            pc: at,
+            opcode,
+            immediate,
+        }))
     })
 }
 
@@ -79,10 +85,20 @@ mod tests {
     fn decoding_stops_at_errors() {
         let code = [0x60, 0x05, 0x62, 0x01];
         let all: Vec<_> = decode_instructions(&code).collect();
-        assert_eq!(all[0], Ok(Instruction { pc: 0, opcode: Opcode::PUSH1, immediate: 5 }));
+        assert_eq!(
+            all[0],
+            Ok(Instruction {
+                pc: 0,
+                opcode: Opcode::PUSH1,
+                immediate: 5
+            })
+        );
         assert_eq!(all[1], Err(DecodeError::TruncatedImmediate { pc: 2 }));
         assert_eq!(all.len(), 2);
         let bad: Vec<_> = decode_instructions(&[0x01, 0xff, 0x01]).collect();
-        assert_eq!(bad.last(), Some(&Err(DecodeError::UnknownOpcode { pc: 1, byte: 0xff })));
+        assert_eq!(
+            bad.last(),
+            Some(&Err(DecodeError::UnknownOpcode { pc: 1, byte: 0xff }))
+        );
     }
 }

@@ -256,7 +256,12 @@ mod tests {
     #[test]
     fn table_bytes_are_unique_sorted_and_indexed() {
         for pair in TABLE.windows(2) {
-            assert!(pair[0].byte < pair[1].byte, "{} before {}", pair[0].mnemonic, pair[1].mnemonic);
+            assert!(
+                pair[0].byte < pair[1].byte,
+                "{} before {}",
+                pair[0].mnemonic,
+                pair[1].mnemonic
+            );
         }
         for row in TABLE {
             assert_eq!(row.opcode as u8, row.byte);
@@ -269,12 +274,31 @@ mod tests {
     #[test]
     fn paper_table_one_bytes_are_kept() {
         let paper = [
-            ("CONV_SING", 0x21), ("CONV_MUL", 0x22), ("CONV_3D", 0x23), ("CONV_TPD", 0x24),
-            ("POOL_MAX", 0x25), ("POOL_AVG", 0x26), ("POOL_OL", 0x27), ("FULL_CON", 0x28),
-            ("MAT_MUL", 0x29), ("ACT_SM0", 0x2a), ("ACT_SM1", 0x2b), ("ACT_RL", 0x2c),
-            ("ACT_TANH", 0x2d), ("BUF_SCL0", 0x2e), ("BUF_SCL1", 0x2f), ("BUF_BIAS", 0x30),
-            ("MTOB", 0x31), ("BTOM", 0x32), ("BTOS0", 0x33), ("BTOS1", 0x34), ("BUF_CLS", 0x35),
-            ("BUF_FIL", 0x36), ("BUF_INIT", 0x37), ("BUF_ALLO", 0x38), ("BUF_FREE", 0x39),
+            ("CONV_SING", 0x21),
+            ("CONV_MUL", 0x22),
+            ("CONV_3D", 0x23),
+            ("CONV_TPD", 0x24),
+            ("POOL_MAX", 0x25),
+            ("POOL_AVG", 0x26),
+            ("POOL_OL", 0x27),
+            ("FULL_CON", 0x28),
+            ("MAT_MUL", 0x29),
+            ("ACT_SM0", 0x2a),
+            ("ACT_SM1", 0x2b),
+            ("ACT_RL", 0x2c),
+            ("ACT_TANH", 0x2d),
+            ("BUF_SCL0", 0x2e),
+            ("BUF_SCL1", 0x2f),
+            ("BUF_BIAS", 0x30),
+            ("MTOB", 0x31),
+            ("BTOM", 0x32),
+            ("BTOS0", 0x33),
+            ("BTOS1", 0x34),
+            ("BUF_CLS", 0x35),
+            ("BUF_FIL", 0x36),
+            ("BUF_INIT", 0x37),
+            ("BUF_ALLO", 0x38),
+            ("BUF_FREE", 0x39),
             ("BUF_COPY", 0x3a),
         ];
         assert_eq!(paper.len(), 26);
@@ -288,7 +312,9 @@ mod tests {
     #[test]
     fn unknown_bytes_decode_to_none() {
         let known = TABLE.len();
-        let unknown = (0..=255u8).filter(|b| Opcode::from_byte(*b).is_none()).count();
+        let unknown = (0..=255u8)
+            .filter(|b| Opcode::from_byte(*b).is_none())
+            .count();
         assert_eq!(known + unknown, 256);
         assert_eq!(Opcode::from_byte(0xff), None);
     }

@@ -42,7 +42,12 @@ impl Shape {
 
     /// A flat vector of `n` elements (N × 1 × 1 × 1).
     pub const fn flat(n: u32) -> Shape {
-        Shape { c: n, d: 1, h: 1, w: 1 }
+        Shape {
+            c: n,
+            d: 1,
+            h: 1,
+            w: 1,
+        }
     }
 
     /// Element count, or `None` if it does not fit in u64 arithmetic sanity bounds.
@@ -159,7 +164,12 @@ impl Program {
         if !r.bytes.is_empty() {
             return Err(ProgramError::TrailingBytes);
         }
-        Ok(Program { input, output_len, code, blocks })
+        Ok(Program {
+            input,
+            output_len,
+            code,
+            blocks,
+        })
     }
 
     /// Serialises the container; `decode(encode(p)) == p` for every program `decode` accepts.
@@ -167,7 +177,13 @@ impl Program {
         let mut out = Vec::with_capacity(33 + self.code.len() + 36 * self.blocks.len());
         out.extend_from_slice(&MAGIC);
         out.push(VERSION);
-        for dim in [self.input.c, self.input.d, self.input.h, self.input.w, self.output_len] {
+        for dim in [
+            self.input.c,
+            self.input.d,
+            self.input.h,
+            self.input.w,
+            self.output_len,
+        ] {
             out.extend_from_slice(&dim.to_le_bytes());
         }
         out.extend_from_slice(&(self.code.len() as u32).to_le_bytes());
@@ -184,7 +200,10 @@ impl Program {
     pub fn manifest_of<B: AsRef<[u8]>>(blocks: &[B]) -> Vec<BlockInfo> {
         blocks
             .iter()
-            .map(|b| BlockInfo { len: b.as_ref().len() as u32, hash: crate::block_hash(b.as_ref()) })
+            .map(|b| BlockInfo {
+                len: b.as_ref().len() as u32,
+                hash: crate::block_hash(b.as_ref()),
+            })
             .collect()
     }
 }
@@ -212,7 +231,10 @@ mod tests {
     fn every_truncation_is_rejected() {
         let bytes = sample().encode();
         for cut in 0..bytes.len() {
-            assert!(Program::decode(&bytes[..cut]).is_err(), "prefix {cut} accepted");
+            assert!(
+                Program::decode(&bytes[..cut]).is_err(),
+                "prefix {cut} accepted"
+            );
         }
         let mut longer = bytes.clone();
         longer.push(0);
@@ -223,11 +245,17 @@ mod tests {
     fn bad_headers_are_named() {
         let mut bytes = sample().encode();
         bytes[4] = 9;
-        assert_eq!(Program::decode(&bytes), Err(ProgramError::UnsupportedVersion(9)));
+        assert_eq!(
+            Program::decode(&bytes),
+            Err(ProgramError::UnsupportedVersion(9))
+        );
         bytes[0] = b'X';
         assert_eq!(Program::decode(&bytes), Err(ProgramError::BadMagic));
         let mut empty_input = sample();
         empty_input.input.h = 0;
-        assert_eq!(Program::decode(&empty_input.encode()), Err(ProgramError::TensorSize));
+        assert_eq!(
+            Program::decode(&empty_input.encode()),
+            Err(ProgramError::TensorSize)
+        );
     }
 }

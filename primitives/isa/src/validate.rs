@@ -62,11 +62,19 @@ pub fn validate_code(code: &[u8]) -> Result<(), ValidationError> {
     let mut static_target = vec![None; instructions.len()];
     for i in 1..instructions.len() {
         let (prev, ins) = (instructions[i - 1], instructions[i]);
-        let is_push = matches!(prev.opcode, Opcode::PUSH1 | Opcode::PUSH2 | Opcode::PUSH4 | Opcode::PUSH8);
+        let is_push = matches!(
+            prev.opcode,
+            Opcode::PUSH1 | Opcode::PUSH2 | Opcode::PUSH4 | Opcode::PUSH8
+        );
         if is_push && matches!(ins.opcode, Opcode::JUMP | Opcode::JUMPI) {
             match jumpdest(prev.immediate) {
                 Some(t) => static_target[i] = Some(t),
-                None => return Err(ValidationError::BadJumpTarget { pc: ins.pc, target: prev.immediate }),
+                None => {
+                    return Err(ValidationError::BadJumpTarget {
+                        pc: ins.pc,
+                        target: prev.immediate,
+                    })
+                }
             }
         }
     }
@@ -119,9 +127,18 @@ mod tests {
 
     #[test]
     fn rejects_each_fault_with_its_position() {
-        assert_eq!(validate_code(&[0x01]), Err(ValidationError::StackUnderflow { pc: 0 }));
-        assert_eq!(validate_code(&[0x60]), Err(ValidationError::TruncatedImmediate { pc: 0 }));
-        assert_eq!(validate_code(&[0x00, 0xef]), Err(ValidationError::UnknownOpcode { pc: 1, byte: 0xef }));
+        assert_eq!(
+            validate_code(&[0x01]),
+            Err(ValidationError::StackUnderflow { pc: 0 })
+        );
+        assert_eq!(
+            validate_code(&[0x60]),
+            Err(ValidationError::TruncatedImmediate { pc: 0 })
+        );
+        assert_eq!(
+            validate_code(&[0x00, 0xef]),
+            Err(ValidationError::UnknownOpcode { pc: 1, byte: 0xef })
+        );
         // PUSH1 3; JUMP; STOP; ADD  -> target 3 is ADD, not a JUMPDEST
         assert_eq!(
             validate_code(&[0x60, 3, 0x57, 0x01]),

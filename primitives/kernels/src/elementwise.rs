@@ -25,7 +25,8 @@ pub fn add(a: &[i8], b: &[i8], q: &AddQuant, out: &mut [i8]) -> Result<(), Kerne
     let n = (31 + q.shift) as u32;
     let (lo, hi) = (q.output.lo as i64, q.output.hi as i64);
     for ((y, x), z) in out.iter_mut().zip(a).zip(b) {
-        let t = (*x as i64 - q.a_zero as i64) * q.a_mult as i64 + (*z as i64 - q.b_zero as i64) * q.b_mult as i64;
+        let t = (*x as i64 - q.a_zero as i64) * q.a_mult as i64
+            + (*z as i64 - q.b_zero as i64) * q.b_mult as i64;
         *y = (q.output.zero as i64 + round_shift(t, n)).clamp(lo, hi) as i8;
     }
     Ok(())
@@ -87,7 +88,7 @@ pub fn scale_down(data: &mut [i8], times: i64) -> Result<(), KernelError> {
 
 /// BUF_BIAS: saturating per-channel addition; `bias.len()` is the channel count.
 pub fn add_channel_bias(data: &mut [i8], bias: &[i8]) -> Result<(), KernelError> {
-    if bias.is_empty() || data.len() % bias.len() != 0 {
+    if bias.is_empty() || !data.len().is_multiple_of(bias.len()) {
         return Err(KernelError::ShapeMismatch);
     }
     let per_channel = data.len() / bias.len();
@@ -113,7 +114,12 @@ pub fn global_avg_pool(shape: Shape, input: &[i8], out: &mut [i8]) -> Result<(),
 }
 
 /// Softmax over channels at every position, output scale 1/256 and zero point -128.
-pub fn softmax(shape: Shape, table: &SoftmaxTable, input: &[i8], out: &mut [i8]) -> Result<(), KernelError> {
+pub fn softmax(
+    shape: Shape,
+    table: &SoftmaxTable,
+    input: &[i8],
+    out: &mut [i8],
+) -> Result<(), KernelError> {
     let positions = (shape.d as usize) * (shape.h as usize) * (shape.w as usize);
     if positions == 0 || shape.elements() != Some(input.len() as u64) || out.len() != input.len() {
         return Err(KernelError::ShapeMismatch);

@@ -17,10 +17,13 @@ pub mod reference;
 #[cfg(feature = "std")]
 pub mod native;
 
-pub use params::{AddQuant, ChannelQuant, ConvParams, ConvTransposeParams, OutputRange, PairQuant, PoolKind, PoolParams, SoftmaxTable};
-pub use reference::Reference;
 #[cfg(feature = "std")]
 pub use native::Native;
+pub use params::{
+    AddQuant, ChannelQuant, ConvParams, ConvTransposeParams, OutputRange, PairQuant, PoolKind,
+    PoolParams, SoftmaxTable,
+};
+pub use reference::Reference;
 pub use smartvm_isa::Shape;
 
 /// Why a kernel refused its arguments. Kernels never panic: every bad argument is one of these.
@@ -57,7 +60,13 @@ fn check_len(actual: usize, expected: Option<u64>) -> Result<(), KernelError> {
 }
 
 /// Checks the slices handed to a convolution against its parameters.
-pub fn check_conv(p: &ConvParams, input: &[i8], weights: &[i8], q: &ChannelQuant, out: &[i8]) -> Result<(), KernelError> {
+pub fn check_conv(
+    p: &ConvParams,
+    input: &[i8],
+    weights: &[i8],
+    q: &ChannelQuant,
+    out: &[i8],
+) -> Result<(), KernelError> {
     check_len(input.len(), p.input.elements())?;
     check_len(weights.len(), Some(p.weight_len() as u64))?;
     check_len(q.bias.len(), Some(p.output.c as u64))?;
@@ -65,11 +74,19 @@ pub fn check_conv(p: &ConvParams, input: &[i8], weights: &[i8], q: &ChannelQuant
 }
 
 /// Checks the slices handed to a fully-connected layer.
-pub fn check_fc(input: &[i8], weights: &[i8], q: &ChannelQuant, out: &[i8]) -> Result<(), KernelError> {
+pub fn check_fc(
+    input: &[i8],
+    weights: &[i8],
+    q: &ChannelQuant,
+    out: &[i8],
+) -> Result<(), KernelError> {
     if input.is_empty() || out.is_empty() {
         return Err(KernelError::ShapeMismatch);
     }
-    check_len(weights.len(), (input.len() as u64).checked_mul(out.len() as u64))?;
+    check_len(
+        weights.len(),
+        (input.len() as u64).checked_mul(out.len() as u64),
+    )?;
     check_len(q.bias.len(), Some(out.len() as u64))
 }
 
@@ -77,17 +94,44 @@ pub fn check_fc(input: &[i8], weights: &[i8], q: &ChannelQuant, out: &[i8]) -> R
 /// and returns an error rather than panicking; results must equal [`Reference`] bit for bit.
 pub trait Kernels {
     /// Convolution (2-D, grouped, depthwise or 3-D): SPEC.md "Convolution".
-    fn conv(&self, p: &ConvParams, input: &[i8], weights: &[i8], q: &ChannelQuant, out: &mut [i8]) -> Result<(), KernelError>;
+    fn conv(
+        &self,
+        p: &ConvParams,
+        input: &[i8],
+        weights: &[i8],
+        q: &ChannelQuant,
+        out: &mut [i8],
+    ) -> Result<(), KernelError>;
 
     /// Transposed 2-D convolution: SPEC.md "Transposed convolution".
-    fn conv_transpose(&self, p: &ConvTransposeParams, input: &[i8], weights: &[i8], q: &ChannelQuant, out: &mut [i8]) -> Result<(), KernelError>;
+    fn conv_transpose(
+        &self,
+        p: &ConvTransposeParams,
+        input: &[i8],
+        weights: &[i8],
+        q: &ChannelQuant,
+        out: &mut [i8],
+    ) -> Result<(), KernelError>;
 
     /// Max / overlapping / average pooling: SPEC.md "Pooling".
     fn pool(&self, p: &PoolParams, input: &[i8], out: &mut [i8]) -> Result<(), KernelError>;
 
     /// Fully-connected layer over a flat input: SPEC.md "Fully connected".
-    fn fully_connected(&self, input: &[i8], weights: &[i8], q: &ChannelQuant, out: &mut [i8]) -> Result<(), KernelError>;
+    fn fully_connected(
+        &self,
+        input: &[i8],
+        weights: &[i8],
+        q: &ChannelQuant,
+        out: &mut [i8],
+    ) -> Result<(), KernelError>;
 
     /// Matrix product of an M × K and a K × N matrix: SPEC.md "Matrix product".
-    fn matmul(&self, dims: [u32; 3], a: &[i8], b: &[i8], q: &PairQuant, out: &mut [i8]) -> Result<(), KernelError>;
+    fn matmul(
+        &self,
+        dims: [u32; 3],
+        a: &[i8],
+        b: &[i8],
+        q: &PairQuant,
+        out: &mut [i8],
+    ) -> Result<(), KernelError>;
 }

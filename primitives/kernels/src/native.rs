@@ -11,7 +11,10 @@ use alloc::vec::Vec;
 use rayon::prelude::*;
 
 use crate::arith::requantize;
-use crate::{check_conv, check_fc, ChannelQuant, ConvParams, ConvTransposeParams, KernelError, Kernels, PairQuant, PoolParams, Reference};
+use crate::{
+    check_conv, check_fc, ChannelQuant, ConvParams, ConvTransposeParams, KernelError, Kernels,
+    PairQuant, PoolParams, Reference,
+};
 
 /// Below this many multiply-accumulates a call runs on the calling thread: measured on LeNet-5,
 /// handing a quarter-million-MAC layer to rayon costs more than it saves.
@@ -97,7 +100,14 @@ fn transpose(col: &[i16], taps: usize, positions: usize) -> Vec<i16> {
 }
 
 /// One output channel as P dot products over the taps: better when taps are many or outputs few.
-fn conv_channel_rows(oc: usize, rows: &[i16], weights: &[i8], q: &ChannelQuant, taps: usize, out: &mut [i8]) {
+fn conv_channel_rows(
+    oc: usize,
+    rows: &[i16],
+    weights: &[i8],
+    q: &ChannelQuant,
+    taps: usize,
+    out: &mut [i8],
+) {
     let w = &weights[oc * taps..(oc + 1) * taps];
     let r = &q.output;
     for (p, y) in out.iter_mut().enumerate() {
@@ -107,7 +117,14 @@ fn conv_channel_rows(oc: usize, rows: &[i16], weights: &[i8], q: &ChannelQuant, 
 }
 
 /// One output channel of a 2-D conv from the unfolded input, with the widest SIMD the CPU has.
-fn conv_channel(oc: usize, col: &[i16], weights: &[i8], q: &ChannelQuant, taps: usize, out: &mut [i8]) {
+fn conv_channel(
+    oc: usize,
+    col: &[i16],
+    weights: &[i8],
+    q: &ChannelQuant,
+    taps: usize,
+    out: &mut [i8],
+) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2, checked just above.
@@ -132,7 +149,14 @@ mod x86 {
     use super::*;
 
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn conv_channel_avx2(oc: usize, col: &[i16], weights: &[i8], q: &ChannelQuant, taps: usize, out: &mut [i8]) {
+    pub(super) unsafe fn conv_channel_avx2(
+        oc: usize,
+        col: &[i16],
+        weights: &[i8],
+        q: &ChannelQuant,
+        taps: usize,
+        out: &mut [i8],
+    ) {
         conv_channel_body(oc, col, weights, q, taps, out)
     }
 
@@ -143,12 +167,23 @@ mod x86 {
 }
 
 #[inline(always)]
-fn conv_channel_body(oc: usize, col: &[i16], weights: &[i8], q: &ChannelQuant, taps: usize, out: &mut [i8]) {
+fn conv_channel_body(
+    oc: usize,
+    col: &[i16],
+    weights: &[i8],
+    q: &ChannelQuant,
+    taps: usize,
+    out: &mut [i8],
+) {
     let positions = out.len();
     let mut acc = vec![q.bias[oc]; positions];
     for (t, w) in weights[oc * taps..(oc + 1) * taps].iter().enumerate() {
         if *w != 0 {
-            axpy(&mut acc, *w as i32, &col[t * positions..(t + 1) * positions]);
+            axpy(
+                &mut acc,
+                *w as i32,
+                &col[t * positions..(t + 1) * positions],
+            );
         }
     }
     let r = &q.output;
@@ -158,7 +193,14 @@ fn conv_channel_body(oc: usize, col: &[i16], weights: &[i8], q: &ChannelQuant, t
 }
 
 impl Kernels for Native {
-    fn conv(&self, p: &ConvParams, input: &[i8], weights: &[i8], q: &ChannelQuant, out: &mut [i8]) -> Result<(), KernelError> {
+    fn conv(
+        &self,
+        p: &ConvParams,
+        input: &[i8],
+        weights: &[i8],
+        q: &ChannelQuant,
+        out: &mut [i8],
+    ) -> Result<(), KernelError> {
         check_conv(p, input, weights, q, out)?;
         if p.kernel[0] != 1 || p.input.d != 1 {
             return Reference.conv(p, input, weights, q, out);
@@ -193,7 +235,14 @@ impl Kernels for Native {
         Ok(())
     }
 
-    fn conv_transpose(&self, p: &ConvTransposeParams, input: &[i8], weights: &[i8], q: &ChannelQuant, out: &mut [i8]) -> Result<(), KernelError> {
+    fn conv_transpose(
+        &self,
+        p: &ConvTransposeParams,
+        input: &[i8],
+        weights: &[i8],
+        q: &ChannelQuant,
+        out: &mut [i8],
+    ) -> Result<(), KernelError> {
         Reference.conv_transpose(p, input, weights, q, out)
     }
 
@@ -201,10 +250,19 @@ impl Kernels for Native {
         Reference.pool(p, input, out)
     }
 
-    fn fully_connected(&self, input: &[i8], weights: &[i8], q: &ChannelQuant, out: &mut [i8]) -> Result<(), KernelError> {
+    fn fully_connected(
+        &self,
+        input: &[i8],
+        weights: &[i8],
+        q: &ChannelQuant,
+        out: &mut [i8],
+    ) -> Result<(), KernelError> {
         check_fc(input, weights, q, out)?;
         let n = input.len();
-        let xs: Vec<i16> = input.iter().map(|x| (*x as i32 - q.input_zero) as i16).collect();
+        let xs: Vec<i16> = input
+            .iter()
+            .map(|x| (*x as i32 - q.input_zero) as i16)
+            .collect();
         let r = q.output;
         let row = |(o, y): (usize, &mut i8)| {
             let acc = q.bias[o].wrapping_add(dot(&weights[o * n..(o + 1) * n], &xs));
@@ -218,7 +276,14 @@ impl Kernels for Native {
         Ok(())
     }
 
-    fn matmul(&self, dims: [u32; 3], a: &[i8], b: &[i8], q: &PairQuant, out: &mut [i8]) -> Result<(), KernelError> {
+    fn matmul(
+        &self,
+        dims: [u32; 3],
+        a: &[i8],
+        b: &[i8],
+        q: &PairQuant,
+        out: &mut [i8],
+    ) -> Result<(), KernelError> {
         Reference.matmul(dims, a, b, q, out)
     }
 }

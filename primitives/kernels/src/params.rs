@@ -16,7 +16,9 @@ pub const MAX_WINDOW: u32 = 64;
 pub const MAX_MACS: u64 = 1 << 40;
 
 fn le_i32(bytes: &[u8], word: usize) -> Result<i32, KernelError> {
-    let b = bytes.get(4 * word..4 * word + 4).ok_or(KernelError::BadQuant)?;
+    let b = bytes
+        .get(4 * word..4 * word + 4)
+        .ok_or(KernelError::BadQuant)?;
     Ok(i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
@@ -80,10 +82,18 @@ impl ChannelQuant {
             return Err(KernelError::BadQuant);
         }
         let n = n as usize;
-        let words = |start: usize| (0..n).map(|i| le_i32(bytes, start + i)).collect::<Result<Vec<_>, _>>();
+        let words = |start: usize| {
+            (0..n)
+                .map(|i| le_i32(bytes, start + i))
+                .collect::<Result<Vec<_>, _>>()
+        };
         let quant = ChannelQuant {
             input_zero: check_int8(le_i32(bytes, 0)?)?,
-            output: OutputRange { zero: check_int8(le_i32(bytes, 1)?)?, lo: le_i32(bytes, 2)?, hi: le_i32(bytes, 3)? },
+            output: OutputRange {
+                zero: check_int8(le_i32(bytes, 1)?)?,
+                lo: le_i32(bytes, 2)?,
+                hi: le_i32(bytes, 3)?,
+            },
             bias: words(5)?,
             mult: words(5 + n)?,
             shift: words(5 + 2 * n)?,
@@ -97,7 +107,13 @@ impl ChannelQuant {
 
     /// Serialises the qblock (for compilers and tests).
     pub fn encode(&self) -> Vec<u8> {
-        let head = [self.input_zero, self.output.zero, self.output.lo, self.output.hi, self.bias.len() as i32];
+        let head = [
+            self.input_zero,
+            self.output.zero,
+            self.output.lo,
+            self.output.hi,
+            self.bias.len() as i32,
+        ];
         head.iter()
             .chain(&self.bias)
             .chain(&self.mult)
@@ -132,7 +148,11 @@ impl PairQuant {
         let q = PairQuant {
             a_zero: check_int8(w(0)?)?,
             b_zero: check_int8(w(1)?)?,
-            output: OutputRange { zero: check_int8(w(2)?)?, lo: w(3)?, hi: w(4)? },
+            output: OutputRange {
+                zero: check_int8(w(2)?)?,
+                lo: w(3)?,
+                hi: w(4)?,
+            },
             mult: w(5)?,
             shift: w(6)?,
         };
@@ -143,10 +163,18 @@ impl PairQuant {
 
     /// Serialises the block.
     pub fn encode(&self) -> Vec<u8> {
-        [self.a_zero, self.b_zero, self.output.zero, self.output.lo, self.output.hi, self.mult, self.shift]
-            .iter()
-            .flat_map(|w| w.to_le_bytes())
-            .collect()
+        [
+            self.a_zero,
+            self.b_zero,
+            self.output.zero,
+            self.output.lo,
+            self.output.hi,
+            self.mult,
+            self.shift,
+        ]
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .collect()
     }
 }
 
@@ -177,7 +205,11 @@ impl AddQuant {
         let q = AddQuant {
             a_zero: check_int8(w(0)?)?,
             b_zero: check_int8(w(1)?)?,
-            output: OutputRange { zero: check_int8(w(2)?)?, lo: w(3)?, hi: w(4)? },
+            output: OutputRange {
+                zero: check_int8(w(2)?)?,
+                lo: w(3)?,
+                hi: w(4)?,
+            },
             a_mult: w(5)?,
             b_mult: w(6)?,
             shift: w(7)?,
@@ -190,10 +222,19 @@ impl AddQuant {
 
     /// Serialises the block.
     pub fn encode(&self) -> Vec<u8> {
-        [self.a_zero, self.b_zero, self.output.zero, self.output.lo, self.output.hi, self.a_mult, self.b_mult, self.shift]
-            .iter()
-            .flat_map(|w| w.to_le_bytes())
-            .collect()
+        [
+            self.a_zero,
+            self.b_zero,
+            self.output.zero,
+            self.output.lo,
+            self.output.hi,
+            self.a_mult,
+            self.b_mult,
+            self.shift,
+        ]
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .collect()
     }
 }
 
@@ -207,7 +248,9 @@ impl SoftmaxTable {
         if bytes.len() != 1024 {
             return Err(KernelError::BadQuant);
         }
-        let table = (0..256).map(|i| le_i32(bytes, i)).collect::<Result<Vec<_>, _>>()?;
+        let table = (0..256)
+            .map(|i| le_i32(bytes, i))
+            .collect::<Result<Vec<_>, _>>()?;
         if table[0] <= 0 || table.iter().any(|e| !(0..=1 << 24).contains(e)) {
             return Err(KernelError::BadQuant);
         }
@@ -261,19 +304,59 @@ fn check_macs(output: &Shape, per_output: u64) -> Result<(), KernelError> {
 
 impl ConvParams {
     /// A 2-D (D = 1) convolution; `k`, `stride`, `pad` and `dilation` apply to H and W.
-    pub fn conv2d(input: Shape, out_c: u32, k: u32, stride: u32, pad: u32, dilation: u32, groups: u32) -> Result<Self, KernelError> {
+    pub fn conv2d(
+        input: Shape,
+        out_c: u32,
+        k: u32,
+        stride: u32,
+        pad: u32,
+        dilation: u32,
+        groups: u32,
+    ) -> Result<Self, KernelError> {
         if input.d != 1 {
             return Err(KernelError::ShapeMismatch);
         }
-        Self::new(input, out_c, [1, k, k], [1, stride, stride], [0, pad, pad], [1, dilation, dilation], groups)
+        Self::new(
+            input,
+            out_c,
+            [1, k, k],
+            [1, stride, stride],
+            [0, pad, pad],
+            [1, dilation, dilation],
+            groups,
+        )
     }
 
     /// A 3-D convolution with a cubic kernel.
-    pub fn conv3d(input: Shape, out_c: u32, k: u32, stride: u32, pad: u32, dilation: u32, groups: u32) -> Result<Self, KernelError> {
-        Self::new(input, out_c, [k; 3], [stride; 3], [pad; 3], [dilation; 3], groups)
+    pub fn conv3d(
+        input: Shape,
+        out_c: u32,
+        k: u32,
+        stride: u32,
+        pad: u32,
+        dilation: u32,
+        groups: u32,
+    ) -> Result<Self, KernelError> {
+        Self::new(
+            input,
+            out_c,
+            [k; 3],
+            [stride; 3],
+            [pad; 3],
+            [dilation; 3],
+            groups,
+        )
     }
 
-    fn new(input: Shape, out_c: u32, kernel: [u32; 3], stride: [u32; 3], pad: [u32; 3], dilation: [u32; 3], groups: u32) -> Result<Self, KernelError> {
+    fn new(
+        input: Shape,
+        out_c: u32,
+        kernel: [u32; 3],
+        stride: [u32; 3],
+        pad: [u32; 3],
+        dilation: [u32; 3],
+        groups: u32,
+    ) -> Result<Self, KernelError> {
         for axis in 0..3 {
             window_ok(kernel[axis], 1)?;
             window_ok(stride[axis], 1)?;
@@ -283,16 +366,30 @@ impl ConvParams {
         if input.elements().is_none_or(|e| e == 0) || out_c == 0 {
             return Err(KernelError::ShapeMismatch);
         }
-        if groups == 0 || input.c % groups != 0 || out_c % groups != 0 {
+        if groups == 0 || !input.c.is_multiple_of(groups) || !out_c.is_multiple_of(groups) {
             return Err(KernelError::BadOperand);
         }
         let dims = [input.d, input.h, input.w];
         let mut out = [0u32; 3];
         for axis in 0..3 {
-            out[axis] = conv_out(dims[axis], kernel[axis], stride[axis], pad[axis], dilation[axis])?;
+            out[axis] = conv_out(
+                dims[axis],
+                kernel[axis],
+                stride[axis],
+                pad[axis],
+                dilation[axis],
+            )?;
         }
         let output = Shape::new(out_c, out[0], out[1], out[2]);
-        let params = ConvParams { input, output, kernel, stride, pad, dilation, groups };
+        let params = ConvParams {
+            input,
+            output,
+            kernel,
+            stride,
+            pad,
+            dilation,
+            groups,
+        };
         check_macs(&output, params.weights_per_output() as u64)?;
         Ok(params)
     }
@@ -344,7 +441,15 @@ pub struct ConvTransposeParams {
 
 impl ConvTransposeParams {
     /// Checks the geometry and derives the output shape.
-    pub fn new(input: Shape, out_c: u32, k: u32, stride: u32, pad: u32, out_pad: u32, groups: u32) -> Result<Self, KernelError> {
+    pub fn new(
+        input: Shape,
+        out_c: u32,
+        k: u32,
+        stride: u32,
+        pad: u32,
+        out_pad: u32,
+        groups: u32,
+    ) -> Result<Self, KernelError> {
         window_ok(k, 1)?;
         window_ok(stride, 1)?;
         window_ok(pad, 0)?;
@@ -354,15 +459,26 @@ impl ConvTransposeParams {
         if input.d != 1 || input.elements().is_none_or(|e| e == 0) || out_c == 0 {
             return Err(KernelError::ShapeMismatch);
         }
-        if groups == 0 || input.c % groups != 0 || out_c % groups != 0 {
+        if groups == 0 || !input.c.is_multiple_of(groups) || !out_c.is_multiple_of(groups) {
             return Err(KernelError::BadOperand);
         }
         let size = |i: u32| -> Result<u32, KernelError> {
             let full = (i as i64 - 1) * stride as i64 + k as i64 + out_pad as i64 - 2 * pad as i64;
-            u32::try_from(full).ok().filter(|v| *v >= 1).ok_or(KernelError::ShapeMismatch)
+            u32::try_from(full)
+                .ok()
+                .filter(|v| *v >= 1)
+                .ok_or(KernelError::ShapeMismatch)
         };
         let output = Shape::new(out_c, 1, size(input.h)?, size(input.w)?);
-        let params = ConvTransposeParams { input, output, k, stride, pad, out_pad, groups };
+        let params = ConvTransposeParams {
+            input,
+            output,
+            k,
+            stride,
+            pad,
+            out_pad,
+            groups,
+        };
         check_macs(&input, (out_c / groups) as u64 * (k * k) as u64)?;
         Ok(params)
     }
@@ -408,7 +524,13 @@ pub struct PoolParams {
 
 impl PoolParams {
     /// Checks the window and derives the output shape.
-    pub fn new(input: Shape, k: u32, stride: u32, pad: u32, kind: PoolKind) -> Result<Self, KernelError> {
+    pub fn new(
+        input: Shape,
+        k: u32,
+        stride: u32,
+        pad: u32,
+        kind: PoolKind,
+    ) -> Result<Self, KernelError> {
         window_ok(k, 1)?;
         window_ok(stride, 1)?;
         window_ok(pad, 0)?;
@@ -435,6 +557,13 @@ impl PoolParams {
         };
         let output = Shape::new(input.c, 1, size(input.h)?, size(input.w)?);
         check_macs(&output, (k * k) as u64)?;
-        Ok(PoolParams { input, output, k, stride, pad, kind })
+        Ok(PoolParams {
+            input,
+            output,
+            k,
+            stride,
+            pad,
+            kind,
+        })
     }
 }

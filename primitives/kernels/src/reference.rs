@@ -2,7 +2,10 @@
 //! backend must reproduce, and they are what the wasm runtime runs.
 
 use crate::arith::{div_round_half_up, requantize};
-use crate::{check_conv, check_fc, ChannelQuant, ConvParams, ConvTransposeParams, KernelError, Kernels, PairQuant, PoolKind, PoolParams};
+use crate::{
+    check_conv, check_fc, ChannelQuant, ConvParams, ConvTransposeParams, KernelError, Kernels,
+    PairQuant, PoolKind, PoolParams,
+};
 
 /// The reference backend.
 #[derive(Clone, Copy, Debug, Default)]
@@ -16,7 +19,14 @@ fn tap(o: u32, k: u32, stride: u32, pad: u32, dilation: u32, size: u32) -> Optio
 }
 
 impl Kernels for Reference {
-    fn conv(&self, p: &ConvParams, input: &[i8], weights: &[i8], q: &ChannelQuant, out: &mut [i8]) -> Result<(), KernelError> {
+    fn conv(
+        &self,
+        p: &ConvParams,
+        input: &[i8],
+        weights: &[i8],
+        q: &ChannelQuant,
+        out: &mut [i8],
+    ) -> Result<(), KernelError> {
         check_conv(p, input, weights, q, out)?;
         let (i, o) = (p.input, p.output);
         let [kd, kh, kw] = p.kernel;
@@ -33,20 +43,44 @@ impl Kernels for Reference {
                         for ci in 0..group_in {
                             let c = (g * group_in + ci) as usize;
                             for a in 0..kd {
-                                let Some(id) = tap(od, a, p.stride[0], p.pad[0], p.dilation[0], i.d) else { continue };
+                                let Some(id) =
+                                    tap(od, a, p.stride[0], p.pad[0], p.dilation[0], i.d)
+                                else {
+                                    continue;
+                                };
                                 for b in 0..kh {
-                                    let Some(ih) = tap(oh, b, p.stride[1], p.pad[1], p.dilation[1], i.h) else { continue };
+                                    let Some(ih) =
+                                        tap(oh, b, p.stride[1], p.pad[1], p.dilation[1], i.h)
+                                    else {
+                                        continue;
+                                    };
                                     for e in 0..kw {
-                                        let Some(iw) = tap(ow, e, p.stride[2], p.pad[2], p.dilation[2], i.w) else { continue };
-                                        let x = input[((c * i.d as usize + id) * i.h as usize + ih) * i.w as usize + iw] as i32;
-                                        let w_at = w_oc + ((ci * kd + a) * kh + b) as usize * kw as usize + e as usize;
+                                        let Some(iw) =
+                                            tap(ow, e, p.stride[2], p.pad[2], p.dilation[2], i.w)
+                                        else {
+                                            continue;
+                                        };
+                                        let x = input[((c * i.d as usize + id) * i.h as usize + ih)
+                                            * i.w as usize
+                                            + iw]
+                                            as i32;
+                                        let w_at = w_oc
+                                            + ((ci * kd + a) * kh + b) as usize * kw as usize
+                                            + e as usize;
                                         acc = acc.wrapping_add((x - zx) * weights[w_at] as i32);
                                     }
                                 }
                             }
                         }
                         let r = &q.output;
-                        out[y] = requantize(acc, q.mult[oc as usize], q.shift[oc as usize], r.zero, r.lo, r.hi);
+                        out[y] = requantize(
+                            acc,
+                            q.mult[oc as usize],
+                            q.shift[oc as usize],
+                            r.zero,
+                            r.lo,
+                            r.hi,
+                        );
                         y += 1;
                     }
                 }
@@ -55,8 +89,21 @@ impl Kernels for Reference {
         Ok(())
     }
 
-    fn conv_transpose(&self, p: &ConvTransposeParams, input: &[i8], weights: &[i8], q: &ChannelQuant, out: &mut [i8]) -> Result<(), KernelError> {
-        let bad = |ok: bool| if ok { Ok(()) } else { Err(KernelError::ShapeMismatch) };
+    fn conv_transpose(
+        &self,
+        p: &ConvTransposeParams,
+        input: &[i8],
+        weights: &[i8],
+        q: &ChannelQuant,
+        out: &mut [i8],
+    ) -> Result<(), KernelError> {
+        let bad = |ok: bool| {
+            if ok {
+                Ok(())
+            } else {
+                Err(KernelError::ShapeMismatch)
+            }
+        };
         bad(Some(input.len() as u64) == p.input.elements())?;
         bad(weights.len() == p.weight_len())?;
         bad(q.bias.len() == p.output.c as usize)?;
@@ -87,13 +134,23 @@ impl Kernels for Reference {
                                 }
                                 let iw = (num / s) as usize;
                                 let x = input[(c * i.h as usize + ih) * i.w as usize + iw] as i32;
-                                let w_at = ((c * group_out as usize + oc_in_group) * k as usize + b as usize) * k as usize + e as usize;
+                                let w_at = ((c * group_out as usize + oc_in_group) * k as usize
+                                    + b as usize)
+                                    * k as usize
+                                    + e as usize;
                                 acc = acc.wrapping_add((x - q.input_zero) * weights[w_at] as i32);
                             }
                         }
                     }
                     let r = &q.output;
-                    out[y] = requantize(acc, q.mult[oc as usize], q.shift[oc as usize], r.zero, r.lo, r.hi);
+                    out[y] = requantize(
+                        acc,
+                        q.mult[oc as usize],
+                        q.shift[oc as usize],
+                        r.zero,
+                        r.lo,
+                        r.hi,
+                    );
                     y += 1;
                 }
             }
@@ -102,7 +159,9 @@ impl Kernels for Reference {
     }
 
     fn pool(&self, p: &PoolParams, input: &[i8], out: &mut [i8]) -> Result<(), KernelError> {
-        if Some(input.len() as u64) != p.input.elements() || Some(out.len() as u64) != p.output.elements() {
+        if Some(input.len() as u64) != p.input.elements()
+            || Some(out.len() as u64) != p.output.elements()
+        {
             return Err(KernelError::ShapeMismatch);
         }
         let (i, o) = (p.input, p.output);
@@ -112,9 +171,13 @@ impl Kernels for Reference {
                 for ow in 0..o.w {
                     let (mut max, mut sum, mut count) = (i8::MIN, 0i64, 0i64);
                     for b in 0..p.k {
-                        let Some(ih) = tap(oh, b, p.stride, p.pad, 1, i.h) else { continue };
+                        let Some(ih) = tap(oh, b, p.stride, p.pad, 1, i.h) else {
+                            continue;
+                        };
                         for e in 0..p.k {
-                            let Some(iw) = tap(ow, e, p.stride, p.pad, 1, i.w) else { continue };
+                            let Some(iw) = tap(ow, e, p.stride, p.pad, 1, i.w) else {
+                                continue;
+                            };
                             let x = input[(c * i.h as usize + ih) * i.w as usize + iw];
                             max = max.max(x);
                             sum += x as i64;
@@ -132,7 +195,13 @@ impl Kernels for Reference {
         Ok(())
     }
 
-    fn fully_connected(&self, input: &[i8], weights: &[i8], q: &ChannelQuant, out: &mut [i8]) -> Result<(), KernelError> {
+    fn fully_connected(
+        &self,
+        input: &[i8],
+        weights: &[i8],
+        q: &ChannelQuant,
+        out: &mut [i8],
+    ) -> Result<(), KernelError> {
         check_fc(input, weights, q, out)?;
         let n = input.len();
         for (o, y) in out.iter_mut().enumerate() {
@@ -141,12 +210,26 @@ impl Kernels for Reference {
             for (x, w) in input.iter().zip(row) {
                 acc = acc.wrapping_add((*x as i32 - q.input_zero) * *w as i32);
             }
-            *y = requantize(acc, q.mult[o], q.shift[o], q.output.zero, q.output.lo, q.output.hi);
+            *y = requantize(
+                acc,
+                q.mult[o],
+                q.shift[o],
+                q.output.zero,
+                q.output.lo,
+                q.output.hi,
+            );
         }
         Ok(())
     }
 
-    fn matmul(&self, dims: [u32; 3], a: &[i8], b: &[i8], q: &PairQuant, out: &mut [i8]) -> Result<(), KernelError> {
+    fn matmul(
+        &self,
+        dims: [u32; 3],
+        a: &[i8],
+        b: &[i8],
+        q: &PairQuant,
+        out: &mut [i8],
+    ) -> Result<(), KernelError> {
         let [m, k, n] = dims.map(|d| d as usize);
         let fits = |len: usize, x: usize, y: usize| x.checked_mul(y) == Some(len) && len > 0;
         if !fits(a.len(), m, k) || !fits(b.len(), k, n) || !fits(out.len(), m, n) {
@@ -156,9 +239,18 @@ impl Kernels for Reference {
             for c in 0..n {
                 let mut acc = 0i32;
                 for t in 0..k {
-                    acc = acc.wrapping_add((a[r * k + t] as i32 - q.a_zero) * (b[t * n + c] as i32 - q.b_zero));
+                    acc = acc.wrapping_add(
+                        (a[r * k + t] as i32 - q.a_zero) * (b[t * n + c] as i32 - q.b_zero),
+                    );
                 }
-                out[r * n + c] = requantize(acc, q.mult, q.shift, q.output.zero, q.output.lo, q.output.hi);
+                out[r * n + c] = requantize(
+                    acc,
+                    q.mult,
+                    q.shift,
+                    q.output.zero,
+                    q.output.lo,
+                    q.output.hi,
+                );
             }
         }
         Ok(())

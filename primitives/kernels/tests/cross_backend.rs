@@ -2,7 +2,9 @@
 //! padding, dilation, groups and extreme values (-128 inputs against 127 weights, long sums).
 
 use proptest::prelude::*;
-use smartvm_kernels::{ChannelQuant, ConvParams, Kernels, Native, OutputRange, PoolKind, PoolParams, Reference, Shape};
+use smartvm_kernels::{
+    ChannelQuant, ConvParams, Kernels, Native, OutputRange, PoolKind, PoolParams, Reference, Shape,
+};
 
 /// SplitMix64: a tiny deterministic generator so a failing seed reproduces exactly.
 struct Rng(u64);
@@ -17,8 +19,12 @@ impl Rng {
     /// Mostly uniform int8, with a good share of the extremes.
     fn i8(&mut self, extreme: bool) -> i8 {
         let r = self.next();
-        if extreme && r % 3 == 0 {
-            if r & 8 == 0 { -128 } else { 127 }
+        if extreme && r.is_multiple_of(3) {
+            if r & 8 == 0 {
+                -128
+            } else {
+                127
+            }
         } else {
             (r >> 8) as i8
         }
@@ -28,10 +34,26 @@ impl Rng {
         let out_zero = self.i8(false) as i32;
         ChannelQuant {
             input_zero: zero,
-            output: OutputRange { zero: out_zero, lo: -128, hi: 127 },
-            bias: (0..channels).map(|_| if extreme { self.next() as i32 } else { (self.next() % 20001) as i32 - 10000 }).collect(),
-            mult: (0..channels).map(|_| (self.next() % (1 << 31)) as i32).collect(),
-            shift: (0..channels).map(|_| (self.next() % 62) as i32 - 30).collect(),
+            output: OutputRange {
+                zero: out_zero,
+                lo: -128,
+                hi: 127,
+            },
+            bias: (0..channels)
+                .map(|_| {
+                    if extreme {
+                        self.next() as i32
+                    } else {
+                        (self.next() % 20001) as i32 - 10000
+                    }
+                })
+                .collect(),
+            mult: (0..channels)
+                .map(|_| (self.next() % (1 << 31)) as i32)
+                .collect(),
+            shift: (0..channels)
+                .map(|_| (self.next() % 62) as i32 - 30)
+                .collect(),
         }
     }
 }
@@ -98,7 +120,11 @@ fn long_extreme_reduction_wraps_identically() {
     let w = vec![127i8; n];
     let q = ChannelQuant {
         input_zero: 127,
-        output: OutputRange { zero: 0, lo: -128, hi: 127 },
+        output: OutputRange {
+            zero: 0,
+            lo: -128,
+            hi: 127,
+        },
         bias: vec![i32::MAX],
         mult: vec![1 << 30],
         shift: vec![20],
@@ -116,19 +142,53 @@ fn long_extreme_reduction_wraps_identically() {
 fn bad_arguments_are_errors_not_panics() {
     use smartvm_kernels::KernelError;
     let s = Shape::new(3, 1, 4, 4);
-    assert_eq!(ConvParams::conv2d(s, 4, 5, 1, 0, 1, 1), Err(KernelError::ShapeMismatch));
-    assert_eq!(ConvParams::conv2d(s, 4, 3, 0, 0, 1, 1), Err(KernelError::BadOperand));
-    assert_eq!(ConvParams::conv2d(s, 4, 3, 1, 0, 1, 2), Err(KernelError::BadOperand));
+    assert_eq!(
+        ConvParams::conv2d(s, 4, 5, 1, 0, 1, 1),
+        Err(KernelError::ShapeMismatch)
+    );
+    assert_eq!(
+        ConvParams::conv2d(s, 4, 3, 0, 0, 1, 1),
+        Err(KernelError::BadOperand)
+    );
+    assert_eq!(
+        ConvParams::conv2d(s, 4, 3, 1, 0, 1, 2),
+        Err(KernelError::BadOperand)
+    );
     let p = ConvParams::conv2d(s, 2, 3, 1, 0, 1, 1).unwrap();
-    let q = ChannelQuant { input_zero: 0, output: OutputRange { zero: 0, lo: -128, hi: 127 }, bias: vec![0; 2], mult: vec![1; 2], shift: vec![0; 2] };
+    let q = ChannelQuant {
+        input_zero: 0,
+        output: OutputRange {
+            zero: 0,
+            lo: -128,
+            hi: 127,
+        },
+        bias: vec![0; 2],
+        mult: vec![1; 2],
+        shift: vec![0; 2],
+    };
     let mut out = vec![0i8; 8];
     for k in [&Reference as &dyn Kernels, &Native] {
-        assert_eq!(k.conv(&p, &[0; 47], &[0; 54], &q, &mut out), Err(KernelError::ShapeMismatch));
-        assert_eq!(k.conv(&p, &[0; 48], &[0; 53], &q, &mut out), Err(KernelError::ShapeMismatch));
-        assert_eq!(k.fully_connected(&[0; 4], &[0; 7], &q, &mut [0; 2]), Err(KernelError::ShapeMismatch));
+        assert_eq!(
+            k.conv(&p, &[0; 47], &[0; 54], &q, &mut out),
+            Err(KernelError::ShapeMismatch)
+        );
+        assert_eq!(
+            k.conv(&p, &[0; 48], &[0; 53], &q, &mut out),
+            Err(KernelError::ShapeMismatch)
+        );
+        assert_eq!(
+            k.fully_connected(&[0; 4], &[0; 7], &q, &mut [0; 2]),
+            Err(KernelError::ShapeMismatch)
+        );
     }
-    assert_eq!(ChannelQuant::decode(&q.encode()[..20], 2), Err(KernelError::BadQuant));
+    assert_eq!(
+        ChannelQuant::decode(&q.encode()[..20], 2),
+        Err(KernelError::BadQuant)
+    );
     let mut bad_shift = q.clone();
     bad_shift.shift[1] = 32;
-    assert_eq!(ChannelQuant::decode(&bad_shift.encode(), 2), Err(KernelError::BadQuant));
+    assert_eq!(
+        ChannelQuant::decode(&bad_shift.encode(), 2),
+        Err(KernelError::BadQuant)
+    );
 }

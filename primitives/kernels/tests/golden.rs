@@ -3,18 +3,28 @@
 
 use serde_json::Value;
 use smartvm_kernels::{
-    elementwise, AddQuant, ChannelQuant, ConvParams, ConvTransposeParams, Kernels, Native, OutputRange, PairQuant,
-    PoolKind, PoolParams, Reference, Shape, SoftmaxTable,
+    elementwise, AddQuant, ChannelQuant, ConvParams, ConvTransposeParams, Kernels, Native,
+    OutputRange, PairQuant, PoolKind, PoolParams, Reference, Shape, SoftmaxTable,
 };
 
 fn ints(v: &Value) -> Vec<i64> {
-    v.as_array().expect("array").iter().map(|x| x.as_i64().expect("int")).collect()
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_i64().expect("int"))
+        .collect()
 }
 fn i8s(v: &Value) -> Vec<i8> {
-    ints(v).into_iter().map(|x| i8::try_from(x).expect("int8")).collect()
+    ints(v)
+        .into_iter()
+        .map(|x| i8::try_from(x).expect("int8"))
+        .collect()
 }
 fn i32s(v: &Value) -> Vec<i32> {
-    ints(v).into_iter().map(|x| i32::try_from(x).expect("int32")).collect()
+    ints(v)
+        .into_iter()
+        .map(|x| i32::try_from(x).expect("int32"))
+        .collect()
 }
 fn int(v: &Value) -> i32 {
     v.as_i64().expect("int") as i32
@@ -26,7 +36,11 @@ fn shape(v: &Value) -> Shape {
 fn channel_quant(v: &Value) -> ChannelQuant {
     let q = ChannelQuant {
         input_zero: int(&v["input_zero"]),
-        output: OutputRange { zero: int(&v["output_zero"]), lo: int(&v["lo"]), hi: int(&v["hi"]) },
+        output: OutputRange {
+            zero: int(&v["output_zero"]),
+            lo: int(&v["lo"]),
+            hi: int(&v["hi"]),
+        },
         bias: i32s(&v["bias"]),
         mult: i32s(&v["mult"]),
         shift: i32s(&v["shift"]),
@@ -38,7 +52,11 @@ fn pair_quant(v: &Value) -> PairQuant {
     let q = PairQuant {
         a_zero: int(&v["a_zero"]),
         b_zero: int(&v["b_zero"]),
-        output: OutputRange { zero: int(&v["output_zero"]), lo: int(&v["lo"]), hi: int(&v["hi"]) },
+        output: OutputRange {
+            zero: int(&v["output_zero"]),
+            lo: int(&v["lo"]),
+            hi: int(&v["hi"]),
+        },
         mult: int(&v["mult"]),
         shift: int(&v["shift"]),
     };
@@ -46,13 +64,20 @@ fn pair_quant(v: &Value) -> PairQuant {
 }
 
 fn backends() -> Vec<(&'static str, Box<dyn Kernels>)> {
-    vec![("reference", Box::new(Reference)), ("native", Box::new(Native))]
+    vec![
+        ("reference", Box::new(Reference)),
+        ("native", Box::new(Native)),
+    ]
 }
 
 #[test]
 fn every_backend_matches_the_numpy_golden_vectors() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/golden/kernels.json");
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("golden file")).expect("json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/golden/kernels.json"
+    );
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("golden file")).expect("json");
     let cases = doc["cases"].as_array().expect("cases");
     assert!(cases.len() >= 20, "golden file lost cases");
     let mut checked = 0;
@@ -63,18 +88,57 @@ fn every_backend_matches_the_numpy_golden_vectors() {
             let mut out = vec![0i8; expected.len()];
             match kind {
                 "conv2d" | "conv3d" => {
-                    let (i, oc) = (shape(&case["input_shape"]), case["out_c"].as_u64().unwrap() as u32);
+                    let (i, oc) = (
+                        shape(&case["input_shape"]),
+                        case["out_c"].as_u64().unwrap() as u32,
+                    );
                     let g = |f: &str| case[f].as_u64().unwrap() as u32;
-                    let make = if kind == "conv2d" { ConvParams::conv2d } else { ConvParams::conv3d };
-                    let p = make(i, oc, g("k"), g("stride"), g("pad"), g("dilation"), g("groups")).unwrap();
+                    let make = if kind == "conv2d" {
+                        ConvParams::conv2d
+                    } else {
+                        ConvParams::conv3d
+                    };
+                    let p = make(
+                        i,
+                        oc,
+                        g("k"),
+                        g("stride"),
+                        g("pad"),
+                        g("dilation"),
+                        g("groups"),
+                    )
+                    .unwrap();
                     assert_eq!(p.output, shape(&case["output_shape"]), "case {n}");
-                    k.conv(&p, &i8s(&case["input"]), &i8s(&case["weights"]), &channel_quant(&case["quant"]), &mut out).unwrap();
+                    k.conv(
+                        &p,
+                        &i8s(&case["input"]),
+                        &i8s(&case["weights"]),
+                        &channel_quant(&case["quant"]),
+                        &mut out,
+                    )
+                    .unwrap();
                 }
                 "conv_transpose" => {
                     let g = |f: &str| case[f].as_u64().unwrap() as u32;
-                    let p = ConvTransposeParams::new(shape(&case["input_shape"]), g("out_c"), g("k"), g("stride"), g("pad"), g("out_pad"), g("groups")).unwrap();
+                    let p = ConvTransposeParams::new(
+                        shape(&case["input_shape"]),
+                        g("out_c"),
+                        g("k"),
+                        g("stride"),
+                        g("pad"),
+                        g("out_pad"),
+                        g("groups"),
+                    )
+                    .unwrap();
                     assert_eq!(p.output, shape(&case["output_shape"]), "case {n}");
-                    k.conv_transpose(&p, &i8s(&case["input"]), &i8s(&case["weights"]), &channel_quant(&case["quant"]), &mut out).unwrap();
+                    k.conv_transpose(
+                        &p,
+                        &i8s(&case["input"]),
+                        &i8s(&case["weights"]),
+                        &channel_quant(&case["quant"]),
+                        &mut out,
+                    )
+                    .unwrap();
                 }
                 "pool_max" | "pool_max_ceil" | "pool_avg" => {
                     let kind = match kind {
@@ -83,22 +147,47 @@ fn every_backend_matches_the_numpy_golden_vectors() {
                         _ => PoolKind::Average,
                     };
                     let g = |f: &str| case[f].as_u64().unwrap() as u32;
-                    let p = PoolParams::new(shape(&case["input_shape"]), g("k"), g("stride"), g("pad"), kind).unwrap();
+                    let p = PoolParams::new(
+                        shape(&case["input_shape"]),
+                        g("k"),
+                        g("stride"),
+                        g("pad"),
+                        kind,
+                    )
+                    .unwrap();
                     assert_eq!(p.output, shape(&case["output_shape"]), "case {n}");
                     k.pool(&p, &i8s(&case["input"]), &mut out).unwrap();
                 }
-                "fc" => k.fully_connected(&i8s(&case["input"]), &i8s(&case["weights"]), &channel_quant(&case["quant"]), &mut out).unwrap(),
+                "fc" => k
+                    .fully_connected(
+                        &i8s(&case["input"]),
+                        &i8s(&case["weights"]),
+                        &channel_quant(&case["quant"]),
+                        &mut out,
+                    )
+                    .unwrap(),
                 "matmul" => {
                     let d = ints(&case["dims"]);
                     let dims = [d[0] as u32, d[1] as u32, d[2] as u32];
-                    k.matmul(dims, &i8s(&case["a"]), &i8s(&case["b"]), &pair_quant(&case["pair"]), &mut out).unwrap();
+                    k.matmul(
+                        dims,
+                        &i8s(&case["a"]),
+                        &i8s(&case["b"]),
+                        &pair_quant(&case["pair"]),
+                        &mut out,
+                    )
+                    .unwrap();
                 }
                 "add" => {
                     let v = &case["add"];
                     let q = AddQuant {
                         a_zero: int(&v["a_zero"]),
                         b_zero: int(&v["b_zero"]),
-                        output: OutputRange { zero: int(&v["output_zero"]), lo: int(&v["lo"]), hi: int(&v["hi"]) },
+                        output: OutputRange {
+                            zero: int(&v["output_zero"]),
+                            lo: int(&v["lo"]),
+                            hi: int(&v["hi"]),
+                        },
                         a_mult: int(&v["a_mult"]),
                         b_mult: int(&v["b_mult"]),
                         shift: int(&v["shift"]),
@@ -106,18 +195,41 @@ fn every_backend_matches_the_numpy_golden_vectors() {
                     let q = AddQuant::decode(&q.encode()).unwrap();
                     elementwise::add(&i8s(&case["a"]), &i8s(&case["b"]), &q, &mut out).unwrap();
                 }
-                "mul" => elementwise::mul(&i8s(&case["a"]), &i8s(&case["b"]), &pair_quant(&case["pair"]), &mut out).unwrap(),
+                "mul" => elementwise::mul(
+                    &i8s(&case["a"]),
+                    &i8s(&case["b"]),
+                    &pair_quant(&case["pair"]),
+                    &mut out,
+                )
+                .unwrap(),
                 "lut" => {
-                    let table: Vec<u8> = ints(&case["table"]).into_iter().map(|v| v as i8 as u8).collect();
+                    let table: Vec<u8> = ints(&case["table"])
+                        .into_iter()
+                        .map(|v| v as i8 as u8)
+                        .collect();
                     out = i8s(&case["input"]);
                     elementwise::lut(&table, &mut out).unwrap();
                 }
                 "softmax" => {
-                    let bytes: Vec<u8> = i32s(&case["table"]).iter().flat_map(|v| v.to_le_bytes()).collect();
+                    let bytes: Vec<u8> = i32s(&case["table"])
+                        .iter()
+                        .flat_map(|v| v.to_le_bytes())
+                        .collect();
                     let table = SoftmaxTable::decode(&bytes).unwrap();
-                    elementwise::softmax(shape(&case["input_shape"]), &table, &i8s(&case["input"]), &mut out).unwrap();
+                    elementwise::softmax(
+                        shape(&case["input_shape"]),
+                        &table,
+                        &i8s(&case["input"]),
+                        &mut out,
+                    )
+                    .unwrap();
                 }
-                "global_avg_pool" => elementwise::global_avg_pool(shape(&case["input_shape"]), &i8s(&case["input"]), &mut out).unwrap(),
+                "global_avg_pool" => elementwise::global_avg_pool(
+                    shape(&case["input_shape"]),
+                    &i8s(&case["input"]),
+                    &mut out,
+                )
+                .unwrap(),
                 other => panic!("unknown golden case kind {other}"),
             }
             assert_eq!(out, expected, "case {n} ({kind}) on {backend}");

@@ -20,12 +20,21 @@ struct Fixture {
 fn fixture() -> Fixture {
     let blocks = decode_pack(&std::fs::read(format!("{DIR}/weights.smw")).unwrap()).unwrap();
     let load = |name: &str| {
-        let mut p: Program = assemble(&std::fs::read_to_string(format!("{DIR}/{name}")).unwrap()).unwrap();
+        let mut p: Program =
+            assemble(&std::fs::read_to_string(format!("{DIR}/{name}")).unwrap()).unwrap();
         p.blocks = Program::manifest_of(&blocks);
         Executable::new(p).unwrap()
     };
-    let input = std::fs::read(format!("{DIR}/inputs.bin")).unwrap()[..1024].iter().map(|b| *b as i8).collect();
-    Fixture { cnn: load("lenet5.sasm"), base: load("lenet5_base.sasm"), blocks, input }
+    let input = std::fs::read(format!("{DIR}/inputs.bin")).unwrap()[..1024]
+        .iter()
+        .map(|b| *b as i8)
+        .collect();
+    Fixture {
+        cnn: load("lenet5.sasm"),
+        base: load("lenet5_base.sasm"),
+        blocks,
+        input,
+    }
 }
 
 fn lenet5(c: &mut Criterion) {
@@ -33,14 +42,46 @@ fn lenet5(c: &mut Criterion) {
     let cfg = Config::default();
     let mut group = c.benchmark_group("lenet5");
     group.bench_function("cnn_instructions_native", |b| {
-        b.iter(|| execute(&f.cnn, &f.input, &BlockList(&f.blocks), &Native, &cfg, u64::MAX).unwrap())
+        b.iter(|| {
+            execute(
+                &f.cnn,
+                &f.input,
+                &BlockList(&f.blocks),
+                &Native,
+                &cfg,
+                u64::MAX,
+            )
+            .unwrap()
+        })
     });
     group.bench_function("cnn_instructions_reference", |b| {
-        b.iter(|| execute(&f.cnn, &f.input, &BlockList(&f.blocks), &Reference, &cfg, u64::MAX).unwrap())
+        b.iter(|| {
+            execute(
+                &f.cnn,
+                &f.input,
+                &BlockList(&f.blocks),
+                &Reference,
+                &cfg,
+                u64::MAX,
+            )
+            .unwrap()
+        })
     });
-    group.sample_size(10).measurement_time(Duration::from_secs(8));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(8));
     group.bench_function("base_set_only", |b| {
-        b.iter(|| execute(&f.base, &f.input, &BlockList(&f.blocks), &Native, &cfg, u64::MAX).unwrap())
+        b.iter(|| {
+            execute(
+                &f.base,
+                &f.input,
+                &BlockList(&f.blocks),
+                &Native,
+                &cfg,
+                u64::MAX,
+            )
+            .unwrap()
+        })
     });
     group.finish();
 }
@@ -60,13 +101,32 @@ fn median_ms(runs: usize, mut f: impl FnMut()) -> f64 {
 fn summary() {
     let f = fixture();
     let cfg = Config::default();
-    let run = |exe: &Executable| execute(exe, &f.input, &BlockList(&f.blocks), &Native, &cfg, u64::MAX).unwrap();
+    let run = |exe: &Executable| {
+        execute(
+            exe,
+            &f.input,
+            &BlockList(&f.blocks),
+            &Native,
+            &cfg,
+            u64::MAX,
+        )
+        .unwrap()
+    };
     let cnn = median_ms(501, || drop(run(&f.cnn)));
     let base = median_ms(11, || drop(run(&f.base)));
     let (a, b) = (run(&f.cnn), run(&f.base));
     println!("\nLeNet-5 summary (medians, same run): CNN instructions {cnn:.4} ms, base set {base:.2} ms, ratio {:.0}x", base / cnn);
-    println!("bytecode instructions {} vs {}; executed {} vs {}", f.cnn.instruction_count(), f.base.instruction_count(), a.instructions, b.instructions);
-    println!("peak Buffer {} bytes vs Memory {} bytes", a.peak_buffer_bytes, b.peak_memory_bytes);
+    println!(
+        "bytecode instructions {} vs {}; executed {} vs {}",
+        f.cnn.instruction_count(),
+        f.base.instruction_count(),
+        a.instructions,
+        b.instructions
+    );
+    println!(
+        "peak Buffer {} bytes vs Memory {} bytes",
+        a.peak_buffer_bytes, b.peak_memory_bytes
+    );
 }
 
 criterion_group!(benches, lenet5);

@@ -22,7 +22,10 @@ pub struct Frame {
 impl Frame {
     /// A flat frame holding `data`.
     pub fn flat(data: Vec<i8>) -> Frame {
-        Frame { shape: Shape::flat(data.len() as u32), data }
+        Frame {
+            shape: Shape::flat(data.len() as u32),
+            data,
+        }
     }
 }
 
@@ -40,7 +43,14 @@ pub struct Buffer {
 impl Buffer {
     /// An empty Buffer with a byte limit and a frame limit.
     pub fn new(limit: u32, max_frames: u32) -> Buffer {
-        Buffer { frames: Vec::new(), live: 0, peak: 0, limit: limit as u64, max_limit: limit as u64, max_frames: max_frames as usize }
+        Buffer {
+            frames: Vec::new(),
+            live: 0,
+            peak: 0,
+            limit: limit as u64,
+            max_limit: limit as u64,
+            max_frames: max_frames as usize,
+        }
     }
 
     /// Bytes held now.

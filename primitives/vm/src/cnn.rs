@@ -8,8 +8,8 @@ use alloc::vec;
 
 use smartvm_isa::{Opcode, Shape};
 use smartvm_kernels::{
-    as_i8, elementwise, AddQuant, ChannelQuant, ConvParams, ConvTransposeParams, KernelError, Kernels, PairQuant,
-    PoolKind, PoolParams, SoftmaxTable,
+    as_i8, elementwise, AddQuant, ChannelQuant, ConvParams, ConvTransposeParams, KernelError,
+    Kernels, PairQuant, PoolKind, PoolParams, SoftmaxTable,
 };
 
 use crate::buffer::Frame;
@@ -21,7 +21,9 @@ fn kernel_error(qblock: i64) -> impl Fn(KernelError) -> ErrorKind {
     move |e| match e {
         KernelError::BadOperand => ErrorKind::BadOperand,
         KernelError::ShapeMismatch => ErrorKind::ShapeMismatch,
-        KernelError::BadQuant => ErrorKind::BadQuantBlock { index: qblock.clamp(0, u32::MAX as i64) as u32 },
+        KernelError::BadQuant => ErrorKind::BadQuantBlock {
+            index: qblock.clamp(0, u32::MAX as i64) as u32,
+        },
         KernelError::TooLarge => ErrorKind::Kernel(KernelError::TooLarge),
     }
 }
@@ -42,7 +44,12 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
     }
 
     /// Replaces the top `inputs` frames with a freshly computed output of `shape`.
-    fn produce(&mut self, inputs: usize, shape: Shape, compute: impl FnOnce(&Self, &mut [i8]) -> Result<(), ErrorKind>) -> Result<(), ErrorKind> {
+    fn produce(
+        &mut self,
+        inputs: usize,
+        shape: Shape,
+        compute: impl FnOnce(&Self, &mut [i8]) -> Result<(), ErrorKind>,
+    ) -> Result<(), ErrorKind> {
         let len = elements(&shape)?;
         self.buffer.reserve(len)?;
         let mut out = vec![0i8; len as usize];
@@ -54,17 +61,22 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
         let out_bytes = elements(&p.output)?;
         self.charge_kernel(p.macs(), elements(&p.input)? + out_bytes)?;
         let weights = self.layer_weights(wblock, p.weight_len())?;
-        let q = ChannelQuant::decode(&self.block(qblock)?, p.output.c).map_err(kernel_error(qblock))?;
+        let q =
+            ChannelQuant::decode(&self.block(qblock)?, p.output.c).map_err(kernel_error(qblock))?;
         self.produce(1, p.output, |m, out| {
             let input = &m.buffer.top()?.data;
-            m.kernels.conv(&p, input, as_i8(&weights), &q, out).map_err(kernel_error(qblock))
+            m.kernels
+                .conv(&p, input, as_i8(&weights), &q, out)
+                .map_err(kernel_error(qblock))
         })
     }
 
     fn fully_connected(&mut self, out_n: i64, wblock: i64, qblock: i64) -> Result<(), ErrorKind> {
         let out_n = operand(out_n)?;
         let in_n = self.buffer.top()?.data.len() as u64;
-        let macs = in_n.checked_mul(out_n as u64).filter(|m| *m <= smartvm_kernels::params::MAX_MACS);
+        let macs = in_n
+            .checked_mul(out_n as u64)
+            .filter(|m| *m <= smartvm_kernels::params::MAX_MACS);
         let macs = macs.ok_or(ErrorKind::Kernel(KernelError::TooLarge))?;
         if out_n == 0 {
             return Err(ErrorKind::BadOperand);
@@ -74,30 +86,42 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
         let q = ChannelQuant::decode(&self.block(qblock)?, out_n).map_err(kernel_error(qblock))?;
         self.produce(1, Shape::flat(out_n), |m, out| {
             let input = &m.buffer.top()?.data;
-            m.kernels.fully_connected(input, as_i8(&weights), &q, out).map_err(kernel_error(qblock))
+            m.kernels
+                .fully_connected(input, as_i8(&weights), &q, out)
+                .map_err(kernel_error(qblock))
         })
     }
 
     fn pool(&mut self, kind: PoolKind) -> Result<(), ErrorKind> {
         let [k, stride, pad] = self.args()?;
         let shape = self.buffer.top()?.shape;
-        let p = PoolParams::new(shape, operand(k)?, operand(stride)?, operand(pad)?, kind).map_err(kernel_error(0))?;
+        let p = PoolParams::new(shape, operand(k)?, operand(stride)?, operand(pad)?, kind)
+            .map_err(kernel_error(0))?;
         let out = elements(&p.output)?;
         self.charge_kernel(out * (p.k * p.k) as u64, elements(&shape)? + out)?;
         self.produce(1, p.output, |m, out| {
-            m.kernels.pool(&p, &m.buffer.top()?.data, out).map_err(kernel_error(0))
+            m.kernels
+                .pool(&p, &m.buffer.top()?.data, out)
+                .map_err(kernel_error(0))
         })
     }
 
     /// Applies an in-place element-wise transform to the top frame, charging per byte.
-    fn in_place(&mut self, f: impl FnOnce(&mut [i8]) -> Result<(), KernelError>) -> Result<(), ErrorKind> {
+    fn in_place(
+        &mut self,
+        f: impl FnOnce(&mut [i8]) -> Result<(), KernelError>,
+    ) -> Result<(), ErrorKind> {
         let len = self.buffer.top()?.data.len() as u64;
         self.charge_kernel(0, len)?;
         f(&mut self.buffer.top_mut()?.data).map_err(kernel_error(0))
     }
 
     /// Two-frame element-wise op: checks sizes and produces a frame shaped like the lower one.
-    fn pairwise(&mut self, qblock: i64, f: impl FnOnce(&[u8], &[i8], &[i8], &mut [i8]) -> Result<(), KernelError>) -> Result<(), ErrorKind> {
+    fn pairwise(
+        &mut self,
+        qblock: i64,
+        f: impl FnOnce(&[u8], &[i8], &[i8], &mut [i8]) -> Result<(), KernelError>,
+    ) -> Result<(), ErrorKind> {
         let (a, b) = (self.buffer.get(1)?, self.buffer.top()?);
         if a.data.len() != b.data.len() {
             return Err(ErrorKind::ShapeMismatch);
@@ -118,28 +142,59 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
             CONV_MUL | CONV_3D => {
                 let [out_c, k, stride, pad, dilation, groups, wblock, qblock] = self.args()?;
                 let shape = self.buffer.top()?.shape;
-                let make = if op == CONV_MUL { ConvParams::conv2d } else { ConvParams::conv3d };
-                let p = make(shape, operand(out_c)?, operand(k)?, operand(stride)?, operand(pad)?, operand(dilation)?, operand(groups)?)
-                    .map_err(kernel_error(qblock))?;
+                let make = if op == CONV_MUL {
+                    ConvParams::conv2d
+                } else {
+                    ConvParams::conv3d
+                };
+                let p = make(
+                    shape,
+                    operand(out_c)?,
+                    operand(k)?,
+                    operand(stride)?,
+                    operand(pad)?,
+                    operand(dilation)?,
+                    operand(groups)?,
+                )
+                .map_err(kernel_error(qblock))?;
                 self.conv(p, wblock, qblock)
             }
             CONV_SING => {
                 let [k, stride, pad, dilation, wblock, qblock] = self.args()?;
                 let shape = self.buffer.top()?.shape;
-                let p = ConvParams::conv2d(shape, shape.c, operand(k)?, operand(stride)?, operand(pad)?, operand(dilation)?, shape.c)
-                    .map_err(kernel_error(qblock))?;
+                let p = ConvParams::conv2d(
+                    shape,
+                    shape.c,
+                    operand(k)?,
+                    operand(stride)?,
+                    operand(pad)?,
+                    operand(dilation)?,
+                    shape.c,
+                )
+                .map_err(kernel_error(qblock))?;
                 self.conv(p, wblock, qblock)
             }
             CONV_TPD => {
                 let [out_c, k, stride, pad, out_pad, groups, wblock, qblock] = self.args()?;
                 let shape = self.buffer.top()?.shape;
-                let p = ConvTransposeParams::new(shape, operand(out_c)?, operand(k)?, operand(stride)?, operand(pad)?, operand(out_pad)?, operand(groups)?)
-                    .map_err(kernel_error(qblock))?;
+                let p = ConvTransposeParams::new(
+                    shape,
+                    operand(out_c)?,
+                    operand(k)?,
+                    operand(stride)?,
+                    operand(pad)?,
+                    operand(out_pad)?,
+                    operand(groups)?,
+                )
+                .map_err(kernel_error(qblock))?;
                 self.charge_kernel(p.macs(), elements(&p.input)? + elements(&p.output)?)?;
                 let weights = self.layer_weights(wblock, p.weight_len())?;
-                let q = ChannelQuant::decode(&self.block(qblock)?, p.output.c).map_err(kernel_error(qblock))?;
+                let q = ChannelQuant::decode(&self.block(qblock)?, p.output.c)
+                    .map_err(kernel_error(qblock))?;
                 self.produce(1, p.output, |m, out| {
-                    m.kernels.conv_transpose(&p, &m.buffer.top()?.data, as_i8(&weights), &q, out).map_err(kernel_error(qblock))
+                    m.kernels
+                        .conv_transpose(&p, &m.buffer.top()?.data, as_i8(&weights), &q, out)
+                        .map_err(kernel_error(qblock))
                 })
             }
             POOL_MAX => self.pool(PoolKind::Max),
@@ -150,7 +205,8 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
                 let len = elements(&shape)?;
                 self.charge_kernel(len, len)?;
                 self.produce(1, Shape::flat(shape.c), |m, out| {
-                    elementwise::global_avg_pool(shape, &m.buffer.top()?.data, out).map_err(kernel_error(0))
+                    elementwise::global_avg_pool(shape, &m.buffer.top()?.data, out)
+                        .map_err(kernel_error(0))
                 })
             }
             FULL_CON => {
@@ -174,35 +230,44 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
                 let dims = [m_rows as u32, k as u32, n as u32];
                 self.produce(2, Shape::new(1, 1, m_rows as u32, n as u32), |m, out| {
                     let (a, b) = (&m.buffer.get(1)?.data, &m.buffer.top()?.data);
-                    m.kernels.matmul(dims, a, b, &q, out).map_err(kernel_error(qblock))
+                    m.kernels
+                        .matmul(dims, a, b, &q, out)
+                        .map_err(kernel_error(qblock))
                 })
             }
             ADD_RQ => {
                 let [qblock] = self.args()?;
-                self.pairwise(qblock, |q, a, b, out| elementwise::add(a, b, &AddQuant::decode(q)?, out))
+                self.pairwise(qblock, |q, a, b, out| {
+                    elementwise::add(a, b, &AddQuant::decode(q)?, out)
+                })
             }
             MUL_RQ => {
                 let [qblock] = self.args()?;
-                self.pairwise(qblock, |q, a, b, out| elementwise::mul(a, b, &PairQuant::decode(q)?, out))
+                self.pairwise(qblock, |q, a, b, out| {
+                    elementwise::mul(a, b, &PairQuant::decode(q)?, out)
+                })
             }
             ACT_SM0 => {
                 let [qblock] = self.args()?;
-                let table = SoftmaxTable::decode(&self.block(qblock)?).map_err(kernel_error(qblock))?;
+                let table =
+                    SoftmaxTable::decode(&self.block(qblock)?).map_err(kernel_error(qblock))?;
                 let shape = self.buffer.top()?.shape;
                 let len = elements(&shape)?;
                 self.charge_kernel(len, 2 * len)?;
                 self.produce(1, shape, |m, out| {
-                    elementwise::softmax(shape, &table, &m.buffer.top()?.data, out).map_err(kernel_error(qblock))
+                    elementwise::softmax(shape, &table, &m.buffer.top()?.data, out)
+                        .map_err(kernel_error(qblock))
                 })
             }
             ACT_SM1 | ACT_TANH | ACT_LUT => {
                 let [table] = self.args()?;
                 let bytes = self.block(table)?;
                 let map = kernel_error(table);
-                self.in_place(|data| elementwise::lut(&bytes, data)).map_err(|e| match e {
-                    ErrorKind::BadQuantBlock { .. } => map(KernelError::BadQuant),
-                    other => other,
-                })
+                self.in_place(|data| elementwise::lut(&bytes, data))
+                    .map_err(|e| match e {
+                        ErrorKind::BadQuantBlock { .. } => map(KernelError::BadQuant),
+                        other => other,
+                    })
             }
             ACT_RL => {
                 let [zero] = self.args()?;
@@ -230,7 +295,9 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
             }
             MTOB => {
                 let [offset, len] = self.args()?;
-                let r = self.memory.ensure(offset, len, &mut self.meter, &self.schedule)?;
+                let r = self
+                    .memory
+                    .ensure(offset, len, &mut self.meter, &self.schedule)?;
                 self.charge_bytes(r.len() as u64)?;
                 let data = as_i8(&self.memory.bytes[r]).to_vec();
                 self.buffer.push(Frame::flat(data))
@@ -239,7 +306,9 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
                 let [offset] = self.args()?;
                 let len = self.buffer.top()?.data.len();
                 self.charge_bytes(len as u64)?;
-                let r = self.memory.ensure(offset, len as i64, &mut self.meter, &self.schedule)?;
+                let r = self
+                    .memory
+                    .ensure(offset, len as i64, &mut self.meter, &self.schedule)?;
                 let frame = self.buffer.pop()?;
                 self.memory.bytes[r].copy_from_slice(smartvm_kernels::as_u8(&frame.data));
                 Ok(())
@@ -247,7 +316,10 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
             BTOS0 => {
                 let [offset] = self.args()?;
                 let data = &self.buffer.top()?.data;
-                let v = *usize::try_from(offset).ok().and_then(|o| data.get(o)).ok_or(ErrorKind::BadOperand)?;
+                let v = *usize::try_from(offset)
+                    .ok()
+                    .and_then(|o| data.get(o))
+                    .ok_or(ErrorKind::BadOperand)?;
                 self.push(v as i64)
             }
             BTOS1 => {
@@ -255,7 +327,9 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
                 let (offset, len) = (operand(offset)? as usize, operand(len)? as usize);
                 self.charge_bytes(len as u64)?;
                 let data = &self.buffer.top()?.data;
-                let slice = data.get(offset..offset.saturating_add(len)).ok_or(ErrorKind::BadOperand)?;
+                let slice = data
+                    .get(offset..offset.saturating_add(len))
+                    .ok_or(ErrorKind::BadOperand)?;
                 self.output = Some(slice.to_vec());
                 Ok(())
             }
@@ -317,7 +391,10 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
                 let (offset, len) = (operand(offset)? as usize, operand(len)? as usize);
                 self.charge_bytes(len as u64)?;
                 let data = &self.buffer.top()?.data;
-                let slice = data.get(offset..offset.saturating_add(len)).ok_or(ErrorKind::BadOperand)?.to_vec();
+                let slice = data
+                    .get(offset..offset.saturating_add(len))
+                    .ok_or(ErrorKind::BadOperand)?
+                    .to_vec();
                 self.buffer.push(Frame::flat(slice))
             }
             BUF_CAT => {
@@ -326,7 +403,9 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
                 if count == 0 || count > self.buffer.depth() {
                     return Err(ErrorKind::BufferUnderflow);
                 }
-                let total: u64 = (0..count).map(|d| self.buffer.get(d).map(|f| f.data.len() as u64)).sum::<Result<u64, _>>()?;
+                let total: u64 = (0..count)
+                    .map(|d| self.buffer.get(d).map(|f| f.data.len() as u64))
+                    .sum::<Result<u64, _>>()?;
                 if total > u32::MAX as u64 {
                     return Err(ErrorKind::BufferLimit);
                 }

@@ -63,12 +63,16 @@ impl Schedule {
 
     /// Dynamic cost of a kernel doing `macs` multiply-accumulates over `bytes` of data.
     pub fn kernel(&self, macs: u64, bytes: u64) -> u64 {
-        macs.saturating_mul(self.per_kilo_mac).div_ceil(1000).saturating_add(bytes.saturating_mul(self.per_byte))
+        macs.saturating_mul(self.per_kilo_mac)
+            .div_ceil(1000)
+            .saturating_add(bytes.saturating_mul(self.per_byte))
     }
 
     /// Dynamic cost of fetching `blocks` weight blocks holding `bytes` bytes.
     pub fn weights(&self, blocks: u64, bytes: u64) -> u64 {
-        blocks.saturating_mul(self.per_block).saturating_add(bytes.saturating_mul(self.per_byte))
+        blocks
+            .saturating_mul(self.per_block)
+            .saturating_add(bytes.saturating_mul(self.per_byte))
     }
 }
 

@@ -4,7 +4,9 @@ use alloc::borrow::Cow;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use smartvm_isa::{code::read_immediate, validate, validate::STACK_LIMIT, Opcode, Program, ValidationError};
+use smartvm_isa::{
+    code::read_immediate, validate, validate::STACK_LIMIT, Opcode, Program, ValidationError,
+};
 use smartvm_kernels::Kernels;
 
 use crate::buffer::Buffer;
@@ -32,7 +34,11 @@ impl Executable {
             jumpdest[ins.pc as usize] = ins.opcode == Opcode::JUMPDEST;
             instruction_count += 1;
         }
-        Ok(Executable { program, jumpdest, instruction_count })
+        Ok(Executable {
+            program,
+            jumpdest,
+            instruction_count,
+        })
     }
 
     /// The program.
@@ -121,7 +127,10 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
     /// Fetches one whole block (a qblock or table), charging for it.
     pub(crate) fn block(&mut self, index: i64) -> Result<Cow<'a, [u8]>, ErrorKind> {
         let index = operand(index)?;
-        let bytes = self.weights.block(index).ok_or(ErrorKind::MissingWeightBlock { index })?;
+        let bytes = self
+            .weights
+            .block(index)
+            .ok_or(ErrorKind::MissingWeightBlock { index })?;
         self.charge(self.schedule.weights(1, bytes.len() as u64))?;
         self.blocks_read += 1;
         self.weight_bytes += bytes.len() as u64;
@@ -129,7 +138,11 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
     }
 
     /// Fetches `len` weight bytes starting at block `first`, charging before reading.
-    pub(crate) fn layer_weights(&mut self, first: i64, len: usize) -> Result<Cow<'a, [u8]>, ErrorKind> {
+    pub(crate) fn layer_weights(
+        &mut self,
+        first: i64,
+        len: usize,
+    ) -> Result<Cow<'a, [u8]>, ErrorKind> {
         let first = operand(first)?;
         self.charge(self.schedule.weights(0, len as u64))?;
         let (bytes, count) = gather(self.weights, first, len)?;
@@ -145,7 +158,10 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
         let offset = operand(offset)? as usize;
         let cached = matches!(&self.element_cache, Some((i, _)) if *i == index);
         if !cached {
-            let bytes = self.weights.block(index).ok_or(ErrorKind::MissingWeightBlock { index })?;
+            let bytes = self
+                .weights
+                .block(index)
+                .ok_or(ErrorKind::MissingWeightBlock { index })?;
             self.charge(self.schedule.weights(1, 0))?;
             self.blocks_read += 1;
             self.weight_bytes += bytes.len() as u64;
@@ -155,7 +171,9 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
             Some((_, b)) => b,
             None => return Err(ErrorKind::MissingWeightBlock { index }),
         };
-        let raw = bytes.get(offset..offset.saturating_add(width)).ok_or(ErrorKind::BadOperand)?;
+        let raw = bytes
+            .get(offset..offset.saturating_add(width))
+            .ok_or(ErrorKind::BadOperand)?;
         Ok(read_immediate(raw))
     }
 }
@@ -173,7 +191,10 @@ pub fn execute<K: Kernels, W: WeightSource>(
     gas_limit: u64,
 ) -> Result<Outcome, VmError> {
     let program = &exe.program;
-    let fault = |pc: usize, kind| VmError { pc: pc as u32, kind };
+    let fault = |pc: usize, kind| VmError {
+        pc: pc as u32,
+        kind,
+    };
     if program.input.elements() != Some(input.len() as u64) {
         return Err(fault(0, ErrorKind::ShapeMismatch));
     }
@@ -181,7 +202,10 @@ pub fn execute<K: Kernels, W: WeightSource>(
         stack: Vec::with_capacity(64),
         memory: Memory::new(config.max_memory),
         buffer: Buffer::new(config.max_buffer, config.max_frames),
-        meter: Meter { limit: gas_limit, used: 0 },
+        meter: Meter {
+            limit: gas_limit,
+            used: 0,
+        },
         schedule: config.schedule,
         kernels,
         weights,
@@ -190,7 +214,10 @@ pub fn execute<K: Kernels, W: WeightSource>(
         weight_bytes: 0,
         element_cache: None,
     };
-    let range = m.memory.ensure(0, input.len() as i64, &mut m.meter, &m.schedule).map_err(|k| fault(0, k))?;
+    let range = m
+        .memory
+        .ensure(0, input.len() as i64, &mut m.meter, &m.schedule)
+        .map_err(|k| fault(0, k))?;
     m.memory.bytes[range].copy_from_slice(smartvm_kernels::as_u8(input));
 
     let costs = config.schedule.static_costs();
@@ -198,7 +225,9 @@ pub fn execute<K: Kernels, W: WeightSource>(
     let mut pc = 0usize;
     let mut instructions = 0u64;
     let result = loop {
-        let Some(&byte) = code.get(pc) else { break Ok(()) };
+        let Some(&byte) = code.get(pc) else {
+            break Ok(());
+        };
         instructions += 1;
         if !m.meter.charge(costs[byte as usize]) {
             break Err(fault(pc, ErrorKind::OutOfGas));
@@ -234,7 +263,10 @@ enum Flow {
 }
 
 #[inline(always)]
-fn binary<K: Kernels, W: WeightSource>(m: &mut Machine<'_, K, W>, f: impl FnOnce(i64, i64) -> i64) -> Result<(), ErrorKind> {
+fn binary<K: Kernels, W: WeightSource>(
+    m: &mut Machine<'_, K, W>,
+    f: impl FnOnce(i64, i64) -> i64,
+) -> Result<(), ErrorKind> {
     let [a, b] = m.args()?;
     m.stack.push(f(a, b));
     Ok(())
@@ -243,7 +275,9 @@ fn binary<K: Kernels, W: WeightSource>(m: &mut Machine<'_, K, W>, f: impl FnOnce
 /// The `N` immediate bytes at `at` (validated code always has them).
 #[inline(always)]
 fn immediate<const N: usize>(code: &[u8], at: usize) -> Result<[u8; N], ErrorKind> {
-    code.get(at..at + N).and_then(|b| b.try_into().ok()).ok_or(ErrorKind::InvalidInstruction)
+    code.get(at..at + N)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(ErrorKind::InvalidInstruction)
 }
 
 fn jump_target(dest: i64, jumpdest: &[bool]) -> Result<usize, ErrorKind> {
@@ -254,7 +288,13 @@ fn jump_target(dest: i64, jumpdest: &[bool]) -> Result<usize, ErrorKind> {
 }
 
 #[inline(always)]
-fn step<K: Kernels, W: WeightSource>(m: &mut Machine<'_, K, W>, op: Opcode, code: &[u8], pc: usize, jumpdest: &[bool]) -> Result<Flow, ErrorKind> {
+fn step<K: Kernels, W: WeightSource>(
+    m: &mut Machine<'_, K, W>,
+    op: Opcode,
+    code: &[u8],
+    pc: usize,
+    jumpdest: &[bool],
+) -> Result<Flow, ErrorKind> {
     use Opcode::*;
     let next = pc + 1;
     match op {
@@ -302,15 +342,22 @@ fn step<K: Kernels, W: WeightSource>(m: &mut Machine<'_, K, W>, op: Opcode, code
         }
         MSTORE8 => {
             let [addr, value] = m.args()?;
-            m.memory.store::<1>(addr, [value as u8], &mut m.meter, &m.schedule)?;
+            m.memory
+                .store::<1>(addr, [value as u8], &mut m.meter, &m.schedule)?;
         }
         MSTORE32 => {
             let [addr, value] = m.args()?;
-            m.memory.store::<4>(addr, (value as i32).to_le_bytes(), &mut m.meter, &m.schedule)?;
+            m.memory.store::<4>(
+                addr,
+                (value as i32).to_le_bytes(),
+                &mut m.meter,
+                &m.schedule,
+            )?;
         }
         MSTORE64 => {
             let [addr, value] = m.args()?;
-            m.memory.store::<8>(addr, value.to_le_bytes(), &mut m.meter, &m.schedule)?;
+            m.memory
+                .store::<8>(addr, value.to_le_bytes(), &mut m.meter, &m.schedule)?;
         }
         MSIZE => m.push(m.memory.size() as i64)?,
         JUMP => {

@@ -41,6 +41,11 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { max_memory: 16 << 20, max_buffer: 64 << 20, max_frames: 64, schedule: Schedule::default() }
+        Config {
+            max_memory: 16 << 20,
+            max_buffer: 64 << 20,
+            max_frames: 64,
+            schedule: Schedule::default(),
+        }
     }
 }

@@ -16,16 +16,27 @@ pub struct Memory {
 impl Memory {
     /// Empty Memory that may grow to `limit` bytes.
     pub fn new(limit: u32) -> Memory {
-        Memory { bytes: Vec::new(), limit: limit as u64 }
+        Memory {
+            bytes: Vec::new(),
+            limit: limit as u64,
+        }
     }
 
     /// Makes `[offset, offset + len)` addressable, charging for growth; returns the range.
     #[inline]
-    pub fn ensure(&mut self, offset: i64, len: i64, meter: &mut Meter, schedule: &Schedule) -> Result<core::ops::Range<usize>, ErrorKind> {
+    pub fn ensure(
+        &mut self,
+        offset: i64,
+        len: i64,
+        meter: &mut Meter,
+        schedule: &Schedule,
+    ) -> Result<core::ops::Range<usize>, ErrorKind> {
         if offset < 0 || len < 0 {
             return Err(ErrorKind::BadOperand);
         }
-        let end = (offset as u64).checked_add(len as u64).ok_or(ErrorKind::MemoryLimit)?;
+        let end = (offset as u64)
+            .checked_add(len as u64)
+            .ok_or(ErrorKind::MemoryLimit)?;
         if end > self.bytes.len() as u64 {
             if end > self.limit {
                 return Err(ErrorKind::MemoryLimit);
@@ -34,15 +45,24 @@ impl Memory {
             if !meter.charge(words.saturating_mul(schedule.per_memory_word)) {
                 return Err(ErrorKind::OutOfGas);
             }
-            self.bytes.resize((end.div_ceil(32) * 32).min(self.limit) as usize, 0);
+            self.bytes
+                .resize((end.div_ceil(32) * 32).min(self.limit) as usize, 0);
         }
         Ok(offset as usize..end as usize)
     }
 
     /// Reads `N` bytes at `addr`; the common in-bounds case is a single check.
     #[inline(always)]
-    pub fn load<const N: usize>(&mut self, addr: i64, meter: &mut Meter, schedule: &Schedule) -> Result<[u8; N], ErrorKind> {
-        if let Some(bytes) = usize::try_from(addr).ok().and_then(|a| self.bytes.get(a..a.checked_add(N)?)) {
+    pub fn load<const N: usize>(
+        &mut self,
+        addr: i64,
+        meter: &mut Meter,
+        schedule: &Schedule,
+    ) -> Result<[u8; N], ErrorKind> {
+        if let Some(bytes) = usize::try_from(addr)
+            .ok()
+            .and_then(|a| self.bytes.get(a..a.checked_add(N)?))
+        {
             return bytes.try_into().map_err(|_| ErrorKind::BadOperand);
         }
         let r = self.ensure(addr, N as i64, meter, schedule)?;
@@ -51,8 +71,17 @@ impl Memory {
 
     /// Writes `N` bytes at `addr`, growing Memory if needed.
     #[inline(always)]
-    pub fn store<const N: usize>(&mut self, addr: i64, value: [u8; N], meter: &mut Meter, schedule: &Schedule) -> Result<(), ErrorKind> {
-        if let Some(bytes) = usize::try_from(addr).ok().and_then(|a| self.bytes.get_mut(a..a.checked_add(N)?)) {
+    pub fn store<const N: usize>(
+        &mut self,
+        addr: i64,
+        value: [u8; N],
+        meter: &mut Meter,
+        schedule: &Schedule,
+    ) -> Result<(), ErrorKind> {
+        if let Some(bytes) = usize::try_from(addr)
+            .ok()
+            .and_then(|a| self.bytes.get_mut(a..a.checked_add(N)?))
+        {
             bytes.copy_from_slice(&value);
             return Ok(());
         }

@@ -19,14 +19,22 @@ pub struct BlockList<'a>(pub &'a [Vec<u8>]);
 
 impl WeightSource for BlockList<'_> {
     fn block(&self, index: u32) -> Option<Cow<'_, [u8]>> {
-        self.0.get(index as usize).map(|b| Cow::Borrowed(b.as_slice()))
+        self.0
+            .get(index as usize)
+            .map(|b| Cow::Borrowed(b.as_slice()))
     }
 }
 
 /// Reads consecutive blocks from `first` until exactly `len` bytes are gathered.
 /// Returns the bytes and how many blocks were read.
-pub(crate) fn gather<W: WeightSource>(source: &W, first: u32, len: usize) -> Result<(Cow<'_, [u8]>, u32), ErrorKind> {
-    let head = source.block(first).ok_or(ErrorKind::MissingWeightBlock { index: first })?;
+pub(crate) fn gather<W: WeightSource>(
+    source: &W,
+    first: u32,
+    len: usize,
+) -> Result<(Cow<'_, [u8]>, u32), ErrorKind> {
+    let head = source
+        .block(first)
+        .ok_or(ErrorKind::MissingWeightBlock { index: first })?;
     if head.len() == len {
         return Ok((head, 1));
     }
@@ -43,7 +51,9 @@ pub(crate) fn gather<W: WeightSource>(source: &W, first: u32, len: usize) -> Res
         if count as usize >= MAX_BLOCKS {
             return Err(mismatch);
         }
-        let block = source.block(index).ok_or(ErrorKind::MissingWeightBlock { index })?;
+        let block = source
+            .block(index)
+            .ok_or(ErrorKind::MissingWeightBlock { index })?;
         if bytes.len() + block.len() > len {
             return Err(mismatch);
         }

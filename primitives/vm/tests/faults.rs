@@ -7,17 +7,30 @@ use smartvm_vm::{execute, BlockList, Config, ErrorKind, Executable, Outcome, VmE
 fn run_with(src: &str, blocks: &[Vec<u8>], gas: u64) -> Result<Outcome, VmError> {
     let program = assemble(&format!(".input 1 1 2 2\n.output 1\n{src}")).expect("assembles");
     let exe = Executable::new(program).expect("validates");
-    execute(&exe, &[1, 2, 3, 4], &BlockList(blocks), &Reference, &Config::default(), gas)
+    execute(
+        &exe,
+        &[1, 2, 3, 4],
+        &BlockList(blocks),
+        &Reference,
+        &Config::default(),
+        gas,
+    )
 }
 
 fn fault(src: &str, blocks: &[Vec<u8>]) -> ErrorKind {
-    run_with(src, blocks, 1_000_000).expect_err("must fail").kind
+    run_with(src, blocks, 1_000_000)
+        .expect_err("must fail")
+        .kind
 }
 
 fn qblock(channels: usize) -> Vec<u8> {
     ChannelQuant {
         input_zero: 0,
-        output: OutputRange { zero: 0, lo: -128, hi: 127 },
+        output: OutputRange {
+            zero: 0,
+            lo: -128,
+            hi: 127,
+        },
         bias: vec![0; channels],
         mult: vec![1 << 30; channels],
         shift: vec![-1; channels],
@@ -26,11 +39,17 @@ fn qblock(channels: usize) -> Vec<u8> {
 }
 
 /// Pushes the 2x2 input as a frame of shape 1x1x2x2.
-const INPUT: &str = "PUSH 0 \n PUSH 4 \n MTOB \n PUSH 1 \n PUSH 1 \n PUSH 2 \n PUSH 2 \n BUF_SHAPE\n";
+const INPUT: &str =
+    "PUSH 0 \n PUSH 4 \n MTOB \n PUSH 1 \n PUSH 1 \n PUSH 2 \n PUSH 2 \n BUF_SHAPE\n";
 
 #[test]
 fn a_working_program_produces_output() {
-    let out = run_with(&format!("{INPUT} PUSH 2\nPUSH 1\nPUSH 0\nPOOL_MAX\nPUSH 0\nPUSH 1\nBTOS1\nSTOP"), &[], 1_000_000).unwrap();
+    let out = run_with(
+        &format!("{INPUT} PUSH 2\nPUSH 1\nPUSH 0\nPOOL_MAX\nPUSH 0\nPUSH 1\nBTOS1\nSTOP"),
+        &[],
+        1_000_000,
+    )
+    .unwrap();
     assert_eq!(out.output, vec![4]);
 }
 
@@ -39,7 +58,11 @@ fn out_of_gas_is_reported_where_it_happens() {
     let src = format!("{INPUT} PUSH 2\nPUSH 1\nPUSH 0\nPOOL_MAX\nPUSH 0\nPUSH 1\nBTOS1\nSTOP");
     let full = run_with(&src, &[], u64::MAX).unwrap().gas_used;
     for limit in [0, 1, full / 2, full - 1] {
-        assert_eq!(run_with(&src, &[], limit).unwrap_err().kind, ErrorKind::OutOfGas, "limit {limit}");
+        assert_eq!(
+            run_with(&src, &[], limit).unwrap_err().kind,
+            ErrorKind::OutOfGas,
+            "limit {limit}"
+        );
     }
     assert!(run_with(&src, &[], full).is_ok());
 }
@@ -49,27 +72,86 @@ fn runtime_faults_are_typed() {
     let q = qblock(1);
     let blocks = vec![vec![1u8; 4], q, vec![0u8; 5]];
     // A dynamic jump to a non-JUMPDEST.
-    assert_eq!(fault("PUSH 1\nPUSH 2\nADD\nJUMP\nSTOP", &[]), ErrorKind::InvalidJump);
+    assert_eq!(
+        fault("PUSH 1\nPUSH 2\nADD\nJUMP\nSTOP", &[]),
+        ErrorKind::InvalidJump
+    );
     // A dynamically computed jump target that is valid but leads to an underflow.
-    assert_eq!(fault("PUSH 1\nPUSH 5\nADD\nJUMP\nJUMPDEST\nADD\nSTOP", &[]), ErrorKind::StackUnderflow);
+    assert_eq!(
+        fault("PUSH 1\nPUSH 5\nADD\nJUMP\nJUMPDEST\nADD\nSTOP", &[]),
+        ErrorKind::StackUnderflow
+    );
     // CNN instructions without a frame, with bad operands, wrong shapes, missing blocks.
-    assert_eq!(fault("PUSH 2\nPUSH 2\nPUSH 0\nPOOL_MAX\nSTOP", &[]), ErrorKind::BufferUnderflow);
-    assert_eq!(fault(&format!("{INPUT} PUSH -2\nPUSH 2\nPUSH 0\nPOOL_MAX\nSTOP"), &[]), ErrorKind::BadOperand);
-    assert_eq!(fault(&format!("{INPUT} PUSH 3\nPUSH 1\nPUSH 0\nPOOL_MAX\nSTOP"), &[]), ErrorKind::ShapeMismatch);
-    let conv = |w: u32, q: u32| format!("{INPUT} PUSH 1\nPUSH 2\nPUSH 1\nPUSH 0\nPUSH 1\nPUSH 1\nPUSH {w}\nPUSH {q}\nCONV_MUL\nPUSH 0\nPUSH 1\nBTOS1\nSTOP");
+    assert_eq!(
+        fault("PUSH 2\nPUSH 2\nPUSH 0\nPOOL_MAX\nSTOP", &[]),
+        ErrorKind::BufferUnderflow
+    );
+    assert_eq!(
+        fault(
+            &format!("{INPUT} PUSH -2\nPUSH 2\nPUSH 0\nPOOL_MAX\nSTOP"),
+            &[]
+        ),
+        ErrorKind::BadOperand
+    );
+    assert_eq!(
+        fault(
+            &format!("{INPUT} PUSH 3\nPUSH 1\nPUSH 0\nPOOL_MAX\nSTOP"),
+            &[]
+        ),
+        ErrorKind::ShapeMismatch
+    );
+    let conv = |w: u32, q: u32| {
+        format!("{INPUT} PUSH 1\nPUSH 2\nPUSH 1\nPUSH 0\nPUSH 1\nPUSH 1\nPUSH {w}\nPUSH {q}\nCONV_MUL\nPUSH 0\nPUSH 1\nBTOS1\nSTOP")
+    };
     assert!(run_with(&conv(0, 1), &blocks, 1_000_000).is_ok());
-    assert_eq!(fault(&conv(7, 1), &blocks), ErrorKind::MissingWeightBlock { index: 7 });
-    assert_eq!(fault(&conv(2, 1), &blocks), ErrorKind::WeightSizeMismatch { first_block: 2 });
-    assert_eq!(fault(&conv(0, 2), &blocks), ErrorKind::BadQuantBlock { index: 2 });
-    assert_eq!(fault(&format!("{INPUT} PUSH 1\nPUSH 0\nPUSH 1\nFULL_CON\nSTOP"), &blocks), ErrorKind::OutputSize);
-    assert_eq!(fault(&format!("{INPUT} PUSH 2\nPUSH 0\nPUSH 1\nFULL_CON\nSTOP"), &blocks), ErrorKind::WeightSizeMismatch { first_block: 0 });
+    assert_eq!(
+        fault(&conv(7, 1), &blocks),
+        ErrorKind::MissingWeightBlock { index: 7 }
+    );
+    assert_eq!(
+        fault(&conv(2, 1), &blocks),
+        ErrorKind::WeightSizeMismatch { first_block: 2 }
+    );
+    assert_eq!(
+        fault(&conv(0, 2), &blocks),
+        ErrorKind::BadQuantBlock { index: 2 }
+    );
+    assert_eq!(
+        fault(
+            &format!("{INPUT} PUSH 1\nPUSH 0\nPUSH 1\nFULL_CON\nSTOP"),
+            &blocks
+        ),
+        ErrorKind::OutputSize
+    );
+    assert_eq!(
+        fault(
+            &format!("{INPUT} PUSH 2\nPUSH 0\nPUSH 1\nFULL_CON\nSTOP"),
+            &blocks
+        ),
+        ErrorKind::WeightSizeMismatch { first_block: 0 }
+    );
     // Limits.
-    assert_eq!(fault("PUSH 3\nBUF_INIT\nPUSH 0\nPUSH 4\nMTOB\nSTOP", &[]), ErrorKind::BufferLimit);
-    assert_eq!(fault("PUSH 4294967295\nBUF_ALLO\nSTOP", &[]), ErrorKind::BufferLimit);
-    assert_eq!(fault("PUSH8 1099511627776\nPUSH 1\nMSTORE8\nSTOP", &[]), ErrorKind::MemoryLimit);
+    assert_eq!(
+        fault("PUSH 3\nBUF_INIT\nPUSH 0\nPUSH 4\nMTOB\nSTOP", &[]),
+        ErrorKind::BufferLimit
+    );
+    assert_eq!(
+        fault("PUSH 4294967295\nBUF_ALLO\nSTOP", &[]),
+        ErrorKind::BufferLimit
+    );
+    assert_eq!(
+        fault("PUSH8 1099511627776\nPUSH 1\nMSTORE8\nSTOP", &[]),
+        ErrorKind::MemoryLimit
+    );
     assert_eq!(fault("PUSH -1\nMLOAD8\nSTOP", &[]), ErrorKind::BadOperand);
-    assert_eq!(fault("PUSH 9\nPUSH 0\nWLOAD8\nSTOP", &[]), ErrorKind::MissingWeightBlock { index: 9 });
-    assert_eq!(fault("PUSH 0\nPUSH 4\nWLOAD8\nSTOP", &blocks), ErrorKind::BadOperand);
+    assert_eq!(
+        fault("PUSH 9\nPUSH 0\nWLOAD8\nSTOP", &[]),
+        ErrorKind::MissingWeightBlock { index: 9 }
+    );
+    assert_eq!(
+        fault("PUSH 0\nPUSH 4\nWLOAD8\nSTOP", &blocks),
+        ErrorKind::BadOperand
+    );
     // Endings.
     assert_eq!(fault("PUSH 0\nPUSH 0\nREVERT", &[]), ErrorKind::Reverted);
     assert_eq!(fault("INVALID", &[]), ErrorKind::InvalidInstruction);
@@ -79,12 +161,23 @@ fn runtime_faults_are_typed() {
 #[test]
 fn stack_overflow_is_caught_at_runtime_in_loops() {
     // A loop that pushes forever: the validator cannot bound it, the interpreter does.
-    assert_eq!(fault("JUMPDEST\nPUSH 1\nPUSH 0\nJUMP", &[]), ErrorKind::StackOverflow);
+    assert_eq!(
+        fault("JUMPDEST\nPUSH 1\nPUSH 0\nJUMP", &[]),
+        ErrorKind::StackOverflow
+    );
 }
 
 #[test]
 fn wrong_input_length_is_rejected_before_running() {
     let exe = Executable::new(assemble(".input 1 1 2 2\n.output 1\nSTOP").unwrap()).unwrap();
-    let err = execute(&exe, &[0; 3], &BlockList(&[]), &Reference, &Config::default(), 1000).unwrap_err();
+    let err = execute(
+        &exe,
+        &[0; 3],
+        &BlockList(&[]),
+        &Reference,
+        &Config::default(),
+        1000,
+    )
+    .unwrap_err();
     assert_eq!(err.kind, ErrorKind::ShapeMismatch);
 }

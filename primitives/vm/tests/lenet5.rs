@@ -14,16 +14,44 @@ fn load(name: &str, blocks: &[Vec<u8>]) -> Executable {
     Executable::new(program).expect("validates")
 }
 
-fn fixtures() -> (Vec<Vec<u8>>, Vec<Vec<i8>>, Vec<Vec<i8>>) {
+/// Weight blocks, sample inputs and their expected logits.
+type Fixtures = (Vec<Vec<u8>>, Vec<Vec<i8>>, Vec<Vec<i8>>);
+
+fn fixtures() -> Fixtures {
     let blocks = decode_pack(&std::fs::read(format!("{DIR}/weights.smw")).unwrap()).unwrap();
-    let inputs: Vec<Vec<i8>> = std::fs::read(format!("{DIR}/inputs.bin")).unwrap().chunks(1024).map(|c| c.iter().map(|b| *b as i8).collect()).collect();
-    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(format!("{DIR}/expected.json")).unwrap()).unwrap();
-    let expected = doc["logits"].as_array().unwrap().iter().map(|l| l.as_array().unwrap().iter().map(|v| v.as_i64().unwrap() as i8).collect()).collect();
+    let inputs: Vec<Vec<i8>> = std::fs::read(format!("{DIR}/inputs.bin"))
+        .unwrap()
+        .chunks(1024)
+        .map(|c| c.iter().map(|b| *b as i8).collect())
+        .collect();
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{DIR}/expected.json")).unwrap())
+            .unwrap();
+    let expected = doc["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            l.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_i64().unwrap() as i8)
+                .collect()
+        })
+        .collect();
     (blocks, inputs, expected)
 }
 
 fn run<K: Kernels>(exe: &Executable, input: &[i8], blocks: &[Vec<u8>], k: &K) -> Outcome {
-    execute(exe, input, &BlockList(blocks), k, &Config::default(), u64::MAX).expect("runs")
+    execute(
+        exe,
+        input,
+        &BlockList(blocks),
+        k,
+        &Config::default(),
+        u64::MAX,
+    )
+    .expect("runs")
 }
 
 #[test]

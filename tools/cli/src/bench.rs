@@ -54,18 +54,64 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let (t_cnn, o_cnn) = time(&cnn, args.iterations.max(1))?;
     let (t_base, o_base) = time(&base, (args.iterations / 10).max(3))?;
     if o_cnn.output != o_base.output {
-        return Err(anyhow!("the two programs disagree: {:?} vs {:?}", o_cnn.output, o_base.output));
+        return Err(anyhow!(
+            "the two programs disagree: {:?} vs {:?}",
+            o_cnn.output,
+            o_base.output
+        ));
     }
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    println!("LeNet-5, 1x32x32 input, {:?} kernels, median of timed runs", args.backend);
-    println!("{:<28} {:>14} {:>14} {:>10}", "", "CNN instr.", "base set", "ratio");
-    println!("{:<28} {:>14.4} {:>14.3} {:>9.0}x", "latency (ms)", ms(t_cnn), ms(t_base), ms(t_base) / ms(t_cnn));
-    println!("{:<28} {:>14} {:>14} {:>9.0}x", "bytecode instructions", cnn.instruction_count(), base.instruction_count(), base.instruction_count() as f64 / cnn.instruction_count() as f64);
-    println!("{:<28} {:>14} {:>14} {:>9.0}x", "executed instructions", o_cnn.instructions, o_base.instructions, o_base.instructions as f64 / o_cnn.instructions as f64);
-    println!("{:<28} {:>14} {:>14} {:>9.0}x", "gas", o_cnn.gas_used, o_base.gas_used, o_base.gas_used as f64 / o_cnn.gas_used as f64);
-    println!("{:<28} {:>14} {:>14} {:>9.0}x", "weight block reads", o_cnn.weight_blocks_read, o_base.weight_blocks_read, o_base.weight_blocks_read as f64 / o_cnn.weight_blocks_read as f64);
+    println!(
+        "LeNet-5, 1x32x32 input, {:?} kernels, median of timed runs",
+        args.backend
+    );
+    println!(
+        "{:<28} {:>14} {:>14} {:>10}",
+        "", "CNN instr.", "base set", "ratio"
+    );
+    println!(
+        "{:<28} {:>14.4} {:>14.3} {:>9.0}x",
+        "latency (ms)",
+        ms(t_cnn),
+        ms(t_base),
+        ms(t_base) / ms(t_cnn)
+    );
+    println!(
+        "{:<28} {:>14} {:>14} {:>9.0}x",
+        "bytecode instructions",
+        cnn.instruction_count(),
+        base.instruction_count(),
+        base.instruction_count() as f64 / cnn.instruction_count() as f64
+    );
+    println!(
+        "{:<28} {:>14} {:>14} {:>9.0}x",
+        "executed instructions",
+        o_cnn.instructions,
+        o_base.instructions,
+        o_base.instructions as f64 / o_cnn.instructions as f64
+    );
+    println!(
+        "{:<28} {:>14} {:>14} {:>9.0}x",
+        "gas",
+        o_cnn.gas_used,
+        o_base.gas_used,
+        o_base.gas_used as f64 / o_cnn.gas_used as f64
+    );
+    println!(
+        "{:<28} {:>14} {:>14} {:>9.0}x",
+        "weight block reads",
+        o_cnn.weight_blocks_read,
+        o_base.weight_blocks_read,
+        o_base.weight_blocks_read as f64 / o_cnn.weight_blocks_read as f64
+    );
     let (buf, mem) = (o_cnn.peak_buffer_bytes, o_base.peak_memory_bytes);
-    println!("{:<28} {:>14} {:>14} {:>9.1}%", "peak feature-map bytes", buf, mem, 100.0 * (1.0 - buf as f64 / mem as f64));
+    println!(
+        "{:<28} {:>14} {:>14} {:>9.1}%",
+        "peak feature-map bytes",
+        buf,
+        mem,
+        100.0 * (1.0 - buf as f64 / mem as f64)
+    );
     println!("(last column: how many times more the base set needs; for memory, how much less the Buffer holds)");
     println!("output {:?}", o_cnn.output);
     Ok(())

@@ -10,10 +10,12 @@ use smartvm_isa::{asm, block_hash, pack::decode_pack, Program};
 pub fn program(path: &Path, weights: Option<&Path>) -> Result<Program> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let mut program = if path.extension().is_some_and(|e| e == "sasm") {
-        let text = String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8", path.display()))?;
+        let text =
+            String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8", path.display()))?;
         asm::assemble(&text).with_context(|| format!("assembling {}", path.display()))?
     } else {
-        Program::decode(&bytes).map_err(|e| anyhow::anyhow!("{}: not a SmartVM program: {e:?}", path.display()))?
+        Program::decode(&bytes)
+            .map_err(|e| anyhow::anyhow!("{}: not a SmartVM program: {e:?}", path.display()))?
     };
     if let Some(w) = weights {
         if program.blocks.is_empty() {
@@ -32,7 +34,11 @@ pub fn blocks(path: &Path) -> Result<Vec<Vec<u8>>> {
 /// Checks every block against the program's manifest, naming the first that differs.
 pub fn check_manifest(program: &Program, blocks: &[Vec<u8>]) -> Result<()> {
     if program.blocks.len() != blocks.len() {
-        bail!("the program expects {} weight blocks, the pack has {}", program.blocks.len(), blocks.len());
+        bail!(
+            "the program expects {} weight blocks, the pack has {}",
+            program.blocks.len(),
+            blocks.len()
+        );
     }
     for (i, (want, got)) in program.blocks.iter().zip(blocks).enumerate() {
         if want.len as usize != got.len() || want.hash != block_hash(got) {
@@ -46,11 +52,21 @@ pub fn check_manifest(program: &Program, blocks: &[Vec<u8>]) -> Result<()> {
 pub fn input(path: &Path, len: usize, index: usize) -> Result<Vec<i8>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     if len == 0 || bytes.len() % len != 0 {
-        bail!("{} holds {} bytes, not a whole number of {len}-byte inputs", path.display(), bytes.len());
+        bail!(
+            "{} holds {} bytes, not a whole number of {len}-byte inputs",
+            path.display(),
+            bytes.len()
+        );
     }
     let count = bytes.len() / len;
     if index >= count {
-        bail!("{} holds {count} inputs; index {index} is out of range", path.display());
+        bail!(
+            "{} holds {count} inputs; index {index} is out of range",
+            path.display()
+        );
     }
-    Ok(bytes[index * len..(index + 1) * len].iter().map(|b| *b as i8).collect())
+    Ok(bytes[index * len..(index + 1) * len]
+        .iter()
+        .map(|b| *b as i8)
+        .collect())
 }

@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use smartvm_isa::{asm, TABLE};
 
 #[derive(Parser)]
-#[command(name = "smartvm", version, about = "Assemble, inspect, run and benchmark SmartVM programs")]
+#[command(
+    name = "smartvm",
+    version,
+    about = "Assemble, inspect, run and benchmark SmartVM programs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -59,10 +63,20 @@ enum Command {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Opcodes { json } => print_opcodes(json),
-        Command::Asm { source, output, weights } => {
+        Command::Asm {
+            source,
+            output,
+            weights,
+        } => {
             let program = load::program(&source, weights.as_deref())?;
-            std::fs::write(&output, program.encode()).with_context(|| format!("writing {}", output.display()))?;
-            println!("{}: {} code bytes, {} weight blocks", output.display(), program.code.len(), program.blocks.len());
+            std::fs::write(&output, program.encode())
+                .with_context(|| format!("writing {}", output.display()))?;
+            println!(
+                "{}: {} code bytes, {} weight blocks",
+                output.display(),
+                program.code.len(),
+                program.blocks.len()
+            );
             Ok(())
         }
         Command::Disasm { program } => {
@@ -89,9 +103,21 @@ fn print_opcodes(json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    println!("{:<5} {:<10} {:>3} {:>4} {:>4} {:<10} summary", "byte", "mnemonic", "in", "out", "imm", "gas");
+    println!(
+        "{:<5} {:<10} {:>3} {:>4} {:>4} {:<10} summary",
+        "byte", "mnemonic", "in", "out", "imm", "gas"
+    );
     for r in TABLE {
-        println!("{:#04x}  {:<10} {:>3} {:>4} {:>4} {:<10} {}", r.byte, r.mnemonic, r.inputs, r.outputs, r.immediate, format!("{:?}", r.gas), r.summary);
+        println!(
+            "{:#04x}  {:<10} {:>3} {:>4} {:>4} {:<10} {}",
+            r.byte,
+            r.mnemonic,
+            r.inputs,
+            r.outputs,
+            r.immediate,
+            format!("{:?}", r.gas),
+            r.summary
+        );
     }
     Ok(())
 }

@@ -36,9 +36,22 @@ pub struct RunArgs {
 }
 
 /// Executes with the chosen backend.
-pub fn execute_with(backend: Backend, exe: &Executable, input: &[i8], blocks: &[Vec<u8>], gas: u64) -> Result<Outcome> {
-    fn go<K: Kernels>(k: &K, exe: &Executable, input: &[i8], blocks: &[Vec<u8>], gas: u64) -> Result<Outcome> {
-        execute(exe, input, &BlockList(blocks), k, &Config::default(), gas).map_err(|e| anyhow!("execution failed: {e}"))
+pub fn execute_with(
+    backend: Backend,
+    exe: &Executable,
+    input: &[i8],
+    blocks: &[Vec<u8>],
+    gas: u64,
+) -> Result<Outcome> {
+    fn go<K: Kernels>(
+        k: &K,
+        exe: &Executable,
+        input: &[i8],
+        blocks: &[Vec<u8>],
+        gas: u64,
+    ) -> Result<Outcome> {
+        execute(exe, input, &BlockList(blocks), k, &Config::default(), gas)
+            .map_err(|e| anyhow!("execution failed: {e}"))
     }
     match backend {
         Backend::Native => go(&Native, exe, input, blocks, gas),
@@ -48,7 +61,10 @@ pub fn execute_with(backend: Backend, exe: &Executable, input: &[i8], blocks: &[
 
 /// The index of the first largest element.
 pub fn argmax(values: &[i8]) -> usize {
-    values.iter().enumerate().fold(0, |best, (i, v)| if *v > values[best] { i } else { best })
+    values
+        .iter()
+        .enumerate()
+        .fold(0, |best, (i, v)| if *v > values[best] { i } else { best })
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
@@ -77,8 +93,15 @@ pub fn run(args: RunArgs) -> Result<()> {
         println!("instructions      {}", out.instructions);
         println!("peak Buffer bytes {}", out.peak_buffer_bytes);
         println!("Memory bytes      {}", out.peak_memory_bytes);
-        println!("weight reads      {} blocks, {} bytes", out.weight_blocks_read, out.weight_bytes_read);
-        println!("time              {:.3} ms ({:?} kernels, one run)", elapsed.as_secs_f64() * 1e3, args.backend);
+        println!(
+            "weight reads      {} blocks, {} bytes",
+            out.weight_blocks_read, out.weight_bytes_read
+        );
+        println!(
+            "time              {:.3} ms ({:?} kernels, one run)",
+            elapsed.as_secs_f64() * 1e3,
+            args.backend
+        );
     }
     Ok(())
 }
