@@ -68,7 +68,7 @@ pub fn check_conv(
     out: &[i8],
 ) -> Result<(), KernelError> {
     check_len(input.len(), p.input.elements())?;
-    check_len(weights.len(), Some(p.weight_len() as u64))?;
+    check_len(weights.len(), Some(p.weight_len()))?;
     check_len(q.bias.len(), Some(p.output.c as u64))?;
     check_len(out.len(), p.output.elements())
 }

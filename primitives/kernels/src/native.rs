@@ -58,7 +58,7 @@ fn im2col(p: &ConvParams, input: &[i8], zero: i32, group: u32) -> Vec<i16> {
     let [_, ph, pw] = p.pad;
     let [_, dh, dw] = p.dilation;
     let positions = (o.h * o.w) as usize;
-    let taps = p.weights_per_output();
+    let taps = p.weights_per_output() as usize;
     let mut col = vec![0i16; taps * positions];
     let mut row = 0usize;
     for ci in 0..p.group_in() {
@@ -206,7 +206,7 @@ impl Kernels for Native {
             return Reference.conv(p, input, weights, q, out);
         }
         let positions = (p.output.h * p.output.w) as usize;
-        let taps = p.weights_per_output();
+        let taps = p.weights_per_output() as usize;
         let group_out = p.group_out() as usize;
         let parallel = p.macs() >= PARALLEL_MACS;
         // Few taps over many positions (first layers): broadcast each weight along a row of

@@ -78,7 +78,7 @@ impl ChannelQuant {
     /// Parses and checks a qblock for a layer with `channels` outputs.
     pub fn decode(bytes: &[u8], channels: u32) -> Result<ChannelQuant, KernelError> {
         let n = le_i32(bytes, 4)?;
-        if n < 0 || n as u32 != channels || bytes.len() != 4 * (5 + 3 * n as usize) {
+        if n < 0 || n as u32 != channels || bytes.len() as u64 != 4 * (5 + 3 * n as u64) {
             return Err(KernelError::BadQuant);
         }
         let n = n as usize;
@@ -390,7 +390,7 @@ impl ConvParams {
             dilation,
             groups,
         };
-        check_macs(&output, params.weights_per_output() as u64)?;
+        check_macs(&output, params.weights_per_output())?;
         Ok(params)
     }
 
@@ -405,18 +405,18 @@ impl ConvParams {
     }
 
     /// Weights feeding one output element: (C/groups) · KD · KH · KW.
-    pub fn weights_per_output(&self) -> usize {
-        self.group_in() as usize * self.kernel.iter().map(|k| *k as usize).product::<usize>()
+    pub fn weights_per_output(&self) -> u64 {
+        self.group_in() as u64 * self.kernel.iter().map(|k| *k as u64).product::<u64>()
     }
 
     /// Total weight count O · (C/groups) · KD · KH · KW.
-    pub fn weight_len(&self) -> usize {
-        self.output.c as usize * self.weights_per_output()
+    pub fn weight_len(&self) -> u64 {
+        self.output.c as u64 * self.weights_per_output()
     }
 
     /// Multiply-accumulates of one call.
     pub fn macs(&self) -> u64 {
-        self.output.elements().unwrap_or(0) * self.weights_per_output() as u64
+        self.output.elements().unwrap_or(0) * self.weights_per_output()
     }
 }
 
@@ -484,13 +484,15 @@ impl ConvTransposeParams {
     }
 
     /// Total weight count C · (O/groups) · K · K.
-    pub fn weight_len(&self) -> usize {
-        self.input.c as usize * (self.output.c / self.groups) as usize * (self.k * self.k) as usize
+    pub fn weight_len(&self) -> u64 {
+        self.input.c as u64 * (self.output.c / self.groups) as u64 * (self.k * self.k) as u64
     }
 
     /// Multiply-accumulates of one call.
     pub fn macs(&self) -> u64 {
-        self.input.elements().unwrap_or(0) * self.weight_len() as u64 / self.input.c.max(1) as u64
+        self.input.elements().unwrap_or(0)
+            * (self.output.c / self.groups) as u64
+            * (self.k * self.k) as u64
     }
 }
 

@@ -35,7 +35,7 @@ impl Kernels for Reference {
         let mut y = 0usize;
         for oc in 0..o.c {
             let g = oc / group_out;
-            let w_oc = oc as usize * p.weights_per_output();
+            let w_oc = oc as usize * p.weights_per_output() as usize;
             for od in 0..o.d {
                 for oh in 0..o.h {
                     for ow in 0..o.w {
@@ -105,7 +105,7 @@ impl Kernels for Reference {
             }
         };
         bad(Some(input.len() as u64) == p.input.elements())?;
-        bad(weights.len() == p.weight_len())?;
+        bad(weights.len() as u64 == p.weight_len())?;
         bad(q.bias.len() == p.output.c as usize)?;
         bad(Some(out.len() as u64) == p.output.elements())?;
         let (i, o, k, s) = (p.input, p.output, p.k as i64, p.stride as i64);

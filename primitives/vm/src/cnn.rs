@@ -82,7 +82,7 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
             return Err(ErrorKind::BadOperand);
         }
         self.charge_kernel(macs, in_n + out_n as u64)?;
-        let weights = self.layer_weights(wblock, macs as usize)?;
+        let weights = self.layer_weights(wblock, macs)?;
         let q = ChannelQuant::decode(&self.block(qblock)?, out_n).map_err(kernel_error(qblock))?;
         self.produce(1, Shape::flat(out_n), |m, out| {
             let input = &m.buffer.top()?.data;
@@ -365,11 +365,11 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
             }
             BUF_COPY => {
                 let [depth] = self.args()?;
-                let frame = self.buffer.get(operand(depth)? as usize)?;
-                let len = frame.data.len() as u64;
-                self.charge_bytes(len)?;
+                let depth = operand(depth)? as usize;
+                let len = self.buffer.get(depth)?.data.len() as u64;
                 self.buffer.reserve(len)?;
-                let copy = self.buffer.get(depth as usize)?.clone();
+                self.charge_bytes(len)?;
+                let copy = self.buffer.get(depth)?.clone();
                 self.buffer.push(copy)
             }
             BUF_SHAPE => {

@@ -141,10 +141,16 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
     pub(crate) fn layer_weights(
         &mut self,
         first: i64,
-        len: usize,
+        len: u64,
     ) -> Result<Cow<'a, [u8]>, ErrorKind> {
         let first = operand(first)?;
-        self.charge(self.schedule.weights(0, len as u64))?;
+        // No layer can need more than every block a program may have.
+        let most = smartvm_isa::MAX_BLOCKS as u64 * smartvm_isa::program::MAX_BLOCK_LEN as u64;
+        if len > most {
+            return Err(ErrorKind::WeightSizeMismatch { first_block: first });
+        }
+        self.charge(self.schedule.weights(0, len))?;
+        let len = len as usize;
         let (bytes, count) = gather(self.weights, first, len)?;
         self.charge(self.schedule.weights(count as u64, 0))?;
         self.blocks_read += count as u64;
