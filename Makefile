@@ -19,6 +19,8 @@ run: setup build
 ## Install what is missing and run every test.
 test: setup
 	cargo test --workspace
+	@echo "== no_std: the VM builds for wasm32 as the runtime will use it"
+	cargo build -p smartvm-vm --no-default-features --target wasm32-unknown-unknown
 	@bash tests/golden/check.sh
 
 setup:
