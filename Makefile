@@ -21,6 +21,9 @@ test: setup
 	cargo test --workspace
 	@echo "== no_std: the VM builds for wasm32 as the runtime will use it"
 	cargo build -p smartvm-vm --no-default-features --target wasm32-unknown-unknown
+	@echo "== the host crate's validator-side swap compiles as the runtime sees it (cfg substrate_runtime)"
+	RUSTFLAGS="--cfg substrate_runtime" CARGO_TARGET_DIR=$(CARGO_TARGET_DIR)-wasmcheck \
+	  cargo build -p smartvm-host --no-default-features --target wasm32-unknown-unknown
 	@bash tests/golden/check.sh
 
 setup:

@@ -348,7 +348,8 @@ impl ConvParams {
         )
     }
 
-    fn new(
+    /// A convolution with its geometry given per axis (D, H, W).
+    pub fn new(
         input: Shape,
         out_c: u32,
         kernel: [u32; 3],
