@@ -1,0 +1,457 @@
+//! # SmartVM pallet
+//!
+//! Stores DNN programs (SmartVM bytecode with a weight-block manifest) and their weights as
+//! blocks in chain storage, and runs them on request with metered, deterministic integer
+//! arithmetic. The heavy kernels go through [`Config::Kernels`]: the node's native host
+//! functions in a runtime, the in-wasm reference kernels in tests and validators.
+//!
+//! Life of a model: `create_model` (validated program, deposit held) → `put_weight_block` for
+//! every manifest entry (checked against its hash) → `seal_model` → `infer` by anyone.
+//! Sealed weights change only through `T::UpdateOrigin` (`update_weight_block`, which bumps the
+//! version). `remove_model` releases the deposit.
+#![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
+
+pub mod exec;
+mod types;
+pub mod weights;
+
+#[cfg(test)]
+mod mock;
+#[cfg(test)]
+mod tests;
+
+pub use exec::{InferFailure, InferOutcome};
+pub use pallet::*;
+pub use types::{ModelId, ModelInfo, ModelStatus};
+pub use weights::WeightInfo;
+
+#[polkadot_sdk::frame_support::pallet]
+pub mod pallet {
+    use super::*;
+    use alloc::vec::Vec;
+    use polkadot_sdk::frame_support::{
+        dispatch::{DispatchErrorWithPostInfo, DispatchResultWithPostInfo, PostDispatchInfo},
+        pallet_prelude::*,
+        traits::{
+            fungible::{Inspect, Mutate, MutateHold},
+            tokens::Precision,
+        },
+    };
+    use polkadot_sdk::frame_system::{self, pallet_prelude::*};
+    use polkadot_sdk::sp_core::H256;
+    use polkadot_sdk::sp_runtime::traits::Saturating;
+    use smartvm_isa::{block_hash, validate, Program};
+
+    /// Balance type of the deposit currency.
+    pub type BalanceOf<T> =
+        <<T as Config>::Currency as Inspect<<T as frame_system::Config>::AccountId>>::Balance;
+
+    /// A stored model's bookkeeping.
+    pub type ModelInfoOf<T> = ModelInfo<<T as frame_system::Config>::AccountId, BalanceOf<T>>;
+
+    #[pallet::pallet]
+    pub struct Pallet<T>(_);
+
+    #[pallet::config]
+    pub trait Config: polkadot_sdk::frame_system::Config {
+        /// Holds of this pallet, aggregated by the runtime.
+        type RuntimeHoldReason: From<HoldReason>;
+        /// Pays the storage deposits.
+        type Currency: Mutate<Self::AccountId>
+            + MutateHold<Self::AccountId, Reason = Self::RuntimeHoldReason>;
+        /// Governance: may update the weights of sealed models and remove any model.
+        type UpdateOrigin: EnsureOrigin<Self::RuntimeOrigin>;
+        /// Kernel backend: host functions in a runtime, reference kernels in tests.
+        type Kernels: smartvm_kernels::Kernels + Default;
+        /// Deposit per stored item (model, program, block).
+        #[pallet::constant]
+        type DepositPerItem: Get<BalanceOf<Self>>;
+        /// Deposit per stored byte.
+        #[pallet::constant]
+        type DepositPerByte: Get<BalanceOf<Self>>;
+        /// Largest program container.
+        #[pallet::constant]
+        type MaxProgramLen: Get<u32>;
+        /// Largest weight block.
+        #[pallet::constant]
+        type MaxBlockLen: Get<u32>;
+        /// Most weight blocks per model.
+        #[pallet::constant]
+        type MaxBlocks: Get<u32>;
+        /// Largest inference input.
+        #[pallet::constant]
+        type MaxInputLen: Get<u32>;
+        /// Largest inference output kept in the event.
+        #[pallet::constant]
+        type MaxOutputLen: Get<u32>;
+        /// Most bytes the VM's Buffer may hold during one inference.
+        #[pallet::constant]
+        type MaxBufferBytes: Get<u32>;
+        /// Most bytes the VM's Memory may grow to during one inference.
+        #[pallet::constant]
+        type MaxMemoryBytes: Get<u32>;
+        /// Picoseconds of `ref_time` one unit of VM gas stands for.
+        #[pallet::constant]
+        type RefTimePerGas: Get<u64>;
+        /// Weights of the calls.
+        type WeightInfo: WeightInfo;
+    }
+
+    /// Reasons this pallet holds funds.
+    #[pallet::composite_enum]
+    pub enum HoldReason {
+        /// Deposit for a model's stored program and weight blocks.
+        #[codec(index = 0)]
+        ModelStorage,
+    }
+
+    /// The id the next model gets.
+    #[pallet::storage]
+    pub type NextModelId<T> = StorageValue<_, ModelId, ValueQuery>;
+
+    /// Models by id.
+    #[pallet::storage]
+    pub type Models<T: Config> = StorageMap<_, Blake2_128Concat, ModelId, ModelInfoOf<T>>;
+
+    /// Program containers by model.
+    #[pallet::storage]
+    pub type Programs<T: Config> =
+        StorageMap<_, Blake2_128Concat, ModelId, BoundedVec<u8, T::MaxProgramLen>>;
+
+    /// Weight blocks by (model, block index): one storage value per block (paper §3.4).
+    #[pallet::storage]
+    pub type WeightBlocks<T: Config> = StorageDoubleMap<
+        _,
+        Blake2_128Concat,
+        ModelId,
+        Twox64Concat,
+        u32,
+        BoundedVec<u8, T::MaxBlockLen>,
+    >;
+
+    #[pallet::event]
+    #[pallet::generate_deposit(pub(super) fn deposit_event)]
+    pub enum Event<T: Config> {
+        /// A model was created in draft.
+        ModelCreated {
+            model: ModelId,
+            owner: T::AccountId,
+            blocks: u32,
+        },
+        /// A weight block was stored.
+        WeightBlockStored { model: ModelId, index: u32 },
+        /// A model was sealed and can be inferred.
+        ModelSealed { model: ModelId },
+        /// Governance replaced a weight block of a sealed model.
+        WeightsUpdated {
+            model: ModelId,
+            index: u32,
+            version: u32,
+        },
+        /// A model and its blocks were removed.
+        ModelRemoved { model: ModelId },
+        /// An inference ran.
+        Inferred {
+            model: ModelId,
+            version: u32,
+            who: T::AccountId,
+            output: BoundedVec<i8, T::MaxOutputLen>,
+            class: u32,
+            weight_used: Weight,
+        },
+    }
+
+    #[pallet::error]
+    pub enum Error<T> {
+        /// The program container is malformed.
+        MalformedProgram,
+        /// The program's code fails validation.
+        InvalidCode,
+        /// The program lists more blocks than `MaxBlocks`, or a block larger than `MaxBlockLen`.
+        ProgramExceedsLimits,
+        /// No model with this id.
+        UnknownModel,
+        /// Only the model's owner may do this.
+        NotOwner,
+        /// The model is sealed; only governance may change it.
+        NotDraft,
+        /// The model is not sealed yet.
+        NotSealed,
+        /// The block index is not in the program's manifest.
+        BlockIndexOutOfRange,
+        /// The block's bytes do not match the manifest's length and hash.
+        BlockMismatch,
+        /// The block is already stored.
+        BlockAlreadyPresent,
+        /// The block's length differs from the one it replaces.
+        BlockLengthChanged,
+        /// Not every block of the manifest is stored.
+        MissingBlocks,
+        /// The input length is not the program's input size.
+        WrongInputLength,
+        /// The weight limit's compute part ran out.
+        OutOfGas,
+        /// The weight limit's proof-size part ran out.
+        ProofSizeExhausted,
+        /// A weight block the program reads is missing from storage.
+        MissingWeightBlock,
+        /// The program hit the Buffer or Memory limit.
+        ResourceLimit,
+        /// The program faulted while running (bad operand, shape mismatch, revert, ...).
+        ExecutionFault,
+        /// The output is longer than `MaxOutputLen`.
+        OutputTooLarge,
+        /// Model ids are exhausted.
+        TooManyModels,
+    }
+
+    #[pallet::call]
+    impl<T: Config> Pallet<T> {
+        /// Stores a validated program as a new draft model, holding a deposit for it.
+        #[pallet::call_index(0)]
+        #[pallet::weight(T::WeightInfo::create_model(program.len() as u32))]
+        pub fn create_model(
+            origin: OriginFor<T>,
+            program: BoundedVec<u8, T::MaxProgramLen>,
+        ) -> DispatchResult {
+            let owner = ensure_signed(origin)?;
+            let decoded = Program::decode(&program).map_err(|_| Error::<T>::MalformedProgram)?;
+            validate(&decoded).map_err(|_| Error::<T>::InvalidCode)?;
+            ensure!(
+                decoded.blocks.len() as u32 <= T::MaxBlocks::get()
+                    && decoded
+                        .blocks
+                        .iter()
+                        .all(|b| b.len <= T::MaxBlockLen::get()),
+                Error::<T>::ProgramExceedsLimits
+            );
+            let id = NextModelId::<T>::get();
+            let next = id.checked_add(1).ok_or(Error::<T>::TooManyModels)?;
+            let deposit =
+                Self::deposit_for(program.len() as u32).saturating_add(T::DepositPerItem::get());
+            T::Currency::hold(&HoldReason::ModelStorage.into(), &owner, deposit)?;
+            let s = decoded.input;
+            let info = ModelInfo {
+                owner: owner.clone(),
+                program_hash: H256(block_hash(&program)),
+                version: 1,
+                status: ModelStatus::Draft,
+                input_shape: [s.c, s.d, s.h, s.w],
+                output_len: decoded.output_len,
+                block_count: decoded.blocks.len() as u32,
+                blocks_present: 0,
+                deposit,
+            };
+            Models::<T>::insert(id, info);
+            Programs::<T>::insert(id, program);
+            NextModelId::<T>::put(next);
+            Self::deposit_event(Event::ModelCreated {
+                model: id,
+                owner,
+                blocks: decoded.blocks.len() as u32,
+            });
+            Ok(())
+        }
+
+        /// Uploads one weight block of a draft model; it must match the manifest entry.
+        #[pallet::call_index(1)]
+        #[pallet::weight(T::WeightInfo::put_weight_block(data.len() as u32))]
+        pub fn put_weight_block(
+            origin: OriginFor<T>,
+            model: ModelId,
+            index: u32,
+            data: BoundedVec<u8, T::MaxBlockLen>,
+        ) -> DispatchResult {
+            let who = ensure_signed(origin)?;
+            let mut info = Models::<T>::get(model).ok_or(Error::<T>::UnknownModel)?;
+            ensure!(info.owner == who, Error::<T>::NotOwner);
+            ensure!(info.status == ModelStatus::Draft, Error::<T>::NotDraft);
+            let expected = Self::manifest_entry(model, index)?;
+            ensure!(
+                expected.len as usize == data.len() && expected.hash == block_hash(&data),
+                Error::<T>::BlockMismatch
+            );
+            ensure!(
+                !WeightBlocks::<T>::contains_key(model, index),
+                Error::<T>::BlockAlreadyPresent
+            );
+            let deposit = Self::deposit_for(data.len() as u32);
+            T::Currency::hold(&HoldReason::ModelStorage.into(), &who, deposit)?;
+            info.deposit = info.deposit.saturating_add(deposit);
+            info.blocks_present += 1;
+            Models::<T>::insert(model, info);
+            WeightBlocks::<T>::insert(model, index, data);
+            Self::deposit_event(Event::WeightBlockStored { model, index });
+            Ok(())
+        }
+
+        /// Freezes a draft model whose blocks are all stored, making it inferable.
+        #[pallet::call_index(2)]
+        #[pallet::weight(T::WeightInfo::seal_model())]
+        pub fn seal_model(origin: OriginFor<T>, model: ModelId) -> DispatchResult {
+            let who = ensure_signed(origin)?;
+            let mut info = Models::<T>::get(model).ok_or(Error::<T>::UnknownModel)?;
+            ensure!(info.owner == who, Error::<T>::NotOwner);
+            ensure!(info.status == ModelStatus::Draft, Error::<T>::NotDraft);
+            ensure!(
+                info.blocks_present == info.block_count,
+                Error::<T>::MissingBlocks
+            );
+            info.status = ModelStatus::Sealed;
+            Models::<T>::insert(model, info);
+            Self::deposit_event(Event::ModelSealed { model });
+            Ok(())
+        }
+
+        /// Governance replaces a weight block of a sealed model (same length); bumps the version.
+        #[pallet::call_index(3)]
+        #[pallet::weight(T::WeightInfo::put_weight_block(data.len() as u32))]
+        pub fn update_weight_block(
+            origin: OriginFor<T>,
+            model: ModelId,
+            index: u32,
+            data: BoundedVec<u8, T::MaxBlockLen>,
+        ) -> DispatchResult {
+            T::UpdateOrigin::ensure_origin(origin)?;
+            let mut info = Models::<T>::get(model).ok_or(Error::<T>::UnknownModel)?;
+            ensure!(info.status == ModelStatus::Sealed, Error::<T>::NotSealed);
+            let old =
+                WeightBlocks::<T>::get(model, index).ok_or(Error::<T>::BlockIndexOutOfRange)?;
+            ensure!(old.len() == data.len(), Error::<T>::BlockLengthChanged);
+            info.version = info.version.saturating_add(1);
+            let version = info.version;
+            Models::<T>::insert(model, info);
+            WeightBlocks::<T>::insert(model, index, data);
+            Self::deposit_event(Event::WeightsUpdated {
+                model,
+                index,
+                version,
+            });
+            Ok(())
+        }
+
+        /// Removes a model with all its blocks and releases the deposit. `block_count` is the
+        /// model's manifest length, given up front so the weight is known before dispatch.
+        #[pallet::call_index(4)]
+        #[pallet::weight(T::WeightInfo::remove_model(*block_count))]
+        pub fn remove_model(
+            origin: OriginFor<T>,
+            model: ModelId,
+            block_count: u32,
+        ) -> DispatchResult {
+            let info = Models::<T>::get(model).ok_or(Error::<T>::UnknownModel)?;
+            if T::UpdateOrigin::try_origin(origin.clone()).is_err() {
+                let who = ensure_signed(origin)?;
+                ensure!(info.owner == who, Error::<T>::NotOwner);
+            }
+            ensure!(
+                block_count >= info.block_count,
+                Error::<T>::BlockIndexOutOfRange
+            );
+            T::Currency::release(
+                &HoldReason::ModelStorage.into(),
+                &info.owner,
+                info.deposit,
+                Precision::BestEffort,
+            )?;
+            let _ = WeightBlocks::<T>::clear_prefix(model, info.block_count, None);
+            Programs::<T>::remove(model);
+            Models::<T>::remove(model);
+            Self::deposit_event(Event::ModelRemoved { model });
+            Ok(())
+        }
+
+        /// Runs a sealed model on `input`. Charges the base weight plus `weight_limit` up front
+        /// and refunds what the VM did not use.
+        #[pallet::call_index(5)]
+        #[pallet::weight(T::WeightInfo::infer_base(T::MaxProgramLen::get(), input.len() as u32).saturating_add(*weight_limit))]
+        pub fn infer(
+            origin: OriginFor<T>,
+            model: ModelId,
+            input: BoundedVec<u8, T::MaxInputLen>,
+            weight_limit: Weight,
+        ) -> DispatchResultWithPostInfo {
+            let who = ensure_signed(origin)?;
+            let base = T::WeightInfo::infer_base(T::MaxProgramLen::get(), input.len() as u32);
+            let fail = |error: Error<T>, used: Weight| DispatchErrorWithPostInfo {
+                post_info: PostDispatchInfo {
+                    actual_weight: Some(base.saturating_add(used)),
+                    pays_fee: Pays::Yes,
+                },
+                error: error.into(),
+            };
+            let (info, program) =
+                Self::sealed_program(model).map_err(|e| fail(e, Weight::zero()))?;
+            let outcome = exec::run::<T>(model, program, &input, weight_limit)
+                .map_err(|(failure, used)| fail(Self::error_of(failure), used))?;
+            let output: BoundedVec<i8, T::MaxOutputLen> = outcome
+                .output
+                .try_into()
+                .map_err(|_| fail(Error::<T>::OutputTooLarge, outcome.weight_used))?;
+            Self::deposit_event(Event::Inferred {
+                model,
+                version: info.version,
+                who,
+                output,
+                class: outcome.class,
+                weight_used: outcome.weight_used,
+            });
+            Ok(PostDispatchInfo {
+                actual_weight: Some(base.saturating_add(outcome.weight_used)),
+                pays_fee: Pays::Yes,
+            })
+        }
+    }
+
+    impl<T: Config> Pallet<T> {
+        /// Deposit for `bytes` stored bytes.
+        fn deposit_for(bytes: u32) -> BalanceOf<T> {
+            T::DepositPerByte::get()
+                .saturating_mul(bytes.into())
+                .saturating_add(T::DepositPerItem::get())
+        }
+
+        fn manifest_entry(model: ModelId, index: u32) -> Result<smartvm_isa::BlockInfo, Error<T>> {
+            let bytes = Programs::<T>::get(model).ok_or(Error::<T>::UnknownModel)?;
+            let program = Program::decode(&bytes).map_err(|_| Error::<T>::MalformedProgram)?;
+            program
+                .blocks
+                .get(index as usize)
+                .copied()
+                .ok_or(Error::<T>::BlockIndexOutOfRange)
+        }
+
+        /// A sealed model's info and decoded program.
+        pub fn sealed_program(model: ModelId) -> Result<(ModelInfoOf<T>, Program), Error<T>> {
+            let info = Models::<T>::get(model).ok_or(Error::<T>::UnknownModel)?;
+            ensure!(info.status == ModelStatus::Sealed, Error::<T>::NotSealed);
+            let bytes = Programs::<T>::get(model).ok_or(Error::<T>::UnknownModel)?;
+            let program = Program::decode(&bytes).map_err(|_| Error::<T>::MalformedProgram)?;
+            Ok((info, program))
+        }
+
+        /// Read-only inference, for the runtime API: no event, no fee.
+        pub fn dry_run(
+            model: ModelId,
+            input: Vec<u8>,
+            weight_limit: Weight,
+        ) -> Result<InferOutcome, DispatchError> {
+            let (_, program) = Self::sealed_program(model)?;
+            exec::run::<T>(model, program, &input, weight_limit)
+                .map_err(|(f, _)| Self::error_of(f).into())
+        }
+
+        fn error_of(failure: InferFailure) -> Error<T> {
+            match failure {
+                InferFailure::InputLength => Error::<T>::WrongInputLength,
+                InferFailure::OutOfGas => Error::<T>::OutOfGas,
+                InferFailure::ProofSizeExhausted => Error::<T>::ProofSizeExhausted,
+                InferFailure::MissingWeightBlock => Error::<T>::MissingWeightBlock,
+                InferFailure::ResourceLimit => Error::<T>::ResourceLimit,
+                InferFailure::Fault(_) => Error::<T>::ExecutionFault,
+            }
+        }
+    }
+}

@@ -1,0 +1,385 @@
+//! LeNet-5 deployed by extrinsics and inferred on chain, and every bad path rejected with its
+//! own error and no state change.
+
+use polkadot_sdk::frame_support::{
+    assert_noop, assert_ok, traits::fungible::InspectHold, weights::Weight, BoundedVec,
+};
+use polkadot_sdk::sp_io;
+use polkadot_sdk::sp_runtime::{DispatchError, StateVersion};
+use smartvm_isa::{asm::assemble, pack::decode_pack, Program};
+
+use crate::mock::*;
+use crate::{Error, Event, ModelStatus, Models, WeightBlocks};
+
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/lenet5");
+const LIMIT: Weight = Weight::from_parts(500_000_000_000, 2_000_000);
+
+struct LeNet {
+    program: Vec<u8>,
+    blocks: Vec<Vec<u8>>,
+    inputs: Vec<Vec<u8>>,
+    logits: Vec<Vec<i8>>,
+}
+
+fn lenet() -> LeNet {
+    let blocks = decode_pack(&std::fs::read(format!("{DIR}/weights.smw")).unwrap()).unwrap();
+    let mut program: Program =
+        assemble(&std::fs::read_to_string(format!("{DIR}/lenet5.sasm")).unwrap()).unwrap();
+    program.blocks = Program::manifest_of(&blocks);
+    let inputs = std::fs::read(format!("{DIR}/inputs.bin"))
+        .unwrap()
+        .chunks(1024)
+        .map(|c| c.to_vec())
+        .collect();
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{DIR}/expected.json")).unwrap())
+            .unwrap();
+    let logits = doc["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_i64().unwrap() as i8)
+                .collect()
+        })
+        .collect();
+    LeNet {
+        program: program.encode(),
+        blocks,
+        inputs,
+        logits,
+    }
+}
+
+fn bounded<const N: u32>(
+    bytes: &[u8],
+) -> BoundedVec<u8, polkadot_sdk::frame_support::traits::ConstU32<N>> {
+    bytes.to_vec().try_into().expect("within bound")
+}
+
+fn deploy(l: &LeNet) -> u32 {
+    let id = crate::NextModelId::<Test>::get();
+    assert_ok!(SmartVm::create_model(
+        RuntimeOrigin::signed(1),
+        bounded(&l.program)
+    ));
+    for (i, b) in l.blocks.iter().enumerate() {
+        assert_ok!(SmartVm::put_weight_block(
+            RuntimeOrigin::signed(1),
+            id,
+            i as u32,
+            bounded(b)
+        ));
+    }
+    assert_ok!(SmartVm::seal_model(RuntimeOrigin::signed(1), id));
+    id
+}
+
+fn inferred_events() -> Vec<(Vec<i8>, u32, u32, Weight)> {
+    System::events()
+        .into_iter()
+        .filter_map(|r| match r.event {
+            RuntimeEvent::SmartVm(Event::Inferred {
+                output,
+                class,
+                version,
+                weight_used,
+                ..
+            }) => Some((output.into_inner(), class, version, weight_used)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn root() -> Vec<u8> {
+    sp_io::storage::root(StateVersion::V1)
+}
+
+#[test]
+fn lenet5_deployed_by_extrinsics_infers_the_offchain_logits() {
+    let l = lenet();
+    new_test_ext().execute_with(|| {
+        let id = deploy(&l);
+        assert_eq!(Models::<Test>::get(id).unwrap().status, ModelStatus::Sealed);
+        for input in &l.inputs {
+            assert_ok!(SmartVm::infer(
+                RuntimeOrigin::signed(2),
+                id,
+                bounded(input),
+                LIMIT
+            ));
+        }
+        let events = inferred_events();
+        assert_eq!(events.len(), 4);
+        for ((output, class, version, _), want) in events.iter().zip(&l.logits) {
+            assert_eq!(output, want);
+            let best = want
+                .iter()
+                .enumerate()
+                .fold(0, |b, (i, v)| if *v > want[b] { i } else { b });
+            assert_eq!(*class as usize, best);
+            assert_eq!(*version, 1);
+        }
+    });
+}
+
+#[test]
+fn host_function_and_in_runtime_kernels_give_identical_events() {
+    let l = lenet();
+    let run = || {
+        new_test_ext().execute_with(|| {
+            let id = deploy(&l);
+            for input in &l.inputs {
+                assert_ok!(SmartVm::infer(
+                    RuntimeOrigin::signed(2),
+                    id,
+                    bounded(input),
+                    LIMIT
+                ));
+            }
+            (System::events(), root())
+        })
+    };
+    let in_runtime = run();
+    let host = with_host_kernels(run);
+    assert_eq!(in_runtime.0, host.0);
+    assert_eq!(in_runtime.1, host.1);
+}
+
+#[test]
+fn infer_charges_the_limit_and_refunds_the_unused_part() {
+    let l = lenet();
+    new_test_ext().execute_with(|| {
+        let id = deploy(&l);
+        let post =
+            SmartVm::infer(RuntimeOrigin::signed(2), id, bounded(&l.inputs[0]), LIMIT).unwrap();
+        let actual = post.actual_weight.expect("actual weight reported");
+        let (_, _, _, used) = inferred_events()[0];
+        let base = <() as crate::WeightInfo>::infer_base(256 * 1024, 1024);
+        assert_eq!(actual, base + used);
+        assert!(used.ref_time() > 0 && used.proof_size() > 0);
+        assert!(actual.ref_time() < (base + LIMIT).ref_time());
+        // Proof size covers exactly the weight blocks read, plus the per-block overhead.
+        let bytes: u64 = l.blocks.iter().map(|b| b.len() as u64).sum();
+        assert_eq!(
+            used.proof_size(),
+            bytes + 13 * crate::exec::PROOF_OVERHEAD_PER_BLOCK
+        );
+    });
+}
+
+/// An `infer` failure: its own error, some weight charged, and no state change.
+fn assert_infer_fails(id: u32, input: &[u8], limit: Weight, error: Error<Test>) {
+    let before = root();
+    let err = SmartVm::infer(RuntimeOrigin::signed(2), id, bounded(input), limit).unwrap_err();
+    assert_eq!(err.error, DispatchError::from(error));
+    assert!(err.post_info.actual_weight.is_some());
+    assert_eq!(root(), before);
+}
+
+#[test]
+fn every_bad_path_has_its_own_error_and_changes_nothing() {
+    let l = lenet();
+    new_test_ext().execute_with(|| {
+        // create_model
+        assert_noop!(
+            SmartVm::create_model(RuntimeOrigin::signed(1), bounded(b"not a program")),
+            Error::<Test>::MalformedProgram
+        );
+        let mut bad_code: Program = Program::decode(&l.program).unwrap();
+        bad_code.code = vec![0x01]; // ADD on an empty stack
+        assert_noop!(
+            SmartVm::create_model(RuntimeOrigin::signed(1), bounded(&bad_code.encode())),
+            Error::<Test>::InvalidCode
+        );
+        let mut too_many = Program::decode(&l.program).unwrap();
+        too_many.blocks = vec![too_many.blocks[0]; 65];
+        assert_noop!(
+            SmartVm::create_model(RuntimeOrigin::signed(1), bounded(&too_many.encode())),
+            Error::<Test>::ProgramExceedsLimits
+        );
+        assert_noop!(
+            SmartVm::create_model(RuntimeOrigin::none(), bounded(&l.program)),
+            DispatchError::BadOrigin
+        );
+        let before = root();
+        assert!(
+            SmartVm::create_model(RuntimeOrigin::signed(3), bounded(&l.program)).is_err(),
+            "deposit cannot be held"
+        );
+        assert_eq!(root(), before);
+
+        // put_weight_block / seal_model on a draft
+        assert_ok!(SmartVm::create_model(
+            RuntimeOrigin::signed(1),
+            bounded(&l.program)
+        ));
+        let id = 0;
+        assert_noop!(
+            SmartVm::put_weight_block(RuntimeOrigin::signed(2), id, 0, bounded(&l.blocks[0])),
+            Error::<Test>::NotOwner
+        );
+        assert_noop!(
+            SmartVm::put_weight_block(RuntimeOrigin::signed(1), 7, 0, bounded(&l.blocks[0])),
+            Error::<Test>::UnknownModel
+        );
+        assert_noop!(
+            SmartVm::put_weight_block(RuntimeOrigin::signed(1), id, 13, bounded(&l.blocks[0])),
+            Error::<Test>::BlockIndexOutOfRange
+        );
+        assert_noop!(
+            SmartVm::put_weight_block(RuntimeOrigin::signed(1), id, 1, bounded(&l.blocks[0])),
+            Error::<Test>::BlockMismatch
+        );
+        let mut flipped = l.blocks[0].clone();
+        flipped[0] ^= 1;
+        assert_noop!(
+            SmartVm::put_weight_block(RuntimeOrigin::signed(1), id, 0, bounded(&flipped)),
+            Error::<Test>::BlockMismatch
+        );
+        assert_ok!(SmartVm::put_weight_block(
+            RuntimeOrigin::signed(1),
+            id,
+            0,
+            bounded(&l.blocks[0])
+        ));
+        assert_noop!(
+            SmartVm::put_weight_block(RuntimeOrigin::signed(1), id, 0, bounded(&l.blocks[0])),
+            Error::<Test>::BlockAlreadyPresent
+        );
+        assert_noop!(
+            SmartVm::seal_model(RuntimeOrigin::signed(1), id),
+            Error::<Test>::MissingBlocks
+        );
+        assert_infer_fails(id, &l.inputs[0], LIMIT, Error::<Test>::NotSealed);
+        assert_infer_fails(9, &l.inputs[0], LIMIT, Error::<Test>::UnknownModel);
+        for (i, b) in l.blocks.iter().enumerate().skip(1) {
+            assert_ok!(SmartVm::put_weight_block(
+                RuntimeOrigin::signed(1),
+                id,
+                i as u32,
+                bounded(b)
+            ));
+        }
+        assert_noop!(
+            SmartVm::seal_model(RuntimeOrigin::signed(2), id),
+            Error::<Test>::NotOwner
+        );
+        assert_ok!(SmartVm::seal_model(RuntimeOrigin::signed(1), id));
+        assert_noop!(
+            SmartVm::put_weight_block(RuntimeOrigin::signed(1), id, 0, bounded(&l.blocks[0])),
+            Error::<Test>::NotDraft
+        );
+        assert_noop!(
+            SmartVm::seal_model(RuntimeOrigin::signed(1), id),
+            Error::<Test>::NotDraft
+        );
+
+        // infer on the sealed model
+        assert_infer_fails(
+            id,
+            &l.inputs[0][..1000],
+            LIMIT,
+            Error::<Test>::WrongInputLength,
+        );
+        assert_infer_fails(
+            id,
+            &l.inputs[0],
+            Weight::from_parts(1_000_000, 2_000_000),
+            Error::<Test>::OutOfGas,
+        );
+        assert_infer_fails(
+            id,
+            &l.inputs[0],
+            Weight::from_parts(500_000_000_000, 3_000),
+            Error::<Test>::ProofSizeExhausted,
+        );
+
+        // governance
+        assert_noop!(
+            SmartVm::update_weight_block(RuntimeOrigin::signed(1), id, 0, bounded(&l.blocks[0])),
+            DispatchError::BadOrigin
+        );
+        assert_noop!(
+            SmartVm::update_weight_block(RuntimeOrigin::root(), id, 0, bounded(&l.blocks[0][..10])),
+            Error::<Test>::BlockLengthChanged
+        );
+        assert_noop!(
+            SmartVm::remove_model(RuntimeOrigin::signed(2), id, 13),
+            Error::<Test>::NotOwner
+        );
+        assert_noop!(
+            SmartVm::remove_model(RuntimeOrigin::signed(1), id, 12),
+            Error::<Test>::BlockIndexOutOfRange
+        );
+    });
+}
+
+#[test]
+fn a_program_that_faults_is_an_execution_fault() {
+    new_test_ext().execute_with(|| {
+        let program = assemble(".input 1 1 2 2\n.output 1\nPUSH 0\nPUSH 0\nREVERT").unwrap();
+        assert_ok!(SmartVm::create_model(
+            RuntimeOrigin::signed(1),
+            bounded(&program.encode())
+        ));
+        assert_ok!(SmartVm::seal_model(RuntimeOrigin::signed(1), 0));
+        assert_infer_fails(0, &[1, 2, 3, 4], LIMIT, Error::<Test>::ExecutionFault);
+    });
+}
+
+#[test]
+fn governance_update_bumps_the_version_and_changes_the_output() {
+    let l = lenet();
+    new_test_ext().execute_with(|| {
+        let id = deploy(&l);
+        assert_ok!(SmartVm::infer(
+            RuntimeOrigin::signed(2),
+            id,
+            bounded(&l.inputs[0]),
+            LIMIT
+        ));
+        // Negate fc2's weights (block 11): the logits change.
+        let negated: Vec<u8> = l.blocks[11]
+            .iter()
+            .map(|b| (*b as i8).saturating_neg() as u8)
+            .collect();
+        assert_ok!(SmartVm::update_weight_block(
+            RuntimeOrigin::root(),
+            id,
+            11,
+            bounded(&negated)
+        ));
+        assert_eq!(Models::<Test>::get(id).unwrap().version, 2);
+        assert_ok!(SmartVm::infer(
+            RuntimeOrigin::signed(2),
+            id,
+            bounded(&l.inputs[0]),
+            LIMIT
+        ));
+        let events = inferred_events();
+        assert_eq!(events[0].2, 1);
+        assert_eq!(events[1].2, 2);
+        assert_ne!(events[0].0, events[1].0);
+    });
+}
+
+#[test]
+fn removing_a_model_releases_its_deposit_and_storage() {
+    let l = lenet();
+    new_test_ext().execute_with(|| {
+        let id = deploy(&l);
+        let reason = RuntimeHoldReason::SmartVm(crate::HoldReason::ModelStorage);
+        let held = Balances::balance_on_hold(&reason, &1);
+        let stored: u64 =
+            l.program.len() as u64 + l.blocks.iter().map(|b| b.len() as u64).sum::<u64>();
+        assert_eq!(held, stored + 10 * (1 + 1 + 13));
+        assert_ok!(SmartVm::remove_model(RuntimeOrigin::signed(1), id, 13));
+        assert_eq!(Balances::balance_on_hold(&reason, &1), 0);
+        assert!(Models::<Test>::get(id).is_none());
+        assert_eq!(WeightBlocks::<Test>::iter_prefix(id).count(), 0);
+    });
+}
