@@ -58,7 +58,7 @@ pub enum InferFailure {
 }
 
 /// A successful inference.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, codec::Encode, codec::Decode, scale_info::TypeInfo)]
 pub struct InferOutcome {
     /// Output elements.
     pub output: Vec<i8>,

@@ -14,6 +14,7 @@
 extern crate alloc;
 
 pub mod exec;
+pub mod runtime_api;
 mod types;
 pub mod weights;
 

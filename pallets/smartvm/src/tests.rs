@@ -383,3 +383,36 @@ fn removing_a_model_releases_its_deposit_and_storage() {
         assert_eq!(WeightBlocks::<Test>::iter_prefix(id).count(), 0);
     });
 }
+
+#[test]
+fn dry_run_matches_infer_without_touching_state() {
+    let l = lenet();
+    new_test_ext().execute_with(|| {
+        let id = deploy(&l);
+        let before = root();
+        let events = System::events().len();
+        let dry = SmartVm::dry_run(id, l.inputs[1].clone(), LIMIT).unwrap();
+        assert_eq!(root(), before);
+        assert_eq!(System::events().len(), events);
+        assert_eq!(dry.output, l.logits[1]);
+        assert_ok!(SmartVm::infer(
+            RuntimeOrigin::signed(2),
+            id,
+            bounded(&l.inputs[1]),
+            LIMIT
+        ));
+        let (output, class, _, used) = inferred_events().remove(0);
+        assert_eq!(
+            (dry.output, dry.class, dry.weight_used),
+            (output, class, used)
+        );
+        assert_eq!(
+            SmartVm::dry_run(id, vec![0; 3], LIMIT),
+            Err(Error::<Test>::WrongInputLength.into())
+        );
+        assert_eq!(
+            SmartVm::dry_run(99, l.inputs[1].clone(), LIMIT),
+            Err(Error::<Test>::UnknownModel.into())
+        );
+    });
+}

@@ -1,0 +1,21 @@
+//! The `SmartvmApi` runtime API: free, read-only access for clients.
+
+use alloc::vec::Vec;
+
+use polkadot_sdk::frame_support::weights::Weight;
+use polkadot_sdk::sp_runtime::DispatchError;
+
+use crate::{InferOutcome, ModelId, ModelInfo};
+
+polkadot_sdk::sp_api::decl_runtime_apis! {
+    /// Dry-run inference and model metadata, without a transaction or a fee.
+    pub trait SmartvmApi<AccountId, Balance> where
+        AccountId: codec::Codec,
+        Balance: codec::Codec,
+    {
+        /// Runs a sealed model on `input` within `weight_limit`; nothing is stored, no event.
+        fn infer(model: ModelId, input: Vec<u8>, weight_limit: Weight) -> Result<InferOutcome, DispatchError>;
+        /// A model's bookkeeping, if it exists.
+        fn model(model: ModelId) -> Option<ModelInfo<AccountId, Balance>>;
+    }
+}
