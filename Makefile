@@ -19,6 +19,8 @@ run: setup build
 ## Install what is missing and run every test.
 test: setup
 	cargo test --workspace
+	@echo "== pallet benchmarks, run once each as tests on the mock runtime"
+	cargo test -p pallet-smartvm --features runtime-benchmarks benchmarking
 	@echo "== no_std: the VM builds for wasm32 as the runtime will use it"
 	cargo build -p smartvm-vm --no-default-features --target wasm32-unknown-unknown
 	@echo "== the host crate's validator-side swap compiles as the runtime sees it (cfg substrate_runtime)"

@@ -13,6 +13,8 @@
 
 extern crate alloc;
 
+#[cfg(feature = "runtime-benchmarks")]
+mod benchmarking;
 pub mod exec;
 pub mod runtime_api;
 mod types;
