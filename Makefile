@@ -41,6 +41,7 @@ golden: setup
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p pallet-smartvm --all-targets --features runtime-benchmarks -- -D warnings
 
 fmt:
 	cargo fmt --all
@@ -49,6 +50,7 @@ fmt:
 bench: setup build
 	cargo bench -p smartvm-vm --bench lenet5
 	$(SMARTVM) bench --dir $(LENET)
+	cargo bench -p pallet-smartvm --bench weight_fetch
 
 ## Run the decode + validate + execute fuzzer for FUZZ_SECONDS (default 300).
 fuzz: setup

@@ -122,7 +122,10 @@ mod benchmarks {
     fn put_weight_block(n: Linear<1, { T::MaxBlockLen::get() }>) {
         let owner = funded::<T>();
         let block = vec![7u8; n as usize];
-        let id = create::<T>(&owner, &program(64, Program::manifest_of(core::slice::from_ref(&block))));
+        let id = create::<T>(
+            &owner,
+            &program(64, Program::manifest_of(core::slice::from_ref(&block))),
+        );
         let data: BoundedVec<u8, T::MaxBlockLen> = block.try_into().expect("fits");
         #[extrinsic_call]
         _(RawOrigin::Signed(owner), id, 0, data);
