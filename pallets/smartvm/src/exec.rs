@@ -97,11 +97,14 @@ pub fn run<T: Config>(
         proof_exhausted: Cell::new(false),
         _marker: Default::default(),
     };
-    let vm_config = VmConfig {
+    let mut vm_config = VmConfig {
         max_memory: T::MaxMemoryBytes::get(),
         max_buffer: T::MaxBufferBytes::get(),
         ..VmConfig::default()
     };
+    // Every weight block read is a database read: price it as one, in gas.
+    let db_read = T::DbWeight::get().reads(1).ref_time() / per_gas;
+    vm_config.schedule.per_block = vm_config.schedule.per_block.max(db_read);
     let kernels = T::Kernels::default();
     let result = execute(
         &exe,

@@ -377,22 +377,24 @@ pub mod pallet {
             weight_limit: Weight,
         ) -> DispatchResultWithPostInfo {
             let who = ensure_signed(origin)?;
-            let base = T::WeightInfo::infer_base(T::MaxProgramLen::get(), input.len() as u32);
-            let fail = |error: Error<T>, used: Weight| DispatchErrorWithPostInfo {
+            // Charged up front for the largest program; the post-dispatch weight uses the real one.
+            let max_base = T::WeightInfo::infer_base(T::MaxProgramLen::get(), input.len() as u32);
+            let fail = |error: Error<T>, base: Weight, used: Weight| DispatchErrorWithPostInfo {
                 post_info: PostDispatchInfo {
                     actual_weight: Some(base.saturating_add(used)),
                     pays_fee: Pays::Yes,
                 },
                 error: error.into(),
             };
-            let (info, program) =
-                Self::sealed_program(model).map_err(|e| fail(e, Weight::zero()))?;
+            let (info, program, program_len) =
+                Self::sealed_program(model).map_err(|e| fail(e, max_base, Weight::zero()))?;
+            let base = T::WeightInfo::infer_base(program_len, input.len() as u32);
             let outcome = exec::run::<T>(model, program, &input, weight_limit)
-                .map_err(|(failure, used)| fail(Self::error_of(failure), used))?;
+                .map_err(|(failure, used)| fail(Self::error_of(failure), base, used))?;
             let output: BoundedVec<i8, T::MaxOutputLen> = outcome
                 .output
                 .try_into()
-                .map_err(|_| fail(Error::<T>::OutputTooLarge, outcome.weight_used))?;
+                .map_err(|_| fail(Error::<T>::OutputTooLarge, base, outcome.weight_used))?;
             Self::deposit_event(Event::Inferred {
                 model,
                 version: info.version,
@@ -426,13 +428,13 @@ pub mod pallet {
                 .ok_or(Error::<T>::BlockIndexOutOfRange)
         }
 
-        /// A sealed model's info and decoded program.
-        pub fn sealed_program(model: ModelId) -> Result<(ModelInfoOf<T>, Program), Error<T>> {
+        /// A sealed model's info, decoded program and its stored length.
+        pub fn sealed_program(model: ModelId) -> Result<(ModelInfoOf<T>, Program, u32), Error<T>> {
             let info = Models::<T>::get(model).ok_or(Error::<T>::UnknownModel)?;
             ensure!(info.status == ModelStatus::Sealed, Error::<T>::NotSealed);
             let bytes = Programs::<T>::get(model).ok_or(Error::<T>::UnknownModel)?;
             let program = Program::decode(&bytes).map_err(|_| Error::<T>::MalformedProgram)?;
-            Ok((info, program))
+            Ok((info, program, bytes.len() as u32))
         }
 
         /// Read-only inference, for the runtime API: no event, no fee.
@@ -441,7 +443,7 @@ pub mod pallet {
             input: Vec<u8>,
             weight_limit: Weight,
         ) -> Result<InferOutcome, DispatchError> {
-            let (_, program) = Self::sealed_program(model)?;
+            let (_, program, _) = Self::sealed_program(model)?;
             exec::run::<T>(model, program, &input, weight_limit)
                 .map_err(|(f, _)| Self::error_of(f).into())
         }

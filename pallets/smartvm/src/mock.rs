@@ -108,7 +108,7 @@ impl Kernels for SwitchKernels {
 parameter_types! {
     pub const DepositPerItem: u64 = 10;
     pub const DepositPerByte: u64 = 1;
-    pub const RefTimePerGas: u64 = 10_000;
+    pub const RefTimePerGas: u64 = 2_500;
 }
 
 impl pallet_smartvm::Config for Test {

@@ -27,7 +27,7 @@ impl Default for Schedule {
     fn default() -> Self {
         Schedule {
             class: [0, 2, 3, 5, 8, 10, 1, 3, 50, 100, 10],
-            per_kilo_mac: 20,
+            per_kilo_mac: 3_000,
             per_byte: 1,
             per_block: 200,
             per_memory_word: 3,
