@@ -5,7 +5,9 @@ export CARGO_TARGET_DIR
 SMARTVM := $(CARGO_TARGET_DIR)/release/smartvm
 LENET := examples/lenet5
 
-.PHONY: run test setup build golden lint fmt bench fuzz relay
+.PHONY: run test setup build golden fixtures lint fmt bench fuzz relay
+FIXTURES ?= $(HOME)/.cache/smartvm/fixtures
+export SMARTVM_FIXTURES := $(FIXTURES)
 
 ## Build and run the LeNet-5 demo (CNN instructions vs. the plain base set).
 run: setup build
@@ -17,7 +19,7 @@ run: setup build
 	$(SMARTVM) bench --dir $(LENET) --iterations 500
 
 ## Install what is missing and run every test.
-test: setup
+test: setup fixtures
 	cargo test --workspace
 	@echo "== pallet benchmarks, run once each as tests on the mock runtime"
 	cargo test -p pallet-smartvm --features runtime-benchmarks benchmarking
@@ -30,6 +32,10 @@ test: setup
 
 setup:
 	@bash scripts/setup.sh
+
+## ONNX test fixtures (seeded, onnx + numpy only) into the fixture cache.
+fixtures: setup
+	@python3 tests/fixtures/make_onnx_fixtures.py $(FIXTURES)
 
 build:
 	cargo build --release -p smartvm-cli

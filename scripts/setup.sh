@@ -20,5 +20,6 @@ if command -v rustup >/dev/null 2>&1; then
   rustup component list --installed | grep -q '^rust-src' || rustup component add rust-src
 fi
 
-# numpy regenerates the golden vectors (tests/golden/check.sh); it is small, unlike torch.
-python3 -c "import numpy" 2>/dev/null || python3 -m pip install -q numpy
+# numpy regenerates the golden vectors (tests/golden/check.sh) and, with onnx, builds the ONNX
+# test fixtures; both are small, unlike torch (never installed here).
+python3 -c "import numpy, onnx" 2>/dev/null || python3 -m pip install -q numpy onnx

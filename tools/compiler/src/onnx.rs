@@ -1,0 +1,137 @@
+//! Reading ONNX models: tract-onnx parses the protobuf; this module reads nodes, attributes and
+//! float initializers out of it, and runs the float model for calibration and reference.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use tract_onnx::pb::{ModelProto, NodeProto, TensorProto};
+use tract_onnx::prelude::*;
+
+/// A parsed model: its nodes in order and its float initializers by name.
+pub struct OnnxModel {
+    /// The protobuf.
+    pub proto: ModelProto,
+    /// Initializers, converted to f32, with their dims.
+    pub initializers: HashMap<String, (Vec<usize>, Vec<f32>)>,
+}
+
+fn tensor_f32(t: &TensorProto) -> Result<Vec<f32>> {
+    const FLOAT: i32 = 1;
+    if t.data_type != FLOAT {
+        bail!(
+            "initializer {} has data type {}; only float32 is supported",
+            t.name,
+            t.data_type
+        );
+    }
+    if !t.raw_data.is_empty() {
+        Ok(t.raw_data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
+    } else {
+        Ok(t.float_data.clone())
+    }
+}
+
+impl OnnxModel {
+    /// Parses a model file.
+    pub fn load(path: &Path) -> Result<OnnxModel> {
+        let proto = tract_onnx::onnx()
+            .proto_model_for_path(path)
+            .map_err(|e| anyhow!("{}: not a readable ONNX model: {e}", path.display()))?;
+        let graph = proto
+            .graph
+            .as_ref()
+            .ok_or_else(|| anyhow!("{}: no graph", path.display()))?;
+        let mut initializers = HashMap::new();
+        for t in &graph.initializer {
+            let dims = t.dims.iter().map(|d| *d as usize).collect();
+            initializers.insert(t.name.clone(), (dims, tensor_f32(t)?));
+        }
+        Ok(OnnxModel {
+            proto,
+            initializers,
+        })
+    }
+
+    /// The graph's nodes in file (topological) order.
+    pub fn nodes(&self) -> &[NodeProto] {
+        self.proto
+            .graph
+            .as_ref()
+            .map(|g| g.node.as_slice())
+            .unwrap_or(&[])
+    }
+
+    /// The single graph input that is not an initializer.
+    pub fn input_name(&self) -> Result<String> {
+        let graph = self
+            .proto
+            .graph
+            .as_ref()
+            .ok_or_else(|| anyhow!("no graph"))?;
+        let inputs: Vec<_> = graph
+            .input
+            .iter()
+            .filter(|i| !self.initializers.contains_key(&i.name))
+            .collect();
+        match inputs.as_slice() {
+            [one] => Ok(one.name.clone()),
+            _ => bail!(
+                "the model must have exactly one input, it has {}",
+                inputs.len()
+            ),
+        }
+    }
+}
+
+/// A float model ready to run, reporting the named tensors.
+pub struct FloatRunner {
+    plan: std::sync::Arc<TypedSimplePlan>,
+    input_shape: Vec<usize>,
+}
+
+impl FloatRunner {
+    /// Prepares `path` to run on inputs of `input_shape`, returning the tensors named `outputs`.
+    pub fn new(path: &Path, input_shape: &[usize], outputs: &[String]) -> Result<FloatRunner> {
+        let mut model = tract_onnx::onnx()
+            .model_for_path(path)
+            .map_err(|e| anyhow!("{e}"))?;
+        model
+            .set_input_fact(0, f32::fact(input_shape).into())
+            .map_err(|e| anyhow!("{e}"))?;
+        model
+            .select_outputs_by_name(outputs)
+            .map_err(|e| anyhow!("{e}"))?;
+        let plan = model
+            .into_optimized()
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| anyhow!("tract cannot run {}: {e}", path.display()))?;
+        Ok(FloatRunner {
+            plan,
+            input_shape: input_shape.to_vec(),
+        })
+    }
+
+    /// Runs one input and returns the requested tensors, flattened.
+    pub fn run(&self, input: &[f32]) -> Result<Vec<Vec<f32>>> {
+        let tensor = Tensor::from_shape(&self.input_shape, input).map_err(|e| anyhow!("{e}"))?;
+        let outputs = self
+            .plan
+            .run(tvec!(tensor.into()))
+            .map_err(|e| anyhow!("{e}"))?;
+        outputs
+            .iter()
+            .map(|t| {
+                Ok(t.to_plain_array_view::<f32>()
+                    .map_err(|e| anyhow!("{e}"))?
+                    .iter()
+                    .copied()
+                    .collect())
+            })
+            .collect::<Result<_>>()
+            .context("reading float outputs")
+    }
+}
