@@ -1,6 +1,7 @@
 //! `smartvm`: the command-line front door to SmartVM programs.
 
 mod bench;
+mod compile;
 mod load;
 mod run;
 
@@ -54,6 +55,8 @@ enum Command {
         /// Program (.smvm).
         program: PathBuf,
     },
+    /// Compile a float ONNX model into a program, weight blocks and quantization parameters.
+    Compile(compile::CompileArgs),
     /// Run a program on one input.
     Run(run::RunArgs),
     /// Measure LeNet-5 with CNN instructions against the base-set version.
@@ -84,6 +87,7 @@ fn main() -> Result<()> {
             print!("{}", asm::disassemble(&program));
             Ok(())
         }
+        Command::Compile(args) => compile::compile(args),
         Command::Run(args) => run::run(args),
         Command::Bench(args) => bench::bench(args),
     }

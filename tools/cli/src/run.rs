@@ -18,9 +18,13 @@ pub struct RunArgs {
     /// Weight pack (.smw).
     #[arg(long)]
     weights: PathBuf,
-    /// Raw int8 input file; may hold several inputs back to back.
+    /// Input: raw int8 bytes, or a float32 .npy quantized with the program's quant.json; may
+    /// hold several inputs back to back.
     #[arg(long)]
     input: PathBuf,
+    /// Quantization parameters for .npy inputs (default: quant.json beside the program).
+    #[arg(long)]
+    quant: Option<PathBuf>,
     /// Which input of the file to run.
     #[arg(long, default_value_t = 0)]
     index: usize,
@@ -72,15 +76,42 @@ pub fn run(args: RunArgs) -> Result<()> {
     let program = load::program(&args.program, Some(&args.weights))?;
     load::check_manifest(&program, &blocks)?;
     let len = program.input.elements().unwrap_or(0) as usize;
-    let input = load::input(&args.input, len, args.index)?;
+    let quant = if args.input.extension().is_some_and(|e| e == "npy") {
+        let path = args
+            .quant
+            .clone()
+            .unwrap_or_else(|| args.program.with_file_name("quant.json"));
+        Some(crate::compile::read_quant(&path)?)
+    } else {
+        None
+    };
+    let input = match quant {
+        Some((q_in, _)) => {
+            let (_, values) = smartvm_compiler::read_npy(&args.input)?;
+            if len == 0 || values.len() % len != 0 || args.index >= values.len() / len {
+                anyhow::bail!(
+                    "{} does not hold input {} of {len} values",
+                    args.input.display(),
+                    args.index
+                );
+            }
+            values[args.index * len..(args.index + 1) * len]
+                .iter()
+                .map(|v| q_in.quantize(*v))
+                .collect()
+        }
+        None => load::input(&args.input, len, args.index)?,
+    };
     let exe = Executable::new(program).map_err(|e| anyhow!("invalid program: {e:?}"))?;
     let started = Instant::now();
     let out = execute_with(args.backend, &exe, &input, &blocks, args.gas)?;
     let elapsed = started.elapsed();
     let class = argmax(&out.output);
+    let real: Option<Vec<f32>> =
+        quant.map(|(_, q_out)| out.output.iter().map(|v| q_out.dequantize(*v)).collect());
     if args.json {
         let report = serde_json::json!({
-            "output": out.output, "argmax": class, "gas_used": out.gas_used,
+            "output": out.output, "dequantized": real, "argmax": class, "gas_used": out.gas_used,
             "instructions": out.instructions, "peak_buffer_bytes": out.peak_buffer_bytes,
             "peak_memory_bytes": out.peak_memory_bytes, "weight_blocks_read": out.weight_blocks_read,
             "weight_bytes_read": out.weight_bytes_read, "elapsed_us": elapsed.as_secs_f64() * 1e6,
@@ -88,6 +119,9 @@ pub fn run(args: RunArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!("output            {:?}", out.output);
+        if let Some(real) = &real {
+            println!("dequantized       {real:?}");
+        }
         println!("argmax            {class}");
         println!("gas used          {}", out.gas_used);
         println!("instructions      {}", out.instructions);

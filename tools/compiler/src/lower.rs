@@ -37,6 +37,15 @@ enum Fused {
     Clip(f32, f32),
 }
 
+/// A shape as `CxHxW` (or `CxDxHxW` for 3-D data) for comments.
+fn dims(s: Shape) -> String {
+    if s.d == 1 {
+        format!("{}x{}x{}", s.c, s.h, s.w)
+    } else {
+        format!("{}x{}x{}x{}", s.c, s.d, s.h, s.w)
+    }
+}
+
 fn err(node: &NodeProto, msg: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("node {:?} ({}): {msg}", node.name, node.op_type)
 }
@@ -345,8 +354,11 @@ impl<'a> Lowering<'a> {
         ];
         self.push_args(
             &format!(
-                "{} Conv {}x{}x{k}x{k} -> {:?}",
-                node.name, out_c, dims[1], p.output
+                "{} Conv {}x{}x{k}x{k} -> {}",
+                node.name,
+                out_c,
+                dims[1],
+                self::dims(p.output)
             ),
             &args,
             "CONV_MUL",
@@ -452,8 +464,10 @@ impl<'a> Lowering<'a> {
             .map_err(|e| err(node, format!("{e:?} for input {:?}", self.shape)))?;
         self.push_args(
             &format!(
-                "{} {} {k}x{k}/{stride} -> {:?}",
-                node.name, node.op_type, p.output
+                "{} {} {k}x{k}/{stride} -> {}",
+                node.name,
+                node.op_type,
+                dims(p.output)
             ),
             &[k as i64, stride as i64, pad as i64],
             op,
