@@ -12,9 +12,13 @@ use smartvm_isa::pack::encode_pack;
 pub struct CompileArgs {
     /// Float ONNX model.
     model: PathBuf,
-    /// Calibration inputs: a float32 .npy of shape [N, ...input shape without batch].
+    /// Calibration inputs: a float32 .npy of shape [N, ...input shape without batch], or IDX
+    /// images (.gz or raw), scaled to [0, 1].
     #[arg(long)]
     calibration: PathBuf,
+    /// How many calibration inputs to use from the file.
+    #[arg(long, default_value_t = 512)]
+    calibration_count: usize,
     /// Input shape with batch 1, e.g. 1,1,32,32.
     #[arg(long, value_delimiter = ',', required = true)]
     input_shape: Vec<usize>,
@@ -53,16 +57,26 @@ pub fn read_quant(path: &Path) -> Result<(QParams, QParams)> {
 }
 
 pub fn compile(args: CompileArgs) -> Result<()> {
-    let (shape, values) = read_npy(&args.calibration)?;
     let per_input: usize = args.input_shape.iter().product();
-    if per_input == 0 || values.len() % per_input != 0 || shape.is_empty() {
+    let values = if args.calibration.extension().is_some_and(|e| e == "npy") {
+        read_npy(&args.calibration)?.1
+    } else {
+        let idx = crate::idx::Idx::read(&args.calibration)?;
+        idx.data.iter().map(|p| *p as f32 / 255.0).collect()
+    };
+    if per_input == 0 || values.len() % per_input != 0 || values.is_empty() {
         bail!(
-            "{}: shape {shape:?} does not hold whole inputs of shape {:?}",
+            "{}: {} values do not make whole inputs of shape {:?}",
             args.calibration.display(),
+            values.len(),
             args.input_shape
         );
     }
-    let calibration: Vec<Vec<f32>> = values.chunks(per_input).map(|c| c.to_vec()).collect();
+    let calibration: Vec<Vec<f32>> = values
+        .chunks(per_input)
+        .take(args.calibration_count.max(1))
+        .map(|c| c.to_vec())
+        .collect();
     let compiled = compile_model(&args.model, &args.input_shape, &calibration)?;
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("creating {}", args.output.display()))?;

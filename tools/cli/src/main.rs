@@ -2,6 +2,8 @@
 
 mod bench;
 mod compile;
+mod eval;
+mod idx;
 mod load;
 mod run;
 
@@ -59,6 +61,8 @@ enum Command {
     Compile(compile::CompileArgs),
     /// Run a program on one input.
     Run(run::RunArgs),
+    /// Top-1 accuracy of a compiled program on an IDX data set, next to the float model's.
+    Eval(eval::EvalArgs),
     /// Measure LeNet-5 with CNN instructions against the base-set version.
     Bench(bench::BenchArgs),
 }
@@ -89,6 +93,7 @@ fn main() -> Result<()> {
         }
         Command::Compile(args) => compile::compile(args),
         Command::Run(args) => run::run(args),
+        Command::Eval(args) => eval::eval(args),
         Command::Bench(args) => bench::bench(args),
     }
 }

@@ -104,3 +104,57 @@ fn compile_then_run_a_npy_input() {
     assert!(!ok && stderr.contains("not a weight pack"), "{stderr}");
     std::fs::remove_dir_all(&out).ok();
 }
+
+/// The trained Fashion-MNIST LeNet-5 (models/lenet5-fashion) compiled with IDX calibration keeps
+/// the float model's accuracy on real test images.
+#[test]
+fn trained_lenet5_keeps_its_accuracy_on_fashion_mnist() {
+    let data = PathBuf::from("/usr/share/datasets/fashion-mnist");
+    assert!(
+        data.exists(),
+        "Fashion-MNIST missing: apt-get install dataset-fashion-mnist (make setup does)"
+    );
+    let model = root().join("models/lenet5-fashion/lenet5_fashion.onnx");
+    let out = std::env::temp_dir().join(format!("smartvm-fmnist-{}", std::process::id()));
+    let d = |n: &str| data.join(n).to_string_lossy().into_owned();
+    let (ok, _, stderr) = smartvm(&[
+        "compile",
+        &model.to_string_lossy(),
+        "--calibration",
+        &d("train-images-idx3-ubyte.gz"),
+        "--calibration-count",
+        "256",
+        "--input-shape",
+        "1,1,28,28",
+        "-o",
+        &out.to_string_lossy(),
+    ]);
+    assert!(ok, "{stderr}");
+    let (ok, stdout, stderr) = smartvm(&[
+        "eval",
+        &out.to_string_lossy(),
+        "--images",
+        &d("t10k-images-idx3-ubyte.gz"),
+        "--labels",
+        &d("t10k-labels-idx1-ubyte.gz"),
+        "--model",
+        &model.to_string_lossy(),
+        "--limit",
+        "1000",
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let (int, float, agree) = (
+        v["integer_top1"].as_f64().unwrap(),
+        v["float_top1"].as_f64().unwrap(),
+        v["agreement"].as_f64().unwrap(),
+    );
+    println!(
+        "Fashion-MNIST first 1000: integer {int:.1}%, float {float:.1}%, agreement {agree:.1}%"
+    );
+    assert!(float > 85.0, "the committed model is trained: {float}%");
+    assert!(int >= float - 1.0, "integer {int}% vs float {float}%");
+    assert!(agree >= 97.0, "agreement {agree}%");
+    std::fs::remove_dir_all(&out).ok();
+}
