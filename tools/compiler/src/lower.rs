@@ -38,7 +38,7 @@ enum Fused {
 }
 
 /// A shape as `CxHxW` (or `CxDxHxW` for 3-D data) for comments.
-fn dims(s: Shape) -> String {
+fn shape_text(s: Shape) -> String {
     if s.d == 1 {
         format!("{}x{}x{}", s.c, s.h, s.w)
     } else {
@@ -263,6 +263,8 @@ impl<'a> Lowering<'a> {
             match node.op_type.as_str() {
                 "Conv" => consumed += self.conv(nodes, i)?,
                 "Gemm" | "MatMul" => consumed += self.dense(nodes, i)?,
+                "ConvTranspose" => consumed += self.conv_transpose(nodes, i)?,
+                "Sigmoid" | "Tanh" | "Softmax" => self.activation(node)?,
                 "MaxPool" | "AveragePool" => self.pool(node)?,
                 "GlobalAveragePool" => {
                     self.push_args(
@@ -335,11 +337,18 @@ impl<'a> Lowering<'a> {
                 )
             },
         )?;
-        let (fused, out_tensor) = self.fusable(nodes, i)?;
-        let out = self.quant_of(&out_tensor)?;
         let row = dims[1] * dims[2] * dims[3];
-        let (q, scales) = quantize_rows(w, row);
-        let cq = self.channel_quant(bias, &scales, out, &fused);
+        let mut w = w.clone();
+        let mut bias: Vec<f32> = bias.map_or_else(|| vec![0.0; out_c as usize], |b| b.to_vec());
+        let last = if self.fold_batch_norm(nodes, i, &mut w, &mut bias, row)? {
+            i + 1
+        } else {
+            i
+        };
+        let (fused, out_tensor) = self.fusable(nodes, last)?;
+        let out = self.quant_of(&out_tensor)?;
+        let (q, scales) = quantize_rows(&w, row);
+        let cq = self.channel_quant(Some(&bias), &scales, out, &fused);
         let wblock = self.add_weights(&q, row);
         let qblock = self.add_block(cq.encode());
         let args = [
@@ -358,10 +367,193 @@ impl<'a> Lowering<'a> {
                 node.name,
                 out_c,
                 dims[1],
-                self::dims(p.output)
+                shape_text(p.output)
             ),
             &args,
             "CONV_MUL",
+        );
+        self.shape = p.output;
+        self.quant = out;
+        Ok(last - i + !matches!(fused, Fused::None) as usize)
+    }
+
+    /// Folds a BatchNormalization that directly follows conv node `i` into its weights and bias.
+    fn fold_batch_norm(
+        &self,
+        nodes: &[NodeProto],
+        i: usize,
+        w: &mut [f32],
+        bias: &mut [f32],
+        row: usize,
+    ) -> Result<bool> {
+        let out = &nodes[i].output[0];
+        let Some(bn) = nodes.get(i + 1) else {
+            return Ok(false);
+        };
+        let used_elsewhere = nodes.iter().skip(i + 2).any(|n| n.input.contains(out));
+        if bn.op_type != "BatchNormalization" || bn.input.first() != Some(out) || used_elsewhere {
+            return Ok(false);
+        }
+        let param = |k: usize| -> Result<&[f32]> {
+            let (_, v) = self
+                .init(bn, k)?
+                .ok_or_else(|| err(bn, "needs constant parameters"))?;
+            if v.len() != bias.len() {
+                bail!(err(
+                    bn,
+                    format!("{} values for {} channels", v.len(), bias.len())
+                ));
+            }
+            Ok(v.as_slice())
+        };
+        let (gamma, beta, mean, var) = (param(1)?, param(2)?, param(3)?, param(4)?);
+        let eps = float(bn, "epsilon", 1e-5)?;
+        for o in 0..bias.len() {
+            let f = gamma[o] / (var[o] + eps).sqrt();
+            w[o * row..(o + 1) * row].iter_mut().for_each(|v| *v *= f);
+            bias[o] = (bias[o] - mean[o]) * f + beta[o];
+        }
+        Ok(true)
+    }
+
+    /// A 256-entry table applying `f` from this tensor's quantization to `out`'s.
+    fn lut(&self, out: QParams, f: impl Fn(f32) -> f32) -> Vec<u8> {
+        (0..=255u8)
+            .map(|b| out.quantize(f(self.quant.dequantize(b as i8))) as u8)
+            .collect()
+    }
+
+    fn activation(&mut self, node: &NodeProto) -> Result<()> {
+        let (out, op, table): (QParams, &str, Vec<u8>) = match node.op_type.as_str() {
+            "Sigmoid" => {
+                let out = QParams {
+                    scale: 1.0 / 256.0,
+                    zero_point: -128,
+                };
+                (out, "ACT_SM1", self.lut(out, |x| 1.0 / (1.0 + (-x).exp())))
+            }
+            "Tanh" => {
+                let out = QParams {
+                    scale: 1.0 / 128.0,
+                    zero_point: 0,
+                };
+                (out, "ACT_TANH", self.lut(out, f32::tanh))
+            }
+            _ => {
+                // Softmax over a flat vector (ONNX's last axis): exp table in quantized steps.
+                if self.shape.elements() != Some(self.shape.c as u64) {
+                    bail!(err(
+                        node,
+                        format!(
+                            "softmax over {} is supported for flat vectors only",
+                            shape_text(self.shape)
+                        )
+                    ));
+                }
+                let s = self.quant.scale as f64;
+                let table: Vec<u8> = (0..256)
+                    .map(|d| ((65536.0 * (-(d as f64) * s).exp()).round() as i32).clamp(0, 1 << 24))
+                    .flat_map(|e| e.to_le_bytes())
+                    .collect();
+                (
+                    QParams {
+                        scale: 1.0 / 256.0,
+                        zero_point: -128,
+                    },
+                    "ACT_SM0",
+                    table,
+                )
+            }
+        };
+        let block = self.add_block(table);
+        self.push_args(
+            &format!("{} {}", node.name, node.op_type),
+            &[block as i64],
+            op,
+        );
+        self.quant = out;
+        Ok(())
+    }
+
+    fn conv_transpose(&mut self, nodes: &[NodeProto], i: usize) -> Result<usize> {
+        let node = &nodes[i];
+        let (dims, w) = self
+            .init(node, 1)?
+            .ok_or_else(|| err(node, "needs constant weights"))?;
+        let groups = int(node, "group", 1)? as u32;
+        if dims.len() != 4 || dims[2] != dims[3] || square(node, "dilations", 1)? != 1 {
+            bail!(err(
+                node,
+                format!("weights {dims:?}: only square, undilated 2-D kernels are supported")
+            ));
+        }
+        let (k, stride, pad) = (
+            dims[2] as u32,
+            square(node, "strides", 1)?,
+            symmetric_pads(node)?,
+        );
+        let out_pad = match ints(node, "output_padding")? {
+            None => 0,
+            Some(v) if v.len() == 2 && v[0] == v[1] => v[0] as u32,
+            Some(v) => bail!(err(
+                node,
+                format!("output_padding {v:?} must be equal on both axes")
+            )),
+        };
+        let (c, per_group) = (dims[0], dims[1]);
+        let out_c = per_group as u32 * groups;
+        let p = smartvm_kernels::ConvTransposeParams::new(
+            self.shape, out_c, k, stride, pad, out_pad, groups,
+        )
+        .map_err(|e| {
+            err(
+                node,
+                format!(
+                    "geometry does not fit input {}: {e:?}",
+                    shape_text(self.shape)
+                ),
+            )
+        })?;
+        // Per-output-channel scales: output channel o = g·per_group + j reads w[c, j, ..] for the group's c.
+        let kk = (k * k) as usize;
+        let group_in = c / groups as usize;
+        let mut scales = vec![0f32; out_c as usize];
+        for (o, scale) in scales.iter_mut().enumerate() {
+            let (g, j) = (o / per_group, o % per_group);
+            let max = (g * group_in..(g + 1) * group_in)
+                .flat_map(|ci| w[(ci * per_group + j) * kk..(ci * per_group + j + 1) * kk].iter())
+                .fold(0f32, |m, v| m.max(v.abs()));
+            *scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+        }
+        let q: Vec<i8> = w
+            .iter()
+            .enumerate()
+            .map(|(at, v)| {
+                let (ci, j) = (at / kk / per_group, at / kk % per_group);
+                let o = ci / group_in * per_group + j;
+                (v / scales[o]).round().clamp(-127.0, 127.0) as i8
+            })
+            .collect();
+        let bias = self.init(node, 2)?.map(|(_, b)| b.as_slice());
+        let (fused, out_tensor) = self.fusable(nodes, i)?;
+        let out = self.quant_of(&out_tensor)?;
+        let cq = self.channel_quant(bias, &scales, out, &fused);
+        let wblock = self.add_weights(&q, per_group * kk);
+        let qblock = self.add_block(cq.encode());
+        let args = [
+            out_c as i64,
+            k as i64,
+            stride as i64,
+            pad as i64,
+            out_pad as i64,
+            groups as i64,
+            wblock as i64,
+            qblock as i64,
+        ];
+        self.push_args(
+            &format!("{} ConvTranspose -> {}", node.name, shape_text(p.output)),
+            &args,
+            "CONV_TPD",
         );
         self.shape = p.output;
         self.quant = out;
@@ -467,7 +659,7 @@ impl<'a> Lowering<'a> {
                 "{} {} {k}x{k}/{stride} -> {}",
                 node.name,
                 node.op_type,
-                dims(p.output)
+                shape_text(p.output)
             ),
             &[k as i64, stride as i64, pad as i64],
             op,

@@ -110,3 +110,58 @@ fn bad_inputs_are_clear_errors() {
     .unwrap();
     assert!(err.to_string().contains("missing.onnx"), "{err}");
 }
+
+#[test]
+fn every_lowered_operator_tracks_the_float_model() {
+    let dir = fixtures();
+    let model = dir.join("operators.onnx");
+    let (_, values) = read_npy(&dir.join("operators_inputs.npy")).unwrap();
+    let inputs: Vec<Vec<f32>> = values.chunks(3 * 12 * 12).map(|c| c.to_vec()).collect();
+    let (calibration, tests) = inputs.split_at(20);
+    let compiled = compile(&model, &[1, 3, 12, 12], calibration).unwrap();
+    for op in [
+        "CONV_MUL",
+        "CONV_TPD",
+        "POOL_AVG",
+        "ACT_SM1",
+        "POOL_OL",
+        "ACT_TANH",
+        "POOL_GAVG",
+        "FULL_CON",
+        "ACT_SM0",
+    ] {
+        assert!(
+            compiled.source.contains(op),
+            "{op} missing from\n{}",
+            compiled.source
+        );
+    }
+    let exe = Executable::new(compiled.program.clone()).unwrap();
+    let float = FloatRunner::new(&model, &[1, 3, 12, 12], &["probs".to_string()]).unwrap();
+    let (mut signal, mut noise) = (0f64, 0f64);
+    for x in tests {
+        let reference = float.run(x).unwrap().remove(0);
+        let out = execute(
+            &exe,
+            &compiled.quantize_input(x),
+            &BlockList(&compiled.blocks),
+            &Native,
+            &Config::default(),
+            u64::MAX,
+        )
+        .unwrap();
+        for (a, b) in reference
+            .iter()
+            .zip(compiled.dequantize_output(&out.output))
+        {
+            signal += (*a as f64).powi(2);
+            noise += (*a as f64 - b as f64).powi(2);
+        }
+    }
+    let sqnr = 10.0 * (signal / noise).log10();
+    println!(
+        "operator chain: softmax SQNR {sqnr:.1} dB over {} inputs",
+        tests.len()
+    );
+    assert!(sqnr >= 20.0, "SQNR {sqnr:.1} dB");
+}
