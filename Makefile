@@ -9,14 +9,23 @@ LENET := examples/lenet5
 FIXTURES ?= $(HOME)/.cache/smartvm/fixtures
 export SMARTVM_FIXTURES := $(FIXTURES)
 
-## Build and run the LeNet-5 demo (CNN instructions vs. the plain base set).
+## Build and run the demos: the trained Fashion-MNIST LeNet-5 compiled from ONNX and evaluated
+## on the 10k test images, then LeNet-5 with CNN instructions against the plain base set.
+FMNIST := /usr/share/datasets/fashion-mnist
 run: setup build
-	@for i in 0 1 2 3; do \
-	  echo "== LeNet-5, sample input $$i (CNN instructions, native kernels)"; \
+	@echo "== compile models/lenet5-fashion/lenet5_fashion.onnx (int8, calibrated on 512 training images)"
+	$(SMARTVM) compile models/lenet5-fashion/lenet5_fashion.onnx --input-shape 1,1,28,28 \
+	  --calibration $(FMNIST)/train-images-idx3-ubyte.gz --calibration-count 512 -o $(HOME)/.cache/smartvm/lenet5-fashion
+	@echo "== accuracy on the Fashion-MNIST test set: integer program vs the float model"
+	$(SMARTVM) eval $(HOME)/.cache/smartvm/lenet5-fashion --images $(FMNIST)/t10k-images-idx3-ubyte.gz \
+	  --labels $(FMNIST)/t10k-labels-idx1-ubyte.gz --model models/lenet5-fashion/lenet5_fashion.onnx
+	@for i in 0 1; do \
+	  echo "== LeNet-5 example, sample input $$i (CNN instructions, native kernels)"; \
 	  $(SMARTVM) run $(LENET)/lenet5.sasm --weights $(LENET)/weights.smw --input $(LENET)/inputs.bin --index $$i; \
 	done
 	@echo "== the same network with CNN instructions and with the base set only"
 	$(SMARTVM) bench --dir $(LENET) --iterations 500
+	@echo "(the chain itself -- node, runtime, polkadot.js -- is not built yet; see README)"
 
 ## Install what is missing and run every test.
 test: setup fixtures
