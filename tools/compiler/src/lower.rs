@@ -28,6 +28,8 @@ pub struct Lowering<'a> {
     pub shape: Shape,
     /// Its quantization.
     pub quant: QParams,
+    /// The frames below the top, bottom first: (tensor, shape, quantization).
+    below: Vec<(String, Shape, QParams)>,
 }
 
 /// An activation folded into the clamp of the layer before it.
@@ -131,6 +133,7 @@ impl<'a> Lowering<'a> {
             tensor: input,
             shape,
             quant,
+            below: Vec::new(),
         }
     }
 
@@ -256,8 +259,10 @@ impl<'a> Lowering<'a> {
         let mut i = 0;
         while i < nodes.len() {
             let node = &nodes[i];
-            if node.input.first() != Some(&self.tensor) {
-                bail!(err(node, format!("reads {:?}, but only sequential graphs are supported yet (the live tensor is {:?})", node.input.first(), self.tensor)));
+            let first = node.input.first().cloned().unwrap_or_default();
+            let keep = nodes[i + 1..].iter().any(|n| n.input.contains(&first));
+            if node.op_type != "Add" {
+                self.bring_to_top(node, &first, keep)?;
             }
             let mut consumed = 1;
             match node.op_type.as_str() {
@@ -265,6 +270,7 @@ impl<'a> Lowering<'a> {
                 "Gemm" | "MatMul" => consumed += self.dense(nodes, i)?,
                 "ConvTranspose" => consumed += self.conv_transpose(nodes, i)?,
                 "Sigmoid" | "Tanh" | "Softmax" => self.activation(node)?,
+                "Add" => consumed += self.add(nodes, i)?,
                 "MaxPool" | "AveragePool" => self.pool(node)?,
                 "GlobalAveragePool" => {
                     self.push_args(
@@ -414,6 +420,111 @@ impl<'a> Lowering<'a> {
             bias[o] = (bias[o] - mean[o]) * f + beta[o];
         }
         Ok(true)
+    }
+
+    /// Makes `tensor` the top frame: copies it there when it is still needed later (or already
+    /// on top and needed again), otherwise swaps it up.
+    fn bring_to_top(&mut self, node: &NodeProto, tensor: &str, keep: bool) -> Result<()> {
+        let top = (self.tensor.clone(), self.shape, self.quant);
+        if tensor == self.tensor {
+            if keep {
+                self.push_args(&format!("keep {tensor} for later"), &[0], "BUF_COPY");
+                self.below.push(top);
+            }
+            return Ok(());
+        }
+        let Some(idx) = self.below.iter().rposition(|(t, _, _)| t == tensor) else {
+            bail!(err(
+                node,
+                format!("reads {tensor:?}, which is not a live tensor")
+            ));
+        };
+        let depth = (self.below.len() - idx) as i64;
+        let (t, shape, quant) = self.below[idx].clone();
+        if keep {
+            self.push_args(&format!("copy {tensor} to the top"), &[depth], "BUF_COPY");
+            self.below.push(top);
+        } else {
+            self.push_args(&format!("swap {tensor} to the top"), &[depth], "BUF_SWAP");
+            self.below[idx] = top;
+        }
+        self.tensor = t;
+        self.shape = shape;
+        self.quant = quant;
+        Ok(())
+    }
+
+    /// Residual add of two live tensors with requantization (ADD_RQ), ReLU fused when it follows.
+    fn add(&mut self, nodes: &[NodeProto], i: usize) -> Result<usize> {
+        let node = &nodes[i];
+        let [a, b] = [0, 1].map(|k| node.input.get(k).cloned().unwrap_or_default());
+        let later = |t: &str| {
+            nodes[i + 1..]
+                .iter()
+                .any(|n| n.input.iter().any(|x| x == t))
+        };
+        let (keep_a, keep_b) = (later(&a), later(&b));
+        self.bring_to_top(node, &a, keep_a)?;
+        let b_below = self.below.last().is_some_and(|(t, _, _)| *t == b);
+        if !(b_below && !keep_b) {
+            self.bring_to_top(node, &b, true)?;
+        }
+        // Now the top two frames are the operands: `lower` below, this top above.
+        let (lower_name, lower_shape, lower_q) = self
+            .below
+            .pop()
+            .ok_or_else(|| err(node, "needs two live tensors"))?;
+        if lower_shape.elements() != self.shape.elements() {
+            bail!(err(
+                node,
+                format!(
+                    "operands {} and {} differ (broadcasting is not supported)",
+                    shape_text(lower_shape),
+                    shape_text(self.shape)
+                )
+            ));
+        }
+        let _ = lower_name;
+        let (fused, out_tensor) = self.fusable(nodes, i)?;
+        let out = self.quant_of(&out_tensor)?;
+        let (ra, rb) = (
+            lower_q.scale as f64 / out.scale as f64,
+            self.quant.scale as f64 / out.scale as f64,
+        );
+        let (m_max, shift) = q31(ra.max(rb));
+        let n = 31 + shift;
+        let other = |r: f64| (r * 2f64.powi(n)).round().clamp(0.0, i32::MAX as f64) as i32;
+        let (a_mult, b_mult) = if ra >= rb {
+            (m_max, other(rb))
+        } else {
+            (other(ra), m_max)
+        };
+        let (lo, hi) = match fused {
+            Fused::None => (-128, 127),
+            Fused::Relu => (out.zero_point, 127),
+            Fused::Clip(a, b) => (out.quantize(a) as i32, out.quantize(b) as i32),
+        };
+        let q = smartvm_kernels::AddQuant {
+            a_zero: lower_q.zero_point,
+            b_zero: self.quant.zero_point,
+            output: OutputRange {
+                zero: out.zero_point,
+                lo,
+                hi,
+            },
+            a_mult,
+            b_mult,
+            shift,
+        };
+        let block = self.add_block(q.encode());
+        self.push_args(
+            &format!("{} Add -> {}", node.name, shape_text(lower_shape)),
+            &[block as i64],
+            "ADD_RQ",
+        );
+        self.shape = lower_shape;
+        self.quant = out;
+        Ok(!matches!(fused, Fused::None) as usize)
     }
 
     /// A 256-entry table applying `f` from this tensor's quantization to `out`'s.

@@ -1,5 +1,6 @@
-//! A float LeNet-5 built with onnx + numpy (tests/fixtures/make_onnx_fixtures.py) compiles,
-//! runs on the VM, and tracks tract's float execution of the same ONNX file.
+//! Float models built with onnx + numpy (tests/fixtures/make_onnx_fixtures.py) — LeNet-5, an
+//! operator chain, a residual block — compile, run on the VM, and track tract's float execution
+//! of the same ONNX files.
 
 use std::path::PathBuf;
 
@@ -161,6 +162,49 @@ fn every_lowered_operator_tracks_the_float_model() {
     let sqnr = 10.0 * (signal / noise).log10();
     println!(
         "operator chain: softmax SQNR {sqnr:.1} dB over {} inputs",
+        tests.len()
+    );
+    assert!(sqnr >= 20.0, "SQNR {sqnr:.1} dB");
+}
+
+#[test]
+fn a_residual_block_keeps_its_skip_tensor_and_tracks_the_float_model() {
+    let dir = fixtures();
+    let model = dir.join("residual.onnx");
+    let (_, values) = read_npy(&dir.join("residual_inputs.npy")).unwrap();
+    let inputs: Vec<Vec<f32>> = values.chunks(3 * 16 * 16).map(|c| c.to_vec()).collect();
+    let (calibration, tests) = inputs.split_at(20);
+    let compiled = compile(&model, &[1, 3, 16, 16], calibration).unwrap();
+    assert!(
+        compiled.source.contains("BUF_COPY") && compiled.source.contains("ADD_RQ"),
+        "{}",
+        compiled.source
+    );
+    let exe = Executable::new(compiled.program.clone()).unwrap();
+    let float = FloatRunner::new(&model, &[1, 3, 16, 16], &["logits".to_string()]).unwrap();
+    let (mut signal, mut noise) = (0f64, 0f64);
+    for x in tests {
+        let reference = float.run(x).unwrap().remove(0);
+        let out = execute(
+            &exe,
+            &compiled.quantize_input(x),
+            &BlockList(&compiled.blocks),
+            &Native,
+            &Config::default(),
+            u64::MAX,
+        )
+        .unwrap();
+        for (a, b) in reference
+            .iter()
+            .zip(compiled.dequantize_output(&out.output))
+        {
+            signal += (*a as f64).powi(2);
+            noise += (*a as f64 - b as f64).powi(2);
+        }
+    }
+    let sqnr = 10.0 * (signal / noise).log10();
+    println!(
+        "residual block: logits SQNR {sqnr:.1} dB over {} inputs",
         tests.len()
     );
     assert!(sqnr >= 20.0, "SQNR {sqnr:.1} dB");
