@@ -466,11 +466,11 @@ impl<'a> Lowering<'a> {
         let (keep_a, keep_b) = (later(&a), later(&b));
         self.bring_to_top(node, &a, keep_a)?;
         let b_below = self.below.last().is_some_and(|(t, _, _)| *t == b);
-        if !(b_below && !keep_b) {
+        if !b_below || keep_b {
             self.bring_to_top(node, &b, true)?;
         }
         // Now the top two frames are the operands: `lower` below, this top above.
-        let (lower_name, lower_shape, lower_q) = self
+        let (_, lower_shape, lower_q) = self
             .below
             .pop()
             .ok_or_else(|| err(node, "needs two live tensors"))?;
@@ -484,7 +484,6 @@ impl<'a> Lowering<'a> {
                 )
             ));
         }
-        let _ = lower_name;
         let (fused, out_tensor) = self.fusable(nodes, i)?;
         let out = self.quant_of(&out_tensor)?;
         let (ra, rb) = (
