@@ -112,15 +112,55 @@ fn bad_inputs_are_clear_errors() {
     assert!(err.to_string().contains("missing.onnx"), "{err}");
 }
 
+/// Compiles `name` calibrated on the first half of its inputs and returns the SQNR (dB) of the
+/// program's dequantized output against tract's float output on the second half.
+fn sqnr_against_float(name: &str, shape: &[usize], output: &str, ops: &[&str]) -> f64 {
+    let dir = fixtures();
+    let model = dir.join(format!("{name}.onnx"));
+    let (_, values) = read_npy(&dir.join(format!("{name}_inputs.npy"))).unwrap();
+    let inputs: Vec<Vec<f32>> = values
+        .chunks(shape.iter().product())
+        .map(|c| c.to_vec())
+        .collect();
+    let (calibration, tests) = inputs.split_at(inputs.len() / 2);
+    let compiled = compile(&model, shape, calibration).unwrap();
+    for op in ops {
+        assert!(
+            compiled.source.contains(op),
+            "{op} missing from\n{}",
+            compiled.source
+        );
+    }
+    let exe = Executable::new(compiled.program.clone()).unwrap();
+    let float = FloatRunner::new(&model, shape, &[output.to_string()]).unwrap();
+    let (mut signal, mut noise) = (0f64, 0f64);
+    for x in tests {
+        let reference = float.run(x).unwrap().remove(0);
+        let out = execute(
+            &exe,
+            &compiled.quantize_input(x),
+            &BlockList(&compiled.blocks),
+            &Native,
+            &Config::default(),
+            u64::MAX,
+        )
+        .unwrap();
+        for (a, b) in reference
+            .iter()
+            .zip(compiled.dequantize_output(&out.output))
+        {
+            signal += (*a as f64).powi(2);
+            noise += (*a as f64 - b as f64).powi(2);
+        }
+    }
+    let sqnr = 10.0 * (signal / noise).log10();
+    println!("{name}: SQNR {sqnr:.1} dB over {} inputs", tests.len());
+    sqnr
+}
+
 #[test]
 fn every_lowered_operator_tracks_the_float_model() {
-    let dir = fixtures();
-    let model = dir.join("operators.onnx");
-    let (_, values) = read_npy(&dir.join("operators_inputs.npy")).unwrap();
-    let inputs: Vec<Vec<f32>> = values.chunks(3 * 12 * 12).map(|c| c.to_vec()).collect();
-    let (calibration, tests) = inputs.split_at(20);
-    let compiled = compile(&model, &[1, 3, 12, 12], calibration).unwrap();
-    for op in [
+    let ops = [
         "CONV_MUL",
         "CONV_TPD",
         "POOL_AVG",
@@ -130,82 +170,18 @@ fn every_lowered_operator_tracks_the_float_model() {
         "POOL_GAVG",
         "FULL_CON",
         "ACT_SM0",
-    ] {
-        assert!(
-            compiled.source.contains(op),
-            "{op} missing from\n{}",
-            compiled.source
-        );
-    }
-    let exe = Executable::new(compiled.program.clone()).unwrap();
-    let float = FloatRunner::new(&model, &[1, 3, 12, 12], &["probs".to_string()]).unwrap();
-    let (mut signal, mut noise) = (0f64, 0f64);
-    for x in tests {
-        let reference = float.run(x).unwrap().remove(0);
-        let out = execute(
-            &exe,
-            &compiled.quantize_input(x),
-            &BlockList(&compiled.blocks),
-            &Native,
-            &Config::default(),
-            u64::MAX,
-        )
-        .unwrap();
-        for (a, b) in reference
-            .iter()
-            .zip(compiled.dequantize_output(&out.output))
-        {
-            signal += (*a as f64).powi(2);
-            noise += (*a as f64 - b as f64).powi(2);
-        }
-    }
-    let sqnr = 10.0 * (signal / noise).log10();
-    println!(
-        "operator chain: softmax SQNR {sqnr:.1} dB over {} inputs",
-        tests.len()
-    );
+    ];
+    let sqnr = sqnr_against_float("operators", &[1, 3, 12, 12], "probs", &ops);
     assert!(sqnr >= 20.0, "SQNR {sqnr:.1} dB");
 }
 
 #[test]
 fn a_residual_block_keeps_its_skip_tensor_and_tracks_the_float_model() {
-    let dir = fixtures();
-    let model = dir.join("residual.onnx");
-    let (_, values) = read_npy(&dir.join("residual_inputs.npy")).unwrap();
-    let inputs: Vec<Vec<f32>> = values.chunks(3 * 16 * 16).map(|c| c.to_vec()).collect();
-    let (calibration, tests) = inputs.split_at(20);
-    let compiled = compile(&model, &[1, 3, 16, 16], calibration).unwrap();
-    assert!(
-        compiled.source.contains("BUF_COPY") && compiled.source.contains("ADD_RQ"),
-        "{}",
-        compiled.source
-    );
-    let exe = Executable::new(compiled.program.clone()).unwrap();
-    let float = FloatRunner::new(&model, &[1, 3, 16, 16], &["logits".to_string()]).unwrap();
-    let (mut signal, mut noise) = (0f64, 0f64);
-    for x in tests {
-        let reference = float.run(x).unwrap().remove(0);
-        let out = execute(
-            &exe,
-            &compiled.quantize_input(x),
-            &BlockList(&compiled.blocks),
-            &Native,
-            &Config::default(),
-            u64::MAX,
-        )
-        .unwrap();
-        for (a, b) in reference
-            .iter()
-            .zip(compiled.dequantize_output(&out.output))
-        {
-            signal += (*a as f64).powi(2);
-            noise += (*a as f64 - b as f64).powi(2);
-        }
-    }
-    let sqnr = 10.0 * (signal / noise).log10();
-    println!(
-        "residual block: logits SQNR {sqnr:.1} dB over {} inputs",
-        tests.len()
+    let sqnr = sqnr_against_float(
+        "residual",
+        &[1, 3, 16, 16],
+        "logits",
+        &["BUF_COPY", "ADD_RQ"],
     );
     assert!(sqnr >= 20.0, "SQNR {sqnr:.1} dB");
 }
