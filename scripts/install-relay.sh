@@ -8,9 +8,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 CACHE=${SMARTVM_CACHE:-$HOME/.cache/smartvm}
 RELAY_VERSION=41.0.0
 root="$CACHE/relay"
-if [ -x "$root/bin/polkadot" ] && "$root/bin/polkadot" --version 2>/dev/null | grep -q "${RELAY_VERSION%%.*}\|1\."; then
-  [ -x "$root/bin/polkadot-prepare-worker" ] && [ -x "$root/bin/polkadot-execute-worker" ] && {
-    echo "relay binaries present in $root/bin"; exit 0; }
+if [ -x "$root/bin/polkadot" ] && [ -x "$root/bin/polkadot-prepare-worker" ] && [ -x "$root/bin/polkadot-execute-worker" ]; then
+  echo "relay binaries present in $root/bin ($("$root/bin/polkadot" --version 2>/dev/null))"
+  exit 0
 fi
 mkdir -p "$root"
 echo "building polkadot $RELAY_VERSION into $root (long: tens of minutes on 2 cores)"
