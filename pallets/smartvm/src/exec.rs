@@ -135,11 +135,12 @@ pub fn run<T: Config>(
                 ErrorKind::BufferLimit | ErrorKind::MemoryLimit => InferFailure::ResourceLimit,
                 kind => InferFailure::Fault(kind),
             };
-            // A failed run is charged its whole compute limit: the VM does not report partial gas.
-            Err((
-                failure,
-                Weight::from_parts(weight_limit.ref_time(), proof_used),
-            ))
+            // Charged what it consumed up to the fault (the whole limit when out of gas).
+            let ref_time = e
+                .gas_used
+                .saturating_mul(per_gas)
+                .min(weight_limit.ref_time());
+            Err((failure, Weight::from_parts(ref_time, proof_used)))
         }
     }
 }

@@ -332,6 +332,25 @@ fn a_program_that_faults_is_an_execution_fault() {
         ));
         assert_ok!(SmartVm::seal_model(RuntimeOrigin::signed(1), 0));
         assert_infer_fails(0, &[1, 2, 3, 4], LIMIT, Error::<Test>::ExecutionFault);
+        // A fault is charged what it used (four cheap instructions), not the whole limit.
+        let err =
+            SmartVm::infer(RuntimeOrigin::signed(2), 0, bounded(&[1, 2, 3, 4]), LIMIT).unwrap_err();
+        let charged = err.post_info.actual_weight.unwrap();
+        let base = <() as crate::WeightInfo>::infer_base(program.encode().len() as u32, 4);
+        assert!(
+            charged.ref_time() > base.ref_time()
+                && charged.ref_time() < base.ref_time() + 1_000_000,
+            "{charged:?}"
+        );
+        // Out of gas is charged the whole limit.
+        let small = Weight::from_parts(2_500, 2_000_000);
+        let err =
+            SmartVm::infer(RuntimeOrigin::signed(2), 0, bounded(&[1, 2, 3, 4]), small).unwrap_err();
+        assert_eq!(err.error, Error::<Test>::OutOfGas.into());
+        assert_eq!(
+            err.post_info.actual_weight.unwrap().ref_time(),
+            base.ref_time() + 2_500
+        );
     });
 }
 

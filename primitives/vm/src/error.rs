@@ -46,6 +46,8 @@ pub struct VmError {
     pub pc: u32,
     /// The fault.
     pub kind: ErrorKind,
+    /// Gas consumed up to the fault (the whole limit when out of gas), for charging.
+    pub gas_used: u64,
 }
 
 impl core::fmt::Display for VmError {

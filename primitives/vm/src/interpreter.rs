@@ -197,12 +197,18 @@ pub fn execute<K: Kernels, W: WeightSource>(
     gas_limit: u64,
 ) -> Result<Outcome, VmError> {
     let program = &exe.program;
-    let fault = |pc: usize, kind| VmError {
+    // Out of gas consumes the whole limit; any other fault what was spent up to it.
+    let fault = |pc: usize, kind, used: u64| VmError {
         pc: pc as u32,
         kind,
+        gas_used: if kind == ErrorKind::OutOfGas {
+            gas_limit
+        } else {
+            used
+        },
     };
     if program.input.elements() != Some(input.len() as u64) {
-        return Err(fault(0, ErrorKind::ShapeMismatch));
+        return Err(fault(0, ErrorKind::ShapeMismatch, 0));
     }
     let mut m = Machine {
         stack: Vec::with_capacity(64),
@@ -223,7 +229,7 @@ pub fn execute<K: Kernels, W: WeightSource>(
     let range = m
         .memory
         .ensure(0, input.len() as i64, &mut m.meter, &m.schedule)
-        .map_err(|k| fault(0, k))?;
+        .map_err(|k| fault(0, k, m.meter.used))?;
     m.memory.bytes[range].copy_from_slice(smartvm_kernels::as_u8(input));
 
     let costs = config.schedule.static_costs();
@@ -236,21 +242,25 @@ pub fn execute<K: Kernels, W: WeightSource>(
         };
         instructions += 1;
         if !m.meter.charge(costs[byte as usize]) {
-            break Err(fault(pc, ErrorKind::OutOfGas));
+            break Err((pc, ErrorKind::OutOfGas));
         }
         let Some(op) = Opcode::from_byte(byte) else {
-            break Err(fault(pc, ErrorKind::InvalidInstruction));
+            break Err((pc, ErrorKind::InvalidInstruction));
         };
         match step(&mut m, op, code, pc, &exe.jumpdest) {
             Ok(Flow::Next(next)) => pc = next,
             Ok(Flow::Halt) => break Ok(()),
-            Err(kind) => break Err(fault(pc, kind)),
+            Err(kind) => break Err((pc, kind)),
         }
     };
-    result?;
+    result.map_err(|(pc, kind)| fault(pc, kind, m.meter.used))?;
     let output = m.output.take().unwrap_or_default();
     if output.len() != program.output_len as usize {
-        return Err(fault(pc.min(code.len()), ErrorKind::OutputSize));
+        return Err(fault(
+            pc.min(code.len()),
+            ErrorKind::OutputSize,
+            m.meter.used,
+        ));
     }
     Ok(Outcome {
         output,

@@ -59,12 +59,21 @@ fn out_of_gas_is_reported_where_it_happens() {
     let full = run_with(&src, &[], u64::MAX).unwrap().gas_used;
     for limit in [0, 1, full / 2, full - 1] {
         assert_eq!(
+            run_with(&src, &[], limit).unwrap_err().gas_used,
+            limit,
+            "out of gas consumes the limit"
+        );
+        assert_eq!(
             run_with(&src, &[], limit).unwrap_err().kind,
             ErrorKind::OutOfGas,
             "limit {limit}"
         );
     }
     assert!(run_with(&src, &[], full).is_ok());
+    // Any other fault reports what it spent up to the fault.
+    let revert = run_with("PUSH 0\nPUSH 0\nREVERT", &[], 1_000_000).unwrap_err();
+    assert_eq!(revert.kind, ErrorKind::Reverted);
+    assert!(revert.gas_used > 0 && revert.gas_used < 100, "{revert:?}");
 }
 
 #[test]
