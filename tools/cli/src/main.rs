@@ -4,6 +4,7 @@ mod bench;
 mod compile;
 mod eval;
 mod idx;
+mod image;
 mod load;
 mod run;
 

@@ -18,8 +18,8 @@ pub struct RunArgs {
     /// Weight pack (.smw).
     #[arg(long)]
     weights: PathBuf,
-    /// Input: raw int8 bytes, or a float32 .npy quantized with the program's quant.json; may
-    /// hold several inputs back to back.
+    /// Input: raw int8 bytes, a float32 .npy, or a PNG (pixels / 255); floats are quantized
+    /// with the program's quant.json. Raw and .npy files may hold several inputs back to back.
     #[arg(long)]
     input: PathBuf,
     /// Quantization parameters for .npy inputs (default: quant.json beside the program).
@@ -76,7 +76,11 @@ pub fn run(args: RunArgs) -> Result<()> {
     let program = load::program(&args.program, Some(&args.weights))?;
     load::check_manifest(&program, &blocks)?;
     let len = program.input.elements().unwrap_or(0) as usize;
-    let quant = if args.input.extension().is_some_and(|e| e == "npy") {
+    let is_float = args
+        .input
+        .extension()
+        .is_some_and(|e| e == "npy" || e == "png");
+    let quant = if is_float {
         let path = args
             .quant
             .clone()
@@ -87,7 +91,11 @@ pub fn run(args: RunArgs) -> Result<()> {
     };
     let input = match quant {
         Some((q_in, _)) => {
-            let (_, values) = smartvm_compiler::read_npy(&args.input)?;
+            let values = if args.input.extension().is_some_and(|e| e == "png") {
+                crate::image::read_png(&args.input, program.input)?
+            } else {
+                smartvm_compiler::read_npy(&args.input)?.1
+            };
             if len == 0 || values.len() % len != 0 || args.index >= values.len() / len {
                 anyhow::bail!(
                     "{} does not hold input {} of {len} values",

@@ -156,5 +156,50 @@ fn trained_lenet5_keeps_its_accuracy_on_fashion_mnist() {
     assert!(float > 85.0, "the committed model is trained: {float}%");
     assert!(int >= float - 1.0, "integer {int}% vs float {float}%");
     assert!(agree >= 97.0, "agreement {agree}%");
+
+    // The first test image as a PNG gives exactly what its quantized raw bytes give.
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(
+            std::fs::File::open(d("t10k-images-idx3-ubyte.gz")).unwrap(),
+        ),
+        &mut raw,
+    )
+    .unwrap();
+    let pixels = &raw[16..16 + 784];
+    let png_path = out.join("image0.png");
+    let mut encoder = png::Encoder::new(std::fs::File::create(&png_path).unwrap(), 28, 28);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder
+        .write_header()
+        .unwrap()
+        .write_image_data(pixels)
+        .unwrap();
+    let quant: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("quant.json")).unwrap()).unwrap();
+    let (scale, zero) = (
+        quant["input"]["scale"].as_f64().unwrap() as f32,
+        quant["input"]["zero_point"].as_i64().unwrap() as f32,
+    );
+    let bytes: Vec<u8> = pixels
+        .iter()
+        .map(|p| ((*p as f32 / 255.0 / scale).round() + zero).clamp(-128.0, 127.0) as i8 as u8)
+        .collect();
+    std::fs::write(out.join("image0.bin"), &bytes).unwrap();
+    let o = |n: &str| out.join(n).to_string_lossy().into_owned();
+    let run = |input: &str| {
+        let (ok, stdout, stderr) = smartvm(&[
+            "run",
+            &o("program.smvm"),
+            "--weights",
+            &o("weights.smw"),
+            "--input",
+            &o(input),
+            "--json",
+        ]);
+        assert!(ok, "{stderr}");
+        serde_json::from_str::<serde_json::Value>(&stdout).unwrap()["output"].clone()
+    };
+    assert_eq!(run("image0.png"), run("image0.bin"));
     std::fs::remove_dir_all(&out).ok();
 }
