@@ -38,6 +38,9 @@ test: setup fixtures
 	RUSTFLAGS="--cfg substrate_runtime" CARGO_TARGET_DIR=$(CARGO_TARGET_DIR)-wasmcheck \
 	  cargo build -p smartvm-host --no-default-features --target wasm32-unknown-unknown
 	@bash tests/golden/check.sh
+	@echo "== CUDA backend: builds without CUDA; on a GPU it must match the reference, else one SKIPPED line each"
+	cargo test -p smartvm-kernels --features cuda --test cuda --test golden -- --nocapture --test-threads 1
+	cargo test -p smartvm-host --features cuda --test gpu_dispatch -- --nocapture
 
 setup:
 	@bash scripts/setup.sh
@@ -57,6 +60,7 @@ lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p pallet-smartvm --all-targets --features runtime-benchmarks -- -D warnings
+	cargo clippy -p smartvm-kernels -p smartvm-host --all-targets --features smartvm-kernels/cuda,smartvm-host/cuda -- -D warnings
 
 fmt:
 	cargo fmt --all
@@ -64,6 +68,7 @@ fmt:
 ## Criterion benchmark of LeNet-5 both ways, then the ratio table.
 bench: setup build
 	cargo bench -p smartvm-vm --bench lenet5
+	cargo bench -p smartvm-kernels --features cuda --bench layers
 	$(SMARTVM) bench --dir $(LENET)
 	cargo bench -p pallet-smartvm --bench weight_fetch
 

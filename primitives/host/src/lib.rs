@@ -1,7 +1,8 @@
 //! SmartVM host functions.
 //!
 //! The heavy kernels cross into the node through the `kernel_host` runtime interface: the node
-//! registers [`kernel_host::HostFunctions`] and runs them with the native SIMD + rayon kernels;
+//! registers [`kernel_host::HostFunctions`] and runs them with the native SIMD + rayon kernels,
+//! or on a GPU for big layers when [`backend`] is configured so;
 //! the runtime calls them through [`HostKernels`]. Relay-chain validators do not have these
 //! functions, so during `validate_block` the runtime swaps every `host_*` implementation for the
 //! in-wasm reference kernels with [`use_wasm_kernels`] (DESIGN.md invariant 2). Both paths decode
@@ -13,6 +14,8 @@
 
 extern crate alloc;
 
+#[cfg(feature = "std")]
+pub mod backend;
 pub mod wire;
 
 use alloc::vec::Vec;
@@ -37,7 +40,7 @@ pub trait KernelHost {
         out: PassFatPointerAndReadWrite<&mut [u8]>,
     ) -> u32 {
         wire::conv(
-            &smartvm_kernels::Native,
+            crate::backend::active(),
             geometry,
             input,
             weights,
@@ -55,7 +58,7 @@ pub trait KernelHost {
         out: PassFatPointerAndReadWrite<&mut [u8]>,
     ) -> u32 {
         wire::conv_transpose(
-            &smartvm_kernels::Native,
+            crate::backend::active(),
             geometry,
             input,
             weights,
@@ -70,7 +73,7 @@ pub trait KernelHost {
         input: PassFatPointerAndRead<&[u8]>,
         out: PassFatPointerAndReadWrite<&mut [u8]>,
     ) -> u32 {
-        wire::pool(&smartvm_kernels::Native, geometry, input, out) as u32
+        wire::pool(crate::backend::active(), geometry, input, out) as u32
     }
 
     /// Fully-connected layer; see [`wire::fully_connected`].
@@ -80,7 +83,7 @@ pub trait KernelHost {
         quant: PassFatPointerAndRead<&[u8]>,
         out: PassFatPointerAndReadWrite<&mut [u8]>,
     ) -> u32 {
-        wire::fully_connected(&smartvm_kernels::Native, input, weights, quant, out) as u32
+        wire::fully_connected(crate::backend::active(), input, weights, quant, out) as u32
     }
 
     /// Matrix product; see [`wire::matmul`].
@@ -91,7 +94,7 @@ pub trait KernelHost {
         quant: PassFatPointerAndRead<&[u8]>,
         out: PassFatPointerAndReadWrite<&mut [u8]>,
     ) -> u32 {
-        wire::matmul(&smartvm_kernels::Native, dims, a, b, quant, out) as u32
+        wire::matmul(crate::backend::active(), dims, a, b, quant, out) as u32
     }
 }
 

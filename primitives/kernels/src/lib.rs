@@ -14,9 +14,17 @@ pub mod elementwise;
 pub mod params;
 pub mod reference;
 
+#[cfg(feature = "cuda")]
+pub mod cuda;
+#[cfg(feature = "std")]
+pub mod dispatch;
 #[cfg(feature = "std")]
 pub mod native;
 
+#[cfg(feature = "cuda")]
+pub use cuda::Cuda;
+#[cfg(feature = "std")]
+pub use dispatch::Dispatch;
 #[cfg(feature = "std")]
 pub use native::Native;
 pub use params::{

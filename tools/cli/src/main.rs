@@ -32,6 +32,9 @@ pub enum Backend {
     Native,
     /// The plain reference kernels, what the wasm runtime runs.
     Reference,
+    /// Every kernel call on the first NVIDIA GPU (built with `--features cuda`).
+    #[cfg(feature = "cuda")]
+    Cuda,
 }
 
 #[derive(Subcommand)]

@@ -60,7 +60,19 @@ pub fn execute_with(
     match backend {
         Backend::Native => go(&Native, exe, input, blocks, gas),
         Backend::Reference => go(&Reference, exe, input, blocks, gas),
+        #[cfg(feature = "cuda")]
+        Backend::Cuda => go(gpu()?, exe, input, blocks, gas),
     }
+}
+
+/// The GPU backend, started (and its kernels compiled) once per process.
+#[cfg(feature = "cuda")]
+fn gpu() -> Result<&'static smartvm_kernels::Cuda> {
+    static GPU: std::sync::OnceLock<Result<smartvm_kernels::Cuda, String>> =
+        std::sync::OnceLock::new();
+    GPU.get_or_init(|| smartvm_kernels::Cuda::new(0).map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|why| anyhow!("--backend cuda: {why}"))
 }
 
 /// The index of the first largest element.
