@@ -210,6 +210,39 @@ pub mod pallet {
         TooManyModels,
     }
 
+    /// Models deployed and sealed when the chain starts (e.g. the demo model of a dev chain).
+    #[pallet::genesis_config]
+    #[derive(polkadot_sdk::frame_support::DefaultNoBound)]
+    pub struct GenesisConfig<T: Config> {
+        /// Owner (pays the deposit), program container, and its weight blocks in manifest order.
+        pub models: Vec<(T::AccountId, Vec<u8>, Vec<Vec<u8>>)>,
+    }
+
+    #[pallet::genesis_build]
+    impl<T: Config> BuildGenesisConfig for GenesisConfig<T> {
+        fn build(&self) {
+            // A chain spec is trusted configuration: a model that does not deploy is a broken
+            // spec, so building genesis stops with the reason instead of starting a chain without it.
+            for (owner, program, blocks) in &self.models {
+                let origin =
+                    || -> OriginFor<T> { frame_system::RawOrigin::Signed(owner.clone()).into() };
+                let program = BoundedVec::try_from(program.clone())
+                    .unwrap_or_else(|_| panic!("genesis program exceeds MaxProgramLen"));
+                let id = NextModelId::<T>::get();
+                Pallet::<T>::create_model(origin(), program)
+                    .unwrap_or_else(|e| panic!("genesis model {id}: {e:?}"));
+                for (index, block) in blocks.iter().enumerate() {
+                    let data = BoundedVec::try_from(block.clone())
+                        .unwrap_or_else(|_| panic!("genesis block {index} exceeds MaxBlockLen"));
+                    Pallet::<T>::put_weight_block(origin(), id, index as u32, data)
+                        .unwrap_or_else(|e| panic!("genesis model {id} block {index}: {e:?}"));
+                }
+                Pallet::<T>::seal_model(origin(), id)
+                    .unwrap_or_else(|e| panic!("genesis model {id} seal: {e:?}"));
+            }
+        }
+    }
+
     #[pallet::call]
     impl<T: Config> Pallet<T> {
         /// Stores a validated program as a new draft model, holding a deposit for it.

@@ -439,3 +439,66 @@ fn dry_run_matches_infer_without_touching_state() {
         );
     });
 }
+
+#[test]
+fn genesis_deploys_and_seals_models() {
+    let l = lenet();
+    let mut storage = polkadot_sdk::frame_system::GenesisConfig::<Test>::default()
+        .build_storage()
+        .unwrap();
+    use polkadot_sdk::sp_runtime::BuildStorage;
+    polkadot_sdk::pallet_balances::GenesisConfig::<Test> {
+        balances: vec![(1, 10_000_000)],
+        ..Default::default()
+    }
+    .assimilate_storage(&mut storage)
+    .unwrap();
+    crate::GenesisConfig::<Test> {
+        models: vec![(1, l.program.clone(), l.blocks.clone())],
+    }
+    .assimilate_storage(&mut storage)
+    .unwrap();
+    sp_io::TestExternalities::from(storage).execute_with(|| {
+        System::set_block_number(1);
+        let info = Models::<Test>::get(0).expect("model 0 exists");
+        assert_eq!(info.status, ModelStatus::Sealed);
+        assert_eq!(info.owner, 1);
+        assert!(Balances::total_balance_on_hold(&1) > 0, "deposit held");
+        assert_ok!(SmartVm::infer(
+            RuntimeOrigin::signed(1),
+            0,
+            bounded(&l.inputs[0]),
+            LIMIT
+        ));
+        let output = System::events()
+            .iter()
+            .find_map(|r| match &r.event {
+                RuntimeEvent::SmartVm(Event::Inferred { output, .. }) => Some(output.to_vec()),
+                _ => None,
+            })
+            .expect("Inferred event");
+        assert_eq!(output, l.logits[0]);
+    });
+}
+
+#[test]
+#[should_panic(expected = "genesis model 0 block 0")]
+fn genesis_rejects_a_model_whose_blocks_do_not_match() {
+    let l = lenet();
+    let mut blocks = l.blocks.clone();
+    blocks[0][0] ^= 1;
+    let mut storage = polkadot_sdk::frame_system::GenesisConfig::<Test>::default()
+        .build_storage()
+        .unwrap();
+    use polkadot_sdk::sp_runtime::BuildStorage;
+    polkadot_sdk::pallet_balances::GenesisConfig::<Test> {
+        balances: vec![(1, 10_000_000)],
+        ..Default::default()
+    }
+    .assimilate_storage(&mut storage)
+    .unwrap();
+    let _ = crate::GenesisConfig::<Test> {
+        models: vec![(1, l.program, blocks)],
+    }
+    .assimilate_storage(&mut storage);
+}

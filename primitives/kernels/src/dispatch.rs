@@ -16,6 +16,7 @@ pub const DEFAULT_MIN_GPU_MACS: u64 = 1 << 20;
 pub struct Dispatch {
     #[cfg(feature = "cuda")]
     gpu: Option<crate::Cuda>,
+    #[cfg(feature = "cuda")]
     min_gpu_macs: u64,
 }
 
