@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR
 SMARTVM := $(CARGO_TARGET_DIR)/release/smartvm
 LENET := examples/lenet5
 
-.PHONY: run test setup build golden fixtures lint fmt bench fuzz relay
+.PHONY: run test setup build golden fixtures zoo zoo-fidelity demo-model lint fmt bench fuzz relay
 FIXTURES ?= $(HOME)/.cache/smartvm/fixtures
 export SMARTVM_FIXTURES := $(FIXTURES)
 
@@ -28,8 +28,9 @@ run: setup build
 	@echo "(the chain itself -- node, runtime, polkadot.js -- is not built yet; see README)"
 
 ## Install what is missing and run every test.
-test: setup fixtures
-	cargo test --workspace
+test: setup fixtures zoo
+	@echo "== workspace tests (the node binary is built by make run, not here)"
+	cargo test --workspace --exclude smartvm-node
 	@echo "== pallet benchmarks, run once each as tests on the mock runtime"
 	cargo test -p pallet-smartvm --features runtime-benchmarks benchmarking
 	@echo "== no_std: the VM builds for wasm32 as the runtime will use it"
@@ -41,6 +42,8 @@ test: setup fixtures
 	@echo "== CUDA backend: builds without CUDA; on a GPU it must match the reference, else one SKIPPED line each"
 	cargo test -p smartvm-kernels --features cuda --test cuda --test golden -- --nocapture --test-threads 1
 	cargo test -p smartvm-host --features cuda --test gpu_dispatch -- --nocapture
+	@$(MAKE) --no-print-directory zoo-fidelity ZOO_COUNT=10
+	@bash tests/demo_model/check.sh
 
 setup:
 	@bash scripts/setup.sh
@@ -51,6 +54,25 @@ fixtures: setup
 
 build:
 	cargo build --release -p smartvm-cli
+
+## The paper's zoo (AlexNet, ResNet-18, MobileNetV2; torchvision shapes, seeded) as ONNX, with
+## 100 inputs, into the fixture cache (onnx + numpy only; skipped when already there).
+ZOO := $(FIXTURES)/zoo
+zoo: setup
+	@test -f $(ZOO)/imagenet_inputs.npy || python3 tests/fixtures/make_zoo.py $(ZOO)
+
+## Compile each zoo model and compare it with the float model (tract) on ZOO_COUNT inputs.
+ZOO_COUNT ?= 100
+zoo-fidelity: zoo build
+	@for m in alexnet resnet18 mobilenetv2; do \
+	  $(SMARTVM) fidelity $(ZOO)/$$m.onnx --inputs $(ZOO)/imagenet_inputs.npy --input-shape 1,3,224,224 \
+	    --count $(ZOO_COUNT) --min-sqnr 18 --min-agreement 0.8 || exit 1; \
+	done
+
+## Recompile the dev chain's demo model (committed under models/lenet5-fashion/compiled).
+demo-model: setup build
+	$(SMARTVM) compile models/lenet5-fashion/lenet5_fashion.onnx --input-shape 1,1,28,28 \
+	  --calibration $(FMNIST)/train-images-idx3-ubyte.gz --calibration-count 512 -o models/lenet5-fashion/compiled
 
 ## Regenerate the golden vectors and LeNet-5 fixtures (numpy) and check they are unchanged.
 golden: setup

@@ -19,9 +19,9 @@ use sp_runtime::{
 use sp_version::RuntimeVersion;
 
 use crate::{
-    genesis, AccountId, AuraId, Balance, Block, ConsensusHook, Executive, InherentDataExt,
-    Nonce, ParachainInfo, ParachainSystem, Runtime, RuntimeCall, RuntimeGenesisConfig,
-    SessionKeys, Smartvm, System, TransactionPayment, SLOT_DURATION, VERSION,
+    genesis, AccountId, AuraId, Balance, Block, ConsensusHook, Executive, InherentDataExt, Nonce,
+    ParachainInfo, ParachainSystem, Runtime, RuntimeCall, RuntimeGenesisConfig, SessionKeys,
+    Smartvm, System, TransactionPayment, SLOT_DURATION, VERSION,
 };
 
 impl_runtime_apis! {

@@ -18,7 +18,6 @@ use frame_system::{
     limits::{BlockLength, BlockWeights},
     EnsureRoot,
 };
-use polkadot_runtime_common::{BlockHashCount, SlowAdjustingFeeUpdate};
 use sp_runtime::Perbill;
 use sp_version::RuntimeVersion;
 
@@ -32,6 +31,8 @@ use crate::{
 
 parameter_types! {
     pub const Version: RuntimeVersion = VERSION;
+    /// Block hashes kept for mortal transactions (about 7 hours at 6 s blocks).
+    pub const BlockHashCount: BlockNumber = 4096;
     pub RuntimeBlockLength: BlockLength = BlockLength::builder()
         .max_length(5 * 1024 * 1024)
         .modify_max_length_for_class(DispatchClass::Normal, |max| *max = NORMAL_DISPATCH_RATIO * *max)
@@ -121,7 +122,8 @@ impl pallet_transaction_payment::Config for Runtime {
     type OnChargeTransaction = pallet_transaction_payment::FungibleAdapter<Balances, ()>;
     type WeightToFee = ConstantMultiplier<Balance, FeePerRefTime>;
     type LengthToFee = ConstantMultiplier<Balance, TransactionByteFee>;
-    type FeeMultiplierUpdate = SlowAdjustingFeeUpdate<Self>;
+    // Fees do not float with congestion on this chain: a price a user can predict.
+    type FeeMultiplierUpdate = ();
     type OperationalFeeMultiplier = ConstU8<5>;
     type WeightInfo = ();
 }

@@ -12,9 +12,9 @@ use sp_genesis_builder::PresetId;
 use sp_keyring::Sr25519Keyring;
 
 use crate::{
-    AccountId, AuraId, BalancesConfig, CollatorSelectionConfig, CouncilConfig,
-    ParachainInfoConfig, RuntimeGenesisConfig, SessionConfig, SessionKeys, SmartvmConfig,
-    SudoConfig, EXISTENTIAL_DEPOSIT,
+    AccountId, AuraId, BalancesConfig, CollatorSelectionConfig, CouncilConfig, ParachainInfoConfig,
+    RuntimeGenesisConfig, SessionConfig, SessionKeys, SmartvmConfig, SudoConfig,
+    EXISTENTIAL_DEPOSIT,
 };
 
 /// The parachain id both presets use.
@@ -71,13 +71,19 @@ fn collator(key: Sr25519Keyring) -> (AccountId, AuraId) {
 }
 
 fn council() -> Vec<AccountId> {
-    [Sr25519Keyring::Alice, Sr25519Keyring::Bob, Sr25519Keyring::Charlie]
-        .map(|k| k.to_account_id())
-        .to_vec()
+    [
+        Sr25519Keyring::Alice,
+        Sr25519Keyring::Bob,
+        Sr25519Keyring::Charlie,
+    ]
+    .map(|k| k.to_account_id())
+    .to_vec()
 }
 
 fn endowed() -> Vec<AccountId> {
-    Sr25519Keyring::well_known().map(|k| k.to_account_id()).collect()
+    Sr25519Keyring::well_known()
+        .map(|k| k.to_account_id())
+        .collect()
 }
 
 fn development() -> Value {
@@ -92,7 +98,10 @@ fn development() -> Value {
 
 fn local_testnet() -> Value {
     genesis(
-        vec![collator(Sr25519Keyring::Alice), collator(Sr25519Keyring::Bob)],
+        vec![
+            collator(Sr25519Keyring::Alice),
+            collator(Sr25519Keyring::Bob),
+        ],
         endowed(),
         council(),
         Sr25519Keyring::Alice.to_account_id(),

@@ -17,7 +17,7 @@ include!(concat!(env!("OUT_DIR"), "/wasm_binary.rs"));
 extern crate alloc;
 
 mod apis;
-mod configs;
+pub mod configs;
 pub mod genesis;
 pub mod validation;
 

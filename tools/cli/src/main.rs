@@ -3,6 +3,7 @@
 mod bench;
 mod compile;
 mod eval;
+mod fidelity;
 mod idx;
 mod image;
 mod load;
@@ -69,6 +70,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Measure LeNet-5 with CNN instructions against the base-set version.
     Bench(bench::BenchArgs),
+    /// Top-1 agreement and SQNR of the integer program against the float model, with latencies.
+    Fidelity(fidelity::FidelityArgs),
 }
 
 fn main() -> Result<()> {
@@ -99,6 +102,7 @@ fn main() -> Result<()> {
         Command::Run(args) => run::run(args),
         Command::Eval(args) => eval::eval(args),
         Command::Bench(args) => bench::bench(args),
+        Command::Fidelity(args) => fidelity::fidelity(args),
     }
 }
 

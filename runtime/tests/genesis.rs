@@ -1,0 +1,100 @@
+//! The genesis presets build a working chain state: the development preset's demo model is
+//! sealed and its on-chain dry run equals the off-chain interpreter's output; governance origins
+//! are what DESIGN.md invariant 6 says.
+
+use polkadot_sdk::frame_support::traits::EnsureOrigin;
+use polkadot_sdk::frame_support::weights::Weight;
+use polkadot_sdk::{frame_support, pallet_collective, sp_genesis_builder, sp_io};
+use serde_json::Value;
+use smartvm_isa::{pack::decode_pack, Program};
+use smartvm_runtime::{
+    configs::RootOrTwoThirdsCouncil, genesis, AccountId, Runtime, RuntimeGenesisConfig,
+    RuntimeOrigin,
+};
+use smartvm_vm::{execute, BlockList, Config, Executable};
+
+/// Overlays `patch` on `base` the way chain-spec presets are applied.
+fn merge(base: &mut Value, patch: Value) {
+    match (base, patch) {
+        (Value::Object(b), Value::Object(p)) => {
+            for (k, v) in p {
+                merge(b.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (b, p) => *b = p,
+    }
+}
+
+fn state_of(preset: &str) -> sp_io::TestExternalities {
+    let mut config =
+        serde_json::to_value(RuntimeGenesisConfig::default()).expect("default config is JSON");
+    let patch = genesis::get_preset(&preset.into()).expect("preset exists");
+    merge(
+        &mut config,
+        serde_json::from_slice(&patch).expect("patch is JSON"),
+    );
+    let json = serde_json::to_vec(&config).unwrap();
+    let mut ext = sp_io::TestExternalities::new_empty();
+    ext.execute_with(|| {
+        frame_support::genesis_builder_helper::build_state::<RuntimeGenesisConfig>(json)
+            .expect("preset builds")
+    });
+    ext
+}
+
+/// The first Fashion-MNIST test image as the chain takes it: raw pixels.
+fn an_image() -> Vec<u8> {
+    // A fixed synthetic image keeps the test independent of the dataset package.
+    (0..784u32)
+        .map(|i| ((i * 37 + i / 28 * 11) % 256) as u8)
+        .collect()
+}
+
+#[test]
+fn presets_are_listed() {
+    let names = genesis::preset_names();
+    assert!(names.contains(&sp_genesis_builder::DEV_RUNTIME_PRESET.into()));
+    assert!(names.contains(&sp_genesis_builder::LOCAL_TESTNET_RUNTIME_PRESET.into()));
+    assert!(genesis::get_preset(&"no-such-preset".into()).is_none());
+}
+
+#[test]
+fn development_preset_deploys_the_demo_model_and_it_infers_like_the_off_chain_vm() {
+    let image = an_image();
+    let program = Program::decode(genesis::DEMO_PROGRAM).unwrap();
+    let blocks = decode_pack(genesis::DEMO_WEIGHTS).unwrap();
+    let off_chain = execute(
+        &Executable::new(program).unwrap(),
+        &image.iter().map(|b| *b as i8).collect::<Vec<_>>(),
+        &BlockList(&blocks),
+        &smartvm_kernels::Reference,
+        &Config::default(),
+        u64::MAX,
+    );
+    for preset in ["development", "local_testnet"] {
+        state_of(preset).execute_with(|| {
+            let info = pallet_smartvm::Models::<Runtime>::get(0).expect("demo model");
+            assert_eq!(info.status, pallet_smartvm::ModelStatus::Sealed);
+            assert_eq!(info.input_shape, [1, 1, 28, 28]);
+            let limit = Weight::from_parts(200_000_000_000, 1 << 20);
+            let on_chain = pallet_smartvm::Pallet::<Runtime>::dry_run(0, image.clone(), limit)
+                .expect("dry run succeeds");
+            let off_chain = off_chain.as_ref().expect("off-chain run succeeds");
+            assert_eq!(on_chain.output, off_chain.output, "{preset}");
+        });
+    }
+}
+
+#[test]
+fn weight_updates_need_root_or_two_thirds_of_the_council() {
+    let alice: AccountId = polkadot_sdk::sp_keyring::Sr25519Keyring::Alice.to_account_id();
+    let council = |yes, all| -> RuntimeOrigin {
+        pallet_collective::RawOrigin::<AccountId, pallet_collective::Instance1>::Members(yes, all)
+            .into()
+    };
+    assert!(RootOrTwoThirdsCouncil::try_origin(RuntimeOrigin::root()).is_ok());
+    assert!(RootOrTwoThirdsCouncil::try_origin(council(2, 3)).is_ok());
+    assert!(RootOrTwoThirdsCouncil::try_origin(council(3, 3)).is_ok());
+    assert!(RootOrTwoThirdsCouncil::try_origin(council(1, 3)).is_err());
+    assert!(RootOrTwoThirdsCouncil::try_origin(RuntimeOrigin::signed(alice)).is_err());
+}

@@ -1,0 +1,150 @@
+//! `smartvm fidelity`: how closely the integer program tracks the float model. Compiles the ONNX
+//! file calibrated on the first inputs of a `.npy`, then runs the next ones both ways (tract's
+//! float execution as the reference) and reports top-1 agreement, SQNR of the outputs, and the
+//! median latency of each, measured in the same run.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Result};
+use clap::Args;
+use smartvm_compiler::{compile, read_npy, FloatRunner};
+use smartvm_vm::Executable;
+
+use crate::run::{argmax, execute_with};
+use crate::Backend;
+
+/// Arguments of `smartvm fidelity`.
+#[derive(Args)]
+pub struct FidelityArgs {
+    /// Float ONNX model.
+    model: PathBuf,
+    /// Inputs: float32 .npy of shape [N, ...input shape without batch].
+    #[arg(long)]
+    inputs: PathBuf,
+    /// Input shape with batch 1, e.g. 1,3,224,224.
+    #[arg(long, value_delimiter = ',', required = true)]
+    input_shape: Vec<usize>,
+    /// Name of the float model's output to compare with.
+    #[arg(long, default_value = "logits")]
+    output: String,
+    /// Inputs used for calibration (taken first from the file).
+    #[arg(long, default_value_t = 8)]
+    calibration_count: usize,
+    /// Inputs compared (taken after the calibration inputs; fewer if the file ends).
+    #[arg(long, default_value_t = 100)]
+    count: usize,
+    /// Kernel backend of the integer runs.
+    #[arg(long, value_enum, default_value_t = Backend::Native)]
+    backend: Backend,
+    /// Fail unless the SQNR (dB) reaches this.
+    #[arg(long)]
+    min_sqnr: Option<f64>,
+    /// Fail unless this share of top-1 classes agree.
+    #[arg(long)]
+    min_agreement: Option<f64>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+pub fn fidelity(args: FidelityArgs) -> Result<()> {
+    let per_input: usize = args.input_shape.iter().product();
+    let (shape, values) = read_npy(&args.inputs)?;
+    if shape.iter().skip(1).product::<usize>() != per_input {
+        bail!(
+            "{}: inputs of shape {shape:?} do not match --input-shape {:?}",
+            args.inputs.display(),
+            args.input_shape
+        );
+    }
+    let inputs: Vec<Vec<f32>> = values.chunks(per_input).map(|c| c.to_vec()).collect();
+    if inputs.len() <= args.calibration_count {
+        bail!(
+            "{} holds only {} inputs",
+            args.inputs.display(),
+            inputs.len()
+        );
+    }
+    let (calibration, rest) = inputs.split_at(args.calibration_count);
+    let tests = &rest[..args.count.min(rest.len())];
+
+    let started = Instant::now();
+    let compiled = compile(&args.model, &args.input_shape, calibration)?;
+    let compile_s = started.elapsed().as_secs_f64();
+    let exe = Executable::new(compiled.program.clone())
+        .map_err(|e| anyhow!("compiled program is invalid: {e:?}"))?;
+    let float = FloatRunner::new(&args.model, &args.input_shape, &[args.output.clone()])?;
+
+    let (mut signal, mut noise, mut agree) = (0f64, 0f64, 0usize);
+    let (mut t_float, mut t_int) = (Vec::new(), Vec::new());
+    for x in tests {
+        let t = Instant::now();
+        let reference = float.run(x)?.remove(0);
+        t_float.push(t.elapsed().as_secs_f64() * 1e3);
+        let q = compiled.quantize_input(x);
+        let t = Instant::now();
+        let out = execute_with(args.backend, &exe, &q, &compiled.blocks, u64::MAX)?;
+        t_int.push(t.elapsed().as_secs_f64() * 1e3);
+        let ours = compiled.dequantize_output(&out.output);
+        for (a, b) in reference.iter().zip(&ours) {
+            signal += (*a as f64).powi(2);
+            noise += (*a as f64 - *b as f64).powi(2);
+        }
+        let float_class =
+            reference
+                .iter()
+                .enumerate()
+                .fold(0, |b, (i, v)| if *v > reference[b] { i } else { b });
+        agree += (float_class == argmax(&out.output)) as usize;
+    }
+    let sqnr = 10.0 * (signal / noise.max(f64::MIN_POSITIVE)).log10();
+    let agreement = agree as f64 / tests.len().max(1) as f64;
+    let weight_bytes: usize = compiled.blocks.iter().map(Vec::len).sum();
+    let (float_ms, int_ms) = (median(t_float), median(t_int));
+    if args.json {
+        let report = serde_json::json!({
+            "model": args.model.display().to_string(), "inputs": tests.len(),
+            "calibration_inputs": calibration.len(), "top1_agreement": agreement, "sqnr_db": sqnr,
+            "float_ms": float_ms, "int_ms": int_ms, "backend": format!("{:?}", args.backend),
+            "instructions": exe.instruction_count(), "weight_blocks": compiled.blocks.len(),
+            "weight_bytes": weight_bytes, "compile_s": compile_s,
+        });
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "{}: {} inputs (calibrated on {}), top-1 agreement {:.1}%, SQNR {sqnr:.1} dB",
+            args.model.display(),
+            tests.len(),
+            calibration.len(),
+            100.0 * agreement
+        );
+        println!(
+            "  program {} instructions, {} weight blocks ({weight_bytes} bytes), compiled in {compile_s:.1} s",
+            exe.instruction_count(),
+            compiled.blocks.len()
+        );
+        println!(
+            "  median latency: float (tract) {float_ms:.2} ms, integer ({:?} kernels) {int_ms:.2} ms",
+            args.backend
+        );
+    }
+    if args.min_sqnr.is_some_and(|min| sqnr < min) {
+        bail!(
+            "SQNR {sqnr:.1} dB is below the required {:?} dB",
+            args.min_sqnr
+        );
+    }
+    if args.min_agreement.is_some_and(|min| agreement < min) {
+        bail!(
+            "top-1 agreement {agreement:.3} is below the required {:?}",
+            args.min_agreement
+        );
+    }
+    Ok(())
+}
