@@ -56,10 +56,10 @@ build:
 	cargo build --release -p smartvm-cli
 
 ## The paper's zoo (AlexNet, ResNet-18, MobileNetV2; torchvision shapes, seeded) as ONNX, with
-## 100 inputs, into the fixture cache (onnx + numpy only; skipped when already there).
+## 108 inputs, into the fixture cache (onnx + numpy only; skipped when already there).
 ZOO := $(FIXTURES)/zoo
 zoo: setup
-	@test -f $(ZOO)/imagenet_inputs.npy || python3 tests/fixtures/make_zoo.py $(ZOO)
+	@test -f $(ZOO)/stamp-2 || python3 tests/fixtures/make_zoo.py $(ZOO)
 
 ## Compile each zoo model and compare it with the float model (tract) on ZOO_COUNT inputs.
 ZOO_COUNT ?= 100
