@@ -24,3 +24,13 @@ fi
 # numpy regenerates the golden vectors (tests/golden/check.sh) and, with onnx, builds the ONNX
 # test fixtures; both are small, unlike torch (never installed here).
 python3 -c "import numpy, onnx" 2>/dev/null || python3 -m pip install -q numpy onnx
+
+# polkadot.js for the end-to-end tests (tests/e2e), pinned by its package-lock.json.
+if command -v npm >/dev/null 2>&1; then
+  lock=tests/e2e/package-lock.json
+  stamp=tests/e2e/node_modules/.installed-lock
+  if [ ! -f "$stamp" ] || ! cmp -s "$lock" "$stamp"; then
+    echo "setup: installing the e2e test packages (npm ci)"
+    (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error) && cp "$lock" "$stamp"
+  fi
+fi
