@@ -5,14 +5,33 @@ export CARGO_TARGET_DIR
 SMARTVM := $(CARGO_TARGET_DIR)/release/smartvm
 LENET := examples/lenet5
 
-.PHONY: run test setup build golden fixtures zoo zoo-fidelity demo-model lint fmt bench fuzz relay
+.PHONY: run demo e2e build-node test setup build golden fixtures zoo zoo-fidelity demo-model lint fmt bench fuzz relay
 FIXTURES ?= $(HOME)/.cache/smartvm/fixtures
 export SMARTVM_FIXTURES := $(FIXTURES)
 
-## Build and run the demos: the trained Fashion-MNIST LeNet-5 compiled from ONNX and evaluated
-## on the 10k test images, then LeNet-5 with CNN instructions against the plain base set.
+## Node build profile: the dev profile keeps one build for `make run` and `make test`.
+NODE_PROFILE ?= debug
+NODE := $(CARGO_TARGET_DIR)/$(NODE_PROFILE)/smartvm-node
+NODE_FLAGS := $(if $(filter release,$(NODE_PROFILE)),--release,)
+RPC_PORT ?= 9944
+
+## Build the node, start the dev chain (the Fashion-MNIST LeNet-5 is model 0) and say how to
+## reach it; Ctrl-C stops it.
+run: setup build-node
+	@echo "== SmartVM dev chain: one node, a block every 3 s, temporary database"
+	@echo "   RPC:             ws://127.0.0.1:$(RPC_PORT)"
+	@echo "   polkadot.js:     https://polkadot.js.org/apps/?rpc=ws%3A%2F%2F127.0.0.1%3A$(RPC_PORT)#/extrinsics"
+	@echo "   try:             smartvm.infer(0, <784 bytes: pixel - 128>, {refTime: 50000000000, proofSize: 1000000})"
+	@echo "   Ctrl-C stops the node."
+	exec $(NODE) --dev --rpc-port $(RPC_PORT) --rpc-cors all
+
+build-node:
+	cargo build $(NODE_FLAGS) -p smartvm-node
+
+## The off-chain demos: the trained Fashion-MNIST LeNet-5 compiled from ONNX and evaluated on
+## the 10k test images, then LeNet-5 with CNN instructions against the plain base set.
 FMNIST := /usr/share/datasets/fashion-mnist
-run: setup build
+demo: setup build
 	@echo "== compile models/lenet5-fashion/lenet5_fashion.onnx (int8, calibrated on 512 training images)"
 	$(SMARTVM) compile models/lenet5-fashion/lenet5_fashion.onnx --input-shape 1,1,28,28 \
 	  --calibration $(FMNIST)/train-images-idx3-ubyte.gz --calibration-count 512 -o $(HOME)/.cache/smartvm/lenet5-fashion
@@ -25,7 +44,10 @@ run: setup build
 	done
 	@echo "== the same network with CNN instructions and with the base set only"
 	$(SMARTVM) bench --dir $(LENET) --iterations 500
-	@echo "(the chain itself -- node, runtime, polkadot.js -- is not built yet; see README)"
+
+## polkadot.js against a dev node the test starts and stops.
+e2e: setup build build-node
+	cd tests/e2e && SMARTVM_NODE=$(NODE) SMARTVM_CLI=$(SMARTVM) node --test --test-concurrency=1 e2e.test.mjs
 
 ## Install what is missing and run every test.
 test: setup fixtures zoo

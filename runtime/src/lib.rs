@@ -16,7 +16,10 @@ include!(concat!(env!("OUT_DIR"), "/wasm_binary.rs"));
 
 extern crate alloc;
 
+use alloc::vec::Vec;
+
 mod apis;
+pub use apis::RuntimeApi;
 pub mod configs;
 pub mod genesis;
 pub mod validation;

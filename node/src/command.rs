@@ -1,0 +1,161 @@
+//! Parses the command line and runs the chosen subcommand or the node.
+
+use polkadot_sdk::sc_cli::{ChainSpec, SubstrateCli};
+use polkadot_sdk::{sc_cli, sc_service};
+
+use crate::chain_spec;
+use crate::cli::{Cli, Kernels, Subcommand};
+use crate::service::{self, SealMode};
+
+impl SubstrateCli for Cli {
+    fn impl_name() -> String {
+        "SmartVM Node".into()
+    }
+
+    fn impl_version() -> String {
+        env!("CARGO_PKG_VERSION").into()
+    }
+
+    fn description() -> String {
+        "SmartVM: on-chain DNN inference as a Substrate parachain.\n\nRun `smartvm-node --dev` for a \
+         single-node development chain with the demo model deployed."
+            .into()
+    }
+
+    fn author() -> String {
+        "SmartVM developers".into()
+    }
+
+    fn support_url() -> String {
+        "https://github.com/smartvm/smartvm/issues".into()
+    }
+
+    fn copyright_start_year() -> i32 {
+        2026
+    }
+
+    fn load_spec(&self, id: &str) -> Result<Box<dyn ChainSpec>, String> {
+        Ok(match id {
+            "" | "dev" => Box::new(chain_spec::development()?),
+            "local" => Box::new(chain_spec::local_testnet()?),
+            path => Box::new(chain_spec::ChainSpec::from_json_file(path.into())?),
+        })
+    }
+}
+
+/// How the dev chain seals, or `None` for collator mode.
+fn seal_mode(cli: &Cli) -> sc_cli::Result<Option<SealMode>> {
+    if cli.instant_seal {
+        return Ok(Some(SealMode::Instant));
+    }
+    if let Some(ms) = cli.dev_block_time {
+        return Ok(Some(SealMode::Interval(ms)));
+    }
+    Ok(cli
+        .run
+        .base
+        .shared_params
+        .is_dev()
+        .then_some(SealMode::Interval(3000)))
+}
+
+fn configure_kernels(kernels: Kernels) -> sc_cli::Result<()> {
+    let choice = match kernels {
+        Kernels::Native => smartvm_host::backend::Choice::Native,
+        Kernels::Cuda => smartvm_host::backend::Choice::Cuda {
+            device: 0,
+            min_gpu_macs: smartvm_kernels::dispatch::DEFAULT_MIN_GPU_MACS,
+        },
+    };
+    let active = smartvm_host::backend::configure(choice).map_err(sc_cli::Error::Input)?;
+    log::info!("SmartVM kernels: {active}");
+    Ok(())
+}
+
+/// Entry point.
+pub fn run() -> sc_cli::Result<()> {
+    let cli = Cli::from_args();
+    match &cli.subcommand {
+        Some(Subcommand::BuildSpec(cmd)) => {
+            let runner = cli.create_runner(cmd)?;
+            runner.sync_run(|config| cmd.run(config.chain_spec, config.network))
+        }
+        Some(Subcommand::CheckBlock(cmd)) => {
+            let runner = cli.create_runner(cmd)?;
+            runner.async_run(|config| {
+                let parts = service::new_partial(&config)?;
+                Ok((
+                    cmd.run(parts.client, parts.import_queue),
+                    parts.task_manager,
+                ))
+            })
+        }
+        Some(Subcommand::ExportBlocks(cmd)) => {
+            let runner = cli.create_runner(cmd)?;
+            runner.async_run(|config| {
+                let parts = service::new_partial(&config)?;
+                Ok((cmd.run(parts.client, config.database), parts.task_manager))
+            })
+        }
+        Some(Subcommand::ExportState(cmd)) => {
+            let runner = cli.create_runner(cmd)?;
+            runner.async_run(|config| {
+                let parts = service::new_partial(&config)?;
+                Ok((cmd.run(parts.client, config.chain_spec), parts.task_manager))
+            })
+        }
+        Some(Subcommand::ImportBlocks(cmd)) => {
+            let runner = cli.create_runner(cmd)?;
+            runner.async_run(|config| {
+                let parts = service::new_partial(&config)?;
+                Ok((
+                    cmd.run(parts.client, parts.import_queue),
+                    parts.task_manager,
+                ))
+            })
+        }
+        Some(Subcommand::Revert(cmd)) => {
+            let runner = cli.create_runner(cmd)?;
+            runner.async_run(|config| {
+                let parts = service::new_partial(&config)?;
+                Ok((
+                    cmd.run(parts.client, parts.backend, None),
+                    parts.task_manager,
+                ))
+            })
+        }
+        Some(Subcommand::PurgeChain(cmd)) => {
+            let runner = cli.create_runner(cmd)?;
+            runner.sync_run(|config| cmd.run(config.database))
+        }
+        Some(Subcommand::ExportGenesisHead(cmd)) => {
+            let runner = cli.create_runner(cmd)?;
+            runner.sync_run(|config| {
+                let parts = service::new_partial(&config)?;
+                cmd.run(parts.client)
+            })
+        }
+        Some(Subcommand::ExportGenesisWasm(cmd)) => {
+            let runner = cli.create_runner(cmd)?;
+            runner.sync_run(|_config| {
+                let spec = cli.load_spec(&cmd.shared_params.chain_id(cmd.shared_params.dev))?;
+                cmd.run(&*spec)
+            })
+        }
+        None => {
+            configure_kernels(cli.smartvm_kernels)?;
+            let mode = seal_mode(&cli)?;
+            let runner = cli.create_runner(&cli.run.normalize())?;
+            runner.run_node_until_exit(|config| async move {
+                match mode {
+                    Some(mode) => service::start_dev_node(config, mode).map_err(Into::into),
+                    None => Err(sc_service::Error::Other(
+                        "collator mode (with a relay chain) is not available yet: run with --dev"
+                            .into(),
+                    )
+                    .into()),
+                }
+            })
+        }
+    }
+}

@@ -1,0 +1,234 @@
+// End-to-end: polkadot.js against a SmartVM dev node this test starts (instant seal, temporary
+// database, a free port) and always stops. Checks on-chain inference against the off-chain
+// `smartvm run`, the fee refund, the read-only runtime API, deployment by extrinsics, council
+// governance of weights, and that bad input is refused while the chain keeps going.
+//
+//   SMARTVM_NODE=… SMARTVM_CLI=… node --test e2e.test.mjs      (make e2e sets both)
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import zlib from 'node:zlib';
+
+import { ApiPromise, Keyring, WsProvider } from '@polkadot/api';
+
+const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+const TARGET = process.env.CARGO_TARGET_DIR || path.join(os.homedir(), '.cache/smartvm/target');
+const NODE = process.env.SMARTVM_NODE || path.join(TARGET, 'release/smartvm-node');
+const CLI = process.env.SMARTVM_CLI || path.join(TARGET, 'release/smartvm');
+const DEMO = path.join(ROOT, 'models/lenet5-fashion/compiled');
+const FMNIST = '/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz';
+const LIMIT = { refTime: 50_000_000_000n, proofSize: 1_000_000n };
+
+let node;
+let api;
+let alice;
+let bob;
+const log = [];
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+    server.on('error', reject);
+  });
+}
+
+async function waitForRpc(url, ms) {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (node.exitCode !== null) throw new Error(`node exited (${node.exitCode}):\n${log.join('')}`);
+    try {
+      const res = await fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ id: 1, jsonrpc: '2.0', method: 'system_health', params: [] }),
+      });
+      if (res.ok) return;
+    } catch { /* not up yet */ }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`node did not serve RPC within ${ms} ms:\n${log.join('')}`);
+}
+
+function stopNode() {
+  if (node && node.exitCode === null) {
+    node.kill('SIGINT');
+    setTimeout(() => node.exitCode === null && node.kill('SIGKILL'), 5000).unref();
+  }
+}
+process.on('exit', stopNode);
+
+/** Signs, sends and resolves once in a block, with the events of this extrinsic. */
+function submit(tx, signer) {
+  return new Promise((resolve, reject) => {
+    let unsub;
+    tx.signAndSend(signer, (result) => {
+      if (result.status.isInBlock || result.status.isFinalized) {
+        if (unsub) unsub();
+        resolve(result);
+      } else if (result.isError) {
+        if (unsub) unsub();
+        reject(new Error(`extrinsic ${result.status.type}`));
+      }
+    }).then((u) => { unsub = u; }, reject);
+  });
+}
+
+function event(result, section, method) {
+  return result.events.map((r) => r.event).find((e) => e.section === section && e.method === method);
+}
+
+function moduleError(result) {
+  const failed = event(result, 'system', 'ExtrinsicFailed');
+  if (!failed) return null;
+  const err = failed.data.dispatchError;
+  if (err.isModule) {
+    const meta = api.registry.findMetaError(err.asModule);
+    return `${meta.section}.${meta.name}`;
+  }
+  return err.type;
+}
+
+/** Fashion-MNIST test images (raw pixels), or seeded synthetic ones without the dataset. */
+function images(count) {
+  if (fs.existsSync(FMNIST)) {
+    const raw = zlib.gunzipSync(fs.readFileSync(FMNIST));
+    return Array.from({ length: count }, (_, i) => raw.subarray(16 + 784 * i, 16 + 784 * (i + 1)));
+  }
+  return Array.from({ length: count }, (_, i) => Buffer.from(Array.from({ length: 784 }, (_, j) => (j * 31 + i * 97) % 256)));
+}
+
+/** The program's input: pixel / 255 quantized with scale 1/255 and zero point -128. */
+function quantize(pixels) {
+  return Buffer.from(pixels.map((p) => p ^ 0x80));
+}
+
+function offChain(input, program = path.join(DEMO, 'program.smvm'), weights = path.join(DEMO, 'weights.smw')) {
+  const file = path.join(os.tmpdir(), `smartvm-e2e-${process.pid}.bin`);
+  fs.writeFileSync(file, input);
+  const out = execFileSync(CLI, ['run', program, '--weights', weights, '--input', file, '--json']);
+  return JSON.parse(out).output;
+}
+
+function readPack(file) {
+  const bytes = fs.readFileSync(file);
+  assert.equal(bytes.subarray(0, 4).toString(), 'SMWP');
+  const count = bytes.readUInt32LE(4);
+  const blocks = [];
+  let at = 8;
+  for (let i = 0; i < count; i++) {
+    const len = bytes.readUInt32LE(at);
+    blocks.push(bytes.subarray(at + 4, at + 4 + len));
+    at += 4 + len;
+  }
+  return blocks;
+}
+
+/** polkadot.js reads a Uint8Array given for `Bytes` as already length-prefixed; hex is raw. */
+const hex = (bytes) => `0x${Buffer.from(bytes).toString('hex')}`;
+
+const outputOf = (ev) => Array.from(ev.data.output.toU8a(true)).map((b) => (b << 24) >> 24);
+
+before(async () => {
+  for (const bin of [NODE, CLI]) assert.ok(fs.existsSync(bin), `${bin} missing: run make build-node`);
+  const port = await freePort();
+  const started = Date.now();
+  node = spawn(NODE, ['--dev', '--instant-seal', '--rpc-port', String(port), '--no-prometheus', '--no-telemetry'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  node.stdout.on('data', (d) => log.push(d.toString()));
+  node.stderr.on('data', (d) => log.push(d.toString()));
+  await waitForRpc(`http://127.0.0.1:${port}`, 600_000);
+  console.log(`node served RPC after ${Date.now() - started} ms`);
+  api = await ApiPromise.create({ provider: new WsProvider(`ws://127.0.0.1:${port}`), noInitWarn: true });
+  const keyring = new Keyring({ type: 'sr25519' });
+  alice = keyring.addFromUri('//Alice');
+  bob = keyring.addFromUri('//Bob');
+});
+
+after(async () => {
+  if (api) await api.disconnect();
+  stopNode();
+});
+
+test('infer on chain equals smartvm run off chain, and unused weight is refunded', async () => {
+  for (const pixels of images(3)) {
+    const input = quantize(pixels);
+    const tx = api.tx.smartvm.infer(0, hex(input), LIMIT);
+    // What the fee would be for the whole declared weight limit (signed length included).
+    const estimate = await tx.paymentInfo(alice);
+    const t = Date.now();
+    const result = await submit(tx, alice);
+    const latency = Date.now() - t;
+    const inferred = event(result, 'smartvm', 'Inferred');
+    assert.ok(inferred, `no Inferred event; error ${moduleError(result)}`);
+    const expected = offChain(input);
+    assert.deepEqual(outputOf(inferred), expected);
+    assert.equal(inferred.data.class.toNumber(), expected.indexOf(Math.max(...expected)));
+    const used = inferred.data.weightUsed.refTime.toBigInt();
+    assert.ok(used > 0n && used < LIMIT.refTime, `weight used ${used}`);
+    const paid = event(result, 'transactionPayment', 'TransactionFeePaid').data.actualFee.toBigInt();
+    assert.ok(paid < estimate.partialFee.toBigInt(), `fee ${paid} was not reduced from ${estimate.partialFee}`);
+    console.log(`infer: class ${inferred.data.class}, weight ${used}, fee ${paid} (pre-dispatch ${estimate.partialFee}), client latency ${latency} ms`);
+  }
+});
+
+test('the read-only runtime API gives the same output for free', async () => {
+  const input = quantize(images(1)[0]);
+  const res = await api.call.smartvmApi.infer(0, hex(input), LIMIT);
+  assert.ok(res.isOk, `dry run failed: ${res}`);
+  assert.deepEqual(Array.from(res.asOk.output.toU8a(true)).map((b) => (b << 24) >> 24), offChain(input));
+  const info = await api.call.smartvmApi.model(0);
+  assert.ok(info.isSome);
+  assert.equal(info.unwrap().status.toString(), 'Sealed');
+});
+
+test('deploy from scratch, then a council motion updates a weight block; a plain account cannot', async () => {
+  const program = fs.readFileSync(path.join(DEMO, 'program.smvm'));
+  const blocks = readPack(path.join(DEMO, 'weights.smw'));
+  const created = await submit(api.tx.smartvm.createModel(hex(program)), alice);
+  const id = event(created, 'smartvm', 'ModelCreated').data.model.toNumber();
+  for (const [index, block] of blocks.entries()) {
+    assert.equal(moduleError(await submit(api.tx.smartvm.putWeightBlock(id, index, hex(block)), alice)), null);
+  }
+  assert.equal(moduleError(await submit(api.tx.smartvm.sealModel(id), alice)), null);
+  const input = quantize(images(1)[0]);
+  const before = (await api.call.smartvmApi.infer(id, hex(input), LIMIT)).asOk.output.toU8a(true);
+
+  // Block 0 negated: same length, different weights.
+  const changed = Buffer.from(blocks[0].map((b) => (-((b << 24) >> 24)) & 0xff));
+  const update = api.tx.smartvm.updateWeightBlock(id, 0, hex(changed));
+  assert.equal(moduleError(await submit(update, alice)), 'BadOrigin');
+
+  const proposed = await submit(api.tx.council.propose(2, update, update.encodedLength), alice);
+  const { proposalIndex, proposalHash } = event(proposed, 'council', 'Proposed').data;
+  await submit(api.tx.council.vote(proposalHash, proposalIndex, true), bob);
+  const closed = await submit(
+    api.tx.council.close(proposalHash, proposalIndex, { refTime: 10_000_000_000n, proofSize: 1_000_000n }, update.encodedLength),
+    alice,
+  );
+  assert.ok(event(closed, 'council', 'Executed'), 'motion executed');
+  assert.ok(event(closed, 'smartvm', 'WeightsUpdated'), 'weights updated');
+  const info = (await api.call.smartvmApi.model(id)).unwrap();
+  assert.equal(info.version.toNumber(), 2);
+  const after = (await api.call.smartvmApi.infer(id, hex(input), LIMIT)).asOk.output.toU8a(true);
+  assert.notDeepEqual(Array.from(after), Array.from(before));
+});
+
+test('malformed input gets a clear error and the chain keeps producing blocks', async () => {
+  const short = await submit(api.tx.smartvm.infer(0, hex(Buffer.alloc(100)), LIMIT), alice);
+  assert.equal(moduleError(short), 'smartvm.WrongInputLength');
+  await assert.rejects(api.rpc.author.submitExtrinsic('0x1234'));
+  const height = (await api.rpc.chain.getHeader()).number.toNumber();
+  const transfer = await submit(api.tx.balances.transferKeepAlive(bob.address, 1_000_000_000n), alice);
+  assert.equal(moduleError(transfer), null);
+  assert.ok((await api.rpc.chain.getHeader()).number.toNumber() > height);
+});
