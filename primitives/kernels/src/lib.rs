@@ -98,6 +98,37 @@ pub fn check_fc(
     check_len(q.bias.len(), Some(out.len() as u64))
 }
 
+/// Checks the slices handed to a transposed convolution.
+pub fn check_conv_transpose(
+    p: &ConvTransposeParams,
+    input: &[i8],
+    weights: &[i8],
+    q: &ChannelQuant,
+    out: &[i8],
+) -> Result<(), KernelError> {
+    check_len(input.len(), p.input.elements())?;
+    check_len(weights.len(), Some(p.weight_len()))?;
+    check_len(q.bias.len(), Some(p.output.c as u64))?;
+    check_len(out.len(), p.output.elements())
+}
+
+/// Checks the slices handed to a pooling layer.
+pub fn check_pool(p: &PoolParams, input: &[i8], out: &[i8]) -> Result<(), KernelError> {
+    check_len(input.len(), p.input.elements())?;
+    check_len(out.len(), p.output.elements())
+}
+
+/// Checks an M × K by K × N matrix product's slices (none may be empty).
+pub fn check_matmul(dims: [u32; 3], a: &[i8], b: &[i8], out: &[i8]) -> Result<(), KernelError> {
+    let [m, k, n] = dims.map(|d| d as usize);
+    let fits = |len: usize, x: usize, y: usize| x.checked_mul(y) == Some(len) && len > 0;
+    if fits(a.len(), m, k) && fits(b.len(), k, n) && fits(out.len(), m, n) {
+        Ok(())
+    } else {
+        Err(KernelError::ShapeMismatch)
+    }
+}
+
 /// The kernels a SmartVM backend provides. Each method checks its slices against its parameters
 /// and returns an error rather than panicking; results must equal [`Reference`] bit for bit.
 pub trait Kernels {

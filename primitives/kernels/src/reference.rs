@@ -3,8 +3,8 @@
 
 use crate::arith::{div_round_half_up, requantize};
 use crate::{
-    check_conv, check_fc, ChannelQuant, ConvParams, ConvTransposeParams, KernelError, Kernels,
-    PairQuant, PoolKind, PoolParams,
+    check_conv, check_conv_transpose, check_fc, check_matmul, check_pool, ChannelQuant, ConvParams,
+    ConvTransposeParams, KernelError, Kernels, PairQuant, PoolKind, PoolParams,
 };
 
 /// The reference backend.
@@ -97,17 +97,7 @@ impl Kernels for Reference {
         q: &ChannelQuant,
         out: &mut [i8],
     ) -> Result<(), KernelError> {
-        let bad = |ok: bool| {
-            if ok {
-                Ok(())
-            } else {
-                Err(KernelError::ShapeMismatch)
-            }
-        };
-        bad(Some(input.len() as u64) == p.input.elements())?;
-        bad(weights.len() as u64 == p.weight_len())?;
-        bad(q.bias.len() == p.output.c as usize)?;
-        bad(Some(out.len() as u64) == p.output.elements())?;
+        check_conv_transpose(p, input, weights, q, out)?;
         let (i, o, k, s) = (p.input, p.output, p.k as i64, p.stride as i64);
         let group_in = i.c / p.groups;
         let group_out = o.c / p.groups;
@@ -159,11 +149,7 @@ impl Kernels for Reference {
     }
 
     fn pool(&self, p: &PoolParams, input: &[i8], out: &mut [i8]) -> Result<(), KernelError> {
-        if Some(input.len() as u64) != p.input.elements()
-            || Some(out.len() as u64) != p.output.elements()
-        {
-            return Err(KernelError::ShapeMismatch);
-        }
+        check_pool(p, input, out)?;
         let (i, o) = (p.input, p.output);
         let mut y = 0usize;
         for c in 0..o.c as usize {
@@ -230,11 +216,8 @@ impl Kernels for Reference {
         q: &PairQuant,
         out: &mut [i8],
     ) -> Result<(), KernelError> {
+        check_matmul(dims, a, b, out)?;
         let [m, k, n] = dims.map(|d| d as usize);
-        let fits = |len: usize, x: usize, y: usize| x.checked_mul(y) == Some(len) && len > 0;
-        if !fits(a.len(), m, k) || !fits(b.len(), k, n) || !fits(out.len(), m, n) {
-            return Err(KernelError::ShapeMismatch);
-        }
         for r in 0..m {
             for c in 0..n {
                 let mut acc = 0i32;

@@ -15,8 +15,8 @@ use cudarc::driver::{
 };
 
 use crate::{
-    check_conv, check_fc, ChannelQuant, ConvParams, ConvTransposeParams, KernelError, Kernels,
-    Native, PairQuant, PoolKind, PoolParams,
+    check_conv, check_conv_transpose, check_fc, check_matmul, check_pool, ChannelQuant, ConvParams,
+    ConvTransposeParams, KernelError, Kernels, Native, PairQuant, PoolKind, PoolParams,
 };
 
 /// The CUDA C source of every kernel; kept next to this file so it reads as one unit.
@@ -232,13 +232,7 @@ impl Kernels for Cuda {
         q: &ChannelQuant,
         out: &mut [i8],
     ) -> Result<(), KernelError> {
-        let fits = Some(input.len() as u64) == p.input.elements()
-            && weights.len() as u64 == p.weight_len()
-            && q.bias.len() == p.output.c as usize
-            && Some(out.len() as u64) == p.output.elements();
-        if !fits {
-            return Err(KernelError::ShapeMismatch);
-        }
+        check_conv_transpose(p, input, weights, q, out)?;
         let total = count(out.len())?;
         let cfg = grid(total as u64)?;
         let (i, o) = (p.input, p.output);
@@ -271,11 +265,7 @@ impl Kernels for Cuda {
     }
 
     fn pool(&self, p: &PoolParams, input: &[i8], out: &mut [i8]) -> Result<(), KernelError> {
-        if Some(input.len() as u64) != p.input.elements()
-            || Some(out.len() as u64) != p.output.elements()
-        {
-            return Err(KernelError::ShapeMismatch);
-        }
+        check_pool(p, input, out)?;
         let total = count(out.len())?;
         let cfg = grid(total as u64)?;
         let (i, o) = (p.input, p.output);
@@ -341,11 +331,8 @@ impl Kernels for Cuda {
         q: &PairQuant,
         out: &mut [i8],
     ) -> Result<(), KernelError> {
+        check_matmul(dims, a, b, out)?;
         let [m, k, n] = dims.map(|d| d as usize);
-        let fits = |len: usize, x: usize, y: usize| x.checked_mul(y) == Some(len) && len > 0;
-        if !fits(a.len(), m, k) || !fits(b.len(), k, n) || !fits(out.len(), m, n) {
-            return Err(KernelError::ShapeMismatch);
-        }
         let total = count(out.len())?;
         let cfg = grid(total as u64)?;
         let dim = |v: usize| i32::try_from(v).map_err(|_| KernelError::TooLarge);
