@@ -210,12 +210,19 @@ pub mod pallet {
         TooManyModels,
     }
 
+    /// One genesis model: owner, program container, weight blocks in manifest order.
+    pub type GenesisModel<T> = (
+        <T as frame_system::Config>::AccountId,
+        Vec<u8>,
+        Vec<Vec<u8>>,
+    );
+
     /// Models deployed and sealed when the chain starts (e.g. the demo model of a dev chain).
     #[pallet::genesis_config]
     #[derive(polkadot_sdk::frame_support::DefaultNoBound)]
     pub struct GenesisConfig<T: Config> {
         /// Owner (pays the deposit), program container, and its weight blocks in manifest order.
-        pub models: Vec<(T::AccountId, Vec<u8>, Vec<Vec<u8>>)>,
+        pub models: Vec<GenesisModel<T>>,
     }
 
     #[pallet::genesis_build]

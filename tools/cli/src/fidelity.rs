@@ -79,7 +79,11 @@ pub fn fidelity(args: FidelityArgs) -> Result<()> {
     let compile_s = started.elapsed().as_secs_f64();
     let exe = Executable::new(compiled.program.clone())
         .map_err(|e| anyhow!("compiled program is invalid: {e:?}"))?;
-    let float = FloatRunner::new(&args.model, &args.input_shape, &[args.output.clone()])?;
+    let float = FloatRunner::new(
+        &args.model,
+        &args.input_shape,
+        std::slice::from_ref(&args.output),
+    )?;
 
     let (mut signal, mut noise, mut agree) = (0f64, 0f64, 0usize);
     let (mut t_float, mut t_int) = (Vec::new(), Vec::new());
