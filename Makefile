@@ -66,6 +66,8 @@ test: setup fixtures zoo
 	cargo test -p smartvm-host --features cuda --test gpu_dispatch -- --nocapture
 	@$(MAKE) --no-print-directory zoo-fidelity ZOO_COUNT=10
 	@bash tests/demo_model/check.sh
+	@echo "== end to end: polkadot.js against a dev node this suite starts and stops"
+	@$(MAKE) --no-print-directory e2e
 
 setup:
 	@bash scripts/setup.sh

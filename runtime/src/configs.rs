@@ -115,6 +115,9 @@ parameter_types! {
     pub const TransactionByteFee: Balance = 10 * MICRO_UNIT;
     /// Fee per picosecond of ref_time: one millisecond of compute costs 1 UNIT / 1000.
     pub const FeePerRefTime: Balance = 1;
+    /// The fee multiplier stays at one: a price a user can predict.
+    pub FeeMultiplier: pallet_transaction_payment::Multiplier =
+        pallet_transaction_payment::Multiplier::from_u32(1);
 }
 
 impl pallet_transaction_payment::Config for Runtime {
@@ -122,8 +125,9 @@ impl pallet_transaction_payment::Config for Runtime {
     type OnChargeTransaction = pallet_transaction_payment::FungibleAdapter<Balances, ()>;
     type WeightToFee = ConstantMultiplier<Balance, FeePerRefTime>;
     type LengthToFee = ConstantMultiplier<Balance, TransactionByteFee>;
-    // Fees do not float with congestion on this chain: a price a user can predict.
-    type FeeMultiplierUpdate = ();
+    // Fees do not float with congestion on this chain. (`()` would reset the multiplier to zero
+    // after the first block and make weight free.)
+    type FeeMultiplierUpdate = pallet_transaction_payment::ConstFeeMultiplier<FeeMultiplier>;
     type OperationalFeeMultiplier = ConstU8<5>;
     type WeightInfo = ();
 }

@@ -98,3 +98,29 @@ fn weight_updates_need_root_or_two_thirds_of_the_council() {
     assert!(RootOrTwoThirdsCouncil::try_origin(council(1, 3)).is_err());
     assert!(RootOrTwoThirdsCouncil::try_origin(RuntimeOrigin::signed(alice)).is_err());
 }
+
+/// Weight keeps its price from block to block: the fee multiplier must not decay (a `()` update
+/// resets it to zero after the first block, which made every later `infer` nearly free).
+#[test]
+fn weight_fees_do_not_decay_after_blocks() {
+    use frame_support::{dispatch::DispatchInfo, traits::Hooks};
+    use polkadot_sdk::pallet_transaction_payment::Pallet as Payment;
+    let mut ext = state_of(sp_genesis_builder::DEV_RUNTIME_PRESET);
+    ext.execute_with(|| {
+        let heavy = Weight::from_parts(3_000_000_000, 0);
+        let fee_of = |weight: Weight| {
+            let info = DispatchInfo {
+                call_weight: weight,
+                ..Default::default()
+            };
+            Payment::<Runtime>::compute_fee(100, &info, 0)
+        };
+        let before = fee_of(heavy) - fee_of(Weight::zero());
+        assert_eq!(before, 3_000_000_000, "one unit of fee per picosecond");
+        for n in 1..=3 {
+            Payment::<Runtime>::on_finalize(n);
+        }
+        let after = fee_of(heavy) - fee_of(Weight::zero());
+        assert_eq!(after, before, "weight fee after three blocks");
+    });
+}

@@ -86,6 +86,8 @@ function event(result, section, method) {
   return result.events.map((r) => r.event).find((e) => e.section === section && e.method === method);
 }
 
+const names = (result) => result.events.map(({ event: e }) => `${e.section}.${e.method}`).join(', ');
+
 function moduleError(result) {
   const failed = event(result, 'system', 'ExtrinsicFailed');
   if (!failed) return null;
@@ -210,12 +212,17 @@ test('deploy from scratch, then a council motion updates a weight block; a plain
 
   const proposed = await submit(api.tx.council.propose(2, update, update.encodedLength), alice);
   const { proposalIndex, proposalHash } = event(proposed, 'council', 'Proposed').data;
-  await submit(api.tx.council.vote(proposalHash, proposalIndex, true), bob);
+  // The proposer's own vote is not implied: two of three members vote aye.
+  for (const member of [alice, bob]) {
+    assert.equal(moduleError(await submit(api.tx.council.vote(proposalHash, proposalIndex, true), member)), null);
+  }
   const closed = await submit(
     api.tx.council.close(proposalHash, proposalIndex, { refTime: 10_000_000_000n, proofSize: 1_000_000n }, update.encodedLength),
     alice,
   );
-  assert.ok(event(closed, 'council', 'Executed'), 'motion executed');
+  const executed = event(closed, 'council', 'Executed');
+  assert.ok(executed, `motion not executed: ${moduleError(closed)}; events ${names(closed)}`);
+  assert.ok(executed.data.result.isOk, `motion failed: ${executed.data.result}`);
   assert.ok(event(closed, 'smartvm', 'WeightsUpdated'), 'weights updated');
   const info = (await api.call.smartvmApi.model(id)).unwrap();
   assert.equal(info.version.toNumber(), 2);
