@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the relay-chain binaries zombienet needs (polkadot, polkadot-prepare-worker,
 # polkadot-execute-worker) from the cargo registry into a cache outside the clone.
-# Resumable: cargo keeps finished crates in the shared target dir, so rerun after an interruption.
+# Resumable: cargo keeps finished crates in its own target dir (separate from the workspace's, so
+# the two builds never wait on each other's lock), so rerun after an interruption.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 "$here/setup.sh"
@@ -14,6 +15,7 @@ if [ -x "$root/bin/polkadot" ] && [ -x "$root/bin/polkadot-prepare-worker" ] && 
 fi
 mkdir -p "$root"
 echo "building polkadot $RELAY_VERSION into $root (long: tens of minutes on 2 cores)"
-cargo install polkadot --version "$RELAY_VERSION" --locked \
-  --root "$root" --target-dir "$CACHE/target"
-echo "relay binaries installed in $root/bin"
+start=$(date +%s)
+CARGO_INCREMENTAL=0 cargo install polkadot --version "$RELAY_VERSION" --locked \
+  --root "$root" --target-dir "$CACHE/target-relay"
+echo "relay binaries installed in $root/bin in $(( $(date +%s) - start )) s"
