@@ -28,6 +28,7 @@ let node;
 let api;
 let alice;
 let bob;
+let url;
 const log = [];
 
 function freePort() {
@@ -120,6 +121,11 @@ function offChain(input, program = path.join(DEMO, 'program.smvm'), weights = pa
   return JSON.parse(out).output;
 }
 
+/** Runs the smartvm CLI and returns its standard output. */
+function cli(args) {
+  return execFileSync(CLI, args, { encoding: 'utf8', env: { ...process.env, RUST_BACKTRACE: '0' } });
+}
+
 function readPack(file) {
   const bytes = fs.readFileSync(file);
   assert.equal(bytes.subarray(0, 4).toString(), 'SMWP');
@@ -150,7 +156,8 @@ before(async () => {
   node.stderr.on('data', (d) => log.push(d.toString()));
   await waitForRpc(`http://127.0.0.1:${port}`, 600_000);
   console.log(`node served RPC after ${Date.now() - started} ms`);
-  api = await ApiPromise.create({ provider: new WsProvider(`ws://127.0.0.1:${port}`), noInitWarn: true });
+  url = `ws://127.0.0.1:${port}`;
+  api = await ApiPromise.create({ provider: new WsProvider(url), noInitWarn: true });
   const keyring = new Keyring({ type: 'sr25519' });
   alice = keyring.addFromUri('//Alice');
   bob = keyring.addFromUri('//Bob');
@@ -228,6 +235,35 @@ test('deploy from scratch, then a council motion updates a weight block; a plain
   assert.equal(info.version.toNumber(), 2);
   const after = (await api.call.smartvmApi.infer(id, hex(input), LIMIT)).asOk.output.toU8a(true);
   assert.notDeepEqual(Array.from(after), Array.from(before));
+});
+
+test('smartvm deploy resumes an interrupted upload, and smartvm infer matches smartvm run', async () => {
+  // An interrupted deploy: the model exists as a draft with its first three blocks.
+  const program = fs.readFileSync(path.join(DEMO, 'program.smvm'));
+  const blocks = readPack(path.join(DEMO, 'weights.smw'));
+  const created = await submit(api.tx.smartvm.createModel(hex(program)), alice);
+  const id = event(created, 'smartvm', 'ModelCreated').data.model.toNumber();
+  for (const index of [0, 1, 2]) {
+    assert.equal(moduleError(await submit(api.tx.smartvm.putWeightBlock(id, index, hex(blocks[index])), alice)), null);
+  }
+  const deployed = cli(['deploy', DEMO, '--url', url, '--suri', '//Alice']);
+  assert.match(deployed, new RegExp(`resuming draft model ${id}`));
+  assert.match(deployed, new RegExp(`model ${id}: ${blocks.length} blocks \\(${blocks.length - 3} uploaded now\\)`));
+  const info = (await api.call.smartvmApi.model(id)).unwrap();
+  assert.equal(info.status.toString(), 'Sealed');
+
+  const input = quantize(images(2)[1]);
+  const file = path.join(os.tmpdir(), `smartvm-e2e-infer-${process.pid}.bin`);
+  fs.writeFileSync(file, input);
+  const expected = offChain(input);
+  const paid = JSON.parse(cli(['infer', '--url', url, '--model', String(id), '--input', file, '--suri', '//Bob', '--json']));
+  assert.deepEqual(paid.output, expected);
+  assert.equal(paid.class, expected.indexOf(Math.max(...expected)));
+  assert.ok(BigInt(paid.fee) > 0n);
+  const dry = JSON.parse(cli(['infer', '--url', url, '--model', String(id), '--input', file, '--dry-run', '--json']));
+  assert.deepEqual(dry.output, expected);
+  assert.equal(dry.fee, null);
+  assert.equal(dry.weight_used.ref_time, paid.weight_used.ref_time);
 });
 
 test('malformed input gets a clear error and the chain keeps producing blocks', async () => {

@@ -3,7 +3,8 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use smartvm_isa::{asm, block_hash, pack::decode_pack, Program};
+use smartvm_compiler::QParams;
+use smartvm_isa::{asm, block_hash, pack::decode_pack, Program, Shape};
 
 /// Reads a program: `.sasm` source is assembled, anything else is decoded as a container.
 /// With `weights`, a source program's manifest is filled from the pack.
@@ -69,4 +70,47 @@ pub fn input(path: &Path, len: usize, index: usize) -> Result<Vec<i8>> {
         .iter()
         .map(|b| *b as i8)
         .collect())
+}
+
+/// Input and output quantization parameters of a compiled model (its quant.json).
+pub type Quant = (QParams, QParams);
+
+/// Reads input number `index` for a model whose input has `shape`, as the program takes it.
+///
+/// Raw files are int8 already. PNG (pixels / 255) and float32 `.npy` are quantized with the
+/// quantization parameters in `quant`, or the `quant.json` beside `program` when not given; those
+/// parameters are returned too so outputs can be dequantized.
+pub fn model_input(
+    path: &Path,
+    quant: Option<&Path>,
+    program: &Path,
+    shape: Shape,
+    index: usize,
+) -> Result<(Vec<i8>, Option<Quant>)> {
+    let len = shape.elements().unwrap_or(0) as usize;
+    let is_png = path.extension().is_some_and(|e| e == "png");
+    let is_npy = path.extension().is_some_and(|e| e == "npy");
+    if !is_png && !is_npy {
+        return Ok((input(path, len, index)?, None));
+    }
+    let quant_path = quant
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| program.with_file_name("quant.json"));
+    let (q_in, q_out) = crate::compile::read_quant(&quant_path)?;
+    let values = if is_png {
+        crate::image::read_png(path, shape)?
+    } else {
+        smartvm_compiler::read_npy(path)?.1
+    };
+    if len == 0 || values.len() % len != 0 || index >= values.len() / len {
+        bail!(
+            "{} does not hold input {index} of {len} values",
+            path.display()
+        );
+    }
+    let quantized = values[index * len..(index + 1) * len]
+        .iter()
+        .map(|v| q_in.quantize(*v))
+        .collect();
+    Ok((quantized, Some((q_in, q_out))))
 }

@@ -1,6 +1,7 @@
 //! `smartvm`: the command-line front door to SmartVM programs.
 
 mod bench;
+mod chain;
 mod compile;
 mod eval;
 mod fidelity;
@@ -72,6 +73,10 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Top-1 agreement and SQNR of the integer program against the float model, with latencies.
     Fidelity(fidelity::FidelityArgs),
+    /// Put a compiled model on chain over RPC: create, upload blocks, seal (resumable).
+    Deploy(chain::deploy::DeployArgs),
+    /// Run a deployed model over RPC: a paid `smartvm.infer` transaction, or `--dry-run`.
+    Infer(chain::infer::InferArgs),
 }
 
 fn main() -> Result<()> {
@@ -103,6 +108,8 @@ fn main() -> Result<()> {
         Command::Eval(args) => eval::eval(args),
         Command::Bench(args) => bench::bench(args),
         Command::Fidelity(args) => fidelity::fidelity(args),
+        Command::Deploy(args) => on_runtime(chain::deploy::run(args)),
+        Command::Infer(args) => on_runtime(chain::infer::run(args)),
     }
 }
 
@@ -137,4 +144,13 @@ fn print_opcodes(json: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Runs an RPC command on a tokio runtime (the other commands need none).
+fn on_runtime(task: impl std::future::Future<Output = Result<()>>) -> Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(task)
 }

@@ -87,41 +87,13 @@ pub fn run(args: RunArgs) -> Result<()> {
     let blocks = load::blocks(&args.weights)?;
     let program = load::program(&args.program, Some(&args.weights))?;
     load::check_manifest(&program, &blocks)?;
-    let len = program.input.elements().unwrap_or(0) as usize;
-    let is_float = args
-        .input
-        .extension()
-        .is_some_and(|e| e == "npy" || e == "png");
-    let quant = if is_float {
-        let path = args
-            .quant
-            .clone()
-            .unwrap_or_else(|| args.program.with_file_name("quant.json"));
-        Some(crate::compile::read_quant(&path)?)
-    } else {
-        None
-    };
-    let input = match quant {
-        Some((q_in, _)) => {
-            let values = if args.input.extension().is_some_and(|e| e == "png") {
-                crate::image::read_png(&args.input, program.input)?
-            } else {
-                smartvm_compiler::read_npy(&args.input)?.1
-            };
-            if len == 0 || values.len() % len != 0 || args.index >= values.len() / len {
-                anyhow::bail!(
-                    "{} does not hold input {} of {len} values",
-                    args.input.display(),
-                    args.index
-                );
-            }
-            values[args.index * len..(args.index + 1) * len]
-                .iter()
-                .map(|v| q_in.quantize(*v))
-                .collect()
-        }
-        None => load::input(&args.input, len, args.index)?,
-    };
+    let (input, quant) = load::model_input(
+        &args.input,
+        args.quant.as_deref(),
+        &args.program,
+        program.input,
+        args.index,
+    )?;
     let exe = Executable::new(program).map_err(|e| anyhow!("invalid program: {e:?}"))?;
     let started = Instant::now();
     let out = execute_with(args.backend, &exe, &input, &blocks, args.gas)?;

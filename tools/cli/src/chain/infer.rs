@@ -1,0 +1,185 @@
+//! `smartvm infer`: run a deployed model on one input — as a transaction (`smartvm.infer`, paid,
+//! with an event) or as a free dry run through the `SmartvmApi` runtime API.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+use smartvm_isa::Shape;
+use subxt::dynamic::transaction;
+use subxt::error::DispatchError;
+use subxt::ext::codec::{Compact, Decode, Encode};
+
+use super::{find, keypair, model_info, Chain, FeePaid, Inferred, ModelStatus, Weight};
+use crate::load;
+
+/// Arguments of `smartvm infer`.
+#[derive(Args)]
+pub struct InferArgs {
+    /// Node RPC endpoint.
+    #[arg(long, default_value = "ws://127.0.0.1:9944")]
+    url: String,
+    /// Model id on chain.
+    #[arg(long, default_value_t = 0)]
+    model: u32,
+    /// Input: raw int8 bytes as the program takes them, or a PNG / float32 .npy quantized with
+    /// --quant.
+    #[arg(long)]
+    input: PathBuf,
+    /// Quantization parameters (quant.json of `smartvm compile`) for PNG and .npy inputs.
+    #[arg(long)]
+    quant: Option<PathBuf>,
+    /// Which input of a file holding several.
+    #[arg(long, default_value_t = 0)]
+    index: usize,
+    /// Secret URI of the account that signs and pays.
+    #[arg(long, default_value = "//Alice")]
+    suri: String,
+    /// Compute budget in picoseconds of ref_time; charged up front, the unused part refunded.
+    #[arg(long, default_value_t = 50_000_000_000)]
+    ref_time: u64,
+    /// Proof-size budget in bytes.
+    #[arg(long, default_value_t = 1_000_000)]
+    proof_size: u64,
+    /// Run through the read-only runtime API: no transaction, no fee, no event.
+    #[arg(long)]
+    dry_run: bool,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The `SmartvmApi::infer` result as SCALE carries it.
+#[derive(Decode)]
+#[codec(crate = subxt::ext::codec)]
+struct Outcome {
+    output: Vec<i8>,
+    class: u32,
+    ref_time: Compact<u64>,
+    proof_size: Compact<u64>,
+}
+
+/// What one inference returned and cost.
+struct Report {
+    output: Vec<i8>,
+    class: u32,
+    weight: Weight,
+    version: Option<u32>,
+    fee: Option<u128>,
+}
+
+pub async fn run(args: InferArgs) -> Result<()> {
+    let chain = Chain::connect(&args.url).await?;
+    let info = model_info(&chain, args.model)
+        .await?
+        .with_context(|| format!("model {} does not exist", args.model))?;
+    if info.status != ModelStatus::Sealed {
+        bail!("model {} is still a draft", args.model);
+    }
+    let [c, d, h, w] = info.input_shape;
+    let is_float = args
+        .input
+        .extension()
+        .is_some_and(|e| e == "png" || e == "npy");
+    if is_float && args.quant.is_none() {
+        bail!("--quant (the model's quant.json) is needed to quantize a PNG or .npy input");
+    }
+    let quant_path = args.quant.clone().unwrap_or_default();
+    let (input, quant) = load::model_input(
+        &args.input,
+        Some(&quant_path),
+        &quant_path,
+        Shape { c, d, h, w },
+        args.index,
+    )?;
+    let weight_limit = Weight {
+        ref_time: args.ref_time,
+        proof_size: args.proof_size,
+    };
+    let input: Vec<u8> = input.iter().map(|v| *v as u8).collect();
+    let started = Instant::now();
+    let report = if args.dry_run {
+        let mut report = dry_run(&chain, args.model, &input, weight_limit).await?;
+        report.version = Some(info.version);
+        report
+    } else {
+        let signer = keypair(&args.suri)?;
+        let nonce = chain.next_nonce(&signer).await?;
+        let call = transaction("Smartvm", "infer", (args.model, input, weight_limit));
+        let events = chain.submit(&call, &signer, nonce).await.context("infer")?;
+        let inferred = find::<Inferred>(&events)?;
+        let fee = find::<FeePaid>(&events)?;
+        Report {
+            output: inferred.output,
+            class: inferred.class,
+            weight: inferred.weight_used,
+            version: Some(inferred.version),
+            fee: Some(fee.actual_fee + fee.tip),
+        }
+    };
+    let latency_ms = started.elapsed().as_secs_f64() * 1e3;
+    let dequantized: Option<Vec<f32>> =
+        quant.map(|(_, q_out)| report.output.iter().map(|v| q_out.dequantize(*v)).collect());
+    if args.json {
+        let json = serde_json::json!({
+            "model": args.model, "version": report.version, "output": report.output,
+            "dequantized": dequantized, "class": report.class,
+            "weight_used": { "ref_time": report.weight.ref_time, "proof_size": report.weight.proof_size },
+            "fee": report.fee.map(|f| f.to_string()), "dry_run": args.dry_run, "latency_ms": latency_ms,
+        });
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        if let Some(version) = report.version {
+            println!("model    {} version {version}", args.model);
+        }
+        println!("class    {}", report.class);
+        println!("output   {:?}", report.output);
+        println!(
+            "weight   ref_time {} ps, proof_size {} bytes",
+            report.weight.ref_time, report.weight.proof_size
+        );
+        match report.fee {
+            Some(fee) => println!("fee      {fee} (after the refund of unused weight)"),
+            None => println!("fee      none (dry run)"),
+        }
+        println!("latency  {latency_ms:.0} ms (client side)");
+    }
+    Ok(())
+}
+
+/// `SmartvmApi_infer` at the best known block.
+async fn dry_run(chain: &Chain, model: u32, input: &[u8], limit: Weight) -> Result<Report> {
+    let at = chain.client.at_current_block().await?;
+    let mut args = model.encode();
+    input.encode_to(&mut args);
+    Compact(limit.ref_time).encode_to(&mut args);
+    Compact(limit.proof_size).encode_to(&mut args);
+    let bytes = at
+        .runtime_apis()
+        .call_raw("SmartvmApi_infer", Some(&args))
+        .await
+        .context("calling SmartvmApi_infer")?;
+    match bytes.split_first() {
+        Some((0, ok)) => {
+            let outcome = Outcome::decode(&mut &ok[..])
+                .map_err(|e| anyhow!("decoding the dry run's outcome: {e}"))?;
+            Ok(Report {
+                output: outcome.output,
+                class: outcome.class,
+                weight: Weight {
+                    ref_time: outcome.ref_time.0,
+                    proof_size: outcome.proof_size.0,
+                },
+                version: None,
+                fee: None,
+            })
+        }
+        Some((1, err)) => {
+            let error = DispatchError::decode_from(err, at.metadata())
+                .map_err(|e| anyhow!("decoding the dry run's error: {e}"))?;
+            bail!("the dry run failed: {error}")
+        }
+        _ => bail!("SmartvmApi_infer returned no result"),
+    }
+}
