@@ -59,10 +59,24 @@ pub enum SealMode {
 pub type Parts =
     PartialComponents<Client, Backend, (), sc_consensus::DefaultImportQueue<Block>, Pool, ()>;
 
-/// Client, backend, pool and import queue.
-pub fn new_partial(config: &Configuration) -> Result<Parts, ServiceError> {
+/// What every mode starts from: client (recording import proofs, so the storage-proof-size
+/// host function returns real sizes), backend, keystore, tasks and transaction pool.
+pub struct Base {
+    /// The full client.
+    pub client: Arc<Client>,
+    /// The database backend.
+    pub backend: Arc<Backend>,
+    /// Keys of this node.
+    pub keystore_container: sc_service::KeystoreContainer,
+    /// Owns the node's tasks.
+    pub task_manager: TaskManager,
+    /// The transaction pool.
+    pub transaction_pool: Arc<Pool>,
+}
+
+/// Builds the [`Base`] of a node.
+pub fn new_base(config: &Configuration) -> Result<Base, ServiceError> {
     let executor = sc_service::new_wasm_executor::<HostFunctions>(&config.executor);
-    // Import proof recording makes the storage-proof-size host function return real sizes.
     let (client, backend, keystore_container, task_manager) =
         sc_service::new_full_parts_record_import::<Block, RuntimeApi, _>(
             config,
@@ -82,21 +96,45 @@ pub fn new_partial(config: &Configuration) -> Result<Parts, ServiceError> {
         .with_prometheus(config.prometheus_registry())
         .build(),
     );
-    let import_queue = manual_seal::import_queue(
-        Box::new(client.clone()),
-        &task_manager.spawn_essential_handle(),
-        config.prometheus_registry(),
-    );
-    Ok(PartialComponents {
+    Ok(Base {
         client,
         backend,
-        task_manager,
-        import_queue,
         keystore_container,
-        select_chain: (),
+        task_manager,
         transaction_pool,
-        other: (),
     })
+}
+
+impl Base {
+    /// The parts `sc_service` subcommands and the node builders take, with `import_queue` and
+    /// the mode's extra part `other`.
+    pub fn into_parts<ImportQueue, Other>(
+        self,
+        import_queue: ImportQueue,
+        other: Other,
+    ) -> PartialComponents<Client, Backend, (), ImportQueue, Pool, Other> {
+        PartialComponents {
+            client: self.client,
+            backend: self.backend,
+            task_manager: self.task_manager,
+            import_queue,
+            keystore_container: self.keystore_container,
+            select_chain: (),
+            transaction_pool: self.transaction_pool,
+            other,
+        }
+    }
+}
+
+/// Client, backend, pool and the dev chain's import queue.
+pub fn new_partial(config: &Configuration) -> Result<Parts, ServiceError> {
+    let base = new_base(config)?;
+    let import_queue = manual_seal::import_queue(
+        Box::new(base.client.clone()),
+        &base.task_manager.spawn_essential_handle(),
+        config.prometheus_registry(),
+    );
+    Ok(base.into_parts(import_queue, ()))
 }
 
 /// Relay-chain slot the mock relay data pretends to be at.
