@@ -20,6 +20,14 @@ pub struct Extensions {
     pub para_id: u32,
 }
 
+#[cfg(feature = "collator")]
+impl Extensions {
+    /// The extensions of `spec`, if it is one of this node's.
+    pub fn try_get(spec: &dyn polkadot_sdk::sc_service::ChainSpec) -> Option<&Self> {
+        polkadot_sdk::sc_chain_spec::get_extension(spec.extensions())
+    }
+}
+
 fn properties() -> polkadot_sdk::sc_chain_spec::Properties {
     let mut p = polkadot_sdk::sc_chain_spec::Properties::new();
     p.insert("tokenSymbol".into(), "SVM".into());

@@ -146,11 +146,17 @@ pub fn run() -> sc_cli::Result<()> {
             configure_kernels(cli.smartvm_kernels)?;
             let mode = seal_mode(&cli)?;
             let runner = cli.create_runner(&cli.run.normalize())?;
+            #[cfg(feature = "collator")]
+            let collator_options = cli.run.collator_options();
             runner.run_node_until_exit(|config| async move {
                 match mode {
                     Some(mode) => service::start_dev_node(config, mode).map_err(Into::into),
+                    #[cfg(feature = "collator")]
+                    None => start_collator(&cli, config, collator_options).await,
+                    #[cfg(not(feature = "collator"))]
                     None => Err(sc_service::Error::Other(
-                        "collator mode (with a relay chain) is not available yet: run with --dev"
+                        "this node was built without collator mode (cargo build -p smartvm-node \
+                         --features collator); run it with --dev"
                             .into(),
                     )
                     .into()),
@@ -158,4 +164,28 @@ pub fn run() -> sc_cli::Result<()> {
             })
         }
     }
+}
+
+/// Collator mode: the relay-chain configuration from the arguments after `--`, the para id from
+/// the chain spec, then the node.
+#[cfg(feature = "collator")]
+async fn start_collator(
+    cli: &Cli,
+    config: sc_service::Configuration,
+    collator_options: polkadot_sdk::cumulus_client_cli::CollatorOptions,
+) -> sc_cli::Result<sc_service::TaskManager> {
+    let para_id = chain_spec::Extensions::try_get(&*config.chain_spec)
+        .map(|e| e.para_id)
+        .ok_or("the chain spec names no para_id")?;
+    let relay = crate::relay_cli::RelayChainCli::new(&config, cli.relay_chain_args.iter());
+    let polkadot_config =
+        SubstrateCli::create_configuration(&relay, &relay, config.tokio_handle.clone())
+            .map_err(|e| format!("relay chain arguments: {e}"))?;
+    log::info!(
+        "parachain {para_id}, collator: {}",
+        config.role.is_authority()
+    );
+    crate::collator::start_collator_node(config, polkadot_config, collator_options, para_id.into())
+        .await
+        .map_err(Into::into)
 }

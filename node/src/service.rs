@@ -140,25 +140,22 @@ pub fn new_partial(config: &Configuration) -> Result<Parts, ServiceError> {
 /// Relay-chain slot the mock relay data pretends to be at.
 const RELAY_SLOT_MILLIS: u64 = 6000;
 
+/// The inherent data providers of a dev block, or why they could not be made.
+type DevInherents = Result<
+    (
+        sp_timestamp::InherentDataProvider,
+        MockValidationDataInherentDataProvider<()>,
+    ),
+    Box<dyn std::error::Error + Send + Sync>,
+>;
+
 /// Inherents of a dev block: a timestamp on the block's own relay slot (so aura's slot and
 /// the parachain system's relay slot agree) and mocked relay-chain validation data.
 fn dev_inherents(
     client: Arc<Client>,
     para_id: polkadot_sdk::cumulus_primitives_core::ParaId,
     slot: SlotDuration,
-) -> impl Fn(
-    <Block as BlockT>::Hash,
-    (),
-) -> futures::future::Ready<
-    Result<
-        (
-            sp_timestamp::InherentDataProvider,
-            MockValidationDataInherentDataProvider<()>,
-        ),
-        Box<dyn std::error::Error + Send + Sync>,
-    >,
-> + Send
-       + Sync {
+) -> impl Fn(<Block as BlockT>::Hash, ()) -> futures::future::Ready<DevInherents> + Send + Sync {
     // Start two hours back so block timestamps never run ahead of the wall clock.
     let first_relay_slot = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -172,7 +169,7 @@ fn dev_inherents(
             let head = client
                 .header(parent)?
                 .ok_or("the parent block's header is missing")?;
-            let number: u32 = (*head.number()).into();
+            let number: u32 = *head.number();
             let block = number + 1;
             let relay_slot = first_relay_slot + block as u64 * relay_per_para as u64;
             let validation = MockValidationDataInherentDataProvider::<()> {
@@ -286,8 +283,7 @@ pub fn start_dev_node(
         let client = client.clone();
         let pool = transaction_pool.clone();
         Box::new(move |_| {
-            crate::rpc::extensions(client.clone(), pool.clone())
-                .map_err(|e| ServiceError::Application(e))
+            crate::rpc::extensions(client.clone(), pool.clone()).map_err(ServiceError::Application)
         })
     };
     sc_service::spawn_tasks(sc_service::SpawnTasksParams {
