@@ -108,6 +108,7 @@ lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p pallet-smartvm --all-targets --features runtime-benchmarks -- -D warnings
 	cargo clippy -p smartvm-kernels -p smartvm-host --all-targets --features smartvm-kernels/cuda,smartvm-host/cuda -- -D warnings
+	SKIP_WASM_BUILD=1 cargo clippy -p smartvm-node --features collator -- -D warnings
 
 fmt:
 	cargo fmt --all
