@@ -130,13 +130,7 @@ pub async fn start_collator_node(
         })
         .await?;
 
-    let rpc_builder = {
-        let client = client.clone();
-        let pool = transaction_pool.clone();
-        Box::new(move |_| {
-            crate::rpc::extensions(client.clone(), pool.clone()).map_err(ServiceError::Application)
-        })
-    };
+    let rpc_builder = crate::rpc::builder(client.clone(), transaction_pool.clone());
     sc_service::spawn_tasks(sc_service::SpawnTasksParams {
         rpc_builder,
         client: client.clone(),

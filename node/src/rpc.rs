@@ -26,3 +26,17 @@ where
     module.merge(TransactionPayment::new(client).into_rpc())?;
     Ok(module)
 }
+
+/// The `rpc_builder` every node mode hands to `sc_service::spawn_tasks`.
+pub fn builder<Executor, P>(
+    client: Arc<Client>,
+    pool: Arc<P>,
+) -> Box<dyn Fn(Executor) -> Result<RpcModule<()>, polkadot_sdk::sc_service::Error>>
+where
+    P: TransactionPool<Block = Block> + 'static,
+{
+    Box::new(move |_| {
+        extensions(client.clone(), pool.clone())
+            .map_err(polkadot_sdk::sc_service::Error::Application)
+    })
+}

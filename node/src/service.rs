@@ -279,13 +279,7 @@ pub fn start_dev_node(
         .spawn_essential_handle()
         .spawn_blocking("dev-seal", None, authoring);
 
-    let rpc_builder = {
-        let client = client.clone();
-        let pool = transaction_pool.clone();
-        Box::new(move |_| {
-            crate::rpc::extensions(client.clone(), pool.clone()).map_err(ServiceError::Application)
-        })
-    };
+    let rpc_builder = crate::rpc::builder(client.clone(), transaction_pool.clone());
     sc_service::spawn_tasks(sc_service::SpawnTasksParams {
         network,
         client,
