@@ -26,6 +26,10 @@ pub enum Subcommand {
     ExportGenesisHead(cumulus_client_cli::ExportGenesisHeadCommand),
     /// Export the genesis wasm of the parachain (for relay-chain registration).
     ExportGenesisWasm(cumulus_client_cli::ExportGenesisWasmCommand),
+    /// Time a model's inference on the collator path (native kernels) and on the relay
+    /// validators' path (in-wasm kernels, without the SmartVM host functions), and check that
+    /// both give the same bytes.
+    BenchInfer(crate::bench_infer::BenchInferCmd),
 }
 
 /// Where the SmartVM kernels of this node run.

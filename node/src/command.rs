@@ -142,6 +142,7 @@ pub fn run() -> sc_cli::Result<()> {
                 cmd.run(&*spec)
             })
         }
+        Some(Subcommand::BenchInfer(cmd)) => cmd.run(cli.load_spec(&cmd.chain)?),
         None => {
             configure_kernels(cli.smartvm_kernels)?;
             let mode = seal_mode(&cli)?;

@@ -5,6 +5,7 @@
 // The node returns Substrate's own error types (sc_cli / sc_service), which are large by design.
 #![allow(clippy::result_large_err)]
 
+mod bench_infer;
 mod chain_spec;
 mod cli;
 #[cfg(feature = "collator")]

@@ -207,6 +207,12 @@ impl_runtime_apis! {
             Smartvm::dry_run(model, input, weight_limit)
         }
 
+        fn infer_with_wasm_kernels(model: ModelId, input: Vec<u8>, weight_limit: Weight) -> Result<InferOutcome, DispatchError> {
+            #[cfg(substrate_runtime)]
+            let _wasm_kernels = smartvm_host::use_wasm_kernels();
+            Smartvm::dry_run(model, input, weight_limit)
+        }
+
         fn model(model: ModelId) -> Option<ModelInfo<AccountId, Balance>> {
             pallet_smartvm::Models::<Runtime>::get(model)
         }

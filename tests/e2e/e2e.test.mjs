@@ -198,6 +198,27 @@ test('the read-only runtime API gives the same output for free', async () => {
   const info = await api.call.smartvmApi.model(0);
   assert.ok(info.isSome);
   assert.equal(info.unwrap().status.toString(), 'Sealed');
+  // The relay validators' path (in-wasm kernels) gives the same bytes and meters the same gas.
+  const wasm = await api.call.smartvmApi.inferWithWasmKernels(0, hex(input), LIMIT);
+  assert.ok(wasm.isOk, `wasm-kernel dry run failed: ${wasm}`);
+  assert.deepEqual(wasm.asOk.output.toU8a(true), res.asOk.output.toU8a(true));
+  assert.equal(wasm.asOk.weightUsed.refTime.toString(), res.asOk.weightUsed.refTime.toString());
+});
+
+test('validators need no SmartVM host function: the in-wasm kernels answer alone, with the same bytes', () => {
+  // bench-infer runs the genesis model in an executor holding only the standard host functions,
+  // as a stock polkadot validator's, next to the node's own executor.
+  const input = quantize(images(2)[1]);
+  const file = path.join(os.tmpdir(), `smartvm-e2e-bench-${process.pid}.bin`);
+  fs.writeFileSync(file, input);
+  const report = JSON.parse(execFileSync(NODE, ['bench-infer', '--chain', 'dev', '--input', file, '--runs', '1', '--json'], {
+    encoding: 'utf8', env: { ...process.env, RUST_LOG: 'error' },
+  }));
+  assert.equal(report.identical, true);
+  assert.deepEqual(report.output, offChain(input));
+  assert.deepEqual(report.wasm_output, report.output);
+  assert.equal(report.host_call_traps_without_host_functions, true, 'the plain entry point needs the host functions');
+  assert.ok(report.weight_ref_time_ps > 0);
 });
 
 test('deploy from scratch, then a council motion updates a weight block; a plain account cannot', async () => {

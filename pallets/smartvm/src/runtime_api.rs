@@ -15,6 +15,9 @@ polkadot_sdk::sp_api::decl_runtime_apis! {
     {
         /// Runs a sealed model on `input` within `weight_limit`; nothing is stored, no event.
         fn infer(model: ModelId, input: Vec<u8>, weight_limit: Weight) -> Result<InferOutcome, DispatchError>;
+        /// As `infer`, but with the in-wasm kernels that relay-chain validators run instead of
+        /// the node's native ones: checks that both paths agree and times the validators' path.
+        fn infer_with_wasm_kernels(model: ModelId, input: Vec<u8>, weight_limit: Weight) -> Result<InferOutcome, DispatchError>;
         /// A model's bookkeeping, if it exists.
         fn model(model: ModelId) -> Option<ModelInfo<AccountId, Balance>>;
     }
