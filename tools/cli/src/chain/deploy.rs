@@ -12,7 +12,7 @@ use smartvm_isa::block_hash;
 use subxt::dynamic::transaction;
 use subxt_signer::sr25519::Keypair;
 
-use super::{find, keypair, model_info, Chain, ModelCreated, ModelInfo, ModelStatus};
+use super::{find, keypair, model_info, Chain, Inclusion, ModelCreated, ModelInfo, ModelStatus};
 use crate::load;
 
 /// Arguments of `smartvm deploy`.
@@ -78,7 +78,7 @@ pub async fn run(args: DeployArgs) -> Result<()> {
         let nonce = chain.next_nonce(&signer).await?;
         let call = transaction("Smartvm", "seal_model", (model,));
         chain
-            .submit(&call, &signer, nonce)
+            .submit(&call, &signer, nonce, Inclusion::BestBlock)
             .await
             .context("seal_model")?;
     }
@@ -116,10 +116,10 @@ async fn create(chain: &Chain, signer: &Keypair, program: &[u8]) -> Result<u32> 
     let nonce = chain.next_nonce(signer).await?;
     let call = transaction("Smartvm", "create_model", (program.to_vec(),));
     let events = chain
-        .submit(&call, signer, nonce)
+        .submit(&call, signer, nonce, Inclusion::BestBlock)
         .await
         .context("create_model")?;
-    let model = find::<ModelCreated>(&events)?.model;
+    let model = find::<ModelCreated>(&events.events)?.model;
     println!("created model {model}");
     Ok(model)
 }
@@ -175,7 +175,7 @@ async fn upload(
             let bar = &bar;
             async move {
                 chain
-                    .submit(&call, signer, nonce)
+                    .submit(&call, signer, nonce, Inclusion::BestBlock)
                     .await
                     .with_context(|| format!("put_weight_block {index}"))?;
                 bar.inc(1);

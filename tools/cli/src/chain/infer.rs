@@ -11,7 +11,7 @@ use subxt::dynamic::transaction;
 use subxt::error::DispatchError;
 use subxt::ext::codec::{Compact, Decode, Encode};
 
-use super::{find, keypair, model_info, Chain, FeePaid, Inferred, ModelStatus, Weight};
+use super::{find, keypair, model_info, Chain, FeePaid, Inclusion, Inferred, ModelStatus, Weight};
 use crate::load;
 
 /// Arguments of `smartvm infer`.
@@ -45,6 +45,21 @@ pub struct InferArgs {
     /// Run through the read-only runtime API: no transaction, no fee, no event.
     #[arg(long)]
     dry_run: bool,
+    /// With --dry-run: run the in-wasm kernels that relay-chain validators use instead of the
+    /// node's native ones (same output by design; slower).
+    #[arg(long, requires = "dry_run")]
+    wasm_kernels: bool,
+    /// With --dry-run: call it this many times and report the median and fastest latency.
+    #[arg(long, default_value_t = 1, requires = "dry_run")]
+    repeat: u32,
+    /// Send this many identical transactions at once (consecutive nonces), e.g. to fill blocks;
+    /// all must succeed with the same output.
+    #[arg(long, default_value_t = 1, conflicts_with = "dry_run")]
+    count: u32,
+    /// Wait until the block holding the transaction is finalized (on a parachain: approved by
+    /// the relay chain's validators), not just in the best block.
+    #[arg(long, conflicts_with = "dry_run")]
+    finalized: bool,
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
@@ -67,6 +82,8 @@ struct Report {
     weight: Weight,
     version: Option<u32>,
     fee: Option<u128>,
+    /// The blocks that hold the transactions, in nonce order (none for a dry run).
+    blocks: Vec<String>,
 }
 
 pub async fn run(args: InferArgs) -> Result<()> {
@@ -98,27 +115,31 @@ pub async fn run(args: InferArgs) -> Result<()> {
         proof_size: args.proof_size,
     };
     let input: Vec<u8> = input.iter().map(|v| *v as u8).collect();
-    let started = Instant::now();
+    let mut latencies_ms = Vec::new();
     let report = if args.dry_run {
-        let mut report = dry_run(&chain, args.model, &input, weight_limit).await?;
+        let method = if args.wasm_kernels {
+            "SmartvmApi_infer_with_wasm_kernels"
+        } else {
+            "SmartvmApi_infer"
+        };
+        let mut report = None;
+        for _ in 0..args.repeat.max(1) {
+            let started = Instant::now();
+            report = Some(dry_run(&chain, method, args.model, &input, weight_limit).await?);
+            latencies_ms.push(started.elapsed().as_secs_f64() * 1e3);
+        }
+        let mut report = report.context("no dry run made")?;
         report.version = Some(info.version);
         report
     } else {
-        let signer = keypair(&args.suri)?;
-        let nonce = chain.next_nonce(&signer).await?;
-        let call = transaction("Smartvm", "infer", (args.model, input, weight_limit));
-        let events = chain.submit(&call, &signer, nonce).await.context("infer")?;
-        let inferred = find::<Inferred>(&events)?;
-        let fee = find::<FeePaid>(&events)?;
-        Report {
-            output: inferred.output,
-            class: inferred.class,
-            weight: inferred.weight_used,
-            version: Some(inferred.version),
-            fee: Some(fee.actual_fee + fee.tip),
-        }
+        let started = Instant::now();
+        let report = send(&chain, &args, input, weight_limit).await?;
+        latencies_ms.push(started.elapsed().as_secs_f64() * 1e3);
+        report
     };
-    let latency_ms = started.elapsed().as_secs_f64() * 1e3;
+    latencies_ms.sort_by(f64::total_cmp);
+    let latency_ms = latencies_ms[latencies_ms.len() / 2];
+    let fastest_ms = latencies_ms[0];
     let dequantized: Option<Vec<f32>> =
         quant.map(|(_, q_out)| report.output.iter().map(|v| q_out.dequantize(*v)).collect());
     if args.json {
@@ -126,7 +147,10 @@ pub async fn run(args: InferArgs) -> Result<()> {
             "model": args.model, "version": report.version, "output": report.output,
             "dequantized": dequantized, "class": report.class,
             "weight_used": { "ref_time": report.weight.ref_time, "proof_size": report.weight.proof_size },
-            "fee": report.fee.map(|f| f.to_string()), "dry_run": args.dry_run, "latency_ms": latency_ms,
+            "fee": report.fee.map(|f| f.to_string()), "dry_run": args.dry_run,
+            "wasm_kernels": args.wasm_kernels, "latency_ms": latency_ms, "latency_min_ms": fastest_ms,
+            "calls": latencies_ms.len(),
+            "transactions": report.blocks.len(), "blocks": report.blocks, "finalized": args.finalized,
         });
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
@@ -143,13 +167,84 @@ pub async fn run(args: InferArgs) -> Result<()> {
             Some(fee) => println!("fee      {fee} (after the refund of unused weight)"),
             None => println!("fee      none (dry run)"),
         }
-        println!("latency  {latency_ms:.0} ms (client side)");
+        let state = if args.finalized { "finalized" } else { "best" };
+        match report.blocks.as_slice() {
+            [] => {}
+            [block] => println!("block    {block} ({state})"),
+            blocks => {
+                let mut distinct = blocks.to_vec();
+                distinct.sort();
+                distinct.dedup();
+                println!(
+                    "blocks   {} transactions in {} {state} blocks",
+                    blocks.len(),
+                    distinct.len()
+                );
+            }
+        }
+        if latencies_ms.len() > 1 {
+            println!(
+                "latency  median {latency_ms:.1} ms, fastest {fastest_ms:.1} ms over {} calls (client side)",
+                latencies_ms.len()
+            );
+        } else {
+            println!("latency  {latency_ms:.1} ms (client side)");
+        }
     }
     Ok(())
 }
 
-/// `SmartvmApi_infer` at the best known block.
-async fn dry_run(chain: &Chain, model: u32, input: &[u8], limit: Weight) -> Result<Report> {
+/// Sends `args.count` `smartvm.infer` transactions at once and waits for all of them.
+async fn send(chain: &Chain, args: &InferArgs, input: Vec<u8>, limit: Weight) -> Result<Report> {
+    let signer = keypair(&args.suri)?;
+    let until = if args.finalized {
+        Inclusion::Finalized
+    } else {
+        Inclusion::BestBlock
+    };
+    let first = chain.next_nonce(&signer).await?;
+    let call = transaction("Smartvm", "infer", (args.model, input, limit));
+    let sends = (first..first + u64::from(args.count.max(1))).map(|nonce| {
+        let (call, signer) = (&call, &signer);
+        async move {
+            let included = chain.submit(call, signer, nonce, until).await?;
+            let inferred = find::<Inferred>(&included.events)?;
+            let fee = find::<FeePaid>(&included.events)?;
+            Ok::<_, anyhow::Error>((included.block, inferred, fee))
+        }
+    });
+    let mut report: Option<Report> = None;
+    for result in subxt::ext::futures::future::join_all(sends).await {
+        let (block, inferred, fee) = result.context("infer")?;
+        let block = format!("{block:?}");
+        match &mut report {
+            Some(first) if first.output != inferred.output => {
+                bail!("two identical transactions gave different outputs")
+            }
+            Some(first) => first.blocks.push(block),
+            None => {
+                report = Some(Report {
+                    output: inferred.output,
+                    class: inferred.class,
+                    weight: inferred.weight_used,
+                    version: Some(inferred.version),
+                    fee: Some(fee.actual_fee + fee.tip),
+                    blocks: vec![block],
+                })
+            }
+        }
+    }
+    report.context("no transaction sent")
+}
+
+/// A `SmartvmApi` inference `method` at the best known block.
+async fn dry_run(
+    chain: &Chain,
+    method: &str,
+    model: u32,
+    input: &[u8],
+    limit: Weight,
+) -> Result<Report> {
     let at = chain.client.at_current_block().await?;
     let mut args = model.encode();
     input.encode_to(&mut args);
@@ -157,9 +252,9 @@ async fn dry_run(chain: &Chain, model: u32, input: &[u8], limit: Weight) -> Resu
     Compact(limit.proof_size).encode_to(&mut args);
     let bytes = at
         .runtime_apis()
-        .call_raw("SmartvmApi_infer", Some(&args))
+        .call_raw(method, Some(&args))
         .await
-        .context("calling SmartvmApi_infer")?;
+        .with_context(|| format!("calling {method}"))?;
     match bytes.split_first() {
         Some((0, ok)) => {
             let outcome = Outcome::decode(&mut &ok[..])
@@ -173,6 +268,7 @@ async fn dry_run(chain: &Chain, model: u32, input: &[u8], limit: Weight) -> Resu
                 },
                 version: None,
                 fee: None,
+                blocks: Vec::new(),
             })
         }
         Some((1, err)) => {

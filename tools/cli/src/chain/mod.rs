@@ -73,14 +73,15 @@ impl Chain {
         bail!("transactions of this account stayed pending for two minutes")
     }
 
-    /// Signs `call` with `nonce`, submits it and waits until it is in a block; errors carry the
-    /// runtime's error name (e.g. `Smartvm::NotOwner`).
+    /// Signs `call` with `nonce`, submits it and waits until it is as far as `until` asks; errors
+    /// carry the runtime's error name (e.g. `Smartvm::NotOwner`).
     pub async fn submit(
         &self,
         call: &impl Payload,
         signer: &Keypair,
         nonce: u64,
-    ) -> Result<ExtrinsicEvents<Config>> {
+        until: Inclusion,
+    ) -> Result<Included> {
         let at = self.client.at_current_block().await?;
         let params = DefaultExtrinsicParamsBuilder::<Config>::new()
             .nonce(nonce)
@@ -95,8 +96,15 @@ impl Chain {
             .context("submitting the transaction")?;
         while let Some(status) = progress.next().await {
             match status? {
-                TransactionStatus::InBestBlock(tx) | TransactionStatus::InFinalizedBlock(tx) => {
-                    return tx.wait_for_success().await.map_err(|e| anyhow!("{e}"));
+                TransactionStatus::InBestBlock(tx) if until == Inclusion::BestBlock => {
+                    let block = tx.block_hash();
+                    let events = tx.wait_for_success().await.map_err(|e| anyhow!("{e}"))?;
+                    return Ok(Included { block, events });
+                }
+                TransactionStatus::InFinalizedBlock(tx) => {
+                    let block = tx.block_hash();
+                    let events = tx.wait_for_success().await.map_err(|e| anyhow!("{e}"))?;
+                    return Ok(Included { block, events });
                 }
                 TransactionStatus::Invalid { message } => bail!("transaction invalid: {message}"),
                 TransactionStatus::Dropped { message } => bail!("transaction dropped: {message}"),
@@ -106,6 +114,23 @@ impl Chain {
         }
         bail!("the node stopped reporting on the transaction")
     }
+}
+
+/// How far a submitted transaction must get before [`Chain::submit`] returns.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Inclusion {
+    /// In the node's best block: quick, enough on a single-node dev chain.
+    BestBlock,
+    /// In a finalized block: on a parachain, after relay-chain validators approved it.
+    Finalized,
+}
+
+/// A successful transaction: the block it is in and its events.
+pub struct Included {
+    /// Hash of the block holding the transaction.
+    pub block: subxt::config::HashFor<Config>,
+    /// The transaction's events (`find` picks one by type).
+    pub events: ExtrinsicEvents<Config>,
 }
 
 /// Reads a secret URI such as `//Alice` or a mnemonic.
