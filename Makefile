@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR
 SMARTVM := $(CARGO_TARGET_DIR)/release/smartvm
 LENET := examples/lenet5
 
-.PHONY: run demo e2e build-node test setup build golden fixtures zoo zoo-fidelity demo-model lint fmt bench fuzz relay
+.PHONY: run demo e2e build-node test setup build golden fixtures zoo zoo-fidelity demo-model lint fmt bench fuzz relay zombienet
 FIXTURES ?= $(HOME)/.cache/smartvm/fixtures
 export SMARTVM_FIXTURES := $(FIXTURES)
 
@@ -14,6 +14,8 @@ NODE_PROFILE ?= debug
 NODE := $(CARGO_TARGET_DIR)/$(NODE_PROFILE)/smartvm-node
 NODE_FLAGS := $(if $(filter release,$(NODE_PROFILE)),--release,)
 RPC_PORT ?= 9944
+## Where scripts/install-relay.sh puts polkadot and its workers (zombienet needs them).
+RELAY_BIN ?= $(HOME)/.cache/smartvm/relay/bin
 
 ## Build the node, start the dev chain (the Fashion-MNIST LeNet-5 is model 0) and say how to
 ## reach it; Ctrl-C stops it.
@@ -69,6 +71,11 @@ test: setup fixtures zoo
 	@bash tests/demo_model/check.sh
 	@echo "== end to end: polkadot.js against a dev node this suite starts and stops"
 	@$(MAKE) --no-print-directory e2e
+	@if [ -x $(RELAY_BIN)/polkadot ] && [ -x $(RELAY_BIN)/polkadot-prepare-worker ] && [ -x $(RELAY_BIN)/polkadot-execute-worker ]; then \
+	  $(MAKE) --no-print-directory zombienet; \
+	else \
+	  echo "SKIPPED: zombienet (no relay binaries in $(RELAY_BIN); install them with: make relay, about an hour on 2 cores, then make zombienet)"; \
+	fi
 
 setup:
 	@bash scripts/setup.sh
@@ -127,3 +134,13 @@ fuzz: setup
 ## Build the relay-chain binaries for zombienet into the cache (long, resumable).
 relay:
 	bash scripts/install-relay.sh
+
+## A relay chain (rococo-local, two stock polkadot validators) with two SmartVM collators,
+## spawned by zombienet-sdk from zombienet/network.toml: the parachain produces blocks the relay
+## finalizes, an infer transaction is finalized equal to smartvm run, a collator restart is survived.
+zombienet: setup build
+	@test -x $(RELAY_BIN)/polkadot || { echo "no relay binaries in $(RELAY_BIN): run make relay first"; exit 1; }
+	cargo build -p smartvm-node --features collator
+	cd zombienet && CARGO_TARGET_DIR=$(CARGO_TARGET_DIR)-zombienet SMARTVM_RELAY_BIN=$(RELAY_BIN) \
+	  SMARTVM_NODE=$(CARGO_TARGET_DIR)/debug/smartvm-node SMARTVM_CLI=$(SMARTVM) \
+	  cargo test --locked -- --ignored --nocapture

@@ -27,6 +27,23 @@ type ValidatorHostFunctions = (
     cumulus_primitives_proof_size_hostfunction::storage_proof_size::HostFunctions,
 );
 
+/// Polkadot's default time limit for a validator to execute a candidate when backing it
+/// (`DEFAULT_BACKING_EXECUTION_TIMEOUT`); approval checkers allow six times more.
+const BACKING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How many inferences of `weight` fit in one block's normal-class weight, counting the
+/// extrinsic base weight: at most this many run in a block that validators re-execute.
+fn full_block(weight: Weight) -> u64 {
+    use polkadot_sdk::frame_support::dispatch::DispatchClass;
+    let limits = smartvm_runtime::configs::RuntimeBlockWeights::get();
+    let normal = limits.get(DispatchClass::Normal);
+    let room = normal.max_total.unwrap_or(limits.max_block);
+    let per_tx = weight.saturating_add(normal.base_extrinsic);
+    let by_time = room.ref_time() / per_tx.ref_time().max(1);
+    let by_proof = room.proof_size() / per_tx.proof_size().max(1);
+    by_time.min(by_proof)
+}
+
 /// Arguments of `bench-infer`.
 #[derive(Debug, clap::Parser)]
 pub struct BenchInferCmd {
@@ -113,6 +130,8 @@ impl BenchInferCmd {
 
         let charged = native.outcome.weight_used.ref_time();
         let ps = |d: Duration| d.as_nanos() as f64 * 1e3;
+        let full = full_block(native.outcome.weight_used);
+        let full_block_validator_s = full as f64 * wasm.median.as_secs_f64();
         if self.json {
             let json = serde_json::json!({
                 "model": self.model,
@@ -127,6 +146,8 @@ impl BenchInferCmd {
                 "wasm_fastest_ns": wasm.fastest.as_nanos() as u64,
                 "wasm_output": wasm.outcome.output,
                 "identical": identical,
+                "full_block_inferences": full,
+                "full_block_validator_seconds": full_block_validator_s,
                 "host_call_traps_without_host_functions": host_call_traps,
             });
             println!("{json}");
@@ -148,9 +169,18 @@ impl BenchInferCmd {
                 wasm.fastest.as_secs_f64() * 1e3
             );
             println!(
-                "validator / collator: {:.1}x; charged / validator median: {:.2}x; outputs identical: {identical}; host path traps without host fns: {host_call_traps}",
+                "validator / collator: {:.1}x; charged ref_time / validator time: {:.2}x (median), {:.2}x (fastest)",
                 wasm.median.as_secs_f64() / native.median.as_secs_f64(),
-                charged as f64 / ps(wasm.median)
+                charged as f64 / ps(wasm.median),
+                charged as f64 / ps(wasm.fastest)
+            );
+            println!(
+                "outputs identical: {identical}; the host path traps without the host functions: {host_call_traps}"
+            );
+            println!(
+                "a block's normal-class weight admits at most {full} such inferences: {full_block_validator_s:.2} s \
+                 for a validator at the median above (relay backing timeout {} s)",
+                BACKING_TIMEOUT.as_secs()
             );
         }
         if !identical {

@@ -219,6 +219,7 @@ test('validators need no SmartVM host function: the in-wasm kernels answer alone
   assert.deepEqual(report.wasm_output, report.output);
   assert.equal(report.host_call_traps_without_host_functions, true, 'the plain entry point needs the host functions');
   assert.ok(report.weight_ref_time_ps > 0);
+  assert.ok(report.full_block_inferences > 0);
 });
 
 test('deploy from scratch, then a council motion updates a weight block; a plain account cannot', async () => {
