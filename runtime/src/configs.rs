@@ -250,9 +250,8 @@ parameter_types! {
     pub const SmartvmDepositPerByte: Balance = MICRO_UNIT;
     /// One unit of VM gas stands for 5 ns of `ref_time`, priced on the slow path: relay
     /// validators run the in-wasm kernels. `smartvm-node bench-infer` measured the Fashion-MNIST
-    /// LeNet-5 (1.45 M gas) at 3.5 ms fastest on that path on the 2-core build machine (2.4 ns per
-    /// gas; 2.1 ms, 1.45 ns per gas, with the native kernels), so the charge is twice the
-    /// validators' time.
+    /// LeNet-5 (about 1.4 M gas) at 3.7-4.2 ms on that path on the 2-core build machine
+    /// (2.8-3.0 ms with the native kernels), so it is charged about 1.7x the validators' time.
     pub const SmartvmRefTimePerGas: u64 = 5_000;
 }
 
