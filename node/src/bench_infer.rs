@@ -105,7 +105,11 @@ impl BenchInferCmd {
             .ok_or_else(|| {
                 sc_cli::Error::Input(format!("model {} is not in this genesis", self.model))
             })?;
-        let len = info.input_shape.iter().product::<u32>() as usize;
+        let len = info
+            .input_shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d as usize))
+            .ok_or_else(|| sc_cli::Error::Input("the model's input shape overflows".into()))?;
         let input = match &self.input {
             Some(path) => std::fs::read(path)?,
             None => (0..len)
