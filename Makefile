@@ -74,7 +74,7 @@ test: setup fixtures zoo
 	@if [ -x $(RELAY_BIN)/polkadot ] && [ -x $(RELAY_BIN)/polkadot-prepare-worker ] && [ -x $(RELAY_BIN)/polkadot-execute-worker ]; then \
 	  $(MAKE) --no-print-directory zombienet; \
 	else \
-	  echo "SKIPPED: zombienet (no relay binaries in $(RELAY_BIN); install them with: make relay, about an hour on 2 cores, then make zombienet)"; \
+	  echo "SKIPPED: zombienet (no relay binaries in $(RELAY_BIN); install them with: make relay, two hours or more on 2 cores, then make zombienet)"; \
 	fi
 
 setup:
