@@ -71,15 +71,35 @@ pub fn compile(path: &Path, input_shape: &[usize], calibration: &[Vec<f32>]) -> 
     let model = onnx::OnnxModel::load(path)?;
     let input = model.input_name()?;
     let mut names = vec![input.clone()];
-    names.extend(model.nodes().iter().flat_map(|n| n.output.iter().cloned()));
+    names.extend(
+        model
+            .nodes()
+            .iter()
+            .flat_map(|n| n.output.iter().filter(|o| !o.is_empty()).cloned()),
+    );
     let runner = FloatRunner::new(path, input_shape, &names)?;
+    // Recurrent layers also calibrate their inner tensors, from a float run of their own.
+    let recurrent = model
+        .nodes()
+        .iter()
+        .filter(|n| n.op_type == "LSTM")
+        .map(|n| Ok((n.input[0].clone(), lower::Lstm::from_node(n, &model)?)))
+        .collect::<Result<Vec<_>>>()?;
     let mut ranges: HashMap<String, (f32, f32)> = HashMap::new();
     for x in calibration {
-        for (name, values) in names.iter().zip(runner.run(x)?) {
-            let e = ranges.entry(name.clone()).or_insert((f32::MAX, f32::MIN));
+        let values: HashMap<&String, Vec<f32>> = names.iter().zip(runner.run(x)?).collect();
+        for (name, values) in &values {
+            let e = ranges
+                .entry((*name).clone())
+                .or_insert((f32::MAX, f32::MIN));
             for v in values {
-                e.0 = e.0.min(v);
-                e.1 = e.1.max(v);
+                e.0 = e.0.min(*v);
+                e.1 = e.1.max(*v);
+            }
+        }
+        for (input, layer) in &recurrent {
+            if let Some(x) = values.get(input) {
+                layer.calibrate(x, &mut ranges);
             }
         }
     }

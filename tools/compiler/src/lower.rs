@@ -5,11 +5,14 @@ use std::fmt::Write;
 
 use anyhow::{anyhow, bail, Result};
 use smartvm_isa::Shape;
-use smartvm_kernels::{ChannelQuant, ConvParams, OutputRange, PoolKind, PoolParams};
+use smartvm_kernels::{AddQuant, ChannelQuant, ConvParams, OutputRange, PoolKind, PoolParams};
 use tract_onnx::pb::NodeProto;
 
 use crate::onnx::OnnxModel;
 use crate::quant::{q31, quantize_rows, QParams};
+
+mod lstm;
+pub(crate) use lstm::Lstm;
 
 /// Largest weight block the compiler writes (the chain's `MaxBlockLen`).
 pub const BLOCK_LEN: usize = 64 * 1024;
@@ -101,6 +104,35 @@ fn symmetric_pads(node: &NodeProto) -> Result<u32> {
     }
 }
 
+/// Requantization of `a + b` into `out`, clamped to `(lo, hi)`: both operands share the shift
+/// of the larger ratio.
+fn add_quant(a: QParams, b: QParams, out: QParams, (lo, hi): (i32, i32)) -> AddQuant {
+    let (ra, rb) = (
+        a.scale as f64 / out.scale as f64,
+        b.scale as f64 / out.scale as f64,
+    );
+    let (m_max, shift) = q31(ra.max(rb));
+    let n = 31 + shift;
+    let other = |r: f64| (r * 2f64.powi(n)).round().clamp(0.0, i32::MAX as f64) as i32;
+    let (a_mult, b_mult) = if ra >= rb {
+        (m_max, other(rb))
+    } else {
+        (other(ra), m_max)
+    };
+    AddQuant {
+        a_zero: a.zero_point,
+        b_zero: b.zero_point,
+        output: OutputRange {
+            zero: out.zero_point,
+            lo,
+            hi,
+        },
+        a_mult,
+        b_mult,
+        shift,
+    }
+}
+
 impl<'a> Lowering<'a> {
     /// Starts from the graph input of `shape` (C, D, H, W) quantized with `quant`.
     pub fn new(
@@ -157,12 +189,17 @@ impl<'a> Lowering<'a> {
         }
     }
 
+    /// Appends `; comment` (when not empty), a PUSH per argument and `op` (when not empty).
     fn push_args(&mut self, comment: &str, args: &[i64], op: &str) {
-        let _ = writeln!(self.source, "; {comment}");
+        if !comment.is_empty() {
+            let _ = writeln!(self.source, "; {comment}");
+        }
         for a in args {
             let _ = writeln!(self.source, "    PUSH {a}");
         }
-        let _ = writeln!(self.source, "    {op}");
+        if !op.is_empty() {
+            let _ = writeln!(self.source, "    {op}");
+        }
     }
 
     /// Stores a layer's weights as blocks of whole rows (one output channel each); returns the first index.
@@ -213,7 +250,8 @@ impl<'a> Lowering<'a> {
         }
     }
 
-    /// Bias, Q31 multipliers and clamp for a layer with per-row weight scales.
+    /// Bias, Q31 multipliers and clamp for a layer with per-row weight scales reading the live
+    /// tensor.
     fn channel_quant(
         &self,
         bias: Option<&[f32]>,
@@ -221,7 +259,19 @@ impl<'a> Lowering<'a> {
         out: QParams,
         fused: &Fused,
     ) -> ChannelQuant {
-        let s_in = self.quant.scale as f64;
+        self.channel_quant_from(self.quant, bias, w_scales, out, fused)
+    }
+
+    /// [`Self::channel_quant`] for an input quantized with `input`.
+    fn channel_quant_from(
+        &self,
+        input: QParams,
+        bias: Option<&[f32]>,
+        w_scales: &[f32],
+        out: QParams,
+        fused: &Fused,
+    ) -> ChannelQuant {
+        let s_in = input.scale as f64;
         let (lo, hi) = match fused {
             Fused::None => (-128, 127),
             Fused::Relu => (out.zero_point.max(-128), 127),
@@ -232,7 +282,7 @@ impl<'a> Lowering<'a> {
             .map(|sw| q31(s_in * *sw as f64 / out.scale as f64))
             .unzip();
         ChannelQuant {
-            input_zero: self.quant.zero_point,
+            input_zero: input.zero_point,
             output: OutputRange {
                 zero: out.zero_point,
                 lo,
@@ -270,6 +320,7 @@ impl<'a> Lowering<'a> {
                 "Gemm" | "MatMul" => consumed += self.dense(nodes, i)?,
                 "ConvTranspose" => consumed += self.conv_transpose(nodes, i)?,
                 "Sigmoid" | "Tanh" | "Softmax" => self.activation(node)?,
+                "LSTM" => self.lstm(node)?,
                 "Add" => consumed += self.add(nodes, i)?,
                 "MaxPool" | "AveragePool" => self.pool(node)?,
                 "GlobalAveragePool" => {
@@ -297,7 +348,9 @@ impl<'a> Lowering<'a> {
                 other => bail!(err(node, format!("operator {other} is not supported"))),
             }
             let last = &nodes[i + consumed - 1];
-            self.tensor = last.output[0].clone();
+            // An LSTM yields its last hidden state, ONNX's second output.
+            let produced = usize::from(last.op_type == "LSTM");
+            self.tensor = last.output.get(produced).cloned().unwrap_or_default();
             i += consumed;
         }
         let n = self.shape.elements().unwrap_or(0);
@@ -486,35 +539,12 @@ impl<'a> Lowering<'a> {
         }
         let (fused, out_tensor) = self.fusable(nodes, i)?;
         let out = self.quant_of(&out_tensor)?;
-        let (ra, rb) = (
-            lower_q.scale as f64 / out.scale as f64,
-            self.quant.scale as f64 / out.scale as f64,
-        );
-        let (m_max, shift) = q31(ra.max(rb));
-        let n = 31 + shift;
-        let other = |r: f64| (r * 2f64.powi(n)).round().clamp(0.0, i32::MAX as f64) as i32;
-        let (a_mult, b_mult) = if ra >= rb {
-            (m_max, other(rb))
-        } else {
-            (other(ra), m_max)
-        };
-        let (lo, hi) = match fused {
+        let clamp = match fused {
             Fused::None => (-128, 127),
             Fused::Relu => (out.zero_point, 127),
             Fused::Clip(a, b) => (out.quantize(a) as i32, out.quantize(b) as i32),
         };
-        let q = smartvm_kernels::AddQuant {
-            a_zero: lower_q.zero_point,
-            b_zero: self.quant.zero_point,
-            output: OutputRange {
-                zero: out.zero_point,
-                lo,
-                hi,
-            },
-            a_mult,
-            b_mult,
-            shift,
-        };
+        let q = add_quant(lower_q, self.quant, out, clamp);
         let block = self.add_block(q.encode());
         self.push_args(
             &format!("{} Add -> {}", node.name, shape_text(lower_shape)),

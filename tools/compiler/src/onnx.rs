@@ -16,22 +16,36 @@ pub struct OnnxModel {
     pub initializers: HashMap<String, (Vec<usize>, Vec<f32>)>,
 }
 
+/// An initializer's values as f32: float32 weights, and the int64/int32 constants (shapes,
+/// axes) that Reshape and friends take, which are small enough to be exact in f32.
 fn tensor_f32(t: &TensorProto) -> Result<Vec<f32>> {
     const FLOAT: i32 = 1;
-    if t.data_type != FLOAT {
-        bail!(
-            "initializer {} has data type {}; only float32 is supported",
-            t.name,
-            t.data_type
-        );
-    }
-    if !t.raw_data.is_empty() {
-        Ok(t.raw_data
+    const INT32: i32 = 6;
+    const INT64: i32 = 7;
+    let raw = !t.raw_data.is_empty();
+    match t.data_type {
+        FLOAT if raw => Ok(t
+            .raw_data
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect())
-    } else {
-        Ok(t.float_data.clone())
+            .collect()),
+        FLOAT => Ok(t.float_data.clone()),
+        INT64 if raw => Ok(t
+            .raw_data
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32)
+            .collect()),
+        INT64 => Ok(t.int64_data.iter().map(|v| *v as f32).collect()),
+        INT32 if raw => Ok(t
+            .raw_data
+            .chunks_exact(4)
+            .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32)
+            .collect()),
+        INT32 => Ok(t.int32_data.iter().map(|v| *v as f32).collect()),
+        other => bail!(
+            "initializer {} has data type {other}; only float32, int32 and int64 are supported",
+            t.name
+        ),
     }
 }
 

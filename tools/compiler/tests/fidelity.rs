@@ -185,3 +185,31 @@ fn a_residual_block_keeps_its_skip_tensor_and_tracks_the_float_model() {
     );
     assert!(sqnr >= 20.0, "SQNR {sqnr:.1} dB");
 }
+
+#[test]
+fn the_papers_lstm_unrolls_into_kernels_and_tracks_the_float_model() {
+    let sqnr = sqnr_against_float(
+        "lstm",
+        &[1, 784],
+        "logits",
+        &["BUF_SLICE", "ACT_SM1", "ACT_TANH", "MUL_RQ", "ADD_RQ"],
+    );
+    assert!(sqnr >= 20.0, "SQNR {sqnr:.1} dB");
+}
+
+#[test]
+fn an_lstm_the_unrolling_does_not_cover_is_refused_by_name() {
+    let dir = fixtures();
+    let err = compile(
+        &dir.join("lstm_bidirectional.onnx"),
+        &[1, 784],
+        &[vec![0.5; 784]],
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains("\"lstm\"") && err.contains("LSTM") && err.contains("direction"),
+        "{err}"
+    );
+}
