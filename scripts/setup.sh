@@ -24,6 +24,8 @@ fi
 # numpy regenerates the golden vectors (tests/golden/check.sh) and, with onnx, builds the ONNX
 # test fixtures; both are small, unlike torch (never installed here).
 python3 -c "import numpy, onnx" 2>/dev/null || python3 -m pip install -q numpy onnx
+# onnxruntime's quantize_static writes the QDQ (already-quantized) fixture; about 20 MB, no CUDA.
+python3 -c "import onnxruntime" 2>/dev/null || python3 -m pip install -q onnxruntime
 
 # polkadot.js for the end-to-end tests (tests/e2e), pinned by its package-lock.json.
 if command -v npm >/dev/null 2>&1; then

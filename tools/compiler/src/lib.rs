@@ -7,6 +7,7 @@
 
 pub mod lower;
 pub mod onnx;
+pub mod qdq;
 pub mod quant;
 
 use std::collections::HashMap;
@@ -68,7 +69,8 @@ pub fn compile(path: &Path, input_shape: &[usize], calibration: &[Vec<f32>]) -> 
         [1, n] => (*n, 1, 1),
         other => bail!("input shape {other:?}: expected [1, C, H, W] or [1, N]"),
     };
-    let model = onnx::OnnxModel::load(path)?;
+    let mut model = onnx::OnnxModel::load(path)?;
+    let fixed = qdq::fold(&mut model)?;
     let input = model.input_name()?;
     let mut names = vec![input.clone()];
     names.extend(
@@ -103,10 +105,15 @@ pub fn compile(path: &Path, input_shape: &[usize], calibration: &[Vec<f32>]) -> 
             }
         }
     }
-    let (lo, hi) = ranges[&input];
-    let input_q = QParams::from_range(lo, hi);
+    let input_q = match fixed.get(&input) {
+        Some(q) => *q,
+        None => {
+            let (lo, hi) = ranges[&input];
+            QParams::from_range(lo, hi)
+        }
+    };
     let shape = Shape::new(c as u32, 1, h as u32, w as u32);
-    let lowered = lower::Lowering::new(&model, &ranges, input, shape, input_q).run()?;
+    let lowered = lower::Lowering::new(&model, &ranges, &fixed, input, shape, input_q).run()?;
     let mut program =
         asm::assemble(&lowered.source).map_err(|e| anyhow!("generated assembly: {e}"))?;
     program.blocks = Program::manifest_of(&lowered.blocks);

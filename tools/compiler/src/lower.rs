@@ -21,6 +21,8 @@ pub const BLOCK_LEN: usize = 64 * 1024;
 pub struct Lowering<'a> {
     model: &'a OnnxModel,
     ranges: &'a HashMap<String, (f32, f32)>,
+    /// Quantization a QDQ model prescribes, which wins over the calibrated ranges.
+    fixed: &'a HashMap<String, QParams>,
     /// Assembly source.
     pub source: String,
     /// Weight blocks in manifest order.
@@ -134,10 +136,12 @@ fn add_quant(a: QParams, b: QParams, out: QParams, (lo, hi): (i32, i32)) -> AddQ
 }
 
 impl<'a> Lowering<'a> {
-    /// Starts from the graph input of `shape` (C, D, H, W) quantized with `quant`.
+    /// Starts from the graph input of `shape` (C, D, H, W) quantized with `quant`; tensors take
+    /// their quantization from `fixed`, else from their calibrated range.
     pub fn new(
         model: &'a OnnxModel,
         ranges: &'a HashMap<String, (f32, f32)>,
+        fixed: &'a HashMap<String, QParams>,
         input: String,
         shape: Shape,
         quant: QParams,
@@ -160,6 +164,7 @@ impl<'a> Lowering<'a> {
         Lowering {
             model,
             ranges,
+            fixed,
             source,
             blocks: Vec::new(),
             tensor: input,
@@ -170,6 +175,9 @@ impl<'a> Lowering<'a> {
     }
 
     fn quant_of(&self, tensor: &str) -> Result<QParams> {
+        if let Some(q) = self.fixed.get(tensor) {
+            return Ok(*q);
+        }
         let (min, max) = self
             .ranges
             .get(tensor)

@@ -16,10 +16,12 @@ pub struct OnnxModel {
     pub initializers: HashMap<String, (Vec<usize>, Vec<f32>)>,
 }
 
-/// An initializer's values as f32: float32 weights, and the int64/int32 constants (shapes,
-/// axes) that Reshape and friends take, which are small enough to be exact in f32.
+/// An initializer's values as f32: float32 weights, the int64/int32 constants (shapes, axes)
+/// that Reshape and friends take, and int8/uint8 quantized weights, all exact in f32.
 fn tensor_f32(t: &TensorProto) -> Result<Vec<f32>> {
     const FLOAT: i32 = 1;
+    const UINT8: i32 = 2;
+    const INT8: i32 = 3;
     const INT32: i32 = 6;
     const INT64: i32 = 7;
     let raw = !t.raw_data.is_empty();
@@ -42,8 +44,13 @@ fn tensor_f32(t: &TensorProto) -> Result<Vec<f32>> {
             .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32)
             .collect()),
         INT32 => Ok(t.int32_data.iter().map(|v| *v as f32).collect()),
+        // Quantized weights and zero points (QDQ models): their raw integer values.
+        INT8 if raw => Ok(t.raw_data.iter().map(|b| *b as i8 as f32).collect()),
+        UINT8 if raw => Ok(t.raw_data.iter().map(|b| *b as f32).collect()),
+        INT8 | UINT8 => Ok(t.int32_data.iter().map(|v| *v as f32).collect()),
         other => bail!(
-            "initializer {} has data type {other}; only float32, int32 and int64 are supported",
+            "initializer {} has data type {other}; only float32, int8, uint8, int32 and int64 \
+             are supported",
             t.name
         ),
     }
@@ -68,6 +75,17 @@ impl OnnxModel {
             proto,
             initializers,
         })
+    }
+
+    /// The ONNX data type of initializer `name`.
+    pub fn data_type(&self, name: &str) -> Option<i32> {
+        self.proto
+            .graph
+            .as_ref()?
+            .initializer
+            .iter()
+            .find(|t| t.name == name)
+            .map(|t| t.data_type)
     }
 
     /// The graph's nodes in file (topological) order.

@@ -213,3 +213,58 @@ fn an_lstm_the_unrolling_does_not_cover_is_refused_by_name() {
         "{err}"
     );
 }
+
+#[test]
+fn an_onnxruntime_qdq_model_compiles_with_its_own_scales() {
+    let dir = fixtures();
+    let path = dir.join("lenet5_qdq.onnx");
+    // A flat calibration input would give a very different input range: the model's own
+    // QuantizeLinear scales must win.
+    let compiled = compile(&path, &[1, 1, 32, 32], &[vec![0.5; 1024]]).unwrap();
+    let model = smartvm_compiler::onnx::OnnxModel::load(&path).unwrap();
+    let (scale, zero) = (
+        model.initializers["input_scale"].1[0],
+        model.initializers["input_zero_point"].1[0] as i32,
+    );
+    assert_eq!(
+        (compiled.input.scale, compiled.input.zero_point),
+        (scale, zero)
+    );
+    assert!(
+        !compiled.source.contains("Quantize"),
+        "Q/DQ nodes are folded"
+    );
+
+    // The integer program computes what the quantized model means (tract runs its Q/DQ).
+    let exe = Executable::new(compiled.program.clone()).unwrap();
+    let reference = FloatRunner::new(&path, &[1, 1, 32, 32], &["logits".to_string()]).unwrap();
+    let (mut agree, mut signal, mut noise, mut worst) = (0, 0f64, 0f64, 0f32);
+    let tests = images(dir.join("lenet5_test.npy"));
+    for x in &tests {
+        let expected = reference.run(x).unwrap().remove(0);
+        let out = execute(
+            &exe,
+            &compiled.quantize_input(x),
+            &BlockList(&compiled.blocks),
+            &Native,
+            &Config::default(),
+            u64::MAX,
+        )
+        .unwrap();
+        let logits = compiled.dequantize_output(&out.output);
+        agree += (argmax(&logits) == argmax(&expected)) as usize;
+        for (a, b) in expected.iter().zip(&logits) {
+            signal += (*a as f64).powi(2);
+            noise += (*a as f64 - *b as f64).powi(2);
+            worst = worst.max((a - b).abs());
+        }
+    }
+    let sqnr = 10.0 * (signal / noise).log10();
+    println!(
+        "LeNet-5 QDQ (onnxruntime): top-1 agreement {agree}/{} with the QDQ model, SQNR {sqnr:.1} \
+         dB, largest logit difference {worst}",
+        tests.len()
+    );
+    assert!(agree >= 95, "top-1 agreement {agree}/100");
+    assert!(sqnr >= 25.0, "SQNR {sqnr:.1} dB");
+}
