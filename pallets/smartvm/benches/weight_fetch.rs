@@ -90,11 +90,9 @@ fn main() {
         "model", "bytes", "blocks", "block-based ms", "per-weight ms", "ratio"
     );
     // LeNet-5 with the example's real layout: 13 blocks (weights split per layer, qblocks apart).
-    let pack = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../examples/lenet5/weights.smw"
-    ))
-    .expect("example pack");
+    let crate_dir = std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo");
+    let pack = std::fs::read(format!("{crate_dir}/../../examples/lenet5/weights.smw"))
+        .expect("example pack");
     let lenet: Vec<usize> = smartvm_isa::pack::decode_pack(&pack)
         .expect("pack")
         .iter()

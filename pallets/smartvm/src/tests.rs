@@ -11,7 +11,11 @@ use smartvm_isa::{asm::assemble, pack::decode_pack, Program};
 use crate::mock::*;
 use crate::{Error, Event, ModelStatus, Models, WeightBlocks};
 
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/lenet5");
+/// The LeNet-5 example, found at run time: cargo may reuse this binary for another checkout.
+static DIR: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let crate_dir = std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo");
+    format!("{crate_dir}/../../examples/lenet5")
+});
 const LIMIT: Weight = Weight::from_parts(500_000_000_000, 2_000_000);
 
 struct LeNet {
@@ -22,17 +26,17 @@ struct LeNet {
 }
 
 fn lenet() -> LeNet {
-    let blocks = decode_pack(&std::fs::read(format!("{DIR}/weights.smw")).unwrap()).unwrap();
+    let blocks = decode_pack(&std::fs::read(format!("{}/weights.smw", *DIR)).unwrap()).unwrap();
     let mut program: Program =
-        assemble(&std::fs::read_to_string(format!("{DIR}/lenet5.sasm")).unwrap()).unwrap();
+        assemble(&std::fs::read_to_string(format!("{}/lenet5.sasm", *DIR)).unwrap()).unwrap();
     program.blocks = Program::manifest_of(&blocks);
-    let inputs = std::fs::read(format!("{DIR}/inputs.bin"))
+    let inputs = std::fs::read(format!("{}/inputs.bin", *DIR))
         .unwrap()
         .chunks(1024)
         .map(|c| c.to_vec())
         .collect();
     let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{DIR}/expected.json")).unwrap())
+        serde_json::from_str(&std::fs::read_to_string(format!("{}/expected.json", *DIR)).unwrap())
             .unwrap();
     let logits = doc["logits"]
         .as_array()

@@ -9,7 +9,11 @@ use smartvm_isa::{asm::assemble, pack::decode_pack, Program};
 use smartvm_kernels::Reference;
 use smartvm_vm::{execute, BlockList, Config, Executable};
 
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/lenet5");
+/// The LeNet-5 example, found at run time: cargo may reuse this binary for another checkout.
+static DIR: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let crate_dir = std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo");
+    format!("{crate_dir}/../../examples/lenet5")
+});
 
 #[test]
 fn lenet5_on_the_gpu_through_the_host_functions_matches_the_reference() {
@@ -25,13 +29,13 @@ fn lenet5_on_the_gpu_through_the_host_functions_matches_the_reference() {
         }
     }
     assert!(backend::active().describe().starts_with("cuda"));
-    let blocks = decode_pack(&std::fs::read(format!("{DIR}/weights.smw")).unwrap()).unwrap();
+    let blocks = decode_pack(&std::fs::read(format!("{}/weights.smw", *DIR)).unwrap()).unwrap();
     let mut program: Program =
-        assemble(&std::fs::read_to_string(format!("{DIR}/lenet5.sasm")).unwrap()).unwrap();
+        assemble(&std::fs::read_to_string(format!("{}/lenet5.sasm", *DIR)).unwrap()).unwrap();
     program.blocks = Program::manifest_of(&blocks);
     let exe = Executable::new(program).unwrap();
     let cfg = Config::default();
-    for input in std::fs::read(format!("{DIR}/inputs.bin"))
+    for input in std::fs::read(format!("{}/inputs.bin", *DIR))
         .unwrap()
         .chunks(1024)
     {

@@ -8,7 +8,11 @@ use smartvm_isa::{asm::assemble, pack::decode_pack, Program};
 use smartvm_kernels::{Native, Reference};
 use smartvm_vm::{execute, BlockList, Config, Executable};
 
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/lenet5");
+/// The LeNet-5 example, found at run time: cargo may reuse this binary for another checkout.
+static DIR: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let crate_dir = std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo");
+    format!("{crate_dir}/../../examples/lenet5")
+});
 
 struct Fixture {
     blocks: Vec<Vec<u8>>,
@@ -18,14 +22,14 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let blocks = decode_pack(&std::fs::read(format!("{DIR}/weights.smw")).unwrap()).unwrap();
+    let blocks = decode_pack(&std::fs::read(format!("{}/weights.smw", *DIR)).unwrap()).unwrap();
     let load = |name: &str| {
         let mut p: Program =
-            assemble(&std::fs::read_to_string(format!("{DIR}/{name}")).unwrap()).unwrap();
+            assemble(&std::fs::read_to_string(format!("{}/{name}", *DIR)).unwrap()).unwrap();
         p.blocks = Program::manifest_of(&blocks);
         Executable::new(p).unwrap()
     };
-    let input = std::fs::read(format!("{DIR}/inputs.bin")).unwrap()[..1024]
+    let input = std::fs::read(format!("{}/inputs.bin", *DIR)).unwrap()[..1024]
         .iter()
         .map(|b| *b as i8)
         .collect();

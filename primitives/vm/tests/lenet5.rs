@@ -5,10 +5,14 @@ use smartvm_isa::{asm::assemble, pack::decode_pack, Program};
 use smartvm_kernels::{Kernels, Native, Reference};
 use smartvm_vm::{execute, BlockList, Config, Executable, Outcome};
 
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/lenet5");
+/// The LeNet-5 example, found at run time: cargo may reuse this binary for another checkout.
+static DIR: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let crate_dir = std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo");
+    format!("{crate_dir}/../../examples/lenet5")
+});
 
 fn load(name: &str, blocks: &[Vec<u8>]) -> Executable {
-    let src = std::fs::read_to_string(format!("{DIR}/{name}")).expect("example source");
+    let src = std::fs::read_to_string(format!("{}/{name}", *DIR)).expect("example source");
     let mut program: Program = assemble(&src).expect("assembles");
     program.blocks = Program::manifest_of(blocks);
     Executable::new(program).expect("validates")
@@ -18,14 +22,14 @@ fn load(name: &str, blocks: &[Vec<u8>]) -> Executable {
 type Fixtures = (Vec<Vec<u8>>, Vec<Vec<i8>>, Vec<Vec<i8>>);
 
 fn fixtures() -> Fixtures {
-    let blocks = decode_pack(&std::fs::read(format!("{DIR}/weights.smw")).unwrap()).unwrap();
-    let inputs: Vec<Vec<i8>> = std::fs::read(format!("{DIR}/inputs.bin"))
+    let blocks = decode_pack(&std::fs::read(format!("{}/weights.smw", *DIR)).unwrap()).unwrap();
+    let inputs: Vec<Vec<i8>> = std::fs::read(format!("{}/inputs.bin", *DIR))
         .unwrap()
         .chunks(1024)
         .map(|c| c.iter().map(|b| *b as i8).collect())
         .collect();
     let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{DIR}/expected.json")).unwrap())
+        serde_json::from_str(&std::fs::read_to_string(format!("{}/expected.json", *DIR)).unwrap())
             .unwrap();
     let expected = doc["logits"]
         .as_array()
