@@ -105,11 +105,13 @@ impl Tools {
     }
 }
 
-/// The repository's root (this crate lives in `zombienet/`).
+/// The repository's root (this crate lives in `zombienet/`), found at run time: cargo may
+/// reuse a test binary built in another checkout.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
+    std::env::var("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .ok()
+        .and_then(|dir| dir.parent().map(Path::to_path_buf))
         .unwrap_or_default()
 }
 
