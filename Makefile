@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR
 SMARTVM := $(CARGO_TARGET_DIR)/release/smartvm
 LENET := examples/lenet5
 
-.PHONY: run demo e2e build-node test setup build golden fixtures zoo zoo-fidelity demo-model lint fmt bench fuzz relay zombienet
+.PHONY: run demo e2e build-node test setup build golden fixtures zoo zoo-fidelity demo-model lint fmt bench fuzz relay zombienet weights
 FIXTURES ?= $(HOME)/.cache/smartvm/fixtures
 export SMARTVM_FIXTURES := $(FIXTURES)
 
@@ -95,11 +95,13 @@ zoo: setup
 
 ## Compile each zoo model and compare it with the float model (tract) on ZOO_COUNT inputs.
 ZOO_COUNT ?= 100
-zoo-fidelity: zoo build
+zoo-fidelity: zoo fixtures build
 	@for m in alexnet resnet18 mobilenetv2; do \
 	  $(SMARTVM) fidelity $(ZOO)/$$m.onnx --inputs $(ZOO)/imagenet_inputs.npy --input-shape 1,3,224,224 \
 	    --count $(ZOO_COUNT) --min-sqnr 18 --min-agreement 0.8 || exit 1; \
 	done
+	$(SMARTVM) fidelity $(FIXTURES)/lstm.onnx --inputs $(FIXTURES)/lstm_inputs.npy --input-shape 1,784 \
+	  --count $(ZOO_COUNT) --min-sqnr 18 --min-agreement 0.8
 
 ## Recompile the dev chain's demo model (committed under models/lenet5-fashion/compiled).
 demo-model: setup build
@@ -134,6 +136,11 @@ fuzz: setup
 ## Build the relay-chain binaries for zombienet into the cache (long, resumable).
 relay:
 	bash scripts/install-relay.sh
+
+## The runtime's weights for pallet-smartvm (runtime/src/weights/), from its frame-benchmarking
+## benchmarks run in the runtime's wasm by `smartvm-node benchmark pallet` (collator build).
+weights: setup
+	bash scripts/bench-weights.sh
 
 ## A relay chain (rococo-local, two stock polkadot validators) with two SmartVM collators,
 ## spawned by zombienet-sdk from zombienet/network.toml: the parachain produces blocks the relay

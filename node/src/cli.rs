@@ -30,6 +30,20 @@ pub enum Subcommand {
     /// validators' path (in-wasm kernels, without the SmartVM host functions), and check that
     /// both give the same bytes.
     BenchInfer(crate::bench_infer::BenchInferCmd),
+    /// Run the runtime's benchmarks (`benchmark pallet --runtime WASM`, the wasm built with
+    /// `runtime-benchmarks`) and write its weights; `make weights` drives it. Collator builds only:
+    /// they already carry frame-benchmarking-cli through polkadot-cli.
+    #[cfg(feature = "collator")]
+    #[command(subcommand)]
+    Benchmark(BenchmarkCmd),
+}
+
+/// The benchmark kinds this node runs.
+#[cfg(feature = "collator")]
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchmarkCmd {
+    /// Benchmark pallets' calls in a runtime and generate their weight functions.
+    Pallet(Box<polkadot_sdk::frame_benchmarking_cli::PalletCmd>),
 }
 
 /// Where the SmartVM kernels of this node run.

@@ -143,6 +143,14 @@ pub fn run() -> sc_cli::Result<()> {
             })
         }
         Some(Subcommand::BenchInfer(cmd)) => cmd.run(cli.load_spec(&cmd.chain)?),
+        #[cfg(feature = "collator")]
+        Some(Subcommand::Benchmark(crate::cli::BenchmarkCmd::Pallet(cmd))) => {
+            // The runtime blob comes from `--runtime`; the node's host functions let it run
+            // whichever kernels the benchmarks choose.
+            cmd.run_with_spec::<polkadot_sdk::sp_runtime::traits::BlakeTwo256, service::ExtraHostFunctions>(
+                None,
+            )
+        }
         None => {
             configure_kernels(cli.smartvm_kernels)?;
             let mode = seal_mode(&cli)?;

@@ -31,8 +31,10 @@ use smartvm_runtime::{opaque::Block, RuntimeApi};
 
 /// Host functions of this node: Substrate's, cumulus' storage-proof size (for weight reclaim),
 /// and the SmartVM kernels.
-pub type HostFunctions = (
-    sp_io::SubstrateHostFunctions,
+pub type HostFunctions = (sp_io::SubstrateHostFunctions, ExtraHostFunctions);
+
+/// The host functions this node adds to Substrate's (also what `benchmark pallet` adds).
+pub type ExtraHostFunctions = (
     cumulus_primitives_proof_size_hostfunction::storage_proof_size::HostFunctions,
     smartvm_host::kernel_host::HostFunctions,
 );

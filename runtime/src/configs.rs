@@ -271,5 +271,5 @@ impl pallet_smartvm::Config for Runtime {
     type MaxBufferBytes = ConstU32<{ 16 << 20 }>;
     type MaxMemoryBytes = ConstU32<{ 4 << 20 }>;
     type RefTimePerGas = SmartvmRefTimePerGas;
-    type WeightInfo = pallet_smartvm::weights::SubstrateWeight<Runtime>;
+    type WeightInfo = crate::weights::pallet_smartvm::WeightInfo<Runtime>;
 }

@@ -18,11 +18,16 @@ extern crate alloc;
 
 use alloc::vec::Vec;
 
+// Defines `list_benchmarks!`/`add_benchmarks!` for the `Benchmark` runtime API in `apis`.
+#[cfg(feature = "runtime-benchmarks")]
+#[macro_use]
+mod benchmarks;
 mod apis;
 pub use apis::RuntimeApi;
 pub mod configs;
 pub mod genesis;
 pub mod validation;
+pub mod weights;
 
 use polkadot_sdk::{staging_parachain_info as parachain_info, *};
 

@@ -10,9 +10,10 @@ use polkadot_sdk::frame_support::{traits::fungible::Mutate, weights::Weight, Bou
 use polkadot_sdk::frame_system::RawOrigin;
 use polkadot_sdk::sp_runtime::traits::{Bounded, Get};
 use smartvm_isa::{Opcode, Program, Shape};
-use smartvm_kernels::{ChannelQuant, OutputRange, Reference};
+use smartvm_kernels::Reference;
 use smartvm_vm::{execute, BlockList, Config as VmConfig, Executable};
 
+use crate::vm_programs::{base_loop, fc_layer};
 use crate::*;
 
 fn funded<T: Config>() -> T::AccountId {
@@ -23,6 +24,15 @@ fn funded<T: Config>() -> T::AccountId {
 
 /// A valid program of about `code_len` bytes: JUMPDESTs, then output one byte of the input.
 fn program(code_len: u32, blocks: Vec<smartvm_isa::BlockInfo>) -> Program {
+    program_with_input(code_len, 1, blocks)
+}
+
+/// [`program`] taking an input of `input_len` bytes.
+fn program_with_input(
+    code_len: u32,
+    input_len: u32,
+    blocks: Vec<smartvm_isa::BlockInfo>,
+) -> Program {
     let mut code = vec![Opcode::JUMPDEST as u8; code_len.saturating_sub(5) as usize];
     code.extend_from_slice(&[
         Opcode::PUSH1 as u8,
@@ -32,7 +42,7 @@ fn program(code_len: u32, blocks: Vec<smartvm_isa::BlockInfo>) -> Program {
         Opcode::RETURN as u8,
     ]);
     Program {
-        input: Shape::new(1, 1, 1, 1),
+        input: Shape::new(input_len, 1, 1, 1),
         output_len: 1,
         code,
         blocks,
@@ -44,63 +54,6 @@ fn create<T: Config>(owner: &T::AccountId, p: &Program) -> ModelId {
     let bytes: BoundedVec<u8, T::MaxProgramLen> = p.encode().try_into().expect("fits");
     Pallet::<T>::create_model(RawOrigin::Signed(owner.clone()).into(), bytes).expect("creates");
     id
-}
-
-/// Code looping `turns` times over six base instructions (JUMPDEST PUSH SUB PUSH DUP2 JUMPI).
-fn base_loop(turns: u32) -> Program {
-    use Opcode::*;
-    let mut code = vec![PUSH4 as u8];
-    code.extend_from_slice(&turns.to_le_bytes());
-    code.extend_from_slice(&[
-        JUMPDEST as u8,
-        PUSH1 as u8,
-        1,
-        SUB as u8,
-        PUSH1 as u8,
-        5,
-        DUP2 as u8,
-        JUMPI as u8,
-    ]);
-    code.extend_from_slice(&[POP as u8, PUSH1 as u8, 0, PUSH1 as u8, 1, RETURN as u8]);
-    Program {
-        input: Shape::new(1, 1, 1, 1),
-        output_len: 1,
-        code,
-        blocks: vec![],
-    }
-}
-
-/// A fully-connected layer of `m` inputs and 64 outputs, returning the outputs.
-fn fc_program(m: u32, blocks: &[Vec<u8>]) -> Program {
-    use Opcode::*;
-    let m16 = (m as u16).to_le_bytes();
-    let code = vec![
-        PUSH1 as u8,
-        0,
-        PUSH2 as u8,
-        m16[0],
-        m16[1],
-        MTOB as u8,
-        PUSH1 as u8,
-        64,
-        PUSH1 as u8,
-        0,
-        PUSH1 as u8,
-        1,
-        FULL_CON as u8,
-        PUSH1 as u8,
-        0,
-        PUSH1 as u8,
-        64,
-        BTOS1 as u8,
-        STOP as u8,
-    ];
-    Program {
-        input: Shape::new(m, 1, 1, 1),
-        output_len: 64,
-        code,
-        blocks: Program::manifest_of(blocks),
-    }
 }
 
 #[benchmarks]
@@ -164,13 +117,17 @@ mod benchmarks {
         assert!(Models::<T>::get(id).is_none());
     }
 
-    /// The fixed part of `infer`: load and decode a program of `p` bytes, run a trivial program.
+    /// The fixed part of `infer`: load and decode a program of `p` bytes, take an input of `n`
+    /// bytes, run a trivial program.
     #[benchmark]
-    fn infer_base(p: Linear<64, { T::MaxProgramLen::get() / 2 }>) {
+    fn infer_base(
+        p: Linear<64, { T::MaxProgramLen::get() / 2 }>,
+        n: Linear<1, { T::MaxInputLen::get() }>,
+    ) {
         let owner = funded::<T>();
-        let id = create::<T>(&owner, &program(p, vec![]));
+        let id = create::<T>(&owner, &program_with_input(p, n, vec![]));
         Pallet::<T>::seal_model(RawOrigin::Signed(owner.clone()).into(), id).expect("seals");
-        let input: BoundedVec<u8, T::MaxInputLen> = vec![1u8].try_into().expect("fits");
+        let input: BoundedVec<u8, T::MaxInputLen> = vec![1u8; n as usize].try_into().expect("fits");
         #[extrinsic_call]
         infer(
             RawOrigin::Signed(owner),
@@ -201,19 +158,8 @@ mod benchmarks {
     /// VM: a fully-connected layer of `m` × 64 multiply-accumulates (price of kernel MACs in wasm).
     #[benchmark]
     fn vm_kernel_macs(m: Linear<1, 1024>) {
-        let quant = ChannelQuant {
-            input_zero: 0,
-            output: OutputRange {
-                zero: 0,
-                lo: -128,
-                hi: 127,
-            },
-            bias: vec![0; 64],
-            mult: vec![1 << 30; 64],
-            shift: vec![8; 64],
-        };
-        let blocks = vec![vec![3u8; (m * 64) as usize], quant.encode()];
-        let exe = Executable::new(fc_program(m, &blocks)).expect("valid");
+        let (program, blocks) = fc_layer(m);
+        let exe = Executable::new(program).expect("valid");
         let input = vec![1i8; m as usize];
         #[block]
         {

@@ -18,6 +18,7 @@ mod benchmarking;
 pub mod exec;
 pub mod runtime_api;
 mod types;
+pub mod vm_programs;
 pub mod weights;
 
 #[cfg(test)]

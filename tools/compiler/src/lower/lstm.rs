@@ -217,7 +217,7 @@ impl Lowering<'_> {
         let layer = Lstm::from_node(node, self.model)?;
         let (h, n_in) = (layer.hidden, layer.input);
         let total = self.shape.elements().unwrap_or(0) as usize;
-        if n_in == 0 || total % n_in != 0 || total == 0 {
+        if n_in == 0 || total == 0 || !total.is_multiple_of(n_in) {
             bail!(err(
                 node,
                 format!("an input of {total} values is not a sequence of {n_in}-vectors")
