@@ -85,7 +85,12 @@ pub fn compile(path: &Path, input_shape: &[usize], calibration: &[Vec<f32>]) -> 
         .nodes()
         .iter()
         .filter(|n| n.op_type == "LSTM")
-        .map(|n| Ok((n.input[0].clone(), lower::Lstm::from_node(n, &model)?)))
+        .map(|n| {
+            Ok((
+                n.input.first().cloned().unwrap_or_default(),
+                lower::Lstm::from_node(n, &model)?,
+            ))
+        })
         .collect::<Result<Vec<_>>>()?;
     let mut ranges: HashMap<String, (f32, f32)> = HashMap::new();
     for x in calibration {

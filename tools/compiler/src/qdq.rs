@@ -118,6 +118,10 @@ pub fn fold(model: &mut OnnxModel) -> Result<HashMap<String, QParams>> {
     let mut alias: HashMap<String, String> = HashMap::new();
     let mut kept = Vec::new();
     for node in &nodes {
+        let is_qdq = matches!(node.op_type.as_str(), "QuantizeLinear" | "DequantizeLinear");
+        if is_qdq && (node.input.is_empty() || node.output.is_empty()) {
+            bail!(node_err(node, "needs an input and an output"));
+        }
         match node.op_type.as_str() {
             "DequantizeLinear" if model.initializers.contains_key(&node.input[0]) => {
                 let dequantized = dequantize_constant(model, node)?;
