@@ -51,7 +51,8 @@ fn params(model: &OnnxModel, node: &NodeProto) -> Result<(Vec<f32>, Vec<i32>)> {
             format!("zero point of data type {other}: only int8 and uint8 are supported")
         )),
     };
-    let zeros = constant(2)?.unwrap_or_else(|| vec![if offset == 128 { 128.0 } else { 0.0 }]);
+    // ONNX's default zero point is 0 of the output type (uint8 when absent).
+    let zeros = constant(2)?.unwrap_or_else(|| vec![0.0]);
     Ok((scales, zeros.iter().map(|z| *z as i32 - offset).collect()))
 }
 

@@ -2,9 +2,9 @@
 //! operator chain, a residual block — compile, run on the VM, and track tract's float execution
 //! of the same ONNX files.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use smartvm_compiler::{compile, read_npy, FloatRunner};
+use smartvm_compiler::{compile, read_npy, Compiled, FloatRunner};
 use smartvm_kernels::Native;
 use smartvm_vm::{execute, BlockList, Config, Executable};
 
@@ -34,6 +34,46 @@ fn argmax(v: &[f32]) -> usize {
         .fold(0, |b, (i, x)| if *x > v[b] { i } else { b })
 }
 
+/// How a compiled program's dequantized logits compare with tract's run of `model`.
+struct Comparison {
+    /// Inputs whose top-1 class agrees.
+    agree: usize,
+    /// SQNR of the logits, dB.
+    sqnr: f64,
+    /// Largest absolute logit difference.
+    worst: f32,
+}
+
+fn compare(compiled: &Compiled, model: &Path, shape: &[usize], tests: &[Vec<f32>]) -> Comparison {
+    let exe = Executable::new(compiled.program.clone()).unwrap();
+    let reference = FloatRunner::new(model, shape, &["logits".to_string()]).unwrap();
+    let (mut agree, mut signal, mut noise, mut worst) = (0, 0f64, 0f64, 0f32);
+    for x in tests {
+        let expected = reference.run(x).unwrap().remove(0);
+        let out = execute(
+            &exe,
+            &compiled.quantize_input(x),
+            &BlockList(&compiled.blocks),
+            &Native,
+            &Config::default(),
+            u64::MAX,
+        )
+        .unwrap();
+        let logits = compiled.dequantize_output(&out.output);
+        agree += (argmax(&logits) == argmax(&expected)) as usize;
+        for (a, b) in expected.iter().zip(&logits) {
+            signal += (*a as f64).powi(2);
+            noise += (*a as f64 - *b as f64).powi(2);
+            worst = worst.max((a - b).abs());
+        }
+    }
+    Comparison {
+        agree,
+        sqnr: 10.0 * (signal / noise).log10(),
+        worst,
+    }
+}
+
 #[test]
 fn compiled_lenet5_tracks_the_float_model() {
     let dir = fixtures();
@@ -49,30 +89,8 @@ fn compiled_lenet5_tracks_the_float_model() {
         compiled.source.matches("CONV_MUL").count() == 2
             && compiled.source.matches("FULL_CON").count() == 3
     );
-    let exe = Executable::new(compiled.program.clone()).unwrap();
-    let float = FloatRunner::new(&model, &[1, 1, 32, 32], &["logits".to_string()]).unwrap();
-
-    let (mut agree, mut signal, mut noise) = (0, 0f64, 0f64);
     let tests = images(dir.join("lenet5_test.npy"));
-    for x in &tests {
-        let reference = float.run(x).unwrap().remove(0);
-        let out = execute(
-            &exe,
-            &compiled.quantize_input(x),
-            &BlockList(&compiled.blocks),
-            &Native,
-            &Config::default(),
-            u64::MAX,
-        )
-        .unwrap();
-        let logits = compiled.dequantize_output(&out.output);
-        agree += (argmax(&logits) == argmax(&reference)) as usize;
-        for (a, b) in reference.iter().zip(&logits) {
-            signal += (*a as f64).powi(2);
-            noise += (*a as f64 - *b as f64).powi(2);
-        }
-    }
-    let sqnr = 10.0 * (signal / noise).log10();
+    let Comparison { agree, sqnr, .. } = compare(&compiled, &model, &[1, 1, 32, 32], &tests);
     println!(
         "LeNet-5 fixture: top-1 agreement {agree}/{} with tract float, logits SQNR {sqnr:.1} dB",
         tests.len()
@@ -236,30 +254,8 @@ fn an_onnxruntime_qdq_model_compiles_with_its_own_scales() {
     );
 
     // The integer program computes what the quantized model means (tract runs its Q/DQ).
-    let exe = Executable::new(compiled.program.clone()).unwrap();
-    let reference = FloatRunner::new(&path, &[1, 1, 32, 32], &["logits".to_string()]).unwrap();
-    let (mut agree, mut signal, mut noise, mut worst) = (0, 0f64, 0f64, 0f32);
     let tests = images(dir.join("lenet5_test.npy"));
-    for x in &tests {
-        let expected = reference.run(x).unwrap().remove(0);
-        let out = execute(
-            &exe,
-            &compiled.quantize_input(x),
-            &BlockList(&compiled.blocks),
-            &Native,
-            &Config::default(),
-            u64::MAX,
-        )
-        .unwrap();
-        let logits = compiled.dequantize_output(&out.output);
-        agree += (argmax(&logits) == argmax(&expected)) as usize;
-        for (a, b) in expected.iter().zip(&logits) {
-            signal += (*a as f64).powi(2);
-            noise += (*a as f64 - *b as f64).powi(2);
-            worst = worst.max((a - b).abs());
-        }
-    }
-    let sqnr = 10.0 * (signal / noise).log10();
+    let Comparison { agree, sqnr, worst } = compare(&compiled, &path, &[1, 1, 32, 32], &tests);
     println!(
         "LeNet-5 QDQ (onnxruntime): top-1 agreement {agree}/{} with the QDQ model, SQNR {sqnr:.1} \
          dB, largest logit difference {worst}",
