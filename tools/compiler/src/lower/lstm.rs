@@ -114,7 +114,7 @@ impl Lstm {
         };
         let (w_dims, w) = constant(1, "W")?;
         let (r_dims, r) = constant(2, "R")?;
-        if w_dims.len() != 3 || w_dims[0] != 1 || w_dims[1] != 4 * hidden {
+        if w_dims.len() != 3 || w_dims[0] != 1 || w_dims[1] != 4 * hidden || w_dims[2] == 0 {
             bail!(err(
                 node,
                 format!("W of shape {w_dims:?} is not [1, 4H, I]")
