@@ -11,8 +11,12 @@ extern crate alloc;
 
 pub mod arith;
 pub mod elementwise;
+#[cfg(feature = "std")]
+pub mod gemm;
 pub mod params;
 pub mod reference;
+#[cfg(feature = "std")]
+mod rows;
 
 #[cfg(feature = "cuda")]
 pub mod cuda;

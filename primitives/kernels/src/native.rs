@@ -1,19 +1,20 @@
-//! The native fast path: lowering to dense int16 × int8 dot products whose inner loops the
-//! compiler vectorises (AVX2 on this target), with rayon across output channels once a call is
-//! big enough to pay for the threads.
+//! The native fast path: 2-D convolutions unfold into a packed int16 GEMM (`gemm`, AVX2
+//! `vpmaddwd` where the CPU has it), FC layers are vectorised dot products, and rayon splits
+//! output channels, groups or pooling planes once a call is big enough to pay for the threads.
 //!
 //! Bit-identity with [`Reference`] follows from the spec: products are exact in int32 and the
 //! accumulation wraps, so any summation order gives the same int32 and the same requantized byte.
 
-use alloc::vec;
 use alloc::vec::Vec;
 
 use rayon::prelude::*;
 
 use crate::arith::requantize;
+use crate::gemm::{self, PackedInput, PackedWeights, MR, NR};
+use crate::rows;
 use crate::{
-    check_conv, check_fc, ChannelQuant, ConvParams, ConvTransposeParams, KernelError, Kernels,
-    PairQuant, PoolParams, Reference,
+    check_conv, check_fc, check_pool, ChannelQuant, ConvParams, ConvTransposeParams, KernelError,
+    Kernels, PairQuant, PoolParams, Reference,
 };
 
 /// Below this many multiply-accumulates a call runs on the calling thread: measured on LeNet-5,
@@ -23,14 +24,6 @@ const PARALLEL_MACS: u64 = 1 << 21;
 /// The native backend.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Native;
-
-/// `acc[p] += w · col[p]` over a row: the hot loop, written so it vectorises.
-#[inline(always)]
-fn axpy(acc: &mut [i32], w: i32, col: &[i16]) {
-    for (a, x) in acc.iter_mut().zip(col) {
-        *a = a.wrapping_add(w * *x as i32);
-    }
-}
 
 /// Wrapping dot product of int8 weights with zero-point-shifted int16 activations.
 #[inline(always)]
@@ -50,8 +43,9 @@ fn dot_body(weights: &[i8], xs: &[i16]) -> i32 {
     acc
 }
 
-/// Unfolds one group's input into a K × P matrix of `x - z_in` (0 in padding), K = taps, P = outputs.
-fn im2col(p: &ConvParams, input: &[i8], zero: i32, group: u32) -> Vec<i16> {
+/// Unfolds one group's input straight into GEMM panels: tap `k` = (input channel, kernel row,
+/// kernel column) of output position `p` is `x - z_in`, or 0 where the tap falls in padding.
+fn unfold(p: &ConvParams, input: &[i8], zero: i32, group: usize, parallel: bool) -> PackedInput {
     let (i, o) = (p.input, p.output);
     let [_, kh, kw] = p.kernel;
     let [_, sh, sw] = p.stride;
@@ -59,78 +53,82 @@ fn im2col(p: &ConvParams, input: &[i8], zero: i32, group: u32) -> Vec<i16> {
     let [_, dh, dw] = p.dilation;
     let positions = (o.h * o.w) as usize;
     let taps = p.weights_per_output() as usize;
-    let mut col = vec![0i16; taps * positions];
-    let mut row = 0usize;
-    for ci in 0..p.group_in() {
-        let c = (group * p.group_in() + ci) as usize;
-        let plane = &input[c * (i.h * i.w) as usize..(c + 1) * (i.h * i.w) as usize];
-        for b in 0..kh {
-            for e in 0..kw {
-                let dst = &mut col[row * positions..(row + 1) * positions];
-                for oh in 0..o.h {
-                    let ih = oh as i64 * sh as i64 - ph as i64 + (b * dh) as i64;
-                    if !(0..i.h as i64).contains(&ih) {
-                        continue;
-                    }
-                    let src = &plane[ih as usize * i.w as usize..(ih as usize + 1) * i.w as usize];
-                    let out_row = &mut dst[(oh * o.w) as usize..((oh + 1) * o.w) as usize];
-                    for (ow, v) in out_row.iter_mut().enumerate() {
-                        let iw = ow as i64 * sw as i64 - pw as i64 + (e * dw) as i64;
-                        if (0..i.w as i64).contains(&iw) {
-                            *v = (src[iw as usize] as i32 - zero) as i16;
+    let plane = (i.h * i.w) as usize;
+    let first_channel = group * p.group_in() as usize;
+    PackedInput::build(taps, positions, parallel, |first, panel| {
+        // Top-left input coordinate of each of the panel's output positions.
+        let width = NR.min(positions - first);
+        let mut origin = [(0i64, 0i64); NR];
+        for (j, at) in origin.iter_mut().enumerate().take(width) {
+            let (oh, ow) = ((first + j) / o.w as usize, (first + j) % o.w as usize);
+            *at = (
+                oh as i64 * sh as i64 - ph as i64,
+                ow as i64 * sw as i64 - pw as i64,
+            );
+        }
+        let origin = &origin[..width];
+        let (span_h, span_w) = ((kh as i64 - 1) * dh as i64, (kw as i64 - 1) * dw as i64);
+        let interior = origin.iter().all(|(top, left)| {
+            *top >= 0 && *left >= 0 && top + span_h < i.h as i64 && left + span_w < i.w as i64
+        });
+        let mut k = 0;
+        if interior {
+            // No tap of this panel falls in padding: plain offsets, no bounds tests per tap.
+            let mut at = [0usize; NR];
+            for (a, (top, left)) in at.iter_mut().zip(origin) {
+                *a = (top * i.w as i64 + left) as usize;
+            }
+            let at = &at[..width];
+            for ci in 0..p.group_in() as usize {
+                let channel =
+                    &input[(first_channel + ci) * plane..(first_channel + ci + 1) * plane];
+                for b in 0..kh as usize {
+                    for e in 0..kw as usize {
+                        let tap = b * dh as usize * i.w as usize + e * dw as usize;
+                        for (j, a) in at.iter().enumerate() {
+                            panel[PackedInput::slot(k, j)] =
+                                (channel[a + tap] as i32 - zero) as i16;
                         }
+                        k += 1;
                     }
                 }
-                row += 1;
+            }
+            return;
+        }
+        for ci in 0..p.group_in() as usize {
+            let channel = &input[(first_channel + ci) * plane..(first_channel + ci + 1) * plane];
+            for b in 0..kh as i64 {
+                for e in 0..kw as i64 {
+                    for (j, (top, left)) in origin.iter().enumerate().take(width) {
+                        let (ih, iw) = (top + b * dh as i64, left + e * dw as i64);
+                        if (0..i.h as i64).contains(&ih) && (0..i.w as i64).contains(&iw) {
+                            let x = channel[ih as usize * i.w as usize + iw as usize];
+                            panel[PackedInput::slot(k, j)] = (x as i32 - zero) as i16;
+                        }
+                    }
+                    k += 1;
+                }
             }
         }
-    }
-    col
+    })
 }
 
-/// Transposes an unfolded K × P matrix to P × K, so each output is one contiguous dot product.
-fn transpose(col: &[i16], taps: usize, positions: usize) -> Vec<i16> {
-    let mut rows = vec![0i16; col.len()];
-    for t in 0..taps {
-        for p in 0..positions {
-            rows[p * taps + t] = col[t * positions + p];
-        }
-    }
-    rows
-}
-
-/// One output channel as P dot products over the taps: better when taps are many or outputs few.
-fn conv_channel_rows(
-    oc: usize,
-    rows: &[i16],
-    weights: &[i8],
-    q: &ChannelQuant,
-    taps: usize,
-    out: &mut [i8],
-) {
-    let w = &weights[oc * taps..(oc + 1) * taps];
-    let r = &q.output;
-    for (p, y) in out.iter_mut().enumerate() {
-        let acc = q.bias[oc].wrapping_add(dot(w, &rows[p * taps..(p + 1) * taps]));
-        *y = requantize(acc, q.mult[oc], q.shift[oc], r.zero, r.lo, r.hi);
-    }
-}
-
-/// One output channel of a 2-D conv from the unfolded input, with the widest SIMD the CPU has.
-fn conv_channel(
-    oc: usize,
-    col: &[i16],
-    weights: &[i8],
-    q: &ChannelQuant,
-    taps: usize,
-    out: &mut [i8],
-) {
+/// Requantizes one output channel's int32 sums (bias not yet added), with AVX2 where present.
+fn requantize_row(sums: &[i32], q: &ChannelQuant, oc: usize, out: &mut [i8]) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2, checked just above.
-        return unsafe { x86::conv_channel_avx2(oc, col, weights, q, taps, out) };
+        return unsafe { x86::requantize_row_avx2(sums, q, oc, out) };
     }
-    conv_channel_body(oc, col, weights, q, taps, out)
+    requantize_row_body(sums, q, oc, out)
+}
+
+#[inline(always)]
+fn requantize_row_body(sums: &[i32], q: &ChannelQuant, oc: usize, out: &mut [i8]) {
+    let (bias, mult, shift, r) = (q.bias[oc], q.mult[oc], q.shift[oc], q.output);
+    for (y, acc) in out.iter_mut().zip(sums) {
+        *y = requantize(bias.wrapping_add(*acc), mult, shift, r.zero, r.lo, r.hi);
+    }
 }
 
 /// Wrapping dot product, with the widest SIMD the CPU has.
@@ -149,15 +147,13 @@ mod x86 {
     use super::*;
 
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn conv_channel_avx2(
-        oc: usize,
-        col: &[i16],
-        weights: &[i8],
+    pub(super) unsafe fn requantize_row_avx2(
+        sums: &[i32],
         q: &ChannelQuant,
-        taps: usize,
+        oc: usize,
         out: &mut [i8],
     ) {
-        conv_channel_body(oc, col, weights, q, taps, out)
+        requantize_row_body(sums, q, oc, out)
     }
 
     #[target_feature(enable = "avx2")]
@@ -166,29 +162,56 @@ mod x86 {
     }
 }
 
-#[inline(always)]
-fn conv_channel_body(
-    oc: usize,
-    col: &[i16],
+/// Output rows of one rayon task: a multiple of [`MR`], few enough that both cores get work on
+/// the narrow layers and that a task's packed weights stay in the L2 cache on the wide ones.
+fn rows_per_task(rows: usize) -> usize {
+    let tasks = 2 * rayon::current_num_threads();
+    rows.div_ceil(tasks).next_multiple_of(MR).clamp(MR, 16)
+}
+
+/// One group of a 2-D convolution: unfold into panels, then per task of output rows pack their
+/// weights, multiply and requantize; with `parallel`, both steps run on the rayon pool.
+fn conv_group(
+    p: &ConvParams,
+    input: &[i8],
     weights: &[i8],
     q: &ChannelQuant,
-    taps: usize,
+    group: usize,
     out: &mut [i8],
+    parallel: bool,
 ) {
-    let positions = out.len();
-    let mut acc = vec![q.bias[oc]; positions];
-    for (t, w) in weights[oc * taps..(oc + 1) * taps].iter().enumerate() {
-        if *w != 0 {
-            axpy(
-                &mut acc,
-                *w as i32,
-                &col[t * positions..(t + 1) * positions],
-            );
+    let positions = (p.output.h * p.output.w) as usize;
+    let taps = p.weights_per_output() as usize;
+    let rows = p.group_out() as usize;
+    let first = group * rows;
+    let packed_input = unfold(p, input, q.input_zero, group, parallel);
+    let per_task = if parallel { rows_per_task(rows) } else { rows };
+    let run = |(t, chunk): (usize, &mut [i8])| {
+        let row0 = first + t * per_task;
+        let task_rows = chunk.len() / positions;
+        let packed = PackedWeights::new(
+            &weights[row0 * taps..(row0 + task_rows) * taps],
+            task_rows,
+            taps,
+        );
+        let mut sums = vec![0i32; chunk.len()];
+        gemm::multiply(&packed, &packed_input, &mut sums);
+        for (row, (acc, y)) in sums
+            .chunks(positions)
+            .zip(chunk.chunks_mut(positions))
+            .enumerate()
+        {
+            requantize_row(acc, q, row0 + row, y);
         }
-    }
-    let r = &q.output;
-    for (y, a) in out.iter_mut().zip(&acc) {
-        *y = requantize(*a, q.mult[oc], q.shift[oc], r.zero, r.lo, r.hi);
+    };
+    if parallel {
+        out.par_chunks_mut(per_task * positions)
+            .enumerate()
+            .for_each(run);
+    } else {
+        out.chunks_mut(per_task * positions)
+            .enumerate()
+            .for_each(run);
     }
 }
 
@@ -205,31 +228,26 @@ impl Kernels for Native {
         if p.kernel[0] != 1 || p.input.d != 1 {
             return Reference.conv(p, input, weights, q, out);
         }
-        let positions = (p.output.h * p.output.w) as usize;
-        let taps = p.weights_per_output() as usize;
-        let group_out = p.group_out() as usize;
+        let group_len = p.group_out() as usize * (p.output.h * p.output.w) as usize;
         let parallel = p.macs() >= PARALLEL_MACS;
-        // Few taps over many positions (first layers): broadcast each weight along a row of
-        // outputs. Many taps or few positions (deep layers): one dot product per output.
-        let by_rows = taps >= 32 || positions < 32;
-        for g in 0..p.groups {
-            let mut col = im2col(p, input, q.input_zero, g);
-            if by_rows {
-                col = transpose(&col, taps, positions);
-            }
-            let first = g as usize * group_out;
-            let outs = &mut out[first * positions..(first + group_out) * positions];
-            let run = |(j, chunk): (usize, &mut [i8])| {
-                if by_rows {
-                    conv_channel_rows(first + j, &col, weights, q, taps, chunk)
-                } else {
-                    conv_channel(first + j, &col, weights, q, taps, chunk)
-                }
-            };
+        if p.group_in() == 1 && p.group_out() == 1 {
+            let run =
+                |(c, o): (usize, &mut [i8])| rows::depthwise_channel(p, input, weights, q, c, o);
             if parallel {
-                outs.par_chunks_mut(positions).enumerate().for_each(run);
+                out.par_chunks_mut(group_len).enumerate().for_each(run);
             } else {
-                outs.chunks_mut(positions).enumerate().for_each(run);
+                out.chunks_mut(group_len).enumerate().for_each(run);
+            }
+            return Ok(());
+        }
+        if parallel && p.groups > 1 {
+            // Grouped and depthwise layers: whole groups side by side, one thread each.
+            out.par_chunks_mut(group_len)
+                .enumerate()
+                .for_each(|(g, o)| conv_group(p, input, weights, q, g, o, false));
+        } else {
+            for (g, o) in out.chunks_mut(group_len).enumerate() {
+                conv_group(p, input, weights, q, g, o, parallel);
             }
         }
         Ok(())
@@ -247,7 +265,20 @@ impl Kernels for Native {
     }
 
     fn pool(&self, p: &PoolParams, input: &[i8], out: &mut [i8]) -> Result<(), KernelError> {
-        Reference.pool(p, input, out)
+        check_pool(p, input, out)?;
+        let (plane_in, plane_out) = (
+            (p.input.h * p.input.w) as usize,
+            (p.output.h * p.output.w) as usize,
+        );
+        let run = |(c, o): (usize, &mut [i8])| {
+            rows::pool_plane(p, &input[c * plane_in..(c + 1) * plane_in], o)
+        };
+        if p.output.elements().unwrap_or(0) * ((p.k * p.k) as u64) >= PARALLEL_MACS / 4 {
+            out.par_chunks_mut(plane_out).enumerate().for_each(run);
+        } else {
+            out.chunks_mut(plane_out).enumerate().for_each(run);
+        }
+        Ok(())
     }
 
     fn fully_connected(

@@ -62,6 +62,45 @@ proptest! {
     }
 }
 
+/// Layers big enough to take the native backend's threaded paths: row blocks of a wide layer
+/// (with a partial last block and panel), whole groups side by side, a depthwise layer, and
+/// pooling split by planes. The proptest above covers the single-threaded paths.
+#[test]
+fn threaded_layers_agree_with_the_reference() {
+    let mut rng = Rng(7);
+    let convs = [
+        (Shape::new(30, 1, 21, 21), 22, 3, 1, 1, 1),
+        (Shape::new(32, 1, 28, 28), 48, 3, 1, 1, 4),
+        (Shape::new(96, 1, 56, 56), 96, 3, 1, 1, 96),
+        (Shape::new(3, 1, 67, 67), 64, 11, 4, 2, 1),
+    ];
+    for (input, out_c, k, stride, pad, groups) in convs {
+        let p = ConvParams::conv2d(input, out_c, k, stride, pad, 1, groups).unwrap();
+        assert!(p.macs() >= 1 << 21, "{p:?} is big enough to run threaded");
+        let x: Vec<i8> = (0..input.elements().unwrap())
+            .map(|_| rng.i8(true))
+            .collect();
+        let wts: Vec<i8> = (0..p.weight_len()).map(|_| rng.i8(true)).collect();
+        let q = rng.quant(out_c as usize, true);
+        let mut a = vec![0i8; p.output.elements().unwrap() as usize];
+        let mut b = a.clone();
+        Reference.conv(&p, &x, &wts, &q, &mut a).unwrap();
+        Native.conv(&p, &x, &wts, &q, &mut b).unwrap();
+        assert_eq!(a, b, "{p:?}");
+    }
+    for kind in [PoolKind::Max, PoolKind::MaxCeil, PoolKind::Average] {
+        let p = PoolParams::new(Shape::new(64, 1, 112, 112), 3, 2, 1, kind).unwrap();
+        let x: Vec<i8> = (0..p.input.elements().unwrap())
+            .map(|_| rng.i8(true))
+            .collect();
+        let mut a = vec![0i8; p.output.elements().unwrap() as usize];
+        let mut b = a.clone();
+        Reference.pool(&p, &x, &mut a).unwrap();
+        Native.pool(&p, &x, &mut b).unwrap();
+        assert_eq!(a, b, "{kind:?}");
+    }
+}
+
 /// A long reduction at the extremes: 16384 products of (-128 - 127) · 127 overflow int32, so
 /// the result is only right if every backend wraps exactly as the spec says.
 #[test]
