@@ -6,8 +6,8 @@
 //! is metered; every fault is a typed [`VmError`]; nothing panics on any input.
 //!
 //! The interpreter is generic over the [`Kernels`](smartvm_kernels::Kernels) backend (reference
-//! in wasm, native through a host function, GPU) and a [`WeightSource`] (an in-memory pack, or
-//! chain storage in the pallet).
+//! in wasm, native through a host function, GPU) and a [`WeightSource`] (an in-memory pack,
+//! chain storage in the pallet, or with `std` a read-ahead thread in front of a slow source).
 #![cfg_attr(not(feature = "std"), no_std)]
 
 extern crate alloc;
@@ -18,13 +18,17 @@ mod error;
 mod gas;
 mod interpreter;
 mod memory;
+#[cfg(feature = "std")]
+mod prefetch;
 mod weights;
 
 pub use buffer::{Buffer, Frame};
 pub use error::{ErrorKind, VmError};
 pub use gas::Schedule;
 pub use interpreter::{execute, Executable, Outcome};
-pub use weights::{BlockList, WeightSource};
+#[cfg(feature = "std")]
+pub use prefetch::{with_read_ahead, ReadAhead};
+pub use weights::{BlockList, WeightPack, WeightSource};
 
 /// Resource limits of one execution, checked as the program runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

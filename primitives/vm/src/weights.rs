@@ -1,4 +1,5 @@
-//! Where weight blocks come from: an in-memory pack off chain, storage in the pallet.
+//! Where weight blocks come from: an in-memory pack off chain, storage in the pallet, or (with
+//! `std`) a read-ahead thread in front of a slow source (`prefetch`).
 
 use alloc::borrow::Cow;
 use alloc::vec::Vec;
@@ -11,6 +12,14 @@ use crate::error::ErrorKind;
 pub trait WeightSource {
     /// The bytes of block `index`, or `None` if it does not exist.
     fn block(&self, index: u32) -> Option<Cow<'_, [u8]>>;
+
+    /// Exactly `len` bytes from block `first` on as one borrowed slice, with how many blocks
+    /// they span, for a source that keeps consecutive blocks side by side in memory: a layer
+    /// spread over many blocks then costs no copy. `None` (the default) makes the reader gather
+    /// the blocks one by one, which also reports every malformed span.
+    fn span(&self, _first: u32, _len: usize) -> Option<(&[u8], u32)> {
+        None
+    }
 }
 
 /// Blocks held in memory (the CLI's weight pack, tests).
@@ -25,6 +34,55 @@ impl WeightSource for BlockList<'_> {
     }
 }
 
+/// All blocks of a model in one allocation (the CLI's weight pack): the native path reads each
+/// layer's weights in place, however many blocks they span.
+#[derive(Clone, Debug, Default)]
+pub struct WeightPack {
+    bytes: Vec<u8>,
+    /// End offset of each block in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl WeightPack {
+    /// Lays the blocks out end to end.
+    pub fn new(blocks: &[Vec<u8>]) -> Self {
+        let mut pack = WeightPack {
+            bytes: Vec::with_capacity(blocks.iter().map(Vec::len).sum()),
+            ends: Vec::with_capacity(blocks.len()),
+        };
+        for block in blocks {
+            pack.bytes.extend_from_slice(block);
+            pack.ends.push(pack.bytes.len());
+        }
+        pack
+    }
+
+    fn start(&self, index: usize) -> usize {
+        index.checked_sub(1).map_or(0, |i| self.ends[i])
+    }
+}
+
+impl WeightSource for WeightPack {
+    fn block(&self, index: u32) -> Option<Cow<'_, [u8]>> {
+        let end = *self.ends.get(index as usize)?;
+        Some(Cow::Borrowed(&self.bytes[self.start(index as usize)..end]))
+    }
+
+    fn span(&self, first: u32, len: usize) -> Option<(&[u8], u32)> {
+        let first = first as usize;
+        if first >= self.ends.len() {
+            return None;
+        }
+        let start = self.start(first);
+        let end = start.checked_add(len)?;
+        // The first block ending exactly at `end`: where a gather would stop.
+        let last = first + self.ends[first..].partition_point(|e| *e < end);
+        let count = last.checked_sub(first)? + 1;
+        (self.ends.get(last) == Some(&end) && count <= MAX_BLOCKS)
+            .then(|| (&self.bytes[start..end], count as u32))
+    }
+}
+
 /// Reads consecutive blocks from `first` until exactly `len` bytes are gathered.
 /// Returns the bytes and how many blocks were read.
 pub(crate) fn gather<W: WeightSource>(
@@ -32,6 +90,9 @@ pub(crate) fn gather<W: WeightSource>(
     first: u32,
     len: usize,
 ) -> Result<(Cow<'_, [u8]>, u32), ErrorKind> {
+    if let Some((bytes, count)) = source.span(first, len) {
+        return Ok((Cow::Borrowed(bytes), count));
+    }
     let head = source
         .block(first)
         .ok_or(ErrorKind::MissingWeightBlock { index: first })?;
@@ -61,4 +122,31 @@ pub(crate) fn gather<W: WeightSource>(
         count += 1;
     }
     Ok((Cow::Owned(bytes), count))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pack answers every span exactly as gathering the blocks one by one does: the same bytes
+    /// and block count, or an error (then the pack declines and the gather reports it).
+    #[test]
+    fn pack_spans_agree_with_gathering() {
+        let blocks: Vec<Vec<u8>> = [3usize, 5, 1, 4, 4, 7]
+            .iter()
+            .enumerate()
+            .map(|(b, n)| (0..*n).map(|i| (b * 16 + i) as u8).collect())
+            .collect();
+        let (list, pack) = (BlockList(&blocks), WeightPack::new(&blocks));
+        for first in 0..8u32 {
+            for len in 0..30usize {
+                let by_list = gather(&list, first, len);
+                let by_pack = gather(&pack, first, len);
+                assert_eq!(by_list, by_pack, "first {first} len {len}");
+                if let Ok((_, count)) = by_list {
+                    assert!(pack.span(first, len).is_some() || count == 1);
+                }
+            }
+        }
+    }
 }

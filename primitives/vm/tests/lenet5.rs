@@ -92,3 +92,23 @@ fn cnn_version_is_compact_and_frees_feature_maps() {
     assert!(c.peak_memory_bytes >= 9034);
     assert!(c.gas_used > 20 * a.gas_used);
 }
+
+/// The same blocks from one contiguous pack (layers read in place) and through the read-ahead
+/// thread give the same outcome, gas and fetch counts included, as the plain block list.
+#[test]
+fn weight_pack_and_read_ahead_change_nothing_but_speed() {
+    use smartvm_vm::{with_read_ahead, WeightPack};
+    let (blocks, inputs, _) = fixtures();
+    let exe = load("lenet5.sasm", &blocks);
+    let pack = WeightPack::new(&blocks);
+    let config = Config::default();
+    for input in &inputs {
+        let plain = run(&exe, input, &blocks, &Native);
+        let packed = execute(&exe, input, &pack, &Native, &config, u64::MAX).expect("runs");
+        let ahead = with_read_ahead(&BlockList(&blocks), blocks.len() as u32, |source| {
+            execute(&exe, input, source, &Native, &config, u64::MAX).expect("runs")
+        });
+        assert_eq!(packed, plain);
+        assert_eq!(ahead, plain);
+    }
+}

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use clap::Args;
-use smartvm_vm::Executable;
+use smartvm_vm::{Executable, WeightPack};
 
 use crate::run::execute_with;
 use crate::{load, Backend};
@@ -32,6 +32,7 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 
 pub fn bench(args: BenchArgs) -> Result<()> {
     let blocks = load::blocks(&args.dir.join("weights.smw"))?;
+    let pack = WeightPack::new(&blocks);
     let prepare = |name: &str| -> Result<Executable> {
         let program = load::program(&args.dir.join(name), Some(&args.dir.join("weights.smw")))?;
         Executable::new(program).map_err(|e| anyhow!("{name}: {e:?}"))
@@ -44,7 +45,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         let mut last = None;
         for _ in 0..runs {
             let t = Instant::now();
-            let out = execute_with(args.backend, exe, &input, &blocks, u64::MAX)?;
+            let out = execute_with(args.backend, exe, &input, &pack, u64::MAX)?;
             samples.push(t.elapsed());
             last = Some(out);
         }

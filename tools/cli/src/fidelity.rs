@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
 use smartvm_compiler::{compile, read_npy, FloatRunner};
-use smartvm_vm::Executable;
+use smartvm_vm::{Executable, WeightPack};
 
 use crate::run::{argmax, execute_with};
 use crate::Backend;
@@ -85,6 +85,7 @@ pub fn fidelity(args: FidelityArgs) -> Result<()> {
         std::slice::from_ref(&args.output),
     )?;
 
+    let pack = WeightPack::new(&compiled.blocks);
     let (mut signal, mut noise, mut agree) = (0f64, 0f64, 0usize);
     let (mut t_float, mut t_int) = (Vec::new(), Vec::new());
     for x in tests {
@@ -93,7 +94,7 @@ pub fn fidelity(args: FidelityArgs) -> Result<()> {
         t_float.push(t.elapsed().as_secs_f64() * 1e3);
         let q = compiled.quantize_input(x);
         let t = Instant::now();
-        let out = execute_with(args.backend, &exe, &q, &compiled.blocks, u64::MAX)?;
+        let out = execute_with(args.backend, &exe, &q, &pack, u64::MAX)?;
         t_int.push(t.elapsed().as_secs_f64() * 1e3);
         let ours = compiled.dequantize_output(&out.output);
         for (a, b) in reference.iter().zip(&ours) {

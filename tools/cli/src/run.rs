@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{anyhow, Result};
 use clap::Args;
 use smartvm_kernels::{Kernels, Native, Reference};
-use smartvm_vm::{execute, BlockList, Config, Executable, Outcome};
+use smartvm_vm::{execute, Config, Executable, Outcome, WeightPack, WeightSource};
 
 use crate::{load, Backend};
 
@@ -44,17 +44,17 @@ pub fn execute_with(
     backend: Backend,
     exe: &Executable,
     input: &[i8],
-    blocks: &[Vec<u8>],
+    blocks: &impl WeightSource,
     gas: u64,
 ) -> Result<Outcome> {
     fn go<K: Kernels>(
         k: &K,
         exe: &Executable,
         input: &[i8],
-        blocks: &[Vec<u8>],
+        blocks: &impl WeightSource,
         gas: u64,
     ) -> Result<Outcome> {
-        execute(exe, input, &BlockList(blocks), k, &Config::default(), gas)
+        execute(exe, input, blocks, k, &Config::default(), gas)
             .map_err(|e| anyhow!("execution failed: {e}"))
     }
     match backend {
@@ -96,7 +96,13 @@ pub fn run(args: RunArgs) -> Result<()> {
     )?;
     let exe = Executable::new(program).map_err(|e| anyhow!("invalid program: {e:?}"))?;
     let started = Instant::now();
-    let out = execute_with(args.backend, &exe, &input, &blocks, args.gas)?;
+    let out = execute_with(
+        args.backend,
+        &exe,
+        &input,
+        &WeightPack::new(&blocks),
+        args.gas,
+    )?;
     let elapsed = started.elapsed();
     let class = argmax(&out.output);
     let real: Option<Vec<f32>> =
