@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR
 SMARTVM := $(CARGO_TARGET_DIR)/release/smartvm
 LENET := examples/lenet5
 
-.PHONY: run demo e2e build-node test setup build golden fixtures zoo zoo-fidelity demo-model lint fmt bench fuzz relay zombienet weights
+.PHONY: run demo e2e build-node test setup build golden fixtures zoo zoo-fidelity demo-model lint fmt bench fuzz relay zombienet weights evaluation
 FIXTURES ?= $(HOME)/.cache/smartvm/fixtures
 export SMARTVM_FIXTURES := $(FIXTURES)
 
@@ -128,6 +128,23 @@ bench: setup build
 	cargo bench -p smartvm-kernels --features cuda --bench layers
 	$(SMARTVM) bench --dir $(LENET)
 	cargo bench -p pallet-smartvm --bench weight_fetch
+
+## The paper's evaluation (section 4) measured on this machine in one run: docs/evaluation/
+## report.md, results.json and SVG plots, with ONNX Runtime anchors and the block-versus-per-weight
+## storage benchmark from the same run.
+EVAL_DIR ?= docs/evaluation
+EVAL_TMP := $(HOME)/.cache/smartvm/evaluation
+evaluation: setup fixtures zoo build
+	@mkdir -p $(EVAL_TMP)
+	cargo bench -p pallet-smartvm --bench weight_fetch | tee $(EVAL_TMP)/weight_fetch.txt
+	python3 scripts/ort_anchors.py $(EVAL_TMP)/anchors.json \
+	  LeNet-5=models/lenet5-fashion/lenet5_fashion.onnx:$(FMNIST)/t10k-images-idx3-ubyte.gz:1,1,28,28 \
+	  AlexNet=$(ZOO)/alexnet.onnx:$(ZOO)/imagenet_inputs.npy:1,3,224,224 \
+	  ResNet-18=$(ZOO)/resnet18.onnx:$(ZOO)/imagenet_inputs.npy:1,3,224,224 \
+	  MobileNetV2=$(ZOO)/mobilenetv2.onnx:$(ZOO)/imagenet_inputs.npy:1,3,224,224 \
+	  LSTM=$(FIXTURES)/lstm.onnx:$(FIXTURES)/lstm_inputs.npy:1,784
+	$(SMARTVM) bench --report $(EVAL_DIR) --anchors $(EVAL_TMP)/anchors.json \
+	  --weight-fetch $(EVAL_TMP)/weight_fetch.txt --fashion $(FMNIST)
 
 ## Run the decode + validate + execute fuzzer for FUZZ_SECONDS (default 300).
 fuzz: setup

@@ -77,6 +77,23 @@ fn depthwise_channel_body(
     let plane = &input[c * (i.h * i.w) as usize..(c + 1) * (i.h * i.w) as usize];
     let taps = &weights[c * (kh * kw) as usize..(c + 1) * (kh * kw) as usize];
     let (zero, r) = (q.input_zero, q.output);
+    // The input row as `x - z_in` in int16, split by column phase modulo the stride so that
+    // every tap reads a contiguous run: `phases[ph][j]` is column `j · stride + ph`.
+    let stride = sw as usize;
+    let phase_len = (i.w as usize).div_ceil(stride);
+    let mut phases = vec![0i16; stride * phase_len];
+    // Per kernel column: the output columns it reaches and where their inputs start.
+    let columns: Vec<(usize, usize, usize)> = (0..kw as i64)
+        .map(|e| {
+            let shift = e * dw as i64 - pw as i64;
+            let (lo, hi) = valid_columns(shift, sw, i.w, o.w);
+            if lo >= hi {
+                return (0, 0, 0);
+            }
+            let start = (lo as i64 * sw as i64 + shift) as usize;
+            (lo, hi, (start % stride) * phase_len + start / stride)
+        })
+        .collect();
     let mut acc = vec![0i32; o.w as usize];
     for (oh, out_row) in out.chunks_mut(o.w as usize).enumerate() {
         acc.fill(q.bias[c]);
@@ -86,20 +103,21 @@ fn depthwise_channel_body(
                 continue;
             }
             let row = &plane[ih as usize * i.w as usize..(ih as usize + 1) * i.w as usize];
-            for e in 0..kw as i64 {
-                let w = taps[(b * kw as i64 + e) as usize] as i32;
-                let shift = e * dw as i64 - pw as i64;
-                let (lo, hi) = valid_columns(shift, sw, i.w, o.w);
-                if sw == 1 {
-                    let start = (lo as i64 + shift) as usize;
-                    let xs = &row[start..start + (hi - lo)];
-                    for (a, x) in acc[lo..hi].iter_mut().zip(xs) {
-                        *a = a.wrapping_add(w * (*x as i32 - zero));
-                    }
-                } else if lo < hi {
-                    for (a, x) in acc[lo..hi].iter_mut().zip(strided(row, lo, sw, shift)) {
-                        *a = a.wrapping_add(w * (*x as i32 - zero));
-                    }
+            if stride == 1 {
+                for (v, x) in phases.iter_mut().zip(row) {
+                    *v = (*x as i32 - zero) as i16;
+                }
+            } else {
+                for (col, x) in row.iter().enumerate() {
+                    phases[(col % stride) * phase_len + col / stride] = (*x as i32 - zero) as i16;
+                }
+            }
+            for (e, (lo, hi, from)) in columns.iter().enumerate() {
+                // |w · (x - z_in)| ≤ 128 · 255 fits int16: the product is exact before widening.
+                let w = taps[b as usize * kw as usize + e] as i16;
+                let xs = &phases[*from..*from + (hi - lo)];
+                for (a, x) in acc[*lo..*hi].iter_mut().zip(xs) {
+                    *a = a.wrapping_add((w * *x) as i32);
                 }
             }
         }
@@ -115,6 +133,15 @@ pub fn pool_plane(p: &PoolParams, plane: &[i8], out: &mut [i8]) {
     let mut max = vec![i8::MIN; o.w as usize];
     let mut sum = vec![0i32; o.w as usize];
     let mut count = vec![0i32; o.w as usize];
+    // Per window column: its shift and the output columns it reaches.
+    let columns: Vec<(i64, usize, usize)> = (0..p.k as i64)
+        .map(|e| {
+            let shift = e - p.pad as i64;
+            let (lo, hi) = valid_columns(shift, p.stride, i.w, o.w);
+            (shift, lo, hi)
+        })
+        .filter(|(_, lo, hi)| lo < hi)
+        .collect();
     for (oh, out_row) in out.chunks_mut(o.w as usize).enumerate() {
         max.fill(i8::MIN);
         sum.fill(0);
@@ -125,12 +152,7 @@ pub fn pool_plane(p: &PoolParams, plane: &[i8], out: &mut [i8]) {
                 continue;
             }
             let row = &plane[ih as usize * i.w as usize..(ih as usize + 1) * i.w as usize];
-            for e in 0..p.k as i64 {
-                let shift = e - p.pad as i64;
-                let (lo, hi) = valid_columns(shift, p.stride, i.w, o.w);
-                if lo >= hi {
-                    continue;
-                }
+            for &(shift, lo, hi) in &columns {
                 let xs = strided(row, lo, p.stride, shift);
                 match p.kind {
                     PoolKind::Max | PoolKind::MaxCeil => {

@@ -35,6 +35,7 @@ pub struct Buffer {
     frames: Vec<Frame>,
     live: u64,
     peak: u64,
+    pushed: u64,
     limit: u64,
     max_limit: u64,
     max_frames: usize,
@@ -47,6 +48,7 @@ impl Buffer {
             frames: Vec::new(),
             live: 0,
             peak: 0,
+            pushed: 0,
             limit: limit as u64,
             max_limit: limit as u64,
             max_frames: max_frames as usize,
@@ -61,6 +63,11 @@ impl Buffer {
     /// Most bytes held at any moment, counting a layer's input and output together.
     pub fn peak_bytes(&self) -> u64 {
         self.peak
+    }
+
+    /// Bytes of all frames ever pushed: the Buffer's size had it never freed one.
+    pub fn pushed_bytes(&self) -> u64 {
+        self.pushed
     }
 
     /// Number of frames.
@@ -96,6 +103,7 @@ impl Buffer {
         }
         self.reserve(frame.data.len() as u64)?;
         self.live += frame.data.len() as u64;
+        self.pushed += frame.data.len() as u64;
         self.frames.push(frame);
         Ok(())
     }

@@ -69,6 +69,11 @@ pub struct Outcome {
     pub weight_blocks_read: u64,
     /// Weight bytes fetched.
     pub weight_bytes_read: u64,
+    /// Bytes of every Buffer frame ever pushed: what the Buffer would hold if it never freed a
+    /// feature map (the paper's §3.3 baseline for `peak_buffer_bytes`).
+    pub buffer_bytes_pushed: u64,
+    /// Gas of each CNN instruction executed, in order, with its opcode: the cost per layer.
+    pub cnn_gas: Vec<(Opcode, u64)>,
 }
 
 /// The state of one execution.
@@ -236,6 +241,7 @@ pub fn execute<K: Kernels, W: WeightSource>(
     let code = &program.code[..];
     let mut pc = 0usize;
     let mut instructions = 0u64;
+    let mut cnn_gas = Vec::new();
     let result = loop {
         let Some(&byte) = code.get(pc) else {
             break Ok(());
@@ -247,7 +253,12 @@ pub fn execute<K: Kernels, W: WeightSource>(
         let Some(op) = Opcode::from_byte(byte) else {
             break Err((pc, ErrorKind::InvalidInstruction));
         };
-        match step(&mut m, op, code, pc, &exe.jumpdest) {
+        let before = m.meter.used;
+        let flow = step(&mut m, op, code, pc, &exe.jumpdest);
+        if op.is_cnn() {
+            cnn_gas.push((op, m.meter.used - before + costs[byte as usize]));
+        }
+        match flow {
             Ok(Flow::Next(next)) => pc = next,
             Ok(Flow::Halt) => break Ok(()),
             Err(kind) => break Err((pc, kind)),
@@ -270,6 +281,8 @@ pub fn execute<K: Kernels, W: WeightSource>(
         peak_memory_bytes: m.memory.size() as u64,
         weight_blocks_read: m.blocks_read,
         weight_bytes_read: m.weight_bytes,
+        buffer_bytes_pushed: m.buffer.pushed_bytes(),
+        cnn_gas,
     })
 }
 

@@ -6,14 +6,16 @@
 use alloc::borrow::Cow;
 use alloc::vec::Vec;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::{Condvar, Mutex};
 
 use crate::weights::WeightSource;
 
-/// A [`WeightSource`] fed by a reader thread; `block` waits until the reader has fetched it.
+/// A [`WeightSource`] fed by a reader thread; `block` waits until the reader has fetched it and
+/// takes it, so memory is handed back as the program goes. A block asked for again (an LSTM
+/// reads its weights at every step) is read from the source again, as without read-ahead.
 pub struct ReadAhead<'s, S> {
     source: &'s S,
-    slots: Vec<OnceLock<Option<Vec<u8>>>>,
+    slots: Vec<Mutex<Option<Option<Vec<u8>>>>>,
     fetched: Mutex<usize>,
     arrived: Condvar,
     stop: AtomicBool,
@@ -26,7 +28,10 @@ impl<S: WeightSource + Sync> ReadAhead<'_, S> {
             if self.stop.load(Ordering::Relaxed) {
                 break;
             }
-            let _ = slot.set(self.source.block(index as u32).map(Cow::into_owned));
+            let block = self.source.block(index as u32).map(Cow::into_owned);
+            if let Ok(mut slot) = slot.lock() {
+                *slot = Some(block);
+            }
             if let Ok(mut fetched) = self.fetched.lock() {
                 *fetched = index + 1;
             }
@@ -40,14 +45,17 @@ impl<S: WeightSource + Sync> WeightSource for ReadAhead<'_, S> {
         let Some(slot) = self.slots.get(index as usize) else {
             return self.source.block(index);
         };
-        if slot.get().is_none() {
+        {
             // The reader fills slots in order and never stops while the run is going.
             let mut fetched = self.fetched.lock().ok()?;
             while *fetched <= index as usize {
                 fetched = self.arrived.wait(fetched).ok()?;
             }
         }
-        slot.get()?.as_deref().map(Cow::Borrowed)
+        match slot.lock().ok()?.take() {
+            Some(block) => block.map(Cow::Owned),
+            None => self.source.block(index),
+        }
     }
 }
 
@@ -60,7 +68,7 @@ pub fn with_read_ahead<S: WeightSource + Sync, R>(
 ) -> R {
     let ahead = ReadAhead {
         source,
-        slots: (0..blocks).map(|_| OnceLock::new()).collect(),
+        slots: (0..blocks).map(|_| Mutex::new(None)).collect(),
         fetched: Mutex::new(0),
         arrived: Condvar::new(),
         stop: AtomicBool::new(false),

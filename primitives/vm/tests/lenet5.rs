@@ -89,6 +89,34 @@ fn cnn_version_is_compact_and_frees_feature_maps() {
     // The Buffer peaks at pool1's input + output (6x28x28 + 6x14x14 bytes); Memory keeps every
     // feature map (9034 bytes from the input to the logits) plus the loop variables.
     assert_eq!(a.peak_buffer_bytes, 4704 + 1176);
+    // Never freeing would keep every frame: input, conv1, pool1, conv2, pool2, conv3, fc1, fc2.
+    assert_eq!(
+        a.buffer_bytes_pushed,
+        1024 + 4704 + 1176 + 1600 + 400 + 120 + 84 + 10
+    );
+    // One gas entry per CNN-set instruction, and the layers cost more than the data moves.
+    let ops: Vec<String> = a.cnn_gas.iter().map(|(op, _)| format!("{op:?}")).collect();
+    assert_eq!(
+        ops,
+        [
+            "MTOB",
+            "BUF_SHAPE",
+            "CONV_MUL",
+            "POOL_MAX",
+            "CONV_MUL",
+            "POOL_MAX",
+            "CONV_MUL",
+            "FULL_CON",
+            "FULL_CON",
+            "BTOS1"
+        ]
+    );
+    let conv2 = a.cnn_gas[4].1;
+    assert!(
+        conv2 > 100 * a.cnn_gas[0].1,
+        "conv2 {conv2} vs MTOB {}",
+        a.cnn_gas[0].1
+    );
     assert!(c.peak_memory_bytes >= 9034);
     assert!(c.gas_used > 20 * a.gas_used);
 }

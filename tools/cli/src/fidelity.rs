@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
-use smartvm_compiler::{compile, read_npy, FloatRunner};
+use smartvm_compiler::{compile, read_npy, Compiled, FloatRunner};
 use smartvm_vm::{Executable, WeightPack};
 
 use crate::run::{argmax, execute_with};
@@ -48,9 +48,74 @@ pub struct FidelityArgs {
     json: bool,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The median of some samples (NaN for none).
+pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// The integer program against the float model on the same inputs.
+pub struct Comparison {
+    /// Share of inputs where both pick the same top-1 class.
+    pub agreement: f64,
+    /// Signal-to-quantization-noise ratio of the dequantized outputs, in dB.
+    pub sqnr: f64,
+    /// Median latency of the float model (tract), ms.
+    pub float_ms: f64,
+    /// Median latency of the integer program, ms.
+    pub int_ms: f64,
+    /// With labels: top-1 accuracy of the integer program and of the float model.
+    pub accuracy: Option<(f64, f64)>,
+}
+
+fn float_class(values: &[f32]) -> usize {
+    values
+        .iter()
+        .enumerate()
+        .fold(0, |b, (i, v)| if *v > values[b] { i } else { b })
+}
+
+/// Runs every test input through the float model and the integer program, timing each.
+pub fn compare(
+    float: &FloatRunner,
+    compiled: &Compiled,
+    exe: &Executable,
+    weights: &WeightPack,
+    tests: &[Vec<f32>],
+    labels: Option<&[u8]>,
+    backend: Backend,
+) -> Result<Comparison> {
+    let (mut signal, mut noise, mut agree) = (0f64, 0f64, 0usize);
+    let (mut int_ok, mut float_ok) = (0usize, 0usize);
+    let (mut t_float, mut t_int) = (Vec::new(), Vec::new());
+    for (i, x) in tests.iter().enumerate() {
+        let t = Instant::now();
+        let reference = float.run(x)?.remove(0);
+        t_float.push(t.elapsed().as_secs_f64() * 1e3);
+        let q = compiled.quantize_input(x);
+        let t = Instant::now();
+        let out = execute_with(backend, exe, &q, weights, u64::MAX)?;
+        t_int.push(t.elapsed().as_secs_f64() * 1e3);
+        let ours = compiled.dequantize_output(&out.output);
+        for (a, b) in reference.iter().zip(&ours) {
+            signal += (*a as f64).powi(2);
+            noise += (*a as f64 - *b as f64).powi(2);
+        }
+        let (fc, ic) = (float_class(&reference), argmax(&out.output));
+        agree += (fc == ic) as usize;
+        if let Some(label) = labels.and_then(|l| l.get(i)) {
+            int_ok += (ic == *label as usize) as usize;
+            float_ok += (fc == *label as usize) as usize;
+        }
+    }
+    let n = tests.len().max(1) as f64;
+    Ok(Comparison {
+        agreement: agree as f64 / n,
+        sqnr: 10.0 * (signal / noise.max(f64::MIN_POSITIVE)).log10(),
+        float_ms: median(t_float),
+        int_ms: median(t_int),
+        accuracy: labels.map(|_| (int_ok as f64 / n, float_ok as f64 / n)),
+    })
 }
 
 pub fn fidelity(args: FidelityArgs) -> Result<()> {
@@ -86,32 +151,14 @@ pub fn fidelity(args: FidelityArgs) -> Result<()> {
     )?;
 
     let pack = WeightPack::new(&compiled.blocks);
-    let (mut signal, mut noise, mut agree) = (0f64, 0f64, 0usize);
-    let (mut t_float, mut t_int) = (Vec::new(), Vec::new());
-    for x in tests {
-        let t = Instant::now();
-        let reference = float.run(x)?.remove(0);
-        t_float.push(t.elapsed().as_secs_f64() * 1e3);
-        let q = compiled.quantize_input(x);
-        let t = Instant::now();
-        let out = execute_with(args.backend, &exe, &q, &pack, u64::MAX)?;
-        t_int.push(t.elapsed().as_secs_f64() * 1e3);
-        let ours = compiled.dequantize_output(&out.output);
-        for (a, b) in reference.iter().zip(&ours) {
-            signal += (*a as f64).powi(2);
-            noise += (*a as f64 - *b as f64).powi(2);
-        }
-        let float_class =
-            reference
-                .iter()
-                .enumerate()
-                .fold(0, |b, (i, v)| if *v > reference[b] { i } else { b });
-        agree += (float_class == argmax(&out.output)) as usize;
-    }
-    let sqnr = 10.0 * (signal / noise.max(f64::MIN_POSITIVE)).log10();
-    let agreement = agree as f64 / tests.len().max(1) as f64;
+    let Comparison {
+        agreement,
+        sqnr,
+        float_ms,
+        int_ms,
+        ..
+    } = compare(&float, &compiled, &exe, &pack, tests, None, args.backend)?;
     let weight_bytes: usize = compiled.blocks.iter().map(Vec::len).sum();
-    let (float_ms, int_ms) = (median(t_float), median(t_int));
     if args.json {
         let report = serde_json::json!({
             "model": args.model.display().to_string(), "inputs": tests.len(),

@@ -4,6 +4,7 @@ mod bench;
 mod chain;
 mod compile;
 mod eval;
+mod evaluation;
 mod fidelity;
 mod idx;
 mod image;

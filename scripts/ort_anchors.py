@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Native anchors for `smartvm bench --report`: ONNX Runtime fp32 and int8 (QDQ, per-channel weights,
+calibrated on the same inputs SmartVM calibrates on) latency of each model, batch 1, 2 intra-op
+threads, median of timed runs. Writes one JSON object: {model: {"ort_fp32_ms", "ort_int8_ms", ...}}.
+PyTorch is not measured: its wheel brings 5.6 GB of CUDA libraries, kept out of `make` steps.
+
+    python3 scripts/ort_anchors.py OUT.json NAME=MODEL.onnx:INPUTS:SHAPE[:CALIB] ...
+
+INPUTS is a float32 .npy of inputs, or a gzipped IDX image file (pixels scaled to [0, 1]).
+"""
+import gzip
+import json
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+import onnxruntime as ort
+from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                      quantize_static)
+
+THREADS = 2
+RUNS = 30
+
+
+def session(path):
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = THREADS
+    so.inter_op_num_threads = 1
+    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+
+
+def median_ms(run, x):
+    for _ in range(5):
+        run(x)
+    samples = []
+    for _ in range(RUNS):
+        t = time.perf_counter()
+        run(x)
+        samples.append(time.perf_counter() - t)
+    return 1e3 * sorted(samples)[len(samples) // 2]
+
+
+class Reader(CalibrationDataReader):
+    def __init__(self, name, inputs):
+        self.items = iter([{name: x} for x in inputs])
+
+    def get_next(self):
+        return next(self.items, None)
+
+
+def load_inputs(path):
+    if path.endswith(".npy"):
+        return np.load(path).astype(np.float32)
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(data[3])]
+    pixels = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * len(dims))
+    return (pixels.reshape(dims[0], -1) / 255.0).astype(np.float32)
+
+
+def measure(path, inputs_path, shape, calib):
+    values = load_inputs(inputs_path)
+    inputs = [v.reshape(shape) for v in values[: calib + 1]]
+    fp32 = session(path)
+    name = fp32.get_inputs()[0].name
+    x = inputs[calib]
+    result = {"ort_fp32_ms": median_ms(lambda v: fp32.run(None, {name: v}), x),
+              "ort_version": ort.__version__, "threads": THREADS}
+    with tempfile.TemporaryDirectory() as tmp:
+        q = os.path.join(tmp, "int8.onnx")
+        quantize_static(path, q, Reader(name, inputs[:calib]), quant_format=QuantFormat.QDQ,
+                        per_channel=True, activation_type=QuantType.QInt8,
+                        weight_type=QuantType.QInt8)
+        int8 = session(q)
+        result["ort_int8_ms"] = median_ms(lambda v: int8.run(None, {name: v}), x)
+    return result
+
+
+def main():
+    out, specs = sys.argv[1], sys.argv[2:]
+    report = {}
+    for spec in specs:
+        name, rest = spec.split("=", 1)
+        parts = rest.split(":")
+        path, inputs, shape = parts[0], parts[1], [int(d) for d in parts[2].split(",")]
+        calib = int(parts[3]) if len(parts) > 3 else 8
+        report[name] = measure(path, inputs, shape, calib)
+        print(f"{name}: {report[name]}", file=sys.stderr)
+    with open(out, "w") as f:
+        json.dump(report, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+//! `smartvm bench --report DIR`: the paper's evaluation (§4) measured on this machine in one run
+//! and written as `report.md`, `results.json` and SVG plots: compute latency of LeNet-5, AlexNet,
+//! ResNet-18, MobileNetV2 and the LSTM next to tract and ONNX Runtime, weight fetching with and
+//! without the prefetch pipeline, the Buffer against a never-free baseline, code length, gas per
+//! LeNet-5 layer, and accuracy.
+
+mod charts;
+mod disk;
+mod models;
+mod pipeline;
+mod report;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{anyhow, Context, Result};
+use clap::Args;
+use smartvm_compiler::{compile, FloatRunner};
+use smartvm_vm::{Executable, WeightPack};
+
+use crate::bench::compare_base_set;
+use crate::fidelity::{compare, Comparison};
+use crate::run::execute_with;
+use crate::Backend;
+use models::ModelSpec;
+use pipeline::Pipeline;
+
+/// Options of the full evaluation (`smartvm bench --report DIR`).
+#[derive(Args)]
+pub struct ReportArgs {
+    /// Measure everything and write report.md, results.json and the SVG plots into this directory.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// The fixture cache (zoo/, lstm.onnx, lstm_inputs.npy) that `make fixtures zoo` fills;
+    /// `$SMARTVM_FIXTURES` when not given.
+    #[arg(long)]
+    fixtures: Option<PathBuf>,
+    /// The Fashion-MNIST IDX files (LeNet-5's calibration, test images and labels).
+    #[arg(long, default_value = "/usr/share/datasets/fashion-mnist")]
+    fashion: PathBuf,
+    /// The trained Fashion-MNIST LeNet-5.
+    #[arg(long, default_value = "models/lenet5-fashion/lenet5_fashion.onnx")]
+    lenet: PathBuf,
+    /// ONNX Runtime anchors measured in the same run (`scripts/ort_anchors.py`).
+    #[arg(long)]
+    anchors: Option<PathBuf>,
+    /// Markdown of the block versus per-weight storage benchmark (`--bench weight_fetch`).
+    #[arg(long)]
+    weight_fetch: Option<PathBuf>,
+    /// Test inputs per zoo model (latency medians, agreement and SQNR).
+    #[arg(long, default_value_t = 100)]
+    count: usize,
+    /// Runs of each way of fetching and computing, for the pipeline medians.
+    #[arg(long, default_value_t = 5)]
+    pipeline_runs: usize,
+}
+
+/// Everything measured about one model.
+#[derive(serde::Serialize)]
+pub struct ModelResult {
+    name: String,
+    weight_bytes: usize,
+    weight_blocks: usize,
+    bytecode_instructions: usize,
+    executed_instructions: u64,
+    gas: u64,
+    peak_buffer_bytes: u64,
+    never_free_buffer_bytes: u64,
+    compile_s: f64,
+    tests: usize,
+    top1_agreement: f64,
+    sqnr_db: f64,
+    float_tract_ms: f64,
+    int8_native_ms: f64,
+    accuracy_int8: Option<f64>,
+    accuracy_float: Option<f64>,
+    pipeline: Pipeline,
+    /// Gas of each CNN instruction (opcode, gas), in program order.
+    cnn_gas: Vec<(String, u64)>,
+}
+
+/// ONNX Runtime's figures for one model.
+#[derive(serde::Deserialize, serde::Serialize, Clone)]
+pub struct Anchor {
+    ort_fp32_ms: f64,
+    ort_int8_ms: f64,
+    ort_version: String,
+    threads: u32,
+}
+
+/// Runs the whole evaluation and writes the report.
+pub fn evaluate(args: &ReportArgs, dir: PathBuf, lenet_dir: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let fixtures = args
+        .fixtures
+        .clone()
+        .or_else(|| std::env::var_os("SMARTVM_FIXTURES").map(PathBuf::from))
+        .ok_or_else(|| anyhow!("no fixture cache: pass --fixtures or set SMARTVM_FIXTURES"))?;
+    let specs = models::specs(&fixtures, &args.fashion, &args.lenet, args.count)?;
+    let mut results = Vec::new();
+    for spec in &specs {
+        eprintln!("== {}", spec.name);
+        results.push(measure_model(spec, args, &fixtures)?);
+    }
+    let base_set = compare_base_set(lenet_dir, Backend::Native, 500)?;
+    let anchors: BTreeMap<String, Anchor> = match &args.anchors {
+        Some(path) => serde_json::from_str(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?,
+        )?,
+        None => BTreeMap::new(),
+    };
+    let weight_fetch = match &args.weight_fetch {
+        Some(path) => Some(std::fs::read_to_string(path)?),
+        None => None,
+    };
+    report::write(&dir, &results, &base_set, &anchors, weight_fetch.as_deref())?;
+    let json =
+        serde_json::json!({ "models": results, "anchors": anchors, "lenet5_base_set": base_set });
+    std::fs::write(
+        dir.join("results.json"),
+        serde_json::to_string_pretty(&json)?,
+    )?;
+    eprintln!("wrote {}", dir.join("report.md").display());
+    Ok(())
+}
+
+fn measure_model(
+    spec: &ModelSpec,
+    args: &ReportArgs,
+    scratch: &std::path::Path,
+) -> Result<ModelResult> {
+    let started = Instant::now();
+    let compiled = compile(&spec.onnx, &spec.shape, &spec.calibration)?;
+    let compile_s = started.elapsed().as_secs_f64();
+    let exe = Executable::new(compiled.program.clone())
+        .map_err(|e| anyhow!("{}: compiled program is invalid: {e:?}", spec.name))?;
+    let float = FloatRunner::new(&spec.onnx, &spec.shape, std::slice::from_ref(&spec.output))?;
+    let pack = WeightPack::new(&compiled.blocks);
+    let Comparison {
+        agreement,
+        sqnr,
+        float_ms,
+        int_ms,
+        accuracy,
+    } = compare(
+        &float,
+        &compiled,
+        &exe,
+        &pack,
+        &spec.tests,
+        spec.labels.as_deref(),
+        Backend::Native,
+    )?;
+    let input = compiled.quantize_input(&spec.tests[0]);
+    let outcome = execute_with(Backend::Native, &exe, &input, &pack, u64::MAX)?;
+    let pipeline = pipeline::measure(&exe, &input, &compiled.blocks, scratch, args.pipeline_runs)?;
+    Ok(ModelResult {
+        name: spec.name.to_string(),
+        weight_bytes: compiled.blocks.iter().map(Vec::len).sum(),
+        weight_blocks: compiled.blocks.len(),
+        bytecode_instructions: exe.instruction_count(),
+        executed_instructions: outcome.instructions,
+        gas: outcome.gas_used,
+        peak_buffer_bytes: outcome.peak_buffer_bytes,
+        never_free_buffer_bytes: outcome.buffer_bytes_pushed,
+        compile_s,
+        tests: spec.tests.len(),
+        top1_agreement: agreement,
+        sqnr_db: sqnr,
+        float_tract_ms: float_ms,
+        int8_native_ms: int_ms,
+        accuracy_int8: accuracy.map(|a| a.0),
+        accuracy_float: accuracy.map(|a| a.1),
+        pipeline,
+        cnn_gas: outcome
+            .cnn_gas
+            .iter()
+            .map(|(op, gas)| (format!("{op:?}"), *gas))
+            .collect(),
+    })
+}

@@ -1,0 +1,378 @@
+//! The evaluation written out: `report.md` with the paper's figures beside ours, and the plots.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Result;
+
+use super::charts::{grouped_bars, Series};
+use super::{Anchor, ModelResult};
+use crate::bench::BaseSetComparison;
+
+/// The paper's figures per model (LeNet-5, AlexNet, ResNet-18, MobileNet): SmartVM's CPU latency
+/// (ms), its Buffer memory saving (%), and the pipeline's latency saving (%).
+const PAPER: [(&str, f64, f64, f64); 4] = [
+    ("LeNet-5", 10.0, 84.0, 17.8),
+    ("AlexNet", 4300.0, 90.8, 13.7),
+    ("ResNet-18", 7000.0, 94.3, 6.7),
+    ("MobileNetV2", 3000.0, 93.7, 14.2),
+];
+
+/// Gas is converted to `ref_time` at the runtime's `SmartvmRefTimePerGas`.
+const PS_PER_GAS: u64 = 5_000;
+
+fn paper(name: &str) -> Option<(f64, f64, f64)> {
+    PAPER.iter().find(|p| p.0 == name).map(|p| (p.1, p.2, p.3))
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    #[cfg(target_arch = "x86_64")]
+    let simd = if std::is_x86_feature_detected!("avx512vnni") {
+        "AVX-512 VNNI"
+    } else if std::is_x86_feature_detected!("avx2") {
+        "AVX2 (no AVX-512)"
+    } else {
+        "no AVX2"
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let simd = "portable kernels";
+    format!(
+        "{cpu}, {cores} cores, {simd}; SmartVM kernels on {} rayon threads",
+        rayon_threads()
+    )
+}
+
+fn rayon_threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("—".into(), |v| format!("{v:.digits$}"))
+}
+
+/// Writes `report.md` and the SVG plots into `dir`.
+pub fn write(
+    dir: &Path,
+    results: &[ModelResult],
+    base: &BaseSetComparison,
+    anchors: &BTreeMap<String, Anchor>,
+    weight_fetch: Option<&str>,
+) -> Result<()> {
+    let mut md = String::new();
+    let names: Vec<String> = results.iter().map(|r| r.name.clone()).collect();
+    let anchor = |name: &str| anchors.get(name);
+    let ort_version = anchors.values().next().map_or("not run".into(), |a| {
+        format!("ONNX Runtime {}, {} threads", a.ort_version, a.threads)
+    });
+    writeln!(md, "# SmartVM evaluation (paper §4) on this machine\n")?;
+    writeln!(
+        md,
+        "Regenerate everything here with `make evaluation` (about 15 minutes).\n"
+    )?;
+    writeln!(md, "- Machine: {}.", machine())?;
+    writeln!(
+        md,
+        "- Anchors: {ort_version}; tract (the compiler's float reference), same process."
+    )?;
+    writeln!(
+        md,
+        "- PyTorch fp32 is not measured: its wheel brings 5.6 GB of CUDA libraries."
+    )?;
+    writeln!(
+        md,
+        "- GPU figures: see `gpu-and-zoo.md` (measured on a lent H100).\n"
+    )?;
+
+    writeln!(
+        md,
+        "## 1. Compute latency (batch 1, weights in memory, median)\n"
+    )?;
+    writeln!(md, "| model | SmartVM int8 (native) ms | tract fp32 ms | ORT fp32 ms | ORT int8 ms | target: ≤ faster ORT | paper's SmartVM (CPU) ms |")?;
+    writeln!(md, "| --- | ---: | ---: | ---: | ---: | --- | ---: |")?;
+    for r in results {
+        let a = anchor(&r.name);
+        let best = a.map(|a| a.ort_fp32_ms.min(a.ort_int8_ms));
+        let verdict = match best {
+            Some(b) if r.int8_native_ms <= b => format!("met ({:.2}×)", r.int8_native_ms / b),
+            Some(b) => format!("**not met: {:.1}× slower**", r.int8_native_ms / b),
+            None => "—".into(),
+        };
+        writeln!(
+            md,
+            "| {} | {:.3} | {:.3} | {} | {} | {verdict} | {} |",
+            r.name,
+            r.int8_native_ms,
+            r.float_tract_ms,
+            opt(a.map(|a| a.ort_fp32_ms), 3),
+            opt(a.map(|a| a.ort_int8_ms), 3),
+            opt(paper(&r.name).map(|p| p.0), 0),
+        )?;
+    }
+    writeln!(md, "\n![compute latency](latency.svg)\n")?;
+    grouped_bars(
+        &dir.join("latency.svg"),
+        "Compute latency, batch 1 (ms, log scale)",
+        "ms",
+        &names,
+        &[
+            Series {
+                name: "SmartVM int8".into(),
+                values: results.iter().map(|r| Some(r.int8_native_ms)).collect(),
+            },
+            Series {
+                name: "tract fp32".into(),
+                values: results.iter().map(|r| Some(r.float_tract_ms)).collect(),
+            },
+            Series {
+                name: "ORT fp32".into(),
+                values: results
+                    .iter()
+                    .map(|r| anchor(&r.name).map(|a| a.ort_fp32_ms))
+                    .collect(),
+            },
+            Series {
+                name: "ORT int8".into(),
+                values: results
+                    .iter()
+                    .map(|r| anchor(&r.name).map(|a| a.ort_int8_ms))
+                    .collect(),
+            },
+        ],
+        true,
+    )?;
+
+    writeln!(md, "## 2. Weight prefetch pipeline (paper §3.4, Table 2)\n")?;
+    writeln!(md, "Weights read from disk with `O_DIRECT` (no page cache), block by block. *Serial*: each block is read when the program asks for it. *Pipelined*: the VM's read-ahead thread reads blocks in order while the program computes.\n")?;
+    writeln!(md, "| model | fetch only ms | compute only ms | serial ms | pipelined ms | saving | paper's saving |")?;
+    writeln!(md, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |")?;
+    for r in results {
+        let p = &r.pipeline;
+        writeln!(
+            md,
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} % | {} |",
+            r.name,
+            p.fetch_ms,
+            p.compute_ms,
+            p.serial_ms,
+            p.pipelined_ms,
+            100.0 * (1.0 - p.pipelined_ms / p.serial_ms),
+            paper(&r.name).map_or("—".into(), |p| format!("{:.1} %", p.2)),
+        )?;
+    }
+    writeln!(md, "\n![pipeline](pipeline.svg)\n")?;
+    grouped_bars(
+        &dir.join("pipeline.svg"),
+        "Fetch from disk and compute (ms, log scale)",
+        "ms",
+        &names,
+        &[
+            Series {
+                name: "serial".into(),
+                values: results.iter().map(|r| Some(r.pipeline.serial_ms)).collect(),
+            },
+            Series {
+                name: "pipelined".into(),
+                values: results
+                    .iter()
+                    .map(|r| Some(r.pipeline.pipelined_ms))
+                    .collect(),
+            },
+            Series {
+                name: "fetch only".into(),
+                values: results.iter().map(|r| Some(r.pipeline.fetch_ms)).collect(),
+            },
+            Series {
+                name: "compute only".into(),
+                values: results
+                    .iter()
+                    .map(|r| Some(r.pipeline.compute_ms))
+                    .collect(),
+            },
+        ],
+        true,
+    )?;
+
+    writeln!(
+        md,
+        "## 3. Buffer peak versus a never-free baseline (paper §3.3)\n"
+    )?;
+    writeln!(
+        md,
+        "| model | Buffer peak bytes | never-free bytes | saving | paper's saving |"
+    )?;
+    writeln!(md, "| --- | ---: | ---: | ---: | ---: |")?;
+    for r in results {
+        writeln!(
+            md,
+            "| {} | {} | {} | {:.1} % | {} |",
+            r.name,
+            r.peak_buffer_bytes,
+            r.never_free_buffer_bytes,
+            100.0 * (1.0 - r.peak_buffer_bytes as f64 / r.never_free_buffer_bytes.max(1) as f64),
+            paper(&r.name).map_or("—".into(), |p| format!("{:.1} %", p.1)),
+        )?;
+    }
+    writeln!(md, "\n![buffer](buffer.svg)\n")?;
+    grouped_bars(
+        &dir.join("buffer.svg"),
+        "Feature-map bytes (log scale)",
+        "bytes",
+        &names,
+        &[
+            Series {
+                name: "Buffer peak".into(),
+                values: results
+                    .iter()
+                    .map(|r| Some(r.peak_buffer_bytes as f64))
+                    .collect(),
+            },
+            Series {
+                name: "never free".into(),
+                values: results
+                    .iter()
+                    .map(|r| Some(r.never_free_buffer_bytes as f64))
+                    .collect(),
+            },
+        ],
+        true,
+    )?;
+
+    writeln!(md, "## 4. Code length\n")?;
+    writeln!(md, "LeNet-5 (`examples/lenet5`, 1×32×32) written with the CNN instructions and with the plain base set, run on the same input with the same weights ({} timed runs of the first):\n", 500)?;
+    writeln!(md, "| | CNN instructions | base set | ratio |")?;
+    writeln!(md, "| --- | ---: | ---: | ---: |")?;
+    let rows: [(&str, f64, f64); 6] = [
+        (
+            "source lines",
+            base.source_lines.0 as f64,
+            base.source_lines.1 as f64,
+        ),
+        (
+            "bytecode instructions",
+            base.bytecode_instructions.0 as f64,
+            base.bytecode_instructions.1 as f64,
+        ),
+        (
+            "executed instructions",
+            base.executed_instructions.0 as f64,
+            base.executed_instructions.1 as f64,
+        ),
+        ("gas", base.gas.0 as f64, base.gas.1 as f64),
+        ("latency ms", base.latency_ms.0, base.latency_ms.1),
+        (
+            "peak feature-map bytes",
+            base.feature_map_bytes.0 as f64,
+            base.feature_map_bytes.1 as f64,
+        ),
+    ];
+    for (name, a, b) in rows {
+        writeln!(md, "| {name} | {a} | {b} | {:.1}× |", b / a)?;
+    }
+    writeln!(md, "\nCompiled programs (`smartvm compile`):\n")?;
+    writeln!(
+        md,
+        "| model | bytecode instructions | executed | weight bytes | blocks | compile s |"
+    )?;
+    writeln!(md, "| --- | ---: | ---: | ---: | ---: | ---: |")?;
+    for r in results {
+        writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {:.1} |",
+            r.name,
+            r.bytecode_instructions,
+            r.executed_instructions,
+            r.weight_bytes,
+            r.weight_blocks,
+            r.compile_s
+        )?;
+    }
+
+    if let Some(lenet) = results.iter().find(|r| r.name == "LeNet-5") {
+        writeln!(
+            md,
+            "\n## 5. Weight (gas) per LeNet-5 layer (paper Table 3)\n"
+        )?;
+        writeln!(md, "Gas of each CNN-set instruction of the Fashion-MNIST LeNet-5, and the `ref_time` it buys at the runtime's {PS_PER_GAS} ps per gas.\n")?;
+        writeln!(md, "| # | instruction | gas | ref_time µs |")?;
+        writeln!(md, "| ---: | --- | ---: | ---: |")?;
+        for (i, (op, gas)) in lenet.cnn_gas.iter().enumerate() {
+            writeln!(
+                md,
+                "| {i} | {op} | {gas} | {:.2} |",
+                (*gas * PS_PER_GAS) as f64 / 1e6
+            )?;
+        }
+        writeln!(
+            md,
+            "| | total (whole program) | {} | {:.2} |",
+            lenet.gas,
+            (lenet.gas * PS_PER_GAS) as f64 / 1e6
+        )?;
+        let layers: Vec<String> = (0..lenet.cnn_gas.len()).map(|i| i.to_string()).collect();
+        grouped_bars(
+            &dir.join("lenet5_gas.svg"),
+            "LeNet-5: gas per CNN instruction (log scale)",
+            "gas",
+            &layers,
+            &[Series {
+                name: "gas".into(),
+                values: lenet.cnn_gas.iter().map(|(_, g)| Some(*g as f64)).collect(),
+            }],
+            true,
+        )?;
+        writeln!(md, "\n![LeNet-5 gas](lenet5_gas.svg)\n")?;
+    }
+
+    writeln!(md, "## 6. Accuracy\n")?;
+    writeln!(
+        md,
+        "| model | test inputs | int8 top-1 | float top-1 | int8 vs float agreement | SQNR dB |"
+    )?;
+    writeln!(md, "| --- | ---: | ---: | ---: | ---: | ---: |")?;
+    for r in results {
+        writeln!(
+            md,
+            "| {} | {} | {} | {} | {:.1} % | {:.1} |",
+            r.name,
+            r.tests,
+            opt(r.accuracy_int8.map(|a| 100.0 * a), 2),
+            opt(r.accuracy_float.map(|a| 100.0 * a), 2),
+            100.0 * r.top1_agreement,
+            r.sqnr_db
+        )?;
+    }
+    writeln!(md, "\nLeNet-5 is the trained Fashion-MNIST model on all test images; the zoo models have seeded weights (torchvision layer shapes), so only agreement with their float model means anything.\n")?;
+
+    writeln!(
+        md,
+        "## 7. Weight fetching: blocks versus one storage entry per weight\n"
+    )?;
+    match weight_fetch {
+        Some(text) => writeln!(
+            md,
+            "`cargo bench -p pallet-smartvm --bench weight_fetch`, same run:\n\n```\n{}\n```\n",
+            text.trim()
+        )?,
+        None => writeln!(md, "Not run (`--weight-fetch` not given).\n")?,
+    }
+
+    writeln!(md, "## Not measured here\n")?;
+    writeln!(md, "- End-to-end on-chain (runtime API dry run on a dev node) versus off-chain (download every weight over RPC, then compute): not part of this command yet. For LeNet-5, `make e2e` checks the on-chain path and `smartvm-node bench-infer` measures it (see the README).")?;
+    writeln!(md, "- PyTorch fp32 anchors (see above).")?;
+    std::fs::write(dir.join("report.md"), md)?;
+    Ok(())
+}
