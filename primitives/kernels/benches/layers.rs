@@ -159,8 +159,9 @@ fn main() {
     #[cfg(feature = "cuda")]
     let gpu = gpu();
     println!(
-        "\nthreads: {} (rayon)\n\n| layer | MMACs | native ms | cuda ms | native/cuda |\n| --- | ---: | ---: | ---: | ---: |",
-        rayon::current_num_threads()
+        "\nthreads: {} (rayon), conv micro-kernel: {}\n\n| layer | MMACs | native ms | cuda ms | native/cuda |\n| --- | ---: | ---: | ---: | ---: |",
+        rayon::current_num_threads(),
+        smartvm_kernels::gemm::simd_level()
     );
     for (i, (name, layer)) in layers().iter().enumerate() {
         let (x_len, w_len) = match layer {

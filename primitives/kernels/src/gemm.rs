@@ -1,7 +1,8 @@
 //! The packed integer GEMM behind the native convolution: `C[m][p] = Σ_k W[m][k] · X[k][p]` with
 //! int8 weights, int16 activations and wrapping int32 sums.
 //!
-//! Taps are taken in pairs so that one AVX2 `vpmaddwd` does 16 exact multiply-accumulates: a
+//! Taps are taken in pairs so that one AVX2 `vpmaddwd` does 16 exact multiply-accumulates (one
+//! AVX-512 VNNI `vpdpwssd` 32, accumulation included, where the CPU has it): a
 //! weight pair is broadcast as one 32-bit word, and the activation panel keeps, for each run of
 //! [`NR`] positions, the two taps of a pair side by side. Every product of an int8 weight and a
 //! zero-point-shifted activation (|x| ≤ 255) and every pair sum fits int32 exactly, and int32
@@ -124,14 +125,34 @@ pub fn multiply(w: &PackedWeights, x: &PackedInput, sums: &mut [i32]) {
     }
 }
 
+/// The micro-kernel this CPU runs: "avx512-vnni", "avx2" or "portable".
+pub fn simd_level() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if x86::has_vnni() {
+            return "avx512-vnni";
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            return "avx2";
+        }
+    }
+    "portable"
+}
+
 /// One [`MR`] × [`NR`] tile over all tap pairs, with the widest SIMD the CPU has.
 #[inline]
 fn micro_kernel(ws: &[i32], xs: &[i16], pairs: usize, acc: &mut [[i32; NR]; MR]) {
     assert!(ws.len() >= pairs * MR && xs.len() >= pairs * NR * 2);
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is present (checked above) and both slices hold `pairs` steps (asserted).
-        return unsafe { x86::micro_kernel_avx2(ws, xs, pairs, acc) };
+    {
+        if x86::has_vnni() {
+            // SAFETY: AVX-512 F + VNNI are present (checked) and both slices hold `pairs` steps.
+            return unsafe { x86::micro_kernel_vnni(ws, xs, pairs, acc) };
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 is present (checked) and both slices hold `pairs` steps (asserted).
+            return unsafe { x86::micro_kernel_avx2(ws, xs, pairs, acc) };
+        }
     }
     micro_kernel_portable(ws, xs, pairs, acc)
 }
@@ -155,6 +176,42 @@ fn micro_kernel_portable(ws: &[i32], xs: &[i16], pairs: usize, acc: &mut [[i32; 
 mod x86 {
     use super::{MR, NR};
     use core::arch::x86_64::*;
+
+    /// AVX-512 with VNNI: `vpdpwssd` multiplies int16 pairs and adds them to int32 lanes in one
+    /// instruction, wrapping (its saturating sibling `vpdpwssds` is not used).
+    pub(super) fn has_vnni() -> bool {
+        std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vnni")
+    }
+
+    /// Four 512-bit accumulators (4 rows × 16 positions), one fused multiply-add per row and
+    /// tap pair.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F and VNNI; `ws` must hold `pairs · MR` words and `xs`
+    /// `pairs · NR · 2` values.
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    pub(super) unsafe fn micro_kernel_vnni(
+        ws: &[i32],
+        xs: &[i16],
+        pairs: usize,
+        acc: &mut [[i32; NR]; MR],
+    ) {
+        let (mut c0, mut c1) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+        let (mut c2, mut c3) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+        let (mut w, mut x) = (ws.as_ptr(), xs.as_ptr());
+        for _ in 0..pairs {
+            let v = _mm512_loadu_si512(x as *const __m512i);
+            c0 = _mm512_dpwssd_epi32(c0, v, _mm512_set1_epi32(*w));
+            c1 = _mm512_dpwssd_epi32(c1, v, _mm512_set1_epi32(*w.add(1)));
+            c2 = _mm512_dpwssd_epi32(c2, v, _mm512_set1_epi32(*w.add(2)));
+            c3 = _mm512_dpwssd_epi32(c3, v, _mm512_set1_epi32(*w.add(3)));
+            w = w.add(MR);
+            x = x.add(NR * 2);
+        }
+        for (out, c) in acc.iter_mut().zip([c0, c1, c2, c3]) {
+            _mm512_storeu_si512(out.as_mut_ptr() as *mut __m512i, c);
+        }
+    }
 
     /// Eight int32 accumulators (4 rows × 16 positions) kept in registers across the tap pairs.
     ///
@@ -248,6 +305,13 @@ mod tests {
             micro_kernel_portable(pw.block(0), px.panel(0), pw.pairs, &mut portable);
             micro_kernel(pw.block(0), px.panel(0), pw.pairs, &mut simd);
             assert_eq!(portable, simd);
+            #[cfg(target_arch = "x86_64")]
+            if std::is_x86_feature_detected!("avx2") {
+                let mut avx2 = [[0; NR]; MR];
+                // SAFETY: AVX2 checked; the blocks hold `pairs` steps.
+                unsafe { x86::micro_kernel_avx2(pw.block(0), px.panel(0), pw.pairs, &mut avx2) };
+                assert_eq!(portable, avx2, "AVX2 tile");
+            }
         }
     }
 }

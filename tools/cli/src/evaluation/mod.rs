@@ -52,7 +52,7 @@ pub struct ReportArgs {
     #[arg(long, default_value_t = 100)]
     count: usize,
     /// Runs of each way of fetching and computing, for the pipeline medians.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 9)]
     pipeline_runs: usize,
 }
 
@@ -76,6 +76,7 @@ pub struct ModelResult {
     accuracy_int8: Option<f64>,
     accuracy_float: Option<f64>,
     pipeline: Pipeline,
+    pipeline_runs: usize,
     /// Gas of each CNN instruction (opcode, gas), in program order.
     cnn_gas: Vec<(String, u64)>,
 }
@@ -91,6 +92,7 @@ pub struct Anchor {
 
 /// Runs the whole evaluation and writes the report.
 pub fn evaluate(args: &ReportArgs, dir: PathBuf, lenet_dir: &std::path::Path) -> Result<()> {
+    let started = Instant::now();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let fixtures = args
         .fixtures
@@ -115,7 +117,15 @@ pub fn evaluate(args: &ReportArgs, dir: PathBuf, lenet_dir: &std::path::Path) ->
         Some(path) => Some(std::fs::read_to_string(path)?),
         None => None,
     };
-    report::write(&dir, &results, &base_set, &anchors, weight_fetch.as_deref())?;
+    let elapsed_s = started.elapsed().as_secs_f64();
+    report::write(
+        &dir,
+        &results,
+        &base_set,
+        &anchors,
+        weight_fetch.as_deref(),
+        elapsed_s,
+    )?;
     let json =
         serde_json::json!({ "models": results, "anchors": anchors, "lenet5_base_set": base_set });
     std::fs::write(
@@ -174,6 +184,7 @@ fn measure_model(
         accuracy_int8: accuracy.map(|a| a.0),
         accuracy_float: accuracy.map(|a| a.1),
         pipeline,
+        pipeline_runs: args.pipeline_runs,
         cnn_gas: outcome
             .cnn_gas
             .iter()

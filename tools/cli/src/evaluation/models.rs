@@ -25,6 +25,9 @@ pub struct ModelSpec {
     pub labels: Option<Vec<u8>>,
 }
 
+/// Float inputs, one vector per input.
+type Inputs = Vec<Vec<f32>>;
+
 fn first_output(model: &Path) -> Result<String> {
     let onnx = OnnxModel::load(model)?;
     match onnx.proto.graph.as_ref().and_then(|g| g.output.first()) {
@@ -39,9 +42,9 @@ fn npy_inputs(
     per_input: usize,
     calibration: usize,
     count: usize,
-) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+) -> Result<(Inputs, Inputs)> {
     let (_, values) = read_npy(path)?;
-    let mut inputs: Vec<Vec<f32>> = values.chunks(per_input).map(<[f32]>::to_vec).collect();
+    let mut inputs: Inputs = values.chunks(per_input).map(<[f32]>::to_vec).collect();
     if inputs.len() <= calibration {
         bail!("{} holds only {} inputs", path.display(), inputs.len());
     }
@@ -50,7 +53,7 @@ fn npy_inputs(
 }
 
 /// Images of an IDX file scaled to [0, 1], as LeNet-5 was trained.
-fn idx_images(path: &Path, count: usize) -> Result<Vec<Vec<f32>>> {
+fn idx_images(path: &Path, count: usize) -> Result<Inputs> {
     let idx = Idx::read(path)?;
     Ok((0..count.min(idx.len()))
         .map(|i| idx.item(i).iter().map(|p| *p as f32 / 255.0).collect())

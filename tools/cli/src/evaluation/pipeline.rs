@@ -23,6 +23,9 @@ pub struct Pipeline {
     pub serial_ms: f64,
     /// Running while the read-ahead thread reads the blocks from disk in order.
     pub pipelined_ms: f64,
+    /// `1 - pipelined / serial` of each run (paired: the two ran back to back): median, least,
+    /// most. The spread shows how much the disk moved during the measurement.
+    pub saving: (f64, f64, f64),
 }
 
 /// Measures the four ways `runs` times each, checking that they compute the same output.
@@ -61,11 +64,20 @@ pub fn measure(
             bail!("reading the weights from disk changed the output");
         }
     }
+    let savings: Vec<f64> = samples[2]
+        .iter()
+        .zip(&samples[3])
+        .map(|(serial, pipelined)| 1.0 - pipelined / serial)
+        .collect();
+    let least = savings.iter().copied().fold(f64::INFINITY, f64::min);
+    let most = savings.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let saving = (median(savings), least, most);
     let [fetch, compute, serial, pipelined] = samples.map(median);
     Ok(Pipeline {
         fetch_ms: fetch,
         compute_ms: compute,
         serial_ms: serial,
         pipelined_ms: pipelined,
+        saving,
     })
 }

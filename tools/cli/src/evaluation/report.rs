@@ -71,6 +71,7 @@ pub fn write(
     base: &BaseSetComparison,
     anchors: &BTreeMap<String, Anchor>,
     weight_fetch: Option<&str>,
+    elapsed_s: f64,
 ) -> Result<()> {
     let mut md = String::new();
     let names: Vec<String> = results.iter().map(|r| r.name.clone()).collect();
@@ -81,7 +82,7 @@ pub fn write(
     writeln!(md, "# SmartVM evaluation (paper §4) on this machine\n")?;
     writeln!(
         md,
-        "Regenerate everything here with `make evaluation` (about 15 minutes).\n"
+        "Regenerate everything here with `make evaluation`; its `smartvm bench --report` step took {elapsed_s:.0} s.\n"
     )?;
     writeln!(md, "- Machine: {}.", machine())?;
     writeln!(
@@ -156,20 +157,25 @@ pub fn write(
     )?;
 
     writeln!(md, "## 2. Weight prefetch pipeline (paper §3.4, Table 2)\n")?;
-    writeln!(md, "Weights read from disk with `O_DIRECT` (no page cache), block by block. *Serial*: each block is read when the program asks for it. *Pipelined*: the VM's read-ahead thread reads blocks in order while the program computes.\n")?;
-    writeln!(md, "| model | fetch only ms | compute only ms | serial ms | pipelined ms | saving | paper's saving |")?;
-    writeln!(md, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |")?;
+    writeln!(md, "Weights read from disk with `O_DIRECT` (no page cache), block by block, medians of {} runs. *Serial*: each block is read when the program asks for it. *Pipelined*: the VM's read-ahead thread reads blocks in order while the program computes, handing each over once. The saving is taken run by run (serial and pipelined back to back) and its range shown: the disk of this shared machine varies a lot (AlexNet's fetch-only median ranged 55–97 ms over seven runs while this report was being built, and its median saving from −33 % to +47 %). A pipeline can hide at most the compute time, so it gains little where fetching dominates (AlexNet's 61 MB) or the model is tiny (LeNet-5: a thread start costs what it saves). The LSTM reads its weights again at every step; each re-read goes back to disk.\n", results.first().map_or(0, |r| r.pipeline_runs))?;
+    writeln!(md, "| model | fetch only ms | compute only ms | serial ms | pipelined ms | saving (median of runs) | saving range | paper's saving |")?;
+    writeln!(
+        md,
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    )?;
     for r in results {
         let p = &r.pipeline;
         writeln!(
             md,
-            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} % | {} |",
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} % | {:.0} … {:.0} % | {} |",
             r.name,
             p.fetch_ms,
             p.compute_ms,
             p.serial_ms,
             p.pipelined_ms,
-            100.0 * (1.0 - p.pipelined_ms / p.serial_ms),
+            100.0 * p.saving.0,
+            100.0 * p.saving.1,
+            100.0 * p.saving.2,
             paper(&r.name).map_or("—".into(), |p| format!("{:.1} %", p.2)),
         )?;
     }
@@ -279,8 +285,21 @@ pub fn write(
             base.feature_map_bytes.1 as f64,
         ),
     ];
+    let number = |v: f64| {
+        if v.fract() == 0.0 {
+            format!("{v}")
+        } else {
+            format!("{v:.3}")
+        }
+    };
     for (name, a, b) in rows {
-        writeln!(md, "| {name} | {a} | {b} | {:.1}× |", b / a)?;
+        writeln!(
+            md,
+            "| {name} | {} | {} | {:.1}× |",
+            number(a),
+            number(b),
+            b / a
+        )?;
     }
     writeln!(md, "\nCompiled programs (`smartvm compile`):\n")?;
     writeln!(
