@@ -130,11 +130,11 @@ bench: setup build
 	cargo bench -p pallet-smartvm --bench weight_fetch
 
 ## The paper's evaluation (section 4) measured on this machine in one run: docs/evaluation/
-## report.md, results.json and SVG plots, with ONNX Runtime anchors and the block-versus-per-weight
-## storage benchmark from the same run.
+## report.md, results.json and SVG plots, with ONNX Runtime anchors, the block-versus-per-weight
+## storage benchmark and a dev node (on chain versus off chain) from the same run.
 EVAL_DIR ?= docs/evaluation
 EVAL_TMP := $(HOME)/.cache/smartvm/evaluation
-evaluation: setup fixtures zoo build
+evaluation: setup fixtures zoo build build-node
 	@mkdir -p $(EVAL_TMP)
 	cargo bench -p pallet-smartvm --bench weight_fetch | tee $(EVAL_TMP)/weight_fetch.txt
 	python3 scripts/ort_anchors.py $(EVAL_TMP)/anchors.json \
@@ -143,8 +143,8 @@ evaluation: setup fixtures zoo build
 	  ResNet-18=$(ZOO)/resnet18.onnx:$(ZOO)/imagenet_inputs.npy:1,3,224,224 \
 	  MobileNetV2=$(ZOO)/mobilenetv2.onnx:$(ZOO)/imagenet_inputs.npy:1,3,224,224 \
 	  LSTM=$(FIXTURES)/lstm.onnx:$(FIXTURES)/lstm_inputs.npy:1,784
-	$(SMARTVM) bench --report $(EVAL_DIR) --anchors $(EVAL_TMP)/anchors.json \
-	  --weight-fetch $(EVAL_TMP)/weight_fetch.txt --fashion $(FMNIST)
+	bash scripts/evaluation.sh $(NODE) $(SMARTVM) $(EVAL_DIR) $(EVAL_TMP)/anchors.json \
+	  $(EVAL_TMP)/weight_fetch.txt $(FMNIST)
 
 ## Run the decode + validate + execute fuzzer for FUZZ_SECONDS (default 300).
 fuzz: setup

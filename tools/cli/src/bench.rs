@@ -121,6 +121,9 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     if let Some(dir) = args.evaluation.report.clone() {
         return crate::evaluation::evaluate(&args.evaluation, dir, &args.dir);
     }
+    if let Some(url) = args.evaluation.url.clone() {
+        return crate::evaluation::evaluate_chain(&args.evaluation, &url);
+    }
     let c = compare_base_set(&args.dir, args.backend, args.iterations)?;
     println!(
         "LeNet-5, 1x32x32 input, {:?} kernels, median of timed runs",

@@ -76,8 +76,8 @@ struct Outcome {
 }
 
 /// What one inference returned and cost.
-struct Report {
-    output: Vec<i8>,
+pub(crate) struct Report {
+    pub(crate) output: Vec<i8>,
     class: u32,
     weight: Weight,
     version: Option<u32>,
@@ -238,7 +238,8 @@ async fn send(chain: &Chain, args: &InferArgs, input: Vec<u8>, limit: Weight) ->
 }
 
 /// A `SmartvmApi` inference `method` at the best known block.
-async fn dry_run(
+/// One `SmartvmApi` runtime-API call (`method`): the inference without a transaction.
+pub(crate) async fn dry_run(
     chain: &Chain,
     method: &str,
     model: u32,

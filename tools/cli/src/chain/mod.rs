@@ -2,6 +2,7 @@
 //! against the metadata the node serves, so the CLI follows the runtime without regenerated code.
 
 pub mod deploy;
+pub mod download;
 pub mod infer;
 
 use std::str::FromStr;

@@ -7,6 +7,7 @@
 mod charts;
 mod disk;
 mod models;
+mod onchain;
 mod pipeline;
 mod report;
 
@@ -20,10 +21,12 @@ use smartvm_compiler::{compile, FloatRunner};
 use smartvm_vm::{Executable, WeightPack};
 
 use crate::bench::compare_base_set;
+use crate::compile::read_quant;
 use crate::fidelity::{compare, Comparison};
 use crate::run::execute_with;
 use crate::Backend;
 use models::ModelSpec;
+use onchain::ChainComparison;
 use pipeline::Pipeline;
 
 /// Options of the full evaluation (`smartvm bench --report DIR`).
@@ -54,6 +57,48 @@ pub struct ReportArgs {
     /// Runs of each way of fetching and computing, for the pipeline medians.
     #[arg(long, default_value_t = 9)]
     pipeline_runs: usize,
+    /// Without `--report`: a node serving the dev chain, to measure inference on chain
+    /// (runtime-API dry run) against off chain (download every block over RPC, then compute)
+    /// for its model `--chain-model`, writing the result to `--chain-results`. Kept apart so
+    /// that no node runs while the rest is measured.
+    #[arg(long, requires = "chain_results", conflicts_with = "report")]
+    pub url: Option<String>,
+    /// Where the on-chain/off-chain measurement is written (with `--url`) or read (with `--report`).
+    #[arg(long)]
+    chain_results: Option<PathBuf>,
+    /// The model on that chain (the dev chain's genesis LeNet-5 is 0).
+    #[arg(long, default_value_t = 0)]
+    chain_model: u32,
+    /// Quantization of that model's input (its quant.json).
+    #[arg(long, default_value = "models/lenet5-fashion/compiled/quant.json")]
+    chain_quant: PathBuf,
+    /// Timed runs of each chain path.
+    #[arg(long, default_value_t = 20)]
+    chain_runs: usize,
+}
+
+/// Measures on chain against off chain on the node at `url` and writes the result as JSON.
+pub fn evaluate_chain(args: &ReportArgs, url: &str) -> Result<()> {
+    let (q_in, _) = read_quant(&args.chain_quant)?;
+    let fashion = args.fashion.join("t10k-images-idx3-ubyte.gz");
+    let image = crate::idx::Idx::read(&fashion)?;
+    let input: Vec<i8> = image
+        .item(0)
+        .iter()
+        .map(|p| q_in.quantize(*p as f32 / 255.0))
+        .collect();
+    eprintln!(
+        "== on chain versus off chain ({url}, model {})",
+        args.chain_model
+    );
+    let result = onchain::measure(url, args.chain_model, &input, args.chain_runs)?;
+    let path = args
+        .chain_results
+        .as_ref()
+        .ok_or_else(|| anyhow!("--chain-results is needed with --url"))?;
+    std::fs::write(path, serde_json::to_string_pretty(&result)?)?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
 }
 
 /// Everything measured about one model.
@@ -117,17 +162,26 @@ pub fn evaluate(args: &ReportArgs, dir: PathBuf, lenet_dir: &std::path::Path) ->
         Some(path) => Some(std::fs::read_to_string(path)?),
         None => None,
     };
+    let chain: Option<ChainComparison> = match &args.chain_results {
+        Some(path) => Some(serde_json::from_str(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?,
+        )?),
+        None => None,
+    };
     let elapsed_s = started.elapsed().as_secs_f64();
-    report::write(
-        &dir,
-        &results,
-        &base_set,
-        &anchors,
-        weight_fetch.as_deref(),
+    let measured = report::Measured {
+        models: &results,
+        base_set: &base_set,
+        anchors: &anchors,
+        weight_fetch: weight_fetch.as_deref(),
+        chain: chain.as_ref(),
         elapsed_s,
-    )?;
-    let json =
-        serde_json::json!({ "models": results, "anchors": anchors, "lenet5_base_set": base_set });
+    };
+    report::write(&dir, &measured)?;
+    let json = serde_json::json!({
+        "models": results, "anchors": anchors, "lenet5_base_set": base_set, "chain": chain,
+    });
     std::fs::write(
         dir.join("results.json"),
         serde_json::to_string_pretty(&json)?,
