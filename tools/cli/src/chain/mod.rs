@@ -15,6 +15,7 @@ use subxt::ext::scale_encode::EncodeAsType;
 use subxt::extrinsics::ExtrinsicEvents;
 use subxt::rpcs::{methods::LegacyRpcMethods, RpcClient};
 use subxt::tx::{Payload, TransactionStatus};
+use subxt::backend::LegacyBackend;
 use subxt::{OnlineClient, SubstrateConfig};
 use subxt_signer::{sr25519::Keypair, SecretUri};
 
@@ -36,7 +37,11 @@ impl Chain {
         let raw = RpcClient::from_insecure_url(url)
             .await
             .with_context(|| format!("connecting to {url}"))?;
-        let client = OnlineClient::<Config>::from_rpc_client(raw.clone())
+        // The legacy backend answers each storage read and runtime call in one request. The
+        // default (chainHead) backend answered each through its follow subscription, ~44 ms
+        // later on a local node: 88 ms for a dry run that the node computes in ~6 ms.
+        let backend = LegacyBackend::<Config>::builder().build(raw.clone());
+        let client = OnlineClient::<Config>::from_backend(std::sync::Arc::new(backend))
             .await
             .with_context(|| format!("reading the chain's metadata from {url}"))?;
         Ok(Self {
