@@ -8,6 +8,7 @@ pub mod infer;
 use std::str::FromStr;
 
 use anyhow::{anyhow, bail, Context, Result};
+use subxt::backend::LegacyBackend;
 use subxt::config::{DefaultExtrinsicParamsBuilder, RpcConfigFor};
 use subxt::events::DecodeAsEvent;
 use subxt::ext::scale_decode::DecodeAsType;
@@ -15,7 +16,6 @@ use subxt::ext::scale_encode::EncodeAsType;
 use subxt::extrinsics::ExtrinsicEvents;
 use subxt::rpcs::{methods::LegacyRpcMethods, RpcClient};
 use subxt::tx::{Payload, TransactionStatus};
-use subxt::backend::LegacyBackend;
 use subxt::{OnlineClient, SubstrateConfig};
 use subxt_signer::{sr25519::Keypair, SecretUri};
 
