@@ -3,7 +3,7 @@
 //! float execution as the reference) and reports top-1 agreement, SQNR of the outputs, and the
 //! median latency of each, measured in the same run.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Result};
@@ -52,6 +52,44 @@ pub struct FidelityArgs {
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// A model compiled on its calibration inputs, validated, with its float reference beside it.
+pub struct Prepared {
+    /// The compiler's output.
+    pub compiled: Compiled,
+    /// The validated program.
+    pub exe: Executable,
+    /// tract's float execution of the same ONNX file.
+    pub float: FloatRunner,
+    /// The weight blocks in one allocation.
+    pub pack: WeightPack,
+    /// Seconds the compilation took.
+    pub compile_s: f64,
+}
+
+/// Compiles `model` (input shape with batch 1) on `calibration` and loads its float reference,
+/// compared on its output `output`.
+pub fn prepare(
+    model: &Path,
+    shape: &[usize],
+    calibration: &[Vec<f32>],
+    output: &str,
+) -> Result<Prepared> {
+    let started = Instant::now();
+    let compiled = compile(model, shape, calibration)?;
+    let compile_s = started.elapsed().as_secs_f64();
+    let exe = Executable::new(compiled.program.clone())
+        .map_err(|e| anyhow!("{}: compiled program is invalid: {e:?}", model.display()))?;
+    let float = FloatRunner::new(model, shape, &[output.to_string()])?;
+    let pack = WeightPack::new(&compiled.blocks);
+    Ok(Prepared {
+        compiled,
+        exe,
+        float,
+        pack,
+        compile_s,
+    })
 }
 
 /// The integer program against the float model on the same inputs.
@@ -139,18 +177,13 @@ pub fn fidelity(args: FidelityArgs) -> Result<()> {
     let (calibration, rest) = inputs.split_at(args.calibration_count);
     let tests = &rest[..args.count.min(rest.len())];
 
-    let started = Instant::now();
-    let compiled = compile(&args.model, &args.input_shape, calibration)?;
-    let compile_s = started.elapsed().as_secs_f64();
-    let exe = Executable::new(compiled.program.clone())
-        .map_err(|e| anyhow!("compiled program is invalid: {e:?}"))?;
-    let float = FloatRunner::new(
-        &args.model,
-        &args.input_shape,
-        std::slice::from_ref(&args.output),
-    )?;
-
-    let pack = WeightPack::new(&compiled.blocks);
+    let Prepared {
+        compiled,
+        exe,
+        float,
+        pack,
+        compile_s,
+    } = prepare(&args.model, &args.input_shape, calibration, &args.output)?;
     let Comparison {
         agreement,
         sqnr,

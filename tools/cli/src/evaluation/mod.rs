@@ -17,12 +17,10 @@ use std::time::Instant;
 
 use anyhow::{anyhow, Context, Result};
 use clap::Args;
-use smartvm_compiler::{compile, FloatRunner};
-use smartvm_vm::{Executable, WeightPack};
 
 use crate::bench::compare_base_set;
 use crate::compile::read_quant;
-use crate::fidelity::{compare, Comparison};
+use crate::fidelity::{compare, prepare, Comparison, Prepared};
 use crate::run::execute_with;
 use crate::Backend;
 use models::ModelSpec;
@@ -82,6 +80,9 @@ pub fn evaluate_chain(args: &ReportArgs, url: &str) -> Result<()> {
     let (q_in, _) = read_quant(&args.chain_quant)?;
     let fashion = args.fashion.join("t10k-images-idx3-ubyte.gz");
     let image = crate::idx::Idx::read(&fashion)?;
+    if image.len() == 0 {
+        return Err(anyhow!("{} holds no image", fashion.display()));
+    }
     let input: Vec<i8> = image
         .item(0)
         .iter()
@@ -195,13 +196,13 @@ fn measure_model(
     args: &ReportArgs,
     scratch: &std::path::Path,
 ) -> Result<ModelResult> {
-    let started = Instant::now();
-    let compiled = compile(&spec.onnx, &spec.shape, &spec.calibration)?;
-    let compile_s = started.elapsed().as_secs_f64();
-    let exe = Executable::new(compiled.program.clone())
-        .map_err(|e| anyhow!("{}: compiled program is invalid: {e:?}", spec.name))?;
-    let float = FloatRunner::new(&spec.onnx, &spec.shape, std::slice::from_ref(&spec.output))?;
-    let pack = WeightPack::new(&compiled.blocks);
+    let Prepared {
+        compiled,
+        exe,
+        float,
+        pack,
+        compile_s,
+    } = prepare(&spec.onnx, &spec.shape, &spec.calibration, &spec.output)?;
     let Comparison {
         agreement,
         sqnr,
@@ -217,7 +218,11 @@ fn measure_model(
         spec.labels.as_deref(),
         Backend::Native,
     )?;
-    let input = compiled.quantize_input(&spec.tests[0]);
+    let first = spec
+        .tests
+        .first()
+        .ok_or_else(|| anyhow!("{}: no test inputs (--count 0?)", spec.name))?;
+    let input = compiled.quantize_input(first);
     let outcome = execute_with(Backend::Native, &exe, &input, &pack, u64::MAX)?;
     let pipeline = pipeline::measure(&exe, &input, &compiled.blocks, scratch, args.pipeline_runs)?;
     Ok(ModelResult {
