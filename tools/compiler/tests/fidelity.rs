@@ -44,9 +44,15 @@ struct Comparison {
     worst: f32,
 }
 
-fn compare(compiled: &Compiled, model: &Path, shape: &[usize], tests: &[Vec<f32>]) -> Comparison {
+fn compare(
+    compiled: &Compiled,
+    model: &Path,
+    shape: &[usize],
+    output: &str,
+    tests: &[Vec<f32>],
+) -> Comparison {
     let exe = Executable::new(compiled.program.clone()).unwrap();
-    let reference = FloatRunner::new(model, shape, &["logits".to_string()]).unwrap();
+    let reference = FloatRunner::new(model, shape, &[output.to_string()]).unwrap();
     let (mut agree, mut signal, mut noise, mut worst) = (0, 0f64, 0f64, 0f32);
     for x in tests {
         let expected = reference.run(x).unwrap().remove(0);
@@ -90,7 +96,8 @@ fn compiled_lenet5_tracks_the_float_model() {
             && compiled.source.matches("FULL_CON").count() == 3
     );
     let tests = images(dir.join("lenet5_test.npy"));
-    let Comparison { agree, sqnr, .. } = compare(&compiled, &model, &[1, 1, 32, 32], &tests);
+    let Comparison { agree, sqnr, .. } =
+        compare(&compiled, &model, &[1, 1, 32, 32], "logits", &tests);
     println!(
         "LeNet-5 fixture: top-1 agreement {agree}/{} with tract float, logits SQNR {sqnr:.1} dB",
         tests.len()
@@ -149,29 +156,7 @@ fn sqnr_against_float(name: &str, shape: &[usize], output: &str, ops: &[&str]) -
             compiled.source
         );
     }
-    let exe = Executable::new(compiled.program.clone()).unwrap();
-    let float = FloatRunner::new(&model, shape, &[output.to_string()]).unwrap();
-    let (mut signal, mut noise) = (0f64, 0f64);
-    for x in tests {
-        let reference = float.run(x).unwrap().remove(0);
-        let out = execute(
-            &exe,
-            &compiled.quantize_input(x),
-            &BlockList(&compiled.blocks),
-            &Native,
-            &Config::default(),
-            u64::MAX,
-        )
-        .unwrap();
-        for (a, b) in reference
-            .iter()
-            .zip(compiled.dequantize_output(&out.output))
-        {
-            signal += (*a as f64).powi(2);
-            noise += (*a as f64 - b as f64).powi(2);
-        }
-    }
-    let sqnr = 10.0 * (signal / noise).log10();
+    let sqnr = compare(&compiled, &model, shape, output, tests).sqnr;
     println!("{name}: SQNR {sqnr:.1} dB over {} inputs", tests.len());
     sqnr
 }
@@ -255,7 +240,8 @@ fn an_onnxruntime_qdq_model_compiles_with_its_own_scales() {
 
     // The integer program computes what the quantized model means (tract runs its Q/DQ).
     let tests = images(dir.join("lenet5_test.npy"));
-    let Comparison { agree, sqnr, worst } = compare(&compiled, &path, &[1, 1, 32, 32], &tests);
+    let Comparison { agree, sqnr, worst } =
+        compare(&compiled, &path, &[1, 1, 32, 32], "logits", &tests);
     println!(
         "LeNet-5 QDQ (onnxruntime): top-1 agreement {agree}/{} with the QDQ model, SQNR {sqnr:.1} \
          dB, largest logit difference {worst}",
