@@ -114,7 +114,7 @@ fn unfold(p: &ConvParams, input: &[i8], zero: i32, group: usize, parallel: bool)
 }
 
 /// Requantizes one output channel's int32 sums (bias not yet added), with AVX2 where present.
-fn requantize_row(sums: &[i32], q: &ChannelQuant, oc: usize, out: &mut [i8]) {
+pub(crate) fn requantize_row(sums: &[i32], q: &ChannelQuant, oc: usize, out: &mut [i8]) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2, checked just above.
@@ -231,13 +231,7 @@ impl Kernels for Native {
         let group_len = p.group_out() as usize * (p.output.h * p.output.w) as usize;
         let parallel = p.macs() >= PARALLEL_MACS;
         if p.group_in() == 1 && p.group_out() == 1 {
-            let run =
-                |(c, o): (usize, &mut [i8])| rows::depthwise_channel(p, input, weights, q, c, o);
-            if parallel {
-                out.par_chunks_mut(group_len).enumerate().for_each(run);
-            } else {
-                out.chunks_mut(group_len).enumerate().for_each(run);
-            }
+            rows::depthwise(p, input, weights, q, out, parallel);
             return Ok(());
         }
         if parallel && p.groups > 1 {

@@ -33,6 +33,30 @@ proptest! {
         prop_assert_eq!(a, b);
     }
 
+    /// Depthwise layers with each axis's kernel, stride, padding and dilation drawn apart: the
+    /// native path splits the padded plane by stride phase per axis.
+    #[test]
+    fn depthwise_backends_agree_per_axis(
+        c in 1u32..6, h in 1u32..20, w in 1u32..20, kernel in [1u32..6, 1u32..6],
+        stride in [1u32..5, 1u32..5], pad in [0u32..4, 0u32..4], dilation in [1u32..3, 1u32..3],
+        extreme in any::<bool>(), seed in any::<u64>(),
+    ) {
+        let input = Shape::new(c, 1, h, w);
+        let axes = |v: [u32; 2], d: u32| [d, v[0], v[1]];
+        let p = ConvParams::new(input, c, axes(kernel, 1), axes(stride, 1), axes(pad, 0), axes(dilation, 1), c);
+        prop_assume!(p.is_ok());
+        let p = p.unwrap();
+        let mut rng = Rng(seed);
+        let x: Vec<i8> = (0..input.elements().unwrap()).map(|_| rng.i8(extreme)).collect();
+        let wts: Vec<i8> = (0..p.weight_len()).map(|_| rng.i8(extreme)).collect();
+        let q = rng.quant(c as usize, extreme);
+        let mut a = vec![0i8; p.output.elements().unwrap() as usize];
+        let mut b = a.clone();
+        Reference.conv(&p, &x, &wts, &q, &mut a).unwrap();
+        Native.conv(&p, &x, &wts, &q, &mut b).unwrap();
+        prop_assert_eq!(a, b);
+    }
+
     #[test]
     fn fully_connected_backends_agree(n in 1usize..2000, outs in 1usize..40, extreme in any::<bool>(), seed in any::<u64>()) {
         let mut rng = Rng(seed);
@@ -72,6 +96,8 @@ fn threaded_layers_agree_with_the_reference() {
         (Shape::new(30, 1, 21, 21), 22, 3, 1, 1, 1),
         (Shape::new(32, 1, 28, 28), 48, 3, 1, 1, 4),
         (Shape::new(96, 1, 56, 56), 96, 3, 1, 1, 96),
+        (Shape::new(256, 1, 64, 64), 256, 3, 2, 1, 256),
+        (Shape::new(128, 1, 61, 61), 128, 5, 2, 2, 128),
         (Shape::new(3, 1, 67, 67), 64, 11, 4, 2, 1),
     ];
     for (input, out_c, k, stride, pad, groups) in convs {

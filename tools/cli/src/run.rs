@@ -1,7 +1,7 @@
 //! `smartvm run`: execute a program on one input and report what it cost.
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use clap::Args;
@@ -37,6 +37,9 @@ pub struct RunArgs {
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
+    /// Run this many times (after one warm-up run when above 1) and report the median time.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
 }
 
 /// Executes with the chosen backend.
@@ -95,15 +98,28 @@ pub fn run(args: RunArgs) -> Result<()> {
         args.index,
     )?;
     let exe = Executable::new(program).map_err(|e| anyhow!("invalid program: {e:?}"))?;
-    let started = Instant::now();
-    let out = execute_with(
-        args.backend,
-        &exe,
-        &input,
-        &WeightPack::new(&blocks),
-        args.gas,
-    )?;
-    let elapsed = started.elapsed();
+    let pack = WeightPack::new(&blocks);
+    let run_once = || -> Result<(Outcome, Duration)> {
+        let started = Instant::now();
+        let out = execute_with(args.backend, &exe, &input, &pack, args.gas)?;
+        Ok((out, started.elapsed()))
+    };
+    let (mut out, first) = run_once()?;
+    let mut times = vec![first];
+    if args.repeat > 1 {
+        times.clear();
+        for _ in 0..args.repeat {
+            let (again, elapsed) = run_once()?;
+            out = again;
+            times.push(elapsed);
+        }
+    }
+    times.sort();
+    let elapsed = times[times.len() / 2];
+    let runs = match times.len() {
+        1 => "one run".to_string(),
+        n => format!("median of {n} runs after a warm-up"),
+    };
     let class = argmax(&out.output);
     let real: Option<Vec<f32>> =
         quant.map(|(_, q_out)| out.output.iter().map(|v| q_out.dequantize(*v)).collect());
@@ -113,6 +129,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             "instructions": out.instructions, "peak_buffer_bytes": out.peak_buffer_bytes,
             "peak_memory_bytes": out.peak_memory_bytes, "weight_blocks_read": out.weight_blocks_read,
             "weight_bytes_read": out.weight_bytes_read, "elapsed_us": elapsed.as_secs_f64() * 1e6,
+            "runs": times.len(),
         });
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -130,7 +147,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             out.weight_blocks_read, out.weight_bytes_read
         );
         println!(
-            "time              {:.3} ms ({:?} kernels, one run)",
+            "time              {:.3} ms ({:?} kernels, {runs})",
             elapsed.as_secs_f64() * 1e3,
             args.backend
         );
