@@ -55,6 +55,13 @@ fn unfold(p: &ConvParams, input: &[i8], zero: i32, group: usize, parallel: bool)
     let taps = p.weights_per_output() as usize;
     let plane = (i.h * i.w) as usize;
     let first_channel = group * p.group_in() as usize;
+    if kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0 {
+        // Pointwise: output position = input position, so a panel is channel pairs interleaved.
+        let channels = &input[first_channel * plane..(first_channel + taps) * plane];
+        return PackedInput::build(taps, positions, parallel, |first, panel| {
+            pointwise_panel(channels, plane, first, zero, panel)
+        });
+    }
     PackedInput::build(taps, positions, parallel, |first, panel| {
         // Top-left input coordinate of each of the panel's output positions.
         let width = NR.min(positions - first);
@@ -113,6 +120,53 @@ fn unfold(p: &ConvParams, input: &[i8], zero: i32, group: usize, parallel: bool)
     })
 }
 
+/// The panel of positions `first..` of a pointwise (1×1, stride 1, no padding) layer over
+/// `channels` (plane after plane): tap pair `m` holds channels `2m` and `2m + 1` side by side.
+fn pointwise_panel(channels: &[i8], plane: usize, first: usize, zero: i32, panel: &mut [i16]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { x86::pointwise_panel_avx2(channels, plane, first, zero, panel) };
+    }
+    pointwise_panel_body(channels, plane, first, zero, panel)
+}
+
+#[inline(always)]
+fn pointwise_panel_body(channels: &[i8], plane: usize, first: usize, zero: i32, panel: &mut [i16]) {
+    let width = NR.min(plane - first);
+    let shifted = |x: &i8| (*x as i32 - zero) as i16;
+    let mut pairs = channels
+        .chunks(2 * plane)
+        .zip(panel.chunks_exact_mut(2 * NR));
+    if width == NR {
+        // Full panels: fixed-length loops the compiler turns into widen-and-interleave shuffles.
+        for (two, out) in &mut pairs {
+            let a: &[i8; NR] = two[first..first + NR].try_into().expect("NR columns");
+            if two.len() == 2 * plane {
+                let b: &[i8; NR] = two[plane + first..plane + first + NR]
+                    .try_into()
+                    .expect("NR columns");
+                for j in 0..NR {
+                    out[2 * j] = shifted(&a[j]);
+                    out[2 * j + 1] = shifted(&b[j]);
+                }
+            } else {
+                for j in 0..NR {
+                    out[2 * j] = shifted(&a[j]);
+                }
+            }
+        }
+        return;
+    }
+    for (two, out) in pairs {
+        for (c, channel) in two.chunks(plane).enumerate() {
+            for (j, x) in channel[first..first + width].iter().enumerate() {
+                out[2 * j + c] = shifted(x);
+            }
+        }
+    }
+}
+
 /// Requantizes one output channel's int32 sums (bias not yet added), with AVX2 where present.
 pub(crate) fn requantize_row(sums: &[i32], q: &ChannelQuant, oc: usize, out: &mut [i8]) {
     #[cfg(target_arch = "x86_64")]
@@ -146,6 +200,10 @@ fn dot(weights: &[i8], xs: &[i16]) -> i32 {
 mod x86 {
     use super::*;
 
+    /// [`requantize_row_body`] eight lanes at a time. AVX2 has neither a 64-bit arithmetic
+    /// shift nor 64-bit min/max, so the product is offset by 2^62 to make it non-negative: then
+    /// the logical shift floors exactly (2^62 is a multiple of 2^n for n ≤ 62), and the clamp
+    /// bounds move by the same 2^(62-n).
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn requantize_row_avx2(
         sums: &[i32],
@@ -153,7 +211,51 @@ mod x86 {
         oc: usize,
         out: &mut [i8],
     ) {
-        requantize_row_body(sums, q, oc, out)
+        use core::arch::x86_64::*;
+        let (bias, mult, shift, r) = (q.bias[oc], q.mult[oc], q.shift[oc], q.output);
+        let n = (31 + shift) as u32;
+        let moved = 1i64 << (62 - n);
+        let offset = _mm256_set1_epi64x(((1u64 << 62) + (1u64 << (n - 1))) as i64);
+        let count = _mm_set_epi64x(0, n as i64);
+        let low = _mm256_set1_epi64x(r.lo as i64 - r.zero as i64 + moved);
+        let high = _mm256_set1_epi64x(r.hi as i64 - r.zero as i64 + moved);
+        let back = _mm256_set1_epi64x(r.zero as i64 - moved);
+        let (m, b) = (_mm256_set1_epi64x(mult as i64), _mm256_set1_epi32(bias));
+        // Four 64-bit products in, four clamped int8 values (in 64-bit lanes) out.
+        let finish = |product: __m256i| {
+            let t = _mm256_srl_epi64(_mm256_add_epi64(product, offset), count);
+            let t = _mm256_blendv_epi8(t, low, _mm256_cmpgt_epi64(low, t));
+            let t = _mm256_blendv_epi8(t, high, _mm256_cmpgt_epi64(t, high));
+            _mm256_add_epi64(t, back)
+        };
+        let n_full = sums.len().min(out.len()) / 8;
+        for i in 0..n_full {
+            // SAFETY: i < n_full, so the 8 lanes at 8·i lie inside both slices.
+            let acc = _mm256_loadu_si256(sums.as_ptr().add(8 * i) as *const __m256i);
+            let acc = _mm256_add_epi32(acc, b);
+            let even = finish(_mm256_mul_epi32(acc, m));
+            let odd = finish(_mm256_mul_epi32(_mm256_srli_epi64::<32>(acc), m));
+            let y = _mm256_blend_epi32::<0b1010_1010>(even, _mm256_slli_epi64::<32>(odd));
+            let y16 = _mm256_packs_epi32(y, y);
+            let y8 = _mm256_packs_epi16(y16, y16);
+            let lanes = (_mm256_cvtsi256_si32(y8) as u32 as u64)
+                | ((_mm256_extract_epi32::<4>(y8) as u32 as u64) << 32);
+            core::ptr::write_unaligned(out.as_mut_ptr().add(8 * i) as *mut u64, lanes.to_le());
+        }
+        for (y, acc) in out[8 * n_full..].iter_mut().zip(&sums[8 * n_full..]) {
+            *y = requantize(bias.wrapping_add(*acc), mult, shift, r.zero, r.lo, r.hi);
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn pointwise_panel_avx2(
+        channels: &[i8],
+        plane: usize,
+        first: usize,
+        zero: i32,
+        panel: &mut [i16],
+    ) {
+        pointwise_panel_body(channels, plane, first, zero, panel)
     }
 
     #[target_feature(enable = "avx2")]
@@ -310,5 +412,56 @@ impl Kernels for Native {
         out: &mut [i8],
     ) -> Result<(), KernelError> {
         Reference.matmul(dims, a, b, q, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::OutputRange;
+
+    /// The vector requantization equals the scalar one at every shift, at the int32 and
+    /// multiplier extremes, with fused-ReLU ranges, on lengths with a partial last vector.
+    #[test]
+    fn vector_requantization_matches_scalar() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for case in 0..4000usize {
+            let len = case % 37;
+            let extreme = case % 3 == 0;
+            let sums: Vec<i32> = (0..len)
+                .map(|i| match (extreme, i % 4) {
+                    (true, 0) => i32::MIN,
+                    (true, 1) => i32::MAX,
+                    _ => next() as i32 >> (next() % 31),
+                })
+                .collect();
+            let zero = (next() % 256) as i32 - 128;
+            let (a, b) = ((next() % 256) as i32 - 128, (next() % 256) as i32 - 128);
+            let q = ChannelQuant {
+                input_zero: 0,
+                output: OutputRange {
+                    zero,
+                    lo: a.min(b),
+                    hi: a.max(b),
+                },
+                bias: vec![if extreme { next() as i32 } else { 0 }],
+                mult: vec![if extreme {
+                    i32::MAX
+                } else {
+                    (next() >> 33) as i32
+                }],
+                shift: vec![(case % 62) as i32 - 30],
+            };
+            let (mut fast, mut slow) = (vec![0i8; len], vec![0i8; len]);
+            requantize_row(&sums, &q, 0, &mut fast);
+            requantize_row_body(&sums, &q, 0, &mut slow);
+            assert_eq!(fast, slow, "{q:?} {sums:?}");
+        }
     }
 }
