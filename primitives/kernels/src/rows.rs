@@ -163,6 +163,24 @@ fn depthwise_channel_body(
     for (ih, row) in plane.chunks_exact(width).enumerate() {
         let r = ih + ph;
         let grid_row = (r % sh) * sw * grid_len + (r / sh) * phase_len;
+        if sw == 2 {
+            // Even and odd input columns go to the grids of padded phases pw % 2 and the other.
+            let (even, odd) = (
+                grid_row + (pw % 2) * grid_len,
+                grid_row + (1 - pw % 2) * grid_len,
+            );
+            let (even, odd) = (even + pw / 2, odd + pw.div_ceil(2));
+            let pairs = width / 2;
+            let (grids, row) = (&mut scratch.grids, &row[..2 * pairs]);
+            for (k, two) in row.chunks_exact(2).enumerate() {
+                grids[even + k] = (two[0] as i32 - zero) as i16;
+                grids[odd + k] = (two[1] as i32 - zero) as i16;
+            }
+            if width % 2 == 1 {
+                grids[even + pairs] = (plane[(ih + 1) * width - 1] as i32 - zero) as i16;
+            }
+            continue;
+        }
         for fc in 0..sw {
             // The first input column whose padded column is ≡ fc (mod sw).
             let x0 = (fc + sw - pw % sw) % sw;

@@ -10,7 +10,7 @@ use smartvm_kernels::{
 use support::Rng;
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 192, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 192, max_global_rejects: 1 << 20, .. ProptestConfig::default() })]
 
     #[test]
     fn conv_backends_agree(
