@@ -13,6 +13,8 @@ pub mod arith;
 pub mod elementwise;
 #[cfg(feature = "std")]
 pub mod gemm;
+#[cfg(feature = "std")]
+mod grids;
 pub mod params;
 pub mod reference;
 #[cfg(feature = "std")]

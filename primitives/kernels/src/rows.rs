@@ -11,6 +11,7 @@ use alloc::vec::Vec;
 use rayon::prelude::*;
 
 use crate::arith::div_round_half_up;
+use crate::grids::GridShape;
 use crate::native::requantize_row;
 use crate::{ChannelQuant, ConvParams, PoolKind, PoolParams};
 
@@ -64,41 +65,23 @@ pub fn depthwise(
     }
 }
 
-/// Per-task buffers of [`depthwise`], reused across its channels.
-///
-/// The padded input plane is split by row and column phase modulo the strides `(sh, sw)` into
-/// `sh · sw` grids: grid `(fr, fc)`, cell `(i, j)` is padded input `(i · sh + fr, j · sw + fc)`,
-/// stored as
-/// `x - z_in` in int16 (padding stays 0, its contribution). Tap `(b, e)` of every output
-/// position is then one grid read at a fixed offset, so each tap is a single run over a "wide"
-/// output plane whose rows are `phase_len` long (the columns past the output width are
-/// discarded): the loop is as long as the plane, not a row.
+/// Per-task buffers of [`depthwise`], reused across its channels: one channel's stride-phase
+/// grids (see [`crate::grids`]) and the int32 sums of its wide output plane. Each tap is then
+/// one run over the whole plane rather than a row.
 struct DepthwiseScratch {
-    /// The `sh · sw` grids, each `grid_rows + 1` rows (the last is slack for the wide reads).
-    grids: Vec<i16>,
-    /// Rows of one grid.
-    grid_rows: usize,
-    /// Columns of one grid row, and the wide plane's row length.
-    phase_len: usize,
-    /// int32 sums of one channel's wide output plane.
+    shape: GridShape,
+    cells: Vec<i16>,
     sums: Vec<i32>,
 }
 
 impl DepthwiseScratch {
     fn new(p: &ConvParams) -> Self {
-        let [_, sh, sw] = p.stride.map(|s| s as usize);
-        let grid_rows = (p.input.h as usize + 2 * p.pad[1] as usize).div_ceil(sh);
-        let phase_len = (p.input.w as usize + 2 * p.pad[2] as usize).div_ceil(sw);
+        let shape = GridShape::of(p);
         Self {
-            grids: vec![0; sh * sw * (grid_rows + 1) * phase_len],
-            grid_rows,
-            phase_len,
-            sums: vec![0; p.output.h as usize * phase_len],
+            shape,
+            cells: vec![0; shape.channel_len()],
+            sums: vec![0; shape.wide_len(p)],
         }
-    }
-
-    fn grid_len(&self) -> usize {
-        (self.grid_rows + 1) * self.phase_len
     }
 }
 
@@ -151,74 +134,27 @@ fn depthwise_channel_body(
     scratch: &mut DepthwiseScratch,
 ) {
     let (i, o) = (p.input, p.output);
-    let [_, kh, kw] = p.kernel;
-    let [_, sh, sw] = p.stride.map(|s| s as usize);
-    let [_, ph, pw] = p.pad.map(|s| s as usize);
-    let [_, dh, dw] = p.dilation.map(|s| s as usize);
-    let width = i.w as usize;
-    let (phase_len, grid_len) = (scratch.phase_len, scratch.grid_len());
+    let [_, kh, kw] = p.kernel.map(|k| k as usize);
     let plane = &input[c * (i.h * i.w) as usize..(c + 1) * (i.h * i.w) as usize];
-    let taps = &weights[c * (kh * kw) as usize..(c + 1) * (kh * kw) as usize];
-    let zero = q.input_zero;
-    for (ih, row) in plane.chunks_exact(width).enumerate() {
-        let r = ih + ph;
-        let grid_row = (r % sh) * sw * grid_len + (r / sh) * phase_len;
-        if sw == 2 {
-            // Even and odd input columns go to the grids of padded phases pw % 2 and the other.
-            let (even, odd) = (
-                grid_row + (pw % 2) * grid_len,
-                grid_row + (1 - pw % 2) * grid_len,
-            );
-            let (even, odd) = (even + pw / 2, odd + pw.div_ceil(2));
-            let pairs = width / 2;
-            let (grids, row) = (&mut scratch.grids, &row[..2 * pairs]);
-            for (k, two) in row.chunks_exact(2).enumerate() {
-                grids[even + k] = (two[0] as i32 - zero) as i16;
-                grids[odd + k] = (two[1] as i32 - zero) as i16;
-            }
-            if width % 2 == 1 {
-                grids[even + pairs] = (plane[(ih + 1) * width - 1] as i32 - zero) as i16;
-            }
-            continue;
-        }
-        for fc in 0..sw {
-            // The first input column whose padded column is ≡ fc (mod sw).
-            let x0 = (fc + sw - pw % sw) % sw;
-            if x0 >= width {
-                continue;
-            }
-            let at = grid_row + fc * grid_len + (x0 + pw) / sw;
-            let cells = &mut scratch.grids[at..at + (width - x0).div_ceil(sw)];
-            if sw == 1 {
-                for (v, x) in cells.iter_mut().zip(row) {
-                    *v = (*x as i32 - zero) as i16;
-                }
-            } else {
-                for (v, x) in cells.iter_mut().zip(row[x0..].iter().step_by(sw)) {
-                    *v = (*x as i32 - zero) as i16;
-                }
-            }
-        }
-    }
-    let wide = o.h as usize * phase_len;
-    let sums = &mut scratch.sums[..wide];
+    let taps = &weights[c * kh * kw..(c + 1) * kh * kw];
+    let shape = scratch.shape;
+    shape.fill(p, plane, q.input_zero, &mut scratch.cells);
+    let sums = &mut scratch.sums[..];
     sums.fill(0);
-    for b in 0..kh as usize {
-        let row = b * dh;
-        for e in 0..kw as usize {
-            let col = e * dw;
-            let grid = (row % sh) * sw + col % sw;
-            let start = grid * grid_len + (row / sh) * phase_len + col / sw;
+    let wide = sums.len();
+    for b in 0..kh {
+        for e in 0..kw {
+            let start = shape.tap(p, b, e);
             // |w · (x - z_in)| ≤ 128 · 255 fits int16: the product is exact before widening.
-            let w = taps[b * kw as usize + e] as i16;
-            for (a, x) in sums.iter_mut().zip(&scratch.grids[start..start + wide]) {
+            let w = taps[b * kw + e] as i16;
+            for (a, x) in sums.iter_mut().zip(&scratch.cells[start..start + wide]) {
                 *a = a.wrapping_add((w * *x) as i32);
             }
         }
     }
     let ow = o.w as usize;
     for oh in 1..o.h as usize {
-        sums.copy_within(oh * phase_len..oh * phase_len + ow, oh * ow);
+        sums.copy_within(oh * shape.phase_len..oh * shape.phase_len + ow, oh * ow);
     }
 }
 

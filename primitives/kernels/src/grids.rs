@@ -1,0 +1,131 @@
+//! Stride-phase grids: a 2-D convolution's padded input plane as `x - z_in` in int16, split by
+//! row and column phase modulo the strides so that every tap of every output position is one
+//! read at a fixed offset.
+//!
+//! With strides `(sh, sw)`, grid `(fr, fc)` cell `(i, j)` holds padded input `(i·sh + fr,
+//! j·sw + fc)`; padding cells hold 0, which is exactly what a padding tap contributes. Output
+//! `(oh, ow)` reads, for tap `(b, e)`, grid `((b·dh) % sh, (e·dw) % sw)` at cell
+//! `(oh + b·dh / sh, ow + e·dw / sw)`. Laying the outputs out "wide", `oh · phase_len + ow`,
+//! makes that read `wide position + tap offset` for every tap: a whole panel or plane of
+//! outputs is a contiguous run per tap. The wide columns past the output width read whatever
+//! follows and are discarded.
+
+use crate::ConvParams;
+
+/// Where one channel's grids live and how taps address them.
+#[derive(Clone, Copy, Debug)]
+pub struct GridShape {
+    /// Row and column strides.
+    strides: [usize; 2],
+    /// Rows of one grid, plus one slack row for the wide reads.
+    grid_rows: usize,
+    /// Cells in a grid row, and the row length of the wide output layout.
+    pub phase_len: usize,
+}
+
+impl GridShape {
+    /// The grids of `p`'s (2-D) input.
+    pub fn of(p: &ConvParams) -> Self {
+        let [_, sh, sw] = p.stride.map(|s| s as usize);
+        let [_, ph, pw] = p.pad.map(|s| s as usize);
+        Self {
+            strides: [sh, sw],
+            grid_rows: (p.input.h as usize + 2 * ph).div_ceil(sh) + 1,
+            phase_len: (p.input.w as usize + 2 * pw).div_ceil(sw),
+        }
+    }
+
+    fn grid_len(&self) -> usize {
+        self.grid_rows * self.phase_len
+    }
+
+    /// Cells of one channel's grids.
+    pub fn channel_len(&self) -> usize {
+        self.strides[0] * self.strides[1] * self.grid_len()
+    }
+
+    /// Outputs in the wide layout: `p.output.h` rows of [`phase_len`](Self::phase_len).
+    pub fn wide_len(&self, p: &ConvParams) -> usize {
+        p.output.h as usize * self.phase_len
+    }
+
+    /// Offset of tap `(b, e)` within a channel's grids.
+    pub fn tap(&self, p: &ConvParams, b: usize, e: usize) -> usize {
+        let [sh, sw] = self.strides;
+        let (row, col) = (b * p.dilation[1] as usize, e * p.dilation[2] as usize);
+        let grid = (row % sh) * sw + col % sw;
+        grid * self.grid_len() + (row / sh) * self.phase_len + col / sw
+    }
+
+    /// Writes one channel's input `plane` (H × W int8) into its grids `cells`. Padding cells
+    /// are not written: they must already be zero (a fresh buffer, or one reused for the same
+    /// shape).
+    pub fn fill(&self, p: &ConvParams, plane: &[i8], zero: i32, cells: &mut [i16]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { self.fill_avx2(p, plane, zero, cells) };
+        }
+        self.fill_body(p, plane, zero, cells)
+    }
+
+    /// [`fill_body`](Self::fill_body) compiled for AVX2.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn fill_avx2(&self, p: &ConvParams, plane: &[i8], zero: i32, cells: &mut [i16]) {
+        self.fill_body(p, plane, zero, cells)
+    }
+
+    #[inline(always)]
+    fn fill_body(&self, p: &ConvParams, plane: &[i8], zero: i32, cells: &mut [i16]) {
+        let [sh, sw] = self.strides;
+        let [_, ph, pw] = p.pad.map(|s| s as usize);
+        let (width, phase_len, grid_len) = (p.input.w as usize, self.phase_len, self.grid_len());
+        let shifted = |x: &i8| (*x as i32 - zero) as i16;
+        for (ih, row) in plane.chunks_exact(width).enumerate() {
+            let r = ih + ph;
+            let grid_row = (r % sh) * sw * grid_len + (r / sh) * phase_len;
+            match sw {
+                1 => {
+                    let at = grid_row + pw;
+                    for (v, x) in cells[at..at + width].iter_mut().zip(row) {
+                        *v = shifted(x);
+                    }
+                }
+                2 => {
+                    // Even and odd input columns go to padded phases pw % 2 and the other one.
+                    let even = grid_row + (pw % 2) * grid_len + pw / 2;
+                    let odd = grid_row + (1 - pw % 2) * grid_len + pw.div_ceil(2);
+                    let pairs = width / 2;
+                    for (k, two) in row[..2 * pairs].chunks_exact(2).enumerate() {
+                        cells[even + k] = shifted(&two[0]);
+                        cells[odd + k] = shifted(&two[1]);
+                    }
+                    if width % 2 == 1 {
+                        cells[even + pairs] = shifted(&row[width - 1]);
+                    }
+                }
+                _ => {
+                    for fc in 0..sw {
+                        // The first input column whose padded column is ≡ fc (mod sw).
+                        let x0 = (fc + sw - pw % sw) % sw;
+                        if x0 >= width {
+                            continue;
+                        }
+                        let at = grid_row + fc * grid_len + (x0 + pw) / sw;
+                        let run = (width - x0).div_ceil(sw);
+                        for (v, x) in cells[at..at + run]
+                            .iter_mut()
+                            .zip(row[x0..].iter().step_by(sw))
+                        {
+                            *v = shifted(x);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
