@@ -96,6 +96,11 @@ impl PackedInput {
         }
     }
 
+    /// Positions (columns) of the product.
+    pub fn positions(&self) -> usize {
+        self.positions
+    }
+
     fn panel(&self, panel: usize) -> &[i16] {
         let len = self.pairs * NR * 2;
         &self.halves[panel * len..(panel + 1) * len]

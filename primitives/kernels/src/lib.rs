@@ -19,6 +19,8 @@ pub mod params;
 pub mod reference;
 #[cfg(feature = "std")]
 mod rows;
+#[cfg(feature = "std")]
+mod unfold;
 
 #[cfg(feature = "cuda")]
 pub mod cuda;

@@ -10,8 +10,9 @@ use alloc::vec::Vec;
 use rayon::prelude::*;
 
 use crate::arith::requantize;
-use crate::gemm::{self, PackedInput, PackedWeights, MR, NR};
+use crate::gemm::{self, PackedWeights, MR};
 use crate::rows;
+use crate::unfold::unfold;
 use crate::{
     check_conv, check_fc, check_pool, ChannelQuant, ConvParams, ConvTransposeParams, KernelError,
     Kernels, PairQuant, PoolParams, Reference,
@@ -41,130 +42,6 @@ fn dot_body(weights: &[i8], xs: &[i16]) -> i32 {
         acc = acc.wrapping_add(*w as i32 * *x as i32);
     }
     acc
-}
-
-/// Unfolds one group's input straight into GEMM panels: tap `k` = (input channel, kernel row,
-/// kernel column) of output position `p` is `x - z_in`, or 0 where the tap falls in padding.
-fn unfold(p: &ConvParams, input: &[i8], zero: i32, group: usize, parallel: bool) -> PackedInput {
-    let (i, o) = (p.input, p.output);
-    let [_, kh, kw] = p.kernel;
-    let [_, sh, sw] = p.stride;
-    let [_, ph, pw] = p.pad;
-    let [_, dh, dw] = p.dilation;
-    let positions = (o.h * o.w) as usize;
-    let taps = p.weights_per_output() as usize;
-    let plane = (i.h * i.w) as usize;
-    let first_channel = group * p.group_in() as usize;
-    if kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0 {
-        // Pointwise: output position = input position, so a panel is channel pairs interleaved.
-        let channels = &input[first_channel * plane..(first_channel + taps) * plane];
-        return PackedInput::build(taps, positions, parallel, |first, panel| {
-            pointwise_panel(channels, plane, first, zero, panel)
-        });
-    }
-    PackedInput::build(taps, positions, parallel, |first, panel| {
-        // Top-left input coordinate of each of the panel's output positions.
-        let width = NR.min(positions - first);
-        let mut origin = [(0i64, 0i64); NR];
-        for (j, at) in origin.iter_mut().enumerate().take(width) {
-            let (oh, ow) = ((first + j) / o.w as usize, (first + j) % o.w as usize);
-            *at = (
-                oh as i64 * sh as i64 - ph as i64,
-                ow as i64 * sw as i64 - pw as i64,
-            );
-        }
-        let origin = &origin[..width];
-        let (span_h, span_w) = ((kh as i64 - 1) * dh as i64, (kw as i64 - 1) * dw as i64);
-        let interior = origin.iter().all(|(top, left)| {
-            *top >= 0 && *left >= 0 && top + span_h < i.h as i64 && left + span_w < i.w as i64
-        });
-        let mut k = 0;
-        if interior {
-            // No tap of this panel falls in padding: plain offsets, no bounds tests per tap.
-            let mut at = [0usize; NR];
-            for (a, (top, left)) in at.iter_mut().zip(origin) {
-                *a = (top * i.w as i64 + left) as usize;
-            }
-            let at = &at[..width];
-            for ci in 0..p.group_in() as usize {
-                let channel =
-                    &input[(first_channel + ci) * plane..(first_channel + ci + 1) * plane];
-                for b in 0..kh as usize {
-                    for e in 0..kw as usize {
-                        let tap = b * dh as usize * i.w as usize + e * dw as usize;
-                        for (j, a) in at.iter().enumerate() {
-                            panel[PackedInput::slot(k, j)] =
-                                (channel[a + tap] as i32 - zero) as i16;
-                        }
-                        k += 1;
-                    }
-                }
-            }
-            return;
-        }
-        for ci in 0..p.group_in() as usize {
-            let channel = &input[(first_channel + ci) * plane..(first_channel + ci + 1) * plane];
-            for b in 0..kh as i64 {
-                for e in 0..kw as i64 {
-                    for (j, (top, left)) in origin.iter().enumerate().take(width) {
-                        let (ih, iw) = (top + b * dh as i64, left + e * dw as i64);
-                        if (0..i.h as i64).contains(&ih) && (0..i.w as i64).contains(&iw) {
-                            let x = channel[ih as usize * i.w as usize + iw as usize];
-                            panel[PackedInput::slot(k, j)] = (x as i32 - zero) as i16;
-                        }
-                    }
-                    k += 1;
-                }
-            }
-        }
-    })
-}
-
-/// The panel of positions `first..` of a pointwise (1×1, stride 1, no padding) layer over
-/// `channels` (plane after plane): tap pair `m` holds channels `2m` and `2m + 1` side by side.
-fn pointwise_panel(channels: &[i8], plane: usize, first: usize, zero: i32, panel: &mut [i16]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
-        return unsafe { x86::pointwise_panel_avx2(channels, plane, first, zero, panel) };
-    }
-    pointwise_panel_body(channels, plane, first, zero, panel)
-}
-
-#[inline(always)]
-fn pointwise_panel_body(channels: &[i8], plane: usize, first: usize, zero: i32, panel: &mut [i16]) {
-    let width = NR.min(plane - first);
-    let shifted = |x: &i8| (*x as i32 - zero) as i16;
-    let mut pairs = channels
-        .chunks(2 * plane)
-        .zip(panel.chunks_exact_mut(2 * NR));
-    if width == NR {
-        // Full panels: fixed-length loops the compiler turns into widen-and-interleave shuffles.
-        for (two, out) in &mut pairs {
-            let a: &[i8; NR] = two[first..first + NR].try_into().expect("NR columns");
-            if two.len() == 2 * plane {
-                let b: &[i8; NR] = two[plane + first..plane + first + NR]
-                    .try_into()
-                    .expect("NR columns");
-                for j in 0..NR {
-                    out[2 * j] = shifted(&a[j]);
-                    out[2 * j + 1] = shifted(&b[j]);
-                }
-            } else {
-                for j in 0..NR {
-                    out[2 * j] = shifted(&a[j]);
-                }
-            }
-        }
-        return;
-    }
-    for (two, out) in pairs {
-        for (c, channel) in two.chunks(plane).enumerate() {
-            for (j, x) in channel[first..first + width].iter().enumerate() {
-                out[2 * j + c] = shifted(x);
-            }
-        }
-    }
 }
 
 /// Requantizes one output channel's int32 sums (bias not yet added), with AVX2 where present.
@@ -248,17 +125,6 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn pointwise_panel_avx2(
-        channels: &[i8],
-        plane: usize,
-        first: usize,
-        zero: i32,
-        panel: &mut [i16],
-    ) {
-        pointwise_panel_body(channels, plane, first, zero, panel)
-    }
-
-    #[target_feature(enable = "avx2")]
     pub(super) unsafe fn dot_avx2(weights: &[i8], xs: &[i16]) -> i32 {
         dot_body(weights, xs)
     }
@@ -283,10 +149,11 @@ fn conv_group(
     parallel: bool,
 ) {
     let positions = (p.output.h * p.output.w) as usize;
-    let taps = p.weights_per_output() as usize;
+    let (out_w, taps) = (p.output.w as usize, p.weights_per_output() as usize);
     let rows = p.group_out() as usize;
     let first = group * rows;
-    let packed_input = unfold(p, input, q.input_zero, group, parallel);
+    let unfolded = unfold(p, input, q.input_zero, group, parallel);
+    let (wide, row_len) = (unfolded.panels.positions(), unfolded.row_len);
     let per_task = if parallel { rows_per_task(rows) } else { rows };
     let run = |(t, chunk): (usize, &mut [i8])| {
         let row0 = first + t * per_task;
@@ -296,14 +163,21 @@ fn conv_group(
             task_rows,
             taps,
         );
-        let mut sums = vec![0i32; chunk.len()];
-        gemm::multiply(&packed, &packed_input, &mut sums);
+        let mut sums = vec![0i32; task_rows * wide];
+        gemm::multiply(&packed, &unfolded.panels, &mut sums);
         for (row, (acc, y)) in sums
-            .chunks(positions)
+            .chunks(wide)
             .zip(chunk.chunks_mut(positions))
             .enumerate()
         {
-            requantize_row(acc, q, row0 + row, y);
+            if row_len == out_w {
+                requantize_row(&acc[..positions], q, row0 + row, y);
+                continue;
+            }
+            // Wide rows: each output row's first `out_w` sums; the rest are discarded.
+            for (acc, y) in acc.chunks(row_len).zip(y.chunks_mut(out_w)) {
+                requantize_row(&acc[..out_w], q, row0 + row, y);
+            }
         }
     };
     if parallel {

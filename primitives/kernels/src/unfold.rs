@@ -1,0 +1,184 @@
+//! Unfolding a 2-D convolution's input into GEMM panels (`gemm::PackedInput`): tap `k` =
+//! (input channel, kernel row, kernel column) of an output position is `x - z_in`, or 0 where
+//! the tap falls in padding.
+//!
+//! Pointwise layers (1×1, stride 1, no padding) read their panels straight from the int8 input.
+//! Every other layer first writes its input into stride-phase grids ([`crate::grids`]) and
+//! lays its outputs out wide, so that each tap of a panel's 16 positions is one contiguous run
+//! of the grids: a panel is tap pairs interleaved, with no bounds or padding tests.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use rayon::prelude::*;
+
+use crate::gemm::{PackedInput, NR};
+use crate::grids::GridShape;
+use crate::ConvParams;
+
+/// One group's unfolded input, with the layout of its GEMM positions.
+pub struct Unfolded {
+    /// The panels.
+    pub panels: PackedInput,
+    /// Length of an output row among the GEMM positions: the output width for pointwise
+    /// layers, the grids' wide row otherwise (its columns past the output width are discarded).
+    pub row_len: usize,
+}
+
+/// Unfolds group `group` of `input` for `p`, on the rayon pool with `parallel`.
+pub fn unfold(p: &ConvParams, input: &[i8], zero: i32, group: usize, parallel: bool) -> Unfolded {
+    let (i, o) = (p.input, p.output);
+    let plane = (i.h * i.w) as usize;
+    let channels = p.group_in() as usize;
+    let taps = p.weights_per_output() as usize;
+    let group_input = &input[group * channels * plane..(group + 1) * channels * plane];
+    if p.kernel == [1, 1, 1] && p.stride[1..] == [1, 1] && p.pad[1..] == [0, 0] {
+        // Output position = input position: a panel is channel pairs interleaved.
+        let panels = PackedInput::build(taps, plane, parallel, |first, panel| {
+            pointwise_panel(group_input, plane, first, zero, panel)
+        });
+        return Unfolded {
+            panels,
+            row_len: o.w as usize,
+        };
+    }
+    let shape = GridShape::of(p);
+    let channel_len = shape.channel_len();
+    // Slack past the last channel: the wide reads of the last panel run up to NR cells over.
+    let mut cells = vec![0i16; channels * channel_len + NR];
+    let fill = |(ci, grid): (usize, &mut [i16])| {
+        shape.fill(p, &group_input[ci * plane..(ci + 1) * plane], zero, grid)
+    };
+    if parallel {
+        cells
+            .par_chunks_mut(channel_len)
+            .take(channels)
+            .enumerate()
+            .for_each(fill);
+    } else {
+        cells
+            .chunks_mut(channel_len)
+            .take(channels)
+            .enumerate()
+            .for_each(fill);
+    }
+    let [_, kh, kw] = p.kernel.map(|k| k as usize);
+    let offsets: Vec<usize> = (0..channels)
+        .flat_map(|ci| {
+            (0..kh).flat_map(move |b| (0..kw).map(move |e| ci * channel_len + shape.tap(p, b, e)))
+        })
+        .collect();
+    let panels = PackedInput::build(taps, shape.wide_len(p), parallel, |first, panel| {
+        wide_panel(&cells, &offsets, first, panel)
+    });
+    Unfolded {
+        panels,
+        row_len: shape.phase_len,
+    }
+}
+
+/// The panel of positions `first..` of a pointwise layer over `channels` (plane after plane):
+/// tap pair `m` holds channels `2m` and `2m + 1` side by side.
+fn pointwise_panel(channels: &[i8], plane: usize, first: usize, zero: i32, panel: &mut [i16]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { pointwise_panel_avx2(channels, plane, first, zero, panel) };
+    }
+    pointwise_panel_body(channels, plane, first, zero, panel)
+}
+
+/// [`pointwise_panel_body`] compiled for AVX2.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn pointwise_panel_avx2(
+    channels: &[i8],
+    plane: usize,
+    first: usize,
+    zero: i32,
+    panel: &mut [i16],
+) {
+    pointwise_panel_body(channels, plane, first, zero, panel)
+}
+
+#[inline(always)]
+fn pointwise_panel_body(channels: &[i8], plane: usize, first: usize, zero: i32, panel: &mut [i16]) {
+    let width = NR.min(plane - first);
+    let shifted = |x: &i8| (*x as i32 - zero) as i16;
+    let mut pairs = channels
+        .chunks(2 * plane)
+        .zip(panel.chunks_exact_mut(2 * NR));
+    if width == NR {
+        // Full panels: fixed-length loops the compiler turns into widen-and-interleave shuffles.
+        for (two, out) in &mut pairs {
+            let a: &[i8; NR] = two[first..first + NR].try_into().expect("NR columns");
+            if two.len() == 2 * plane {
+                let b: &[i8; NR] = two[plane + first..plane + first + NR]
+                    .try_into()
+                    .expect("NR columns");
+                for j in 0..NR {
+                    out[2 * j] = shifted(&a[j]);
+                    out[2 * j + 1] = shifted(&b[j]);
+                }
+            } else {
+                for j in 0..NR {
+                    out[2 * j] = shifted(&a[j]);
+                }
+            }
+        }
+        return;
+    }
+    for (two, out) in pairs {
+        for (c, channel) in two.chunks(plane).enumerate() {
+            for (j, x) in channel[first..first + width].iter().enumerate() {
+                out[2 * j + c] = shifted(x);
+            }
+        }
+    }
+}
+
+/// The panel of wide positions `first..first + NR` from the grids `cells`: tap `k` of them is
+/// the run at `first + offsets[k]`.
+fn wide_panel(cells: &[i16], offsets: &[usize], first: usize, panel: &mut [i16]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { wide_panel_avx2(cells, offsets, first, panel) };
+    }
+    wide_panel_body(cells, offsets, first, panel)
+}
+
+/// [`wide_panel_body`] compiled for AVX2.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn wide_panel_avx2(cells: &[i16], offsets: &[usize], first: usize, panel: &mut [i16]) {
+    wide_panel_body(cells, offsets, first, panel)
+}
+
+#[inline(always)]
+fn wide_panel_body(cells: &[i16], offsets: &[usize], first: usize, panel: &mut [i16]) {
+    let run = |k: usize| -> &[i16; NR] {
+        let at = first + offsets[k];
+        cells[at..at + NR].try_into().expect("NR cells")
+    };
+    for (m, out) in panel.chunks_exact_mut(2 * NR).enumerate() {
+        let a = run(2 * m);
+        if 2 * m + 1 < offsets.len() {
+            let b = run(2 * m + 1);
+            for j in 0..NR {
+                out[2 * j] = a[j];
+                out[2 * j + 1] = b[j];
+            }
+        } else {
+            for j in 0..NR {
+                out[2 * j] = a[j];
+            }
+        }
+    }
+}
