@@ -35,13 +35,21 @@ impl PackedWeights {
         let pairs = taps.div_ceil(2);
         let blocks = rows.div_ceil(MR);
         let mut words = vec![0i32; blocks * pairs * MR];
-        for r in 0..rows {
-            let row = &weights[r * taps..(r + 1) * taps];
-            let (block, lane) = (r / MR, r % MR);
-            for kp in 0..pairs {
-                let lo = row[2 * kp] as i16;
-                let hi = row.get(2 * kp + 1).map_or(0, |w| *w as i16);
-                words[(block * pairs + kp) * MR + lane] = pair(lo, hi);
+        for (block, out) in words.chunks_exact_mut(pairs * MR).enumerate() {
+            let (r0, n) = (block * MR, MR.min(rows - block * MR));
+            let block_rows = &weights[r0 * taps..(r0 + n) * taps];
+            let mut done = 0;
+            #[cfg(target_arch = "x86_64")]
+            if n == MR && std::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports AVX2, checked just above.
+                done = unsafe { x86::pack_block_avx2(block_rows, taps, out) };
+            }
+            for (lane, row) in block_rows.chunks_exact(taps).enumerate() {
+                for kp in done..pairs {
+                    let lo = row[2 * kp] as i16;
+                    let hi = row.get(2 * kp + 1).map_or(0, |w| *w as i16);
+                    out[kp * MR + lane] = pair(lo, hi);
+                }
             }
         }
         PackedWeights { words, pairs, rows }
@@ -188,6 +196,39 @@ mod x86 {
         std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vnni")
     }
 
+    /// Packs the tap pairs of a full block (`MR` rows of `taps` int8 weights) eight at a time:
+    /// each row's 16 bytes widen to eight int16 pair words, and a 4 × 8 word transpose puts
+    /// them in pair-major, row-minor order. Returns the pairs packed; the caller packs the rest.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2; `rows` must hold `MR · taps` weights and `out` `MR` words per
+    /// tap pair.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn pack_block_avx2(rows: &[i8], taps: usize, out: &mut [i32]) -> usize {
+        assert!(rows.len() >= MR * taps && out.len() >= MR * taps.div_ceil(2));
+        let chunks = taps / 16;
+        for c in 0..chunks {
+            // SAFETY: 16·c + 16 ≤ taps, so every load stays inside its row (asserted above).
+            let load = |lane: usize| {
+                _mm256_cvtepi8_epi16(_mm_loadu_si128(
+                    rows.as_ptr().add(lane * taps + 16 * c) as *const __m128i
+                ))
+            };
+            let (a0, a1, a2, a3) = (load(0), load(1), load(2), load(3));
+            let (t0, t1) = (_mm256_unpacklo_epi32(a0, a1), _mm256_unpackhi_epi32(a0, a1));
+            let (t2, t3) = (_mm256_unpacklo_epi32(a2, a3), _mm256_unpackhi_epi32(a2, a3));
+            // u_j holds pair j (low 128 bits) and pair j + 4 (high 128 bits) of the four rows.
+            let (u0, u1) = (_mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2));
+            let (u2, u3) = (_mm256_unpacklo_epi64(t1, t3), _mm256_unpackhi_epi64(t1, t3));
+            let to = out.as_mut_ptr().add(32 * c) as *mut __m256i;
+            _mm256_storeu_si256(to, _mm256_permute2x128_si256::<0x20>(u0, u1));
+            _mm256_storeu_si256(to.add(1), _mm256_permute2x128_si256::<0x20>(u2, u3));
+            _mm256_storeu_si256(to.add(2), _mm256_permute2x128_si256::<0x31>(u0, u1));
+            _mm256_storeu_si256(to.add(3), _mm256_permute2x128_si256::<0x31>(u2, u3));
+        }
+        chunks * 8
+    }
+
     /// Four 512-bit accumulators (4 rows × 16 positions), one fused multiply-add per row and
     /// tap pair.
     ///
@@ -268,7 +309,7 @@ mod tests {
     /// partial panels and an odd tap, at the int16/int8 extremes.
     #[test]
     fn packed_product_matches_direct_sums() {
-        for (rows, taps, positions) in [(1, 1, 1), (5, 9, 17), (4, 576, 40), (7, 3, 33)] {
+        for (rows, taps, positions) in [(1, 1, 1), (5, 9, 17), (4, 576, 40), (7, 3, 33), (10, 75, 19)] {
             let w: Vec<i8> = (0..rows * taps)
                 .map(|i| {
                     if i % 3 == 0 {
