@@ -209,12 +209,11 @@ mod x86 {
         let chunks = taps / 16;
         for c in 0..chunks {
             // SAFETY: 16·c + 16 ≤ taps, so every load stays inside its row (asserted above).
-            let load = |lane: usize| {
-                _mm256_cvtepi8_epi16(_mm_loadu_si128(
-                    rows.as_ptr().add(lane * taps + 16 * c) as *const __m128i
-                ))
-            };
-            let (a0, a1, a2, a3) = (load(0), load(1), load(2), load(3));
+            let at = |lane: usize| rows.as_ptr().add(lane * taps + 16 * c) as *const __m128i;
+            let a0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(at(0)));
+            let a1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(at(1)));
+            let a2 = _mm256_cvtepi8_epi16(_mm_loadu_si128(at(2)));
+            let a3 = _mm256_cvtepi8_epi16(_mm_loadu_si128(at(3)));
             let (t0, t1) = (_mm256_unpacklo_epi32(a0, a1), _mm256_unpackhi_epi32(a0, a1));
             let (t2, t3) = (_mm256_unpacklo_epi32(a2, a3), _mm256_unpackhi_epi32(a2, a3));
             // u_j holds pair j (low 128 bits) and pair j + 4 (high 128 bits) of the four rows.
@@ -309,7 +308,13 @@ mod tests {
     /// partial panels and an odd tap, at the int16/int8 extremes.
     #[test]
     fn packed_product_matches_direct_sums() {
-        for (rows, taps, positions) in [(1, 1, 1), (5, 9, 17), (4, 576, 40), (7, 3, 33), (10, 75, 19)] {
+        for (rows, taps, positions) in [
+            (1, 1, 1),
+            (5, 9, 17),
+            (4, 576, 40),
+            (7, 3, 33),
+            (10, 75, 19),
+        ] {
             let w: Vec<i8> = (0..rows * taps)
                 .map(|i| {
                     if i % 3 == 0 {

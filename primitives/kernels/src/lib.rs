@@ -12,11 +12,15 @@ extern crate alloc;
 pub mod arith;
 pub mod elementwise;
 #[cfg(feature = "std")]
+mod fc;
+#[cfg(feature = "std")]
 pub mod gemm;
 #[cfg(feature = "std")]
 mod grids;
 pub mod params;
 pub mod reference;
+#[cfg(feature = "std")]
+mod requant;
 #[cfg(feature = "std")]
 mod rows;
 #[cfg(feature = "std")]

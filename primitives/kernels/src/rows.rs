@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use crate::arith::div_round_half_up;
 use crate::grids::GridShape;
-use crate::native::requantize_row;
+use crate::requant::requantize_row;
 use crate::{ChannelQuant, ConvParams, PoolKind, PoolParams};
 
 /// The output columns `lo..hi` whose input column `ow · stride + shift` lies in `0..width`.

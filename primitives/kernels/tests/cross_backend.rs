@@ -87,8 +87,8 @@ proptest! {
 }
 
 /// Layers big enough to take the native backend's threaded paths: row blocks of a wide layer
-/// (with a partial last block and panel), whole groups side by side, a depthwise layer, and
-/// pooling split by planes. The proptest above covers the single-threaded paths.
+/// (with a partial last block and panel), whole groups side by side, depthwise and pointwise
+/// layers, fully connected rows, and pooling split by planes. The proptest above covers the single-threaded paths.
 #[test]
 fn threaded_layers_agree_with_the_reference() {
     let mut rng = Rng(7);
@@ -115,6 +115,15 @@ fn threaded_layers_agree_with_the_reference() {
         Native.conv(&p, &x, &wts, &q, &mut b).unwrap();
         assert_eq!(a, b, "{p:?}");
     }
+    // A fully connected layer split into row tasks, with a partial last task and row quad.
+    let (n, outs) = (4099, 603);
+    let x: Vec<i8> = (0..n).map(|_| rng.i8(true)).collect();
+    let wts: Vec<i8> = (0..n * outs).map(|_| rng.i8(true)).collect();
+    let q = rng.quant(outs, true);
+    let (mut a, mut b) = (vec![0i8; outs], vec![0i8; outs]);
+    Reference.fully_connected(&x, &wts, &q, &mut a).unwrap();
+    Native.fully_connected(&x, &wts, &q, &mut b).unwrap();
+    assert_eq!(a, b, "fully connected {n} -> {outs}");
     for kind in [PoolKind::Max, PoolKind::MaxCeil, PoolKind::Average] {
         let p = PoolParams::new(Shape::new(64, 1, 112, 112), 3, 2, 1, kind).unwrap();
         let x: Vec<i8> = (0..p.input.elements().unwrap())

@@ -1,0 +1,215 @@
+//! Vector requantization for the native backend (SPEC.md "Requantization", as
+//! [`crate::arith::requantize`] does it one value at a time): a channel's row of sums with one
+//! scale, or a row of outputs that each have their own channel's scale (fully connected).
+//!
+//! AVX2 has neither a 64-bit arithmetic shift nor 64-bit min/max, so each product is offset by
+//! 2^62 to make it non-negative: then the logical shift floors exactly (2^62 is a multiple of
+//! 2^n for n ≤ 62), and the clamp bounds move by the same 2^(62-n).
+
+use crate::arith::requantize;
+use crate::ChannelQuant;
+
+/// Requantizes one output channel's int32 sums (bias not yet added), with AVX2 where present.
+pub fn requantize_row(sums: &[i32], q: &ChannelQuant, oc: usize, out: &mut [i8]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { x86::requantize_row_avx2(sums, q, oc, out) };
+    }
+    requantize_row_scalar(sums, q, oc, out)
+}
+
+fn requantize_row_scalar(sums: &[i32], q: &ChannelQuant, oc: usize, out: &mut [i8]) {
+    let (bias, mult, shift, r) = (q.bias[oc], q.mult[oc], q.shift[oc], q.output);
+    for (y, acc) in out.iter_mut().zip(sums) {
+        *y = requantize(bias.wrapping_add(*acc), mult, shift, r.zero, r.lo, r.hi);
+    }
+}
+
+/// Requantizes output `o`'s sum (bias not yet added) with channel `o`'s scale, for every `o`.
+pub fn requantize_channels(sums: &[i32], q: &ChannelQuant, out: &mut [i8]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { x86::requantize_channels_avx2(sums, q, out) };
+    }
+    requantize_channels_scalar(sums, q, 0, out)
+}
+
+fn requantize_channels_scalar(sums: &[i32], q: &ChannelQuant, first: usize, out: &mut [i8]) {
+    let r = q.output;
+    for (o, (y, acc)) in out.iter_mut().zip(sums).enumerate().skip(first) {
+        *y = requantize(
+            q.bias[o].wrapping_add(*acc),
+            q.mult[o],
+            q.shift[o],
+            r.zero,
+            r.lo,
+            r.hi,
+        );
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use core::arch::x86_64::*;
+
+    use super::*;
+    use crate::OutputRange;
+
+    /// Four 64-bit products and their shifts `n` in, four clamped int8 values (in 64-bit lanes)
+    /// out.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn finish(product: __m256i, n: __m256i, r: OutputRange) -> __m256i {
+        let one = _mm256_set1_epi64x(1);
+        let moved = _mm256_sllv_epi64(one, _mm256_sub_epi64(_mm256_set1_epi64x(62), n));
+        let round = _mm256_sllv_epi64(one, _mm256_sub_epi64(n, one));
+        let offset = _mm256_add_epi64(_mm256_set1_epi64x(1 << 62), round);
+        let t = _mm256_srlv_epi64(_mm256_add_epi64(product, offset), n);
+        let low = _mm256_add_epi64(_mm256_set1_epi64x(r.lo as i64 - r.zero as i64), moved);
+        let high = _mm256_add_epi64(_mm256_set1_epi64x(r.hi as i64 - r.zero as i64), moved);
+        let t = _mm256_blendv_epi8(t, low, _mm256_cmpgt_epi64(low, t));
+        let t = _mm256_blendv_epi8(t, high, _mm256_cmpgt_epi64(t, high));
+        _mm256_sub_epi64(
+            _mm256_add_epi64(t, _mm256_set1_epi64x(r.zero as i64)),
+            moved,
+        )
+    }
+
+    /// Eight sums (bias added) requantized with per-lane multipliers and `n = 31 + shift`
+    /// (eight int32 each), as eight int8 bytes in one little-endian word.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn requantize8(acc: __m256i, mult: __m256i, n: __m256i, r: OutputRange) -> u64 {
+        let low32 = _mm256_set1_epi64x(0xffff_ffff);
+        let even = finish(_mm256_mul_epi32(acc, mult), _mm256_and_si256(n, low32), r);
+        let odd = finish(
+            _mm256_mul_epi32(_mm256_srli_epi64::<32>(acc), _mm256_srli_epi64::<32>(mult)),
+            _mm256_srli_epi64::<32>(n),
+            r,
+        );
+        let y = _mm256_blend_epi32::<0b1010_1010>(even, _mm256_slli_epi64::<32>(odd));
+        let y16 = _mm256_packs_epi32(y, y);
+        let y8 = _mm256_packs_epi16(y16, y16);
+        (_mm256_cvtsi256_si32(y8) as u32 as u64)
+            | ((_mm256_extract_epi32::<4>(y8) as u32 as u64) << 32)
+    }
+
+    /// Eight int32 lanes of `v` from `8 · i`.
+    ///
+    /// # Safety
+    /// `8 · i + 8 ≤ v.len()`.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn load8(v: &[i32], i: usize) -> __m256i {
+        _mm256_loadu_si256(v.as_ptr().add(8 * i) as *const __m256i)
+    }
+
+    /// [`requantize_row_scalar`] eight lanes at a time.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn requantize_row_avx2(
+        sums: &[i32],
+        q: &ChannelQuant,
+        oc: usize,
+        out: &mut [i8],
+    ) {
+        let full = sums.len().min(out.len()) / 8;
+        let bias = _mm256_set1_epi32(q.bias[oc]);
+        let (mult, n) = (
+            _mm256_set1_epi32(q.mult[oc]),
+            _mm256_set1_epi32(31 + q.shift[oc]),
+        );
+        for i in 0..full {
+            // SAFETY: i < full, so the 8 lanes at 8·i lie inside both slices.
+            let acc = load8(sums, i);
+            let bytes = requantize8(_mm256_add_epi32(acc, bias), mult, n, q.output);
+            core::ptr::write_unaligned(out.as_mut_ptr().add(8 * i) as *mut u64, bytes.to_le());
+        }
+        requantize_row_scalar(&sums[8 * full..], q, oc, &mut out[8 * full..]);
+    }
+
+    /// [`requantize_channels_scalar`] eight lanes at a time.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn requantize_channels_avx2(sums: &[i32], q: &ChannelQuant, out: &mut [i8]) {
+        let len = sums
+            .len()
+            .min(out.len())
+            .min(q.bias.len())
+            .min(q.mult.len())
+            .min(q.shift.len());
+        let full = len / 8;
+        let load =
+            |v: &[i32], i: usize| _mm256_loadu_si256(v.as_ptr().add(8 * i) as *const __m256i);
+        for i in 0..full {
+            // SAFETY: i < full, so the 8 lanes at 8·i lie inside every slice.
+            let acc = _mm256_add_epi32(load(sums, i), load(&q.bias, i));
+            let n = _mm256_add_epi32(load(&q.shift, i), _mm256_set1_epi32(31));
+            let bytes = requantize8(acc, load(&q.mult, i), n, q.output);
+            core::ptr::write_unaligned(out.as_mut_ptr().add(8 * i) as *mut u64, bytes.to_le());
+        }
+        requantize_channels_scalar(sums, q, 8 * full, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::OutputRange;
+
+    /// Both vector requantizations equal the scalar one at every shift, at the int32 and
+    /// multiplier extremes, with fused-ReLU ranges, on lengths with a partial last vector.
+    #[test]
+    fn vector_requantization_matches_scalar() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for case in 0..4000usize {
+            let len = case % 37;
+            let extreme = case % 3 == 0;
+            let sums: Vec<i32> = (0..len)
+                .map(|i| match (extreme, i % 4) {
+                    (true, 0) => i32::MIN,
+                    (true, 1) => i32::MAX,
+                    _ => next() as i32 >> (next() % 31),
+                })
+                .collect();
+            let zero = (next() % 256) as i32 - 128;
+            let (a, b) = ((next() % 256) as i32 - 128, (next() % 256) as i32 - 128);
+            let mut channel = |_| {
+                (
+                    if extreme { next() as i32 } else { 0 },
+                    if extreme && next() % 2 == 0 {
+                        i32::MAX
+                    } else {
+                        (next() >> 33) as i32
+                    },
+                    (next() % 62) as i32 - 30,
+                )
+            };
+            let channels: Vec<(i32, i32, i32)> = (0..len.max(1)).map(&mut channel).collect();
+            let q = ChannelQuant {
+                input_zero: 0,
+                output: OutputRange {
+                    zero,
+                    lo: a.min(b),
+                    hi: a.max(b),
+                },
+                bias: channels.iter().map(|c| c.0).collect(),
+                mult: channels.iter().map(|c| c.1).collect(),
+                shift: channels.iter().map(|c| c.2).collect(),
+            };
+            let (mut fast, mut slow) = (vec![0i8; len], vec![0i8; len]);
+            requantize_row(&sums, &q, 0, &mut fast);
+            requantize_row_scalar(&sums, &q, 0, &mut slow);
+            assert_eq!(fast, slow, "one channel: {q:?} {sums:?}");
+            requantize_channels(&sums, &q, &mut fast);
+            requantize_channels_scalar(&sums, &q, 0, &mut slow);
+            assert_eq!(fast, slow, "per-output channels: {q:?} {sums:?}");
+        }
+    }
+}
