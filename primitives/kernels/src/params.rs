@@ -82,10 +82,16 @@ impl ChannelQuant {
             return Err(KernelError::BadQuant);
         }
         let n = n as usize;
-        let words = |start: usize| {
-            (0..n)
-                .map(|i| le_i32(bytes, start + i))
-                .collect::<Result<Vec<_>, _>>()
+        // The length is checked above, so each run of `n` words is there: read it in one pass
+        // into an exactly sized vector.
+        let words = |start: usize| -> Result<Vec<i32>, KernelError> {
+            let run = bytes
+                .get(4 * start..4 * (start + n))
+                .ok_or(KernelError::BadQuant)?;
+            Ok(run
+                .chunks_exact(4)
+                .map(|w| i32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+                .collect())
         };
         let quant = ChannelQuant {
             input_zero: check_int8(le_i32(bytes, 0)?)?,
