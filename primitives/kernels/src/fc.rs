@@ -98,12 +98,27 @@ mod x86 {
                 _mm256_setzero_si256(),
                 _mm256_setzero_si256(),
             );
-            for c in 0..vectors {
-                let (xv, k) = (_mm256_loadu_si256(x(c)), at + 16 * c);
-                a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(weights16(rows, k), xv));
-                a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(weights16(rows, k + n), xv));
-                a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(weights16(rows, k + 2 * n), xv));
-                a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(weights16(rows, k + 3 * n), xv));
+            if at + 3 * n + 16 * vectors <= rows.len() {
+                // Every load of the quad lies inside `rows`: no tail tests in the loop, so the
+                // accumulators stay in registers.
+                let w = |k: usize| {
+                    _mm256_cvtepi8_epi16(_mm_loadu_si128(rows.as_ptr().add(k) as *const __m128i))
+                };
+                for c in 0..vectors {
+                    let (xv, k) = (_mm256_loadu_si256(x(c)), at + 16 * c);
+                    a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(w(k), xv));
+                    a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(w(k + n), xv));
+                    a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(w(k + 2 * n), xv));
+                    a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(w(k + 3 * n), xv));
+                }
+            } else {
+                for c in 0..vectors {
+                    let (xv, k) = (_mm256_loadu_si256(x(c)), at + 16 * c);
+                    a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(weights16(rows, k), xv));
+                    a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(weights16(rows, k + n), xv));
+                    a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(weights16(rows, k + 2 * n), xv));
+                    a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(weights16(rows, k + 3 * n), xv));
+                }
             }
             let s = _mm256_hadd_epi32(_mm256_hadd_epi32(a0, a1), _mm256_hadd_epi32(a2, a3));
             let total = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
