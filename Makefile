@@ -26,7 +26,7 @@ run: setup build-node
 	@echo "   try:             smartvm.infer(0, <784 bytes: pixel - 128>, {refTime: 50000000000, proofSize: 1000000})"
 	@echo "   or from a shell: make build; $(SMARTVM) infer --url ws://127.0.0.1:$(RPC_PORT) --input image.bin [--dry-run]"
 	@echo "   Ctrl-C stops the node."
-	exec $(NODE) --dev --rpc-port $(RPC_PORT) --rpc-cors all
+	exec $(NODE) --dev --rpc-port $(RPC_PORT) --rpc-cors all --pool-type single-state
 
 build-node:
 	cargo build $(NODE_FLAGS) -p smartvm-node

@@ -75,12 +75,7 @@ pub async fn run(args: DeployArgs) -> Result<()> {
         .collect();
     upload(&chain, &signer, model, &blocks, &missing, args.batch.max(1)).await?;
     if !args.no_seal {
-        let nonce = chain.next_nonce(&signer).await?;
-        let call = transaction("Smartvm", "seal_model", (model,));
-        chain
-            .submit(&call, &signer, nonce, Inclusion::BestBlock)
-            .await
-            .context("seal_model")?;
+        seal(&chain, &signer, model).await?;
     }
     let bytes: usize = program.len() + blocks.iter().map(Vec::len).sum::<usize>();
     println!(
@@ -90,6 +85,33 @@ pub async fn run(args: DeployArgs) -> Result<()> {
         if args.no_seal { "draft" } else { "sealed" },
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// Puts a new model on chain in one go (create, upload every block `batch` at a time, seal)
+/// and returns its id: for tools that deploy what they just compiled.
+pub async fn deploy_new(
+    chain: &Chain,
+    signer: &Keypair,
+    program: &[u8],
+    blocks: &[Vec<u8>],
+    batch: usize,
+) -> Result<u32> {
+    chain.settle(signer).await?;
+    let model = create(chain, signer, program).await?;
+    let all: Vec<u32> = (0..blocks.len() as u32).collect();
+    upload(chain, signer, model, blocks, &all, batch.max(1)).await?;
+    seal(chain, signer, model).await?;
+    Ok(model)
+}
+
+async fn seal(chain: &Chain, signer: &Keypair, model: u32) -> Result<()> {
+    let nonce = chain.next_nonce(signer).await?;
+    let call = transaction("Smartvm", "seal_model", (model,));
+    chain
+        .submit(&call, signer, nonce, Inclusion::BestBlock)
+        .await
+        .context("seal_model")?;
     Ok(())
 }
 
@@ -165,24 +187,29 @@ async fn upload(
     );
     bar.set_message(format!("model {model}"));
     for chunk in missing.chunks(batch) {
+        // Sent in nonce order, then awaited together (see `Chain::send`).
         let first = chain.next_nonce(signer).await?;
-        let sends = chunk.iter().zip(first..).map(|(&index, nonce)| {
+        let mut waits = Vec::with_capacity(chunk.len());
+        for (&index, nonce) in chunk.iter().zip(first..) {
             let call = transaction(
                 "Smartvm",
                 "put_weight_block",
                 (model, index, blocks[index as usize].clone()),
             );
+            let pending = chain
+                .send(&call, signer, nonce, Inclusion::BestBlock)
+                .await
+                .with_context(|| format!("put_weight_block {index}"))?;
             let bar = &bar;
-            async move {
-                chain
-                    .submit(&call, signer, nonce, Inclusion::BestBlock)
+            waits.push(async move {
+                pending
                     .await
                     .with_context(|| format!("put_weight_block {index}"))?;
                 bar.inc(1);
                 Ok::<_, anyhow::Error>(())
-            }
-        });
-        for result in subxt::ext::futures::future::join_all(sends).await {
+            });
+        }
+        for result in subxt::ext::futures::future::join_all(waits).await {
             result?;
         }
     }

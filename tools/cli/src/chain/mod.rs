@@ -88,9 +88,33 @@ impl Chain {
         nonce: u64,
         until: Inclusion,
     ) -> Result<Included> {
+        self.send(call, signer, nonce, until).await?.await
+    }
+
+    /// Signs and submits `call` with `nonce`, returning once the node has taken it, with the
+    /// wait for `until`. Sending a batch in nonce order and then awaiting the waits together keeps
+    /// every transaction ready on arrival: a node that seals on arrival (`--instant-seal`) never
+    /// sees a later nonce first and parks it.
+    pub async fn send<'a>(
+        &'a self,
+        call: &impl Payload,
+        signer: &Keypair,
+        nonce: u64,
+        until: Inclusion,
+    ) -> Result<Pending<'a>> {
         let at = self.client.at_current_block().await?;
+        // Mortal from a block a few behind the newest: a node that seals on arrival may still
+        // validate against the parent of the block the client just saw, which cannot check a
+        // birth block it does not know yet.
+        let birth = at.block_number().saturating_sub(MORTALITY_LAG);
+        let birth_hash = self
+            .rpc
+            .chain_get_block_hash(Some(birth.into()))
+            .await?
+            .with_context(|| format!("no block {birth}"))?;
         let params = DefaultExtrinsicParamsBuilder::<Config>::new()
             .nonce(nonce)
+            .mortal_from_unchecked(MORTALITY, birth, birth_hash)
             .build();
         let mut progress = at
             .tx()
@@ -100,27 +124,42 @@ impl Chain {
             .submit_and_watch()
             .await
             .context("submitting the transaction")?;
-        while let Some(status) = progress.next().await {
-            match status? {
-                TransactionStatus::InBestBlock(tx) if until == Inclusion::BestBlock => {
-                    let block = tx.block_hash();
-                    let events = tx.wait_for_success().await.map_err(|e| anyhow!("{e}"))?;
-                    return Ok(Included { block, events });
+        Ok(Box::pin(async move {
+            while let Some(status) = progress.next().await {
+                match status? {
+                    TransactionStatus::InBestBlock(tx) if until == Inclusion::BestBlock => {
+                        let block = tx.block_hash();
+                        let events = tx.wait_for_success().await.map_err(|e| anyhow!("{e}"))?;
+                        return Ok(Included { block, events });
+                    }
+                    TransactionStatus::InFinalizedBlock(tx) => {
+                        let block = tx.block_hash();
+                        let events = tx.wait_for_success().await.map_err(|e| anyhow!("{e}"))?;
+                        return Ok(Included { block, events });
+                    }
+                    TransactionStatus::Invalid { message } => {
+                        bail!("transaction invalid: {message}")
+                    }
+                    TransactionStatus::Dropped { message } => {
+                        bail!("transaction dropped: {message}")
+                    }
+                    TransactionStatus::Error { message } => bail!("transaction failed: {message}"),
+                    _ => {}
                 }
-                TransactionStatus::InFinalizedBlock(tx) => {
-                    let block = tx.block_hash();
-                    let events = tx.wait_for_success().await.map_err(|e| anyhow!("{e}"))?;
-                    return Ok(Included { block, events });
-                }
-                TransactionStatus::Invalid { message } => bail!("transaction invalid: {message}"),
-                TransactionStatus::Dropped { message } => bail!("transaction dropped: {message}"),
-                TransactionStatus::Error { message } => bail!("transaction failed: {message}"),
-                _ => {}
             }
-        }
-        bail!("the node stopped reporting on the transaction")
+            bail!("the node stopped reporting on the transaction")
+        }))
     }
 }
+
+/// Blocks a transaction stays valid for after its birth block.
+const MORTALITY: u64 = 256;
+/// How far behind the newest block a transaction's birth block is taken.
+const MORTALITY_LAG: u64 = 4;
+
+/// A submitted transaction's wait for inclusion ([`Chain::send`]).
+pub type Pending<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Included>> + Send + 'a>>;
 
 /// How far a submitted transaction must get before [`Chain::submit`] returns.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

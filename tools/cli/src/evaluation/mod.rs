@@ -24,7 +24,7 @@ use crate::fidelity::{compare, prepare, Comparison, Prepared};
 use crate::run::execute_with;
 use crate::Backend;
 use models::ModelSpec;
-use onchain::ChainComparison;
+use onchain::{ChainComparison, OnChain};
 use pipeline::Pipeline;
 
 /// Options of the full evaluation (`smartvm bench --report DIR`).
@@ -57,8 +57,9 @@ pub struct ReportArgs {
     pipeline_runs: usize,
     /// Without `--report`: a node serving the dev chain, to measure inference on chain
     /// (runtime-API dry run) against off chain (download every block over RPC, then compute)
-    /// for its model `--chain-model`, writing the result to `--chain-results`. Kept apart so
-    /// that no node runs while the rest is measured.
+    /// for its model `--chain-model` and for the zoo models, which are deployed to it first,
+    /// writing the results to `--chain-results`. Kept apart so that no node runs while the
+    /// rest is measured.
     #[arg(long, requires = "chain_results", conflicts_with = "report")]
     pub url: Option<String>,
     /// Where the on-chain/off-chain measurement is written (with `--url`) or read (with `--report`).
@@ -70,12 +71,17 @@ pub struct ReportArgs {
     /// Quantization of that model's input (its quant.json).
     #[arg(long, default_value = "models/lenet5-fashion/compiled/quant.json")]
     chain_quant: PathBuf,
-    /// Timed runs of each chain path.
+    /// Timed runs of each chain path for the genesis LeNet-5.
     #[arg(long, default_value_t = 20)]
     chain_runs: usize,
+    /// Timed runs of each chain path for each deployed zoo model (AlexNet downloads 61 MB a run).
+    #[arg(long, default_value_t = 5)]
+    chain_zoo_runs: usize,
 }
 
-/// Measures on chain against off chain on the node at `url` and writes the result as JSON.
+/// Measures on chain against off chain on the node at `url` and writes the results as JSON: the
+/// genesis LeNet-5 (model `--chain-model`), then each zoo model and the LSTM, compiled and
+/// deployed first (`--chain-zoo-runs` runs each; the node should seal instantly).
 pub fn evaluate_chain(args: &ReportArgs, url: &str) -> Result<()> {
     let (q_in, _) = read_quant(&args.chain_quant)?;
     let fashion = args.fashion.join("t10k-images-idx3-ubyte.gz");
@@ -83,23 +89,49 @@ pub fn evaluate_chain(args: &ReportArgs, url: &str) -> Result<()> {
     if image.len() == 0 {
         return Err(anyhow!("{} holds no image", fashion.display()));
     }
-    let input: Vec<i8> = image
+    let lenet_input: Vec<i8> = image
         .item(0)
         .iter()
         .map(|p| q_in.quantize(*p as f32 / 255.0))
         .collect();
-    eprintln!(
-        "== on chain versus off chain ({url}, model {})",
-        args.chain_model
-    );
-    let result = onchain::measure(url, args.chain_model, &input, args.chain_runs)?;
+    let specs = models::specs(&fixtures_dir(args)?, &args.fashion, &args.lenet, 1)?;
+    let mut compiled = Vec::new();
+    for spec in specs.iter().filter(|s| s.name != "LeNet-5") {
+        eprintln!("== compiling {}", spec.name);
+        let model = smartvm_compiler::compile(&spec.onnx, &spec.shape, &spec.calibration)?;
+        let first = spec
+            .tests
+            .first()
+            .ok_or_else(|| anyhow!("{}: no test input", spec.name))?;
+        let input = model.quantize_input(first);
+        compiled.push((spec.name, model.program.encode(), model.blocks, input));
+    }
+    let mut models = vec![(
+        "LeNet-5",
+        OnChain::Existing(args.chain_model),
+        lenet_input,
+        args.chain_runs,
+    )];
+    for (name, program, blocks, input) in &compiled {
+        let deploy = OnChain::Deploy { program, blocks };
+        models.push((name, deploy, input.clone(), args.chain_zoo_runs));
+    }
+    let results = onchain::measure_all(url, &models)?;
     let path = args
         .chain_results
         .as_ref()
         .ok_or_else(|| anyhow!("--chain-results is needed with --url"))?;
-    std::fs::write(path, serde_json::to_string_pretty(&result)?)?;
+    std::fs::write(path, serde_json::to_string_pretty(&results)?)?;
     eprintln!("wrote {}", path.display());
     Ok(())
+}
+
+/// The fixture cache: `--fixtures`, else `$SMARTVM_FIXTURES`.
+fn fixtures_dir(args: &ReportArgs) -> Result<PathBuf> {
+    args.fixtures
+        .clone()
+        .or_else(|| std::env::var_os("SMARTVM_FIXTURES").map(PathBuf::from))
+        .ok_or_else(|| anyhow!("no fixture cache: pass --fixtures or set SMARTVM_FIXTURES"))
 }
 
 /// Everything measured about one model.
@@ -140,11 +172,7 @@ pub struct Anchor {
 pub fn evaluate(args: &ReportArgs, dir: PathBuf, lenet_dir: &std::path::Path) -> Result<()> {
     let started = Instant::now();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let fixtures = args
-        .fixtures
-        .clone()
-        .or_else(|| std::env::var_os("SMARTVM_FIXTURES").map(PathBuf::from))
-        .ok_or_else(|| anyhow!("no fixture cache: pass --fixtures or set SMARTVM_FIXTURES"))?;
+    let fixtures = fixtures_dir(args)?;
     let specs = models::specs(&fixtures, &args.fashion, &args.lenet, args.count)?;
     let mut results = Vec::new();
     for spec in &specs {
@@ -163,7 +191,7 @@ pub fn evaluate(args: &ReportArgs, dir: PathBuf, lenet_dir: &std::path::Path) ->
         Some(path) => Some(std::fs::read_to_string(path)?),
         None => None,
     };
-    let chain: Option<ChainComparison> = match &args.chain_results {
+    let chain: Option<Vec<ChainComparison>> = match &args.chain_results {
         Some(path) => Some(serde_json::from_str(
             &std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?,
@@ -176,7 +204,7 @@ pub fn evaluate(args: &ReportArgs, dir: PathBuf, lenet_dir: &std::path::Path) ->
         base_set: &base_set,
         anchors: &anchors,
         weight_fetch: weight_fetch.as_deref(),
-        chain: chain.as_ref(),
+        chain: chain.as_deref(),
         elapsed_s,
     };
     report::write(&dir, &measured)?;

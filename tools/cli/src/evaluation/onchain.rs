@@ -1,6 +1,7 @@
 //! Paper §4.3: inference on chain (the `SmartvmApi` runtime-API dry run on a running node, which
 //! reads the weights from its own state) against off chain (download every weight block over RPC,
-//! then compute natively), for a model deployed on that node.
+//! then compute natively), for models deployed on that node: the dev chain's genesis LeNet-5 and
+//! the zoo models, which this deploys first.
 
 use std::time::Instant;
 
@@ -8,26 +9,34 @@ use anyhow::{anyhow, bail, Result};
 use smartvm_isa::Program;
 use smartvm_vm::{Executable, WeightPack};
 
+use crate::chain::deploy::deploy_new;
 use crate::chain::download::download;
 use crate::chain::infer::dry_run;
-use crate::chain::{Chain, Weight};
+use crate::chain::{keypair, Chain, Weight};
 use crate::fidelity::median;
 use crate::run::execute_with;
 use crate::Backend;
 
 /// Medians over the runs, ms, with what was moved.
-#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ChainComparison {
+    /// The model's name in the report.
+    pub name: String,
     /// The model id on chain.
     pub model: u32,
+    /// Seconds the deployment took (create, upload every block, seal) when this run deployed the
+    /// model (the zoo); none when it was there at genesis (LeNet-5).
+    pub deploy_s: Option<f64>,
     /// Timed runs of each path.
     pub runs: usize,
     /// Weight blocks downloaded per off-chain run.
     pub blocks: usize,
     /// Weight bytes downloaded per off-chain run.
     pub weight_bytes: usize,
-    /// The runtime-API dry run, as the client sees it.
-    pub onchain_ms: f64,
+    /// The runtime-API dry run, as the client sees it; none when it fails (see `onchain_error`).
+    pub onchain_ms: Option<f64>,
+    /// Why the dry run failed, when it did (the off-chain path is measured all the same).
+    pub onchain_error: Option<String>,
     /// Download plus native compute.
     pub offchain_ms: f64,
     /// The download part of `offchain_ms`.
@@ -36,61 +45,120 @@ pub struct ChainComparison {
     pub compute_ms: f64,
 }
 
-/// Runs both paths `runs` times (after one untimed warm-up each) on one input and checks that they
-/// give the same output.
-pub fn measure(url: &str, model: u32, input: &[i8], runs: usize) -> Result<ChainComparison> {
+/// A model to measure: already on chain, or to deploy first.
+pub enum OnChain<'a> {
+    /// Model `id`, deployed before (the genesis LeNet-5).
+    Existing(u32),
+    /// A compiled program (container bytes) and its weight blocks, deployed by `//Alice`.
+    Deploy {
+        /// The program container.
+        program: &'a [u8],
+        /// The weight blocks in manifest order.
+        blocks: &'a [Vec<u8>],
+    },
+}
+
+/// A dry-run limit no model of the evaluation reaches: the point is the latency, not the limit.
+const DRY_RUN_LIMIT: Weight = Weight {
+    ref_time: u64::MAX / 4,
+    proof_size: u64::MAX / 4,
+};
+
+/// Runs both paths on `input` `runs` times (after one untimed warm-up each) against the node at
+/// `url` for each model, checking that they give the same output.
+pub fn measure_all(
+    url: &str,
+    models: &[(&str, OnChain<'_>, Vec<i8>, usize)],
+) -> Result<Vec<ChainComparison>> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
         let chain = Chain::connect(url).await?;
-        let limit = Weight {
-            ref_time: 50_000_000_000,
-            proof_size: 1_000_000,
-        };
-        let bytes: Vec<u8> = input.iter().map(|v| *v as u8).collect();
-        let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
-        let (mut on, mut off, mut dl, mut compute) = (vec![], vec![], vec![], vec![]);
-        let (mut blocks, mut weight_bytes) = (0, 0);
-        for run in 0..=runs {
+        let mut results = Vec::new();
+        for (name, model, input, runs) in models {
+            let (id, deploy_s) = match model {
+                OnChain::Existing(id) => (*id, None),
+                OnChain::Deploy { program, blocks } => {
+                    eprintln!("== deploying {name}: {} blocks", blocks.len());
+                    let started = Instant::now();
+                    let id = deploy_new(&chain, &keypair("//Alice")?, program, blocks, 16).await?;
+                    (id, Some(started.elapsed().as_secs_f64()))
+                }
+            };
+            eprintln!("== {name} (model {id}): on chain against off chain, {runs} runs");
+            let mut result = measure(&chain, name, id, input, *runs).await?;
+            result.deploy_s = deploy_s;
+            results.push(result);
+        }
+        Ok(results)
+    })
+}
+
+async fn measure(
+    chain: &Chain,
+    name: &str,
+    model: u32,
+    input: &[i8],
+    runs: usize,
+) -> Result<ChainComparison> {
+    let bytes: Vec<u8> = input.iter().map(|v| *v as u8).collect();
+    let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
+    let (mut on, mut off, mut dl, mut compute) = (vec![], vec![], vec![], vec![]);
+    let (mut blocks, mut weight_bytes) = (0, 0);
+    let mut onchain_error = None;
+    for run in 0..=runs {
+        let mut onchain = None;
+        if onchain_error.is_none() {
             let t = Instant::now();
-            let onchain = dry_run(&chain, "SmartvmApi_infer", model, &bytes, limit).await?;
-            let on_ms = ms(t);
-            let t = Instant::now();
-            let model_bytes = download(&chain, model).await?;
-            let dl_ms = ms(t);
-            let program = Program::decode(&model_bytes.program)
-                .map_err(|e| anyhow!("the downloaded program does not decode: {e:?}"))?;
-            let exe = Executable::new(program)
-                .map_err(|e| anyhow!("the downloaded program is invalid: {e:?}"))?;
-            let pack = WeightPack::new(&model_bytes.blocks);
-            let offchain = execute_with(Backend::Native, &exe, input, &pack, u64::MAX)?;
-            let off_ms = ms(t);
-            if offchain.output != onchain.output {
-                bail!(
-                    "on chain {:?} but off chain {:?}",
-                    onchain.output,
-                    offchain.output
-                );
-            }
-            blocks = model_bytes.blocks.len();
-            weight_bytes = model_bytes.blocks.iter().map(Vec::len).sum();
-            if run > 0 {
-                on.push(on_ms);
-                off.push(off_ms);
-                dl.push(dl_ms);
-                compute.push(off_ms - dl_ms);
+            match dry_run(chain, "SmartvmApi_infer", model, &bytes, DRY_RUN_LIMIT).await {
+                Ok(outcome) => {
+                    if run > 0 {
+                        on.push(ms(t));
+                    }
+                    onchain = Some(outcome.output);
+                }
+                Err(e) => {
+                    eprintln!("{name}: the dry run failed: {e:#}");
+                    onchain_error = Some(format!("{e:#}"));
+                }
             }
         }
-        Ok(ChainComparison {
-            model,
-            runs,
-            blocks,
-            weight_bytes,
-            onchain_ms: median(on),
-            offchain_ms: median(off),
-            download_ms: median(dl),
-            compute_ms: median(compute),
-        })
+        let t = Instant::now();
+        let model_bytes = download(chain, model).await?;
+        let dl_ms = ms(t);
+        let program = Program::decode(&model_bytes.program)
+            .map_err(|e| anyhow!("the downloaded program does not decode: {e:?}"))?;
+        let exe = Executable::new(program)
+            .map_err(|e| anyhow!("the downloaded program is invalid: {e:?}"))?;
+        let pack = WeightPack::new(&model_bytes.blocks);
+        let offchain = execute_with(Backend::Native, &exe, input, &pack, u64::MAX)?;
+        let off_ms = ms(t);
+        if let Some(output) = onchain.filter(|o| *o != offchain.output) {
+            bail!(
+                "{name}: on chain {output:?} but off chain {:?}",
+                offchain.output
+            );
+        }
+        blocks = model_bytes.blocks.len();
+        weight_bytes = model_bytes.blocks.iter().map(Vec::len).sum();
+        if run > 0 {
+            off.push(off_ms);
+            dl.push(dl_ms);
+            compute.push(off_ms - dl_ms);
+        }
+    }
+    Ok(ChainComparison {
+        name: name.to_string(),
+        model,
+        deploy_s: None,
+        runs,
+        blocks,
+        weight_bytes,
+        onchain_ms: (!on.is_empty()).then(|| median(on)),
+        onchain_error,
+        offchain_ms: median(off),
+        download_ms: median(dl),
+        compute_ms: median(compute),
     })
 }
