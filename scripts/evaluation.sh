@@ -12,7 +12,7 @@ PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 LOG=$(mktemp /tmp/smartvm-evaluation-node.XXXXXX.log)
 "$NODE" --dev --dev-block-time 1000 --pool-type single-state --rpc-port "$PORT" >"$LOG" 2>&1 &
 PID=$!
-trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -f "$LOG"' EXIT
+trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -f "$LOG"' EXIT
 for _ in $(seq 180); do
   if curl -sf -H 'Content-Type: application/json' \
       -d '{"id":1,"jsonrpc":"2.0","method":"chain_getHeader","params":[]}' \

@@ -433,7 +433,7 @@ fn chain_section(md: &mut String, results: &[ChainComparison]) -> Result<()> {
             .find(|c| c.name == name)
             .map_or(0, |c| c.runs)
     };
-    writeln!(md, "A dev node (`make run`'s build: debug client, release-built runtime, optimised kernels; sealing each transaction at once) started for this measurement and stopped before the others. LeNet-5 is the dev chain's genesis model; the zoo models and the LSTM are compiled and deployed by `//Alice` first (create, every weight block, seal). *On chain*: the `SmartvmApi_infer` runtime-API dry run over RPC; the node reads the weights from its own state and runs the CNN instructions through its host kernels. *Off chain*: download the program and every weight block over RPC, one `state_getStorage` per block, then compute natively in the client. Both give the same output (checked every run). Medians after a warm-up, as the client sees them: {} runs for LeNet-5, {} for each deployed model.\n", runs("LeNet-5"), results.iter().find(|c| c.deploy_s.is_some()).map_or(0, |c| c.runs))?;
+    writeln!(md, "A dev node (`make run`'s build: debug client, release-built runtime, optimised kernels; a block a second, single-state transaction pool) started for this measurement and stopped before the others. LeNet-5 is the dev chain's genesis model; the zoo models and the LSTM are compiled and deployed by `//Alice` first (create, every weight block, seal). *On chain*: the `SmartvmApi_infer` runtime-API dry run over RPC; the node reads the weights from its own state and runs the CNN instructions through its host kernels. *Off chain*: download the program and every weight block over RPC, one `state_getStorage` per block, then compute natively in the client. Both give the same output (checked every run). Medians after a warm-up, as the client sees them: {} runs for LeNet-5, {} for each deployed model.\n", runs("LeNet-5"), results.iter().find(|c| c.deploy_s.is_some()).map_or(0, |c| c.runs))?;
     writeln!(md, "| model | blocks | weight MB | deploy s | on chain ms | download ms | compute ms | off chain ms | off / on | paper's off / on |")?;
     writeln!(
         md,
@@ -468,5 +468,6 @@ fn chain_section(md: &mut String, results: &[ChainComparison]) -> Result<()> {
             )?;
         }
     }
+    writeln!(md, "On chain, the node's storage is read through a debug-built client and every weight block crosses into the runtime's memory, so the dry run costs more than native compute alone; off chain, every block is one RPC round trip. A layer whose weights exceed one runtime allocation (32 MiB: AlexNet's `fc6`, 37.7 MB) cannot run on chain yet (README, \"The pallet\"). The LSTM reads its weight blocks again at every step.\n")?;
     Ok(())
 }
