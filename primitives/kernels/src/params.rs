@@ -111,6 +111,18 @@ impl ChannelQuant {
         Ok(quant)
     }
 
+    /// The quantization of output channels `range` alone, for running a layer a band of
+    /// channels at a time; `None` if the range is not within the layer.
+    pub fn channels(&self, range: core::ops::Range<usize>) -> Option<ChannelQuant> {
+        Some(ChannelQuant {
+            input_zero: self.input_zero,
+            output: self.output,
+            bias: self.bias.get(range.clone())?.to_vec(),
+            mult: self.mult.get(range.clone())?.to_vec(),
+            shift: self.shift.get(range)?.to_vec(),
+        })
+    }
+
     /// Serialises the qblock (for compilers and tests).
     pub fn encode(&self) -> Vec<u8> {
         let head = [

@@ -15,7 +15,7 @@ use smartvm_kernels::{
 use crate::buffer::Frame;
 use crate::error::ErrorKind;
 use crate::interpreter::{operand, Machine};
-use crate::weights::WeightSource;
+use crate::weights::{LayerStream, WeightSource};
 
 fn kernel_error(qblock: i64) -> impl Fn(KernelError) -> ErrorKind {
     move |e| match e {
@@ -82,6 +82,17 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
             return Err(ErrorKind::BadOperand);
         }
         self.charge_kernel(macs, in_n + out_n as u64)?;
+        let first = operand(wblock)?;
+        // A source that lends the whole layer in place (the CLI's pack) needs no bands.
+        let lent_in_place = |len: u64| {
+            usize::try_from(len)
+                .ok()
+                .and_then(|len| self.weights.span(first, len))
+                .is_some()
+        };
+        if macs > self.weight_chunk && !lent_in_place(macs) {
+            return self.fully_connected_in_bands(in_n, out_n, first, qblock);
+        }
         let weights = self.layer_weights(wblock, macs)?;
         let q = ChannelQuant::decode(&self.block(qblock)?, out_n).map_err(kernel_error(qblock))?;
         self.produce(1, Shape::flat(out_n), |m, out| {
@@ -90,6 +101,46 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
                 .fully_connected(input, as_i8(&weights), &q, out)
                 .map_err(kernel_error(qblock))
         })
+    }
+
+    /// A fully-connected layer too large to read at once: its rows are read and multiplied a
+    /// band at a time, each band within [`Config::weight_chunk`](crate::Config) bytes. Gas is
+    /// what [`Self::fully_connected`] charges (the qblock is read first here, so a fault in
+    /// the layer's weight blocks is found after it).
+    fn fully_connected_in_bands(
+        &mut self,
+        in_n: u64,
+        out_n: u32,
+        first: u32,
+        qblock: i64,
+    ) -> Result<(), ErrorKind> {
+        let len = in_n * out_n as u64;
+        self.charge_layer_bytes(first, len)?;
+        let q = ChannelQuant::decode(&self.block(qblock)?, out_n).map_err(kernel_error(qblock))?;
+        self.buffer.reserve(out_n as u64)?;
+        let input = self.buffer.top()?.data.clone();
+        let mut out = vec![0i8; out_n as usize];
+        let band_rows = (self.weight_chunk / in_n).max(1) as usize;
+        let mut stream = LayerStream::new(first, len as usize);
+        let source = self.weights;
+        for (band, rows) in out.chunks_mut(band_rows).enumerate() {
+            let start = band * band_rows;
+            let (weights, blocks) = stream.take(source, rows.len() * in_n as usize)?;
+            self.charge_blocks(blocks)?;
+            let band_q = q
+                .channels(start..start + rows.len())
+                .ok_or(ErrorKind::ShapeMismatch)?;
+            self.kernels
+                .fully_connected(&input, as_i8(&weights), &band_q, rows)
+                .map_err(kernel_error(qblock))?;
+        }
+        self.buffer.replace(
+            1,
+            Frame {
+                shape: Shape::flat(out_n),
+                data: out,
+            },
+        )
     }
 
     fn pool(&mut self, kind: PoolKind) -> Result<(), ErrorKind> {

@@ -88,6 +88,9 @@ pub(crate) struct Machine<'a, K, W> {
     pub(crate) output: Option<Vec<i8>>,
     pub(crate) blocks_read: u64,
     pub(crate) weight_bytes: u64,
+    /// Most weight bytes one fully-connected band reads from a source that cannot lend a
+    /// whole layer in place ([`Config::weight_chunk`]).
+    pub(crate) weight_chunk: u64,
     element_cache: Option<(u32, Cow<'a, [u8]>)>,
 }
 
@@ -142,6 +145,26 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
         Ok(bytes)
     }
 
+    /// Checks a layer's weight length and charges for its bytes, before any block is read;
+    /// the blocks are charged as they are read.
+    pub(crate) fn charge_layer_bytes(&mut self, first: u32, len: u64) -> Result<(), ErrorKind> {
+        // No layer can need more than every block a program may have.
+        let most = smartvm_isa::MAX_BLOCKS as u64 * smartvm_isa::program::MAX_BLOCK_LEN as u64;
+        if len > most {
+            return Err(ErrorKind::WeightSizeMismatch { first_block: first });
+        }
+        self.charge(self.schedule.weights(0, len))?;
+        self.weight_bytes += len;
+        Ok(())
+    }
+
+    /// Charges for `count` weight blocks just read.
+    pub(crate) fn charge_blocks(&mut self, count: u32) -> Result<(), ErrorKind> {
+        self.charge(self.schedule.weights(count as u64, 0))?;
+        self.blocks_read += count as u64;
+        Ok(())
+    }
+
     /// Fetches `len` weight bytes starting at block `first`, charging before reading.
     pub(crate) fn layer_weights(
         &mut self,
@@ -149,17 +172,9 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
         len: u64,
     ) -> Result<Cow<'a, [u8]>, ErrorKind> {
         let first = operand(first)?;
-        // No layer can need more than every block a program may have.
-        let most = smartvm_isa::MAX_BLOCKS as u64 * smartvm_isa::program::MAX_BLOCK_LEN as u64;
-        if len > most {
-            return Err(ErrorKind::WeightSizeMismatch { first_block: first });
-        }
-        self.charge(self.schedule.weights(0, len))?;
-        let len = len as usize;
-        let (bytes, count) = gather(self.weights, first, len)?;
-        self.charge(self.schedule.weights(count as u64, 0))?;
-        self.blocks_read += count as u64;
-        self.weight_bytes += len as u64;
+        self.charge_layer_bytes(first, len)?;
+        let (bytes, count) = gather(self.weights, first, len as usize)?;
+        self.charge_blocks(count)?;
         Ok(bytes)
     }
 
@@ -229,6 +244,7 @@ pub fn execute<K: Kernels, W: WeightSource>(
         output: None,
         blocks_read: 0,
         weight_bytes: 0,
+        weight_chunk: config.weight_chunk.max(1) as u64,
         element_cache: None,
     };
     let range = m

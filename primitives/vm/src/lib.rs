@@ -39,6 +39,11 @@ pub struct Config {
     pub max_buffer: u32,
     /// Most frames the Buffer may hold at once.
     pub max_frames: u32,
+    /// Most weight bytes a fully-connected layer reads at once from a source that cannot lend
+    /// the whole layer in place (chain storage): a larger layer (AlexNet's fc6, 37.7 MB) runs a
+    /// band of output rows at a time, so the wasm runtime never asks for one allocation near its
+    /// 32 MiB ceiling. Output and gas are the same either way.
+    pub weight_chunk: u32,
     /// Prices.
     pub schedule: Schedule,
 }
@@ -49,6 +54,7 @@ impl Default for Config {
             max_memory: 16 << 20,
             max_buffer: 64 << 20,
             max_frames: 64,
+            weight_chunk: 8 << 20,
             schedule: Schedule::default(),
         }
     }

@@ -124,6 +124,60 @@ pub(crate) fn gather<W: WeightSource>(
     Ok((Cow::Owned(bytes), count))
 }
 
+/// Reads a layer's consecutive blocks a piece at a time, so a layer larger than one runtime
+/// allocation can still be computed in bands. It checks what [`gather`] checks: the blocks from
+/// `first` on add up to exactly the layer's length, within [`MAX_BLOCKS`].
+pub(crate) struct LayerStream {
+    first: u32,
+    next: u32,
+    blocks: u32,
+    /// Layer bytes not yet read from the source.
+    unread: usize,
+    /// Bytes read but not yet handed out: the tail of the last block.
+    carry: Vec<u8>,
+}
+
+impl LayerStream {
+    /// A stream over the `len` bytes of the layer starting at block `first`.
+    pub(crate) fn new(first: u32, len: usize) -> Self {
+        LayerStream {
+            first,
+            next: first,
+            blocks: 0,
+            unread: len,
+            carry: Vec::new(),
+        }
+    }
+
+    /// The next `n` bytes of the layer and how many blocks were read to get them.
+    pub(crate) fn take<W: WeightSource>(
+        &mut self,
+        source: &W,
+        n: usize,
+    ) -> Result<(Vec<u8>, u32), ErrorKind> {
+        let mismatch = ErrorKind::WeightSizeMismatch {
+            first_block: self.first,
+        };
+        let mut read = 0u32;
+        while self.carry.len() < n {
+            if self.blocks as usize >= MAX_BLOCKS {
+                return Err(mismatch);
+            }
+            let index = self.next;
+            let block = source
+                .block(index)
+                .ok_or(ErrorKind::MissingWeightBlock { index })?;
+            self.unread = self.unread.checked_sub(block.len()).ok_or(mismatch)?;
+            self.carry.extend_from_slice(&block);
+            self.next = index.checked_add(1).ok_or(mismatch)?;
+            self.blocks += 1;
+            read += 1;
+        }
+        let rest = self.carry.split_off(n);
+        Ok((core::mem::replace(&mut self.carry, rest), read))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
