@@ -137,7 +137,7 @@ EVAL_TMP := $(HOME)/.cache/smartvm/evaluation
 evaluation: setup fixtures zoo build build-node
 	@mkdir -p $(EVAL_TMP)
 	cargo bench -p pallet-smartvm --bench weight_fetch | tee $(EVAL_TMP)/weight_fetch.txt
-	python3 scripts/ort_anchors.py $(EVAL_TMP)/anchors.json \
+	$$(bash scripts/install-torch.sh) scripts/ort_anchors.py $(EVAL_TMP)/anchors.json \
 	  LeNet-5=models/lenet5-fashion/lenet5_fashion.onnx:$(FMNIST)/t10k-images-idx3-ubyte.gz:1,1,28,28 \
 	  AlexNet=$(ZOO)/alexnet.onnx:$(ZOO)/imagenet_inputs.npy:1,3,224,224 \
 	  ResNet-18=$(ZOO)/resnet18.onnx:$(ZOO)/imagenet_inputs.npy:1,3,224,224 \

@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Native anchors for `smartvm bench --report`: ONNX Runtime fp32 and int8 (QDQ, per-channel weights,
-calibrated on the same inputs SmartVM calibrates on) latency of each model, batch 1, 2 intra-op
-threads, median of timed runs. Writes one JSON object: {model: {"ort_fp32_ms", "ort_int8_ms", ...}}.
-PyTorch is not measured: its wheel brings 5.6 GB of CUDA libraries, kept out of `make` steps.
+calibrated on the same inputs SmartVM calibrates on) and PyTorch fp32 latency of each model, batch 1,
+2 intra-op threads, median of timed runs. Writes one JSON object:
+{model: {"ort_fp32_ms", "ort_int8_ms", "torch_fp32_ms", ...}}.
+PyTorch runs the same ONNX graph converted to a torch.fx module by onnx2torch, in eager CPU mode.
+It is measured only where torch imports: its PyPI wheel brings ~3 GB of CUDA libraries, so it lives
+in a venv of its own (scripts/install-torch.sh, which `make evaluation` runs), never in `make test`.
 
     python3 scripts/ort_anchors.py OUT.json NAME=MODEL.onnx:INPUTS:SHAPE[:CALIB] ...
 
@@ -17,6 +20,11 @@ import time
 
 import numpy as np
 import onnxruntime as ort
+try:
+    import onnx2torch
+    import torch
+except ImportError:
+    torch = None
 from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
                                       quantize_static)
 
@@ -75,11 +83,36 @@ def measure(path, inputs_path, shape, calib):
                         weight_type=QuantType.QInt8)
         int8 = session(q)
         result["ort_int8_ms"] = median_ms(lambda v: int8.run(None, {name: v}), x)
+    if torch is not None:
+        try:
+            result.update(torch_fp32(path, fp32, name, x))
+        except Exception as e:  # one model's conversion failing leaves the others measured
+            print(f"PyTorch fp32 not measured for {path}: {e}", file=sys.stderr)
+            result["torch_error"] = str(e)
     return result
+
+
+def torch_fp32(path, reference, name, x):
+    """PyTorch fp32 on the ONNX graph, checked against ONNX Runtime's output before timing."""
+    torch.set_num_threads(THREADS)
+    model = onnx2torch.convert(path).eval()
+    tensor = torch.from_numpy(x)
+    with torch.inference_mode():
+        got = model(tensor)
+        got = (got[0] if isinstance(got, (list, tuple)) else got).numpy()
+        want = reference.run(None, {name: x})[0]
+        if not np.allclose(got, want, rtol=1e-3, atol=1e-3):
+            raise ValueError(f"PyTorch and ONNX Runtime disagree: "
+                             f"max |diff| {np.abs(got - want).max()}")
+        ms = median_ms(model, tensor)
+    return {"torch_fp32_ms": ms, "torch_version": torch.__version__}
 
 
 def main():
     out, specs = sys.argv[1], sys.argv[2:]
+    if torch is None:
+        print("SKIPPED: PyTorch fp32 anchors (torch not importable here; "
+              "install it with: bash scripts/install-torch.sh)", file=sys.stderr)
     report = {}
     for spec in specs:
         name, rest = spec.split("=", 1)

@@ -159,13 +159,21 @@ pub struct ModelResult {
     cnn_gas: Vec<(String, u64)>,
 }
 
-/// ONNX Runtime's figures for one model.
+/// The native engines' figures for one model (`scripts/ort_anchors.py`).
 #[derive(serde::Deserialize, serde::Serialize, Clone)]
 pub struct Anchor {
     ort_fp32_ms: f64,
     ort_int8_ms: f64,
     ort_version: String,
     threads: u32,
+    /// PyTorch fp32 on the same graph; absent where torch was not installed.
+    #[serde(default)]
+    torch_fp32_ms: Option<f64>,
+    #[serde(default)]
+    torch_version: Option<String>,
+    /// Why PyTorch could not run this model (conversion or output check).
+    #[serde(default)]
+    torch_error: Option<String>,
 }
 
 /// Runs the whole evaluation and writes the report.
