@@ -107,6 +107,8 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
     /// band at a time, each band within [`Config::weight_chunk`](crate::Config) bytes. Gas is
     /// what [`Self::fully_connected`] charges (the qblock is read first here, so a fault in
     /// the layer's weight blocks is found after it).
+    // The rare path, kept out of line so that it does not grow the common one.
+    #[inline(never)]
     fn fully_connected_in_bands(
         &mut self,
         in_n: u64,
