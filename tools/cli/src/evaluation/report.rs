@@ -494,6 +494,6 @@ fn chain_section(md: &mut String, results: &[ChainComparison]) -> Result<()> {
             )?;
         }
     }
-    writeln!(md, "On chain, the node's storage is read through a debug-built client and every weight block crosses into the runtime's memory, so the dry run costs more than native compute alone; off chain, every block is one RPC round trip. A layer whose weights exceed one runtime allocation (32 MiB: AlexNet's `fc6`, 37.7 MB) cannot run on chain yet (README, \"The pallet\"). The LSTM reads its weight blocks again at every step.\n")?;
+    writeln!(md, "On chain, the node's storage is read through a debug-built client and every weight block crosses into the runtime's memory, so the dry run costs more than native compute alone; off chain, every block is one RPC round trip. AlexNet's `fc6` (37.7 MB, more than the runtime's 32 MiB allocation limit) runs in bands of output rows of at most 8 MiB of weights each (README, \"The pallet\"). The LSTM reads its weight blocks again at every step.\n")?;
     Ok(())
 }
