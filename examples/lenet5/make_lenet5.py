@@ -17,6 +17,7 @@ import json
 import math
 import os
 import struct
+from decimal import Decimal, getcontext
 
 import numpy as np
 
@@ -67,6 +68,47 @@ def scale_to_q31(real):
     return mult, -e
 
 
+# No committed byte may depend on the CPU. Python's float +, -, *, / and sqrt are IEEE-754
+# double and exact on every machine; exp, sin, cos and hypot from libm or numpy are not (their
+# kernels are picked per CPU), nor is numpy's summation order. So those are computed here in
+# exact decimal arithmetic (40 digits) and rounded once to the nearest double.
+getcontext().prec = 40
+
+
+def exp(x):
+    return float(Decimal(x).exp())
+
+
+def hypot(a, b):
+    return float((Decimal(a) ** 2 + Decimal(b) ** 2).sqrt())
+
+
+def sin_cos(x):
+    """sin and cos of an exact x by their Taylor series."""
+    x = Decimal(x)
+    s, c, term, k = Decimal(0), Decimal(0), Decimal(1), 0
+    while abs(term) > Decimal(10) ** -45:
+        if k % 4 == 0:
+            c += term
+        elif k % 4 == 1:
+            s += term
+        elif k % 4 == 2:
+            c -= term
+        else:
+            s -= term
+        k += 1
+        term = term * x / k
+    return float(s), float(c)
+
+
+def spread(values):
+    """Standard deviation plus mean absolute value of integers, each exact, then rounded."""
+    v = [int(x) for x in np.asarray(values).reshape(-1)]
+    n, total = len(v), sum(v)
+    std = float((Decimal(n * sum(x * x for x in v) - total * total) / (n * n)).sqrt())
+    return std + float(Decimal(sum(abs(x) for x in v)) / n)
+
+
 def make_quant(acc_float_std, zx, zy, relu, out_c):
     mult, shift = zip(*[scale_to_q31(40.0 / max(s, 1.0)) for s in acc_float_std])
     return {"zx": zx, "zy": zy, "lo": zy if relu else -128, "hi": 127,
@@ -82,9 +124,11 @@ def qblock(q):
 def image(i):
     """A smooth synthetic 32x32 'stroke' image per input, int8 with background -128."""
     yy, xx = np.mgrid[0:32, 0:32]
-    cy, cx, r = 16 + 3 * math.sin(i), 16 + 3 * math.cos(i), 7 + i
-    ring = np.exp(-((np.hypot(yy - cy, xx - cx) - r) ** 2) / 6.0)
-    bar = np.exp(-((xx - (10 + 4 * i)) ** 2) / 4.0) * (yy > 6) * (yy < 26)
+    sin, cos = sin_cos(i)
+    cy, cx, r = 16 + 3 * sin, 16 + 3 * cos, 7 + i
+    ring = np.array([[exp(-((hypot(y - cy, x - cx) - r) ** 2) / 6.0) for x in range(32)] for y in range(32)])
+    bar = np.array([[exp(-((x - (10 + 4 * i)) ** 2) / 4.0) for x in range(32)] for _ in range(32)])
+    bar = bar * (yy > 6) * (yy < 26)
     v = np.clip((ring + bar * (i % 2)) * 255 - 128 + rng.integers(-8, 8, size=(32, 32)), -128, 127)
     return v.astype(np.int64).reshape(1, 32, 32)
 
@@ -102,10 +146,10 @@ for name, shape in specs:
     if name.startswith("conv"):
         probe = conv(act, w, {"zx": zx, "zy": 0, "lo": -10**9, "hi": 10**9, "bias": np.zeros(shape[0], np.int64),
                               "mult": np.full(shape[0], 2**30), "shift": np.full(shape[0], -1)})
-        stds = probe.reshape(shape[0], -1).std(axis=1) + np.abs(probe.reshape(shape[0], -1)).mean(axis=1)
+        stds = [spread(row) for row in probe.reshape(shape[0], -1)]
     else:
         probe = w @ (act.reshape(-1) - zx)
-        stds = np.full(shape[0], np.abs(probe).mean() + probe.std())
+        stds = [spread(probe)] * shape[0]
     relu = name != "fc2"
     q = make_quant(stds, zx, zys[name], relu, shape[0])
     layers[name] = (w, q)

@@ -8,6 +8,7 @@ writes and require every backend to reproduce it exactly.
     python3 tests/golden/kernels.py      # rewrites tests/golden/kernels.json (seeded, deterministic)
 """
 import json
+from decimal import ROUND_HALF_EVEN, Decimal, getcontext
 import os
 
 import numpy as np
@@ -198,7 +199,11 @@ cases.append({"kind": "lut", "table": flat(table), "input": flat(x), "expected":
 
 C, P = 10, 3
 x = i8((C, 1, 1, P))
-etab = np.array([int(round(65536 * np.exp(-d / 16.0))) for d in range(256)], dtype=np.int64)
+# exp in exact decimal arithmetic (correctly rounded, no float library whose kernels vary by CPU),
+# rounded half to even like Python's round.
+getcontext().prec = 40
+etab = np.array([int((65536 * (Decimal(-d) / 16).exp()).to_integral_value(ROUND_HALF_EVEN))
+                 for d in range(256)], dtype=np.int64)
 mx = x.max(axis=0, keepdims=True)
 e = etab[mx - x]
 s = e.sum(axis=0, keepdims=True)

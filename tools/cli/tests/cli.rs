@@ -204,3 +204,52 @@ fn trained_lenet5_keeps_its_accuracy_on_fashion_mnist() {
     assert_eq!(run("image0.png"), run("image0.bin"));
     std::fs::remove_dir_all(&out).ok();
 }
+
+/// The committed demo model (models/lenet5-fashion/compiled, deployed at genesis) is what
+/// `smartvm compile` writes from its ONNX file on any machine: with the calibration run on one
+/// thread and on several, this (debug) build writes the same bytes as the release build that
+/// made the committed files. tests/demo_model/check.sh checks the release build the same way.
+#[test]
+fn the_demo_model_compiles_to_the_committed_bytes_on_any_thread_count() {
+    let data = PathBuf::from("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz");
+    assert!(
+        data.exists(),
+        "Fashion-MNIST missing: apt-get install dataset-fashion-mnist (make setup does)"
+    );
+    let model = root().join("models/lenet5-fashion");
+    for threads in ["1", "3"] {
+        let out =
+            std::env::temp_dir().join(format!("smartvm-demo-{}-{threads}", std::process::id()));
+        let status = Command::new(env!("CARGO_BIN_EXE_smartvm"))
+            .env("RAYON_NUM_THREADS", threads)
+            .args([
+                "compile",
+                &model.join("lenet5_fashion.onnx").to_string_lossy(),
+            ])
+            .args(["--calibration", &data.to_string_lossy()])
+            .args([
+                "--calibration-count",
+                "512",
+                "--input-shape",
+                "1,1,28,28",
+                "-o",
+            ])
+            .arg(&out)
+            .output()
+            .expect("runs");
+        assert!(
+            status.status.success(),
+            "{}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+        for file in ["program.smvm", "weights.smw", "quant.json"] {
+            assert!(
+                std::fs::read(out.join(file)).unwrap()
+                    == std::fs::read(model.join("compiled").join(file)).unwrap(),
+                "{file} compiled on {threads} thread(s) differs from the committed one \
+                 (make demo-model regenerates it)"
+            );
+        }
+        std::fs::remove_dir_all(&out).ok();
+    }
+}

@@ -1,19 +1,27 @@
 //! ONNX to SmartVM.
 //!
-//! `compile` reads a float ONNX model (tract-onnx parses the protobuf and runs the float model
-//! for calibration), chooses int8 parameters by post-training static quantization (per-tensor
-//! asymmetric activations from calibration ranges, per-output-channel symmetric weights), and
-//! lowers the graph to SmartVM assembly plus weight blocks sized for chain storage.
+//! `compile` reads a float ONNX model (tract-onnx parses the protobuf), chooses int8 parameters
+//! by post-training static quantization (per-tensor asymmetric activations from calibration
+//! ranges, per-output-channel symmetric weights), and lowers the graph to SmartVM assembly plus
+//! weight blocks sized for chain storage.
+//!
+//! `compile` is a pure function of the ONNX file, the calibration inputs and the shape: the
+//! same bytes on every machine, whatever its CPU or thread count (DESIGN.md invariant 9). The
+//! calibration run goes through [`reference`], a float evaluator with one fixed order of
+//! arithmetic, not through tract (whose kernels are picked per CPU); tract stays the float
+//! reference of the fidelity checks, where a tolerance applies.
 
 pub mod lower;
 pub mod onnx;
 pub mod qdq;
 pub mod quant;
+pub mod reference;
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Result};
+use rayon::prelude::*;
 use smartvm_isa::{asm, Program, Shape};
 
 pub use onnx::FloatRunner;
@@ -72,48 +80,14 @@ pub fn compile(path: &Path, input_shape: &[usize], calibration: &[Vec<f32>]) -> 
     let mut model = onnx::OnnxModel::load(path)?;
     let fixed = qdq::fold(&mut model)?;
     let input = model.input_name()?;
-    let mut names = vec![input.clone()];
-    names.extend(
-        model
-            .nodes()
-            .iter()
-            .flat_map(|n| n.output.iter().filter(|o| !o.is_empty()).cloned()),
-    );
-    let runner = FloatRunner::new(path, input_shape, &names)?;
-    // Recurrent layers also calibrate their inner tensors, from a float run of their own.
-    let recurrent = model
-        .nodes()
-        .iter()
-        .filter(|n| n.op_type == "LSTM")
-        .map(|n| {
-            Ok((
-                n.input.first().cloned().unwrap_or_default(),
-                lower::Lstm::from_node(n, &model)?,
-            ))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let mut ranges: HashMap<String, (f32, f32)> = HashMap::new();
-    for x in calibration {
-        let values: HashMap<&String, Vec<f32>> = names.iter().zip(runner.run(x)?).collect();
-        for (name, values) in &values {
-            let e = ranges
-                .entry((*name).clone())
-                .or_insert((f32::MAX, f32::MIN));
-            for v in values {
-                e.0 = e.0.min(*v);
-                e.1 = e.1.max(*v);
-            }
-        }
-        for (input, layer) in &recurrent {
-            if let Some(x) = values.get(input) {
-                layer.calibrate(x, &mut ranges);
-            }
-        }
-    }
+    let ranges = calibrate(&model, input_shape, calibration)?;
     let input_q = match fixed.get(&input) {
         Some(q) => *q,
         None => {
-            let (lo, hi) = ranges[&input];
+            let (lo, hi) = ranges
+                .get(&input)
+                .copied()
+                .ok_or_else(|| anyhow!("no calibration range for the input {input}"))?;
             QParams::from_range(lo, hi)
         }
     };
@@ -130,4 +104,45 @@ pub fn compile(path: &Path, input_shape: &[usize], calibration: &[Vec<f32>]) -> 
         output: lowered.quant,
         input_shape: input_shape.to_vec(),
     })
+}
+
+/// Each tensor's (min, max) over `inputs`, by name: the graph's input and node outputs, and the
+/// inner tensors of recurrent layers (`node#part`). Inputs run in parallel through the
+/// fixed-order [`reference::Evaluator`]; their ranges merge in input order, so neither the
+/// thread count nor the CPU changes a bit.
+pub fn calibrate(
+    model: &onnx::OnnxModel,
+    input_shape: &[usize],
+    inputs: &[Vec<f32>],
+) -> Result<HashMap<String, (f32, f32)>> {
+    let evaluator = reference::Evaluator::new(model, input_shape)?;
+    let per_input = inputs
+        .par_iter()
+        .map(|x| {
+            let mut ranges = HashMap::new();
+            evaluator.run(x, &mut |name, values| widen(&mut ranges, name, values))?;
+            Ok(ranges)
+        })
+        .collect::<Result<Vec<HashMap<String, (f32, f32)>>>>()?;
+    let mut ranges: HashMap<String, (f32, f32)> = HashMap::new();
+    for one in per_input {
+        for (name, (lo, hi)) in one {
+            widen(&mut ranges, &name, &[lo, hi]);
+        }
+    }
+    Ok(ranges)
+}
+
+/// Widens `name`'s range in `ranges` to cover `values`.
+fn widen(ranges: &mut HashMap<String, (f32, f32)>, name: &str, values: &[f32]) {
+    let e = match ranges.get_mut(name) {
+        Some(e) => e,
+        None => ranges
+            .entry(name.to_string())
+            .or_insert((f32::MAX, f32::MIN)),
+    };
+    for v in values {
+        e.0 = e.0.min(*v);
+        e.1 = e.1.max(*v);
+    }
 }

@@ -12,7 +12,7 @@ use crate::onnx::OnnxModel;
 use crate::quant::{q31, quantize_rows, QParams};
 
 mod lstm;
-pub(crate) use lstm::Lstm;
+pub(crate) use lstm::{sigmoid, Lstm};
 
 /// Largest weight block the compiler writes (the chain's `MaxBlockLen`).
 pub const BLOCK_LEN: usize = 64 * 1024;
@@ -53,22 +53,22 @@ fn shape_text(s: Shape) -> String {
     }
 }
 
-fn err(node: &NodeProto, msg: impl std::fmt::Display) -> anyhow::Error {
+pub(crate) fn err(node: &NodeProto, msg: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("node {:?} ({}): {msg}", node.name, node.op_type)
 }
 
-fn ints(node: &NodeProto, name: &str) -> Result<Option<Vec<i64>>> {
+pub(crate) fn ints(node: &NodeProto, name: &str) -> Result<Option<Vec<i64>>> {
     node.get_attr_opt_vec::<i64>(name).map_err(|e| err(node, e))
 }
 
-fn int(node: &NodeProto, name: &str, default: i64) -> Result<i64> {
+pub(crate) fn int(node: &NodeProto, name: &str, default: i64) -> Result<i64> {
     Ok(node
         .get_attr_opt::<i64>(name)
         .map_err(|e| err(node, e))?
         .unwrap_or(default))
 }
 
-fn float(node: &NodeProto, name: &str, default: f32) -> Result<f32> {
+pub(crate) fn float(node: &NodeProto, name: &str, default: f32) -> Result<f32> {
     Ok(node
         .get_attr_opt::<f32>(name)
         .map_err(|e| err(node, e))?
@@ -578,14 +578,14 @@ impl<'a> Lowering<'a> {
                     scale: 1.0 / 256.0,
                     zero_point: -128,
                 };
-                (out, "ACT_SM1", self.lut(out, |x| 1.0 / (1.0 + (-x).exp())))
+                (out, "ACT_SM1", self.lut(out, lstm::sigmoid))
             }
             "Tanh" => {
                 let out = QParams {
                     scale: 1.0 / 128.0,
                     zero_point: 0,
                 };
-                (out, "ACT_TANH", self.lut(out, f32::tanh))
+                (out, "ACT_TANH", self.lut(out, libm::tanhf))
             }
             _ => {
                 // Softmax over a flat vector (ONNX's last axis): exp table in quantized steps.
@@ -600,7 +600,9 @@ impl<'a> Lowering<'a> {
                 }
                 let s = self.quant.scale as f64;
                 let table: Vec<u8> = (0..256)
-                    .map(|d| ((65536.0 * (-(d as f64) * s).exp()).round() as i32).clamp(0, 1 << 24))
+                    .map(|d| {
+                        ((65536.0 * libm::exp(-(d as f64) * s)).round() as i32).clamp(0, 1 << 24)
+                    })
                     .flat_map(|e| e.to_le_bytes())
                     .collect();
                 (

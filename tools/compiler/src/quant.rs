@@ -35,12 +35,9 @@ pub fn q31(real: f64) -> (i32, i32) {
     if real <= 0.0 || !real.is_finite() {
         return (0, 0);
     }
-    let mut exp = real.log2().floor() as i32 + 1;
-    let mut mant = real / 2f64.powi(exp);
-    if mant >= 1.0 {
-        mant /= 2.0;
-        exp += 1;
-    }
+    // real = mant · 2^exp with mant in [0.5, 1), read off the bits exactly (a `log2` from the
+    // platform's libm may differ by an ulp between CPUs, and with it the exponent).
+    let (mant, mut exp) = libm::frexp(real);
     let mut m = (mant * 2f64.powi(31)).round() as i64;
     if m == 1 << 31 {
         m /= 2;

@@ -4,10 +4,9 @@
 //! each with its own input quantization) added with requantization, applies sigmoid and tanh
 //! through tables, and updates `c` and `h` with element-wise products and an add. The weights
 //! are stored once and read by every step. The quantization of the inner tensors comes from
-//! running the same recurrence in float on the calibration inputs ([`Lstm::calibrate`]); `c`
-//! and `h` are symmetric so the zeroed frames that start the recurrence mean 0.
-
-use std::collections::HashMap;
+//! running the same recurrence in float on the calibration inputs ([`Lstm::forward`], in the
+//! fixed-order float of [`crate::reference`]); `c` and `h` are symmetric so the zeroed frames
+//! that start the recurrence mean 0.
 
 use anyhow::{bail, Result};
 use smartvm_isa::Shape;
@@ -47,22 +46,16 @@ fn key(node: &str, part: &str) -> String {
     format!("{node}#{part}")
 }
 
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
+/// The logistic function, with `libm`'s `expf` so that tables and ranges are the same bits on
+/// every machine (the platform's libm may pick an FMA variant at run time).
+pub(crate) fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + libm::expf(-x))
 }
 
-fn widen(ranges: &mut HashMap<String, (f32, f32)>, key: String, values: &[f32]) {
-    let e = ranges.entry(key).or_insert((f32::MAX, f32::MIN));
-    for v in values {
-        e.0 = e.0.min(*v);
-        e.1 = e.1.max(*v);
-    }
-}
-
-/// `rows` (`n x k`, row-major) times `x`.
+/// `rows` (`n x k`, row-major) times `x`, each sum in index order.
 fn matvec(rows: &[f32], x: &[f32]) -> Vec<f32> {
     rows.chunks(x.len())
-        .map(|row| row.iter().zip(x).map(|(a, b)| a * b).sum())
+        .map(|row| row.iter().zip(x).fold(0.0, |acc, (a, b)| acc + a * b))
         .collect()
 }
 
@@ -157,11 +150,23 @@ impl Lstm {
         })
     }
 
-    /// Runs the recurrence in float on one input (`T x I`, sequence first) and widens the
-    /// ranges of its inner tensors: `W·x + b`, `R·h`, their sum (the gates) and `c`.
-    pub(crate) fn calibrate(&self, x: &[f32], ranges: &mut HashMap<String, (f32, f32)>) {
+    /// Length of one step's input vector.
+    pub(crate) fn input_len(&self) -> usize {
+        self.input
+    }
+
+    /// Hidden size.
+    pub(crate) fn hidden(&self) -> usize {
+        self.hidden
+    }
+
+    /// Runs the recurrence in float on one input (`T x I`, sequence first) and returns the last
+    /// hidden state; `observe` sees the inner tensors the lowering quantizes, by their
+    /// calibration keys: `W·x + b`, `R·h`, their sum (the gates) and `c`, at every step.
+    pub(crate) fn forward(&self, x: &[f32], observe: &mut dyn FnMut(&str, &[f32])) -> Vec<f32> {
         let h_len = self.hidden;
         let (mut h, mut c) = (vec![0f32; h_len], vec![0f32; h_len]);
+        let keys = ["wx", "rh", "gates", "cell"].map(|part| key(&self.name, part));
         for x_t in x.chunks_exact(self.input) {
             let wx: Vec<f32> = matvec(&self.w, x_t)
                 .iter()
@@ -170,20 +175,21 @@ impl Lstm {
                 .collect();
             let rh = matvec(&self.r, &h);
             let gates: Vec<f32> = wx.iter().zip(&rh).map(|(a, b)| a + b).collect();
-            widen(ranges, key(&self.name, "wx"), &wx);
-            widen(ranges, key(&self.name, "rh"), &rh);
-            widen(ranges, key(&self.name, "gates"), &gates);
+            observe(&keys[0], &wx);
+            observe(&keys[1], &rh);
+            observe(&keys[2], &gates);
             for k in 0..h_len {
                 let (i, o, f) = (
                     sigmoid(gates[k]),
                     sigmoid(gates[h_len + k]),
                     sigmoid(gates[2 * h_len + k]),
                 );
-                c[k] = f * c[k] + i * gates[3 * h_len + k].tanh();
-                h[k] = o * c[k].tanh();
+                c[k] = f * c[k] + i * libm::tanhf(gates[3 * h_len + k]);
+                h[k] = o * libm::tanhf(c[k]);
             }
-            widen(ranges, key(&self.name, "cell"), &c);
+            observe(&keys[3], &c);
         }
+        h
     }
 }
 
@@ -251,8 +257,8 @@ impl Lowering<'_> {
         let r_quant = self.add_block(r_quant.encode());
         let gates_sum = self.add_block(super::add_quant(q_wx, q_rh, q_gates, (-128, 127)).encode());
         let gate_sigmoid = self.add_block(table(q_gates, SIGMOID, sigmoid));
-        let gate_tanh = self.add_block(table(q_gates, TANH, f32::tanh));
-        let cell_tanh = self.add_block(table(cell, TANH, f32::tanh));
+        let gate_tanh = self.add_block(table(q_gates, TANH, libm::tanhf));
+        let cell_tanh = self.add_block(table(cell, TANH, libm::tanhf));
         let forget = self.add_block(product(SIGMOID, cell, cell).encode());
         let admit = self.add_block(product(SIGMOID, TANH, TANH).encode());
         let cell_sum = self.add_block(super::add_quant(cell, TANH, cell, (-128, 127)).encode());
