@@ -27,12 +27,15 @@ pub struct CompileArgs {
     output: PathBuf,
 }
 
-/// The quantization parameters written next to a compiled program.
+/// The quantization parameters written next to a compiled program. Scales are written as the
+/// f64 of their f32: serde_json prints an f32 in its own shortest form when a build enables its
+/// `arbitrary_precision` feature (the node's dependencies do) and as an f64 otherwise, so the
+/// same compiler wrote other bytes depending on what it was built with.
 pub fn quant_json(input: QParams, output: QParams, input_shape: &[usize]) -> serde_json::Value {
     serde_json::json!({
         "input_shape": input_shape,
-        "input": { "scale": input.scale, "zero_point": input.zero_point },
-        "output": { "scale": output.scale, "zero_point": output.zero_point },
+        "input": { "scale": input.scale as f64, "zero_point": input.zero_point },
+        "output": { "scale": output.scale as f64, "zero_point": output.zero_point },
     })
 }
 
