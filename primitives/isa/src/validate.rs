@@ -1,8 +1,10 @@
 //! Static checks every program passes before it may be stored or run.
 //!
-//! Rejected: unknown opcodes, PUSH immediates running past the code, static jumps (a PUSH
-//! directly followed by JUMP/JUMPI) to anything but a JUMPDEST, and any path from the entry on
-//! which an instruction would pop more words than the stack holds. Stack heights are tracked
+//! Rejected: unknown opcodes, PUSH immediates running past the code, static jumps to anything
+//! but a JUMPDEST, and any path from the entry on which an instruction would pop more words than
+//! the stack holds. A jump is static when its destination operand (the top word for `JUMP`; the
+//! word below the condition for `JUMPI`, whose operands are `dest cond`) was pushed by a PUSH in
+//! the same basic block, found by following PUSH, DUP and SWAP through the block. Stack heights are tracked
 //! per instruction as the minimum over all statically known paths, so a loop that shrinks the
 //! stack on each turn is rejected too. Targets of dynamic jumps are checked when they execute.
 
@@ -60,22 +62,12 @@ pub fn validate_code(code: &[u8]) -> Result<(), ValidationError> {
 
     // Static jump targets, checked once each.
     let mut static_target = vec![None; instructions.len()];
-    for i in 1..instructions.len() {
-        let (prev, ins) = (instructions[i - 1], instructions[i]);
-        let is_push = matches!(
-            prev.opcode,
-            Opcode::PUSH1 | Opcode::PUSH2 | Opcode::PUSH4 | Opcode::PUSH8
-        );
-        if is_push && matches!(ins.opcode, Opcode::JUMP | Opcode::JUMPI) {
-            match jumpdest(prev.immediate) {
-                Some(t) => static_target[i] = Some(t),
-                None => {
-                    return Err(ValidationError::BadJumpTarget {
-                        pc: ins.pc,
-                        target: prev.immediate,
-                    })
-                }
-            }
+    for (i, destination) in jump_destinations(&instructions).into_iter().enumerate() {
+        if let Some(target) = destination {
+            static_target[i] = Some(jumpdest(target).ok_or(ValidationError::BadJumpTarget {
+                pc: instructions[i].pc,
+                target,
+            })?);
         }
     }
 
@@ -114,15 +106,104 @@ pub fn validate_code(code: &[u8]) -> Result<(), ValidationError> {
     Ok(())
 }
 
+/// For each instruction, the destination of a jump whose destination operand is a constant
+/// pushed in the same basic block; `None` for other instructions and dynamic jumps. One pass:
+/// a symbolic stack (top last) holds what the block pushed, `None` where a word is computed;
+/// words from before the block are unknown, and a JUMPDEST (a merge point) starts afresh.
+fn jump_destinations(instructions: &[Instruction]) -> Vec<Option<i64>> {
+    let mut out = vec![None; instructions.len()];
+    let mut known: Vec<Option<i64>> = Vec::new();
+    // The word `depth` places below the top (0 = top), `None` when unknown.
+    let word = |known: &[Option<i64>], depth: usize| -> Option<i64> {
+        known.len().checked_sub(depth + 1).and_then(|at| known[at])
+    };
+    for (i, ins) in instructions.iter().enumerate() {
+        let op = ins.opcode;
+        match op {
+            Opcode::JUMPDEST => known.clear(),
+            Opcode::JUMP => out[i] = word(&known, 0),
+            Opcode::JUMPI => out[i] = word(&known, 1),
+            _ => {}
+        }
+        let info = op.info();
+        let byte = info.byte;
+        if (Opcode::DUP1 as u8..=Opcode::DUP16 as u8).contains(&byte) {
+            let copied = word(&known, (byte - Opcode::DUP1 as u8) as usize);
+            known.push(copied);
+        } else if (Opcode::SWAP1 as u8..=Opcode::SWAP16 as u8).contains(&byte) {
+            let depth = (byte - Opcode::SWAP1 as u8) as usize + 1;
+            // Make the swapped word explicit (unknown) when it lies below what the block pushed.
+            if known.len() <= depth {
+                let missing = depth + 1 - known.len();
+                known.splice(0..0, core::iter::repeat_n(None, missing));
+            }
+            let top = known.len() - 1;
+            known.swap(top, top - depth);
+        } else {
+            let popped = known.len().saturating_sub(info.inputs as usize);
+            known.truncate(popped);
+            let pushed = match op {
+                Opcode::PUSH1 | Opcode::PUSH2 | Opcode::PUSH4 | Opcode::PUSH8 => Some(ins.immediate),
+                _ => None,
+            };
+            known.extend(core::iter::repeat_n(pushed, info.outputs as usize));
+        }
+        if op.is_terminator() {
+            known.clear();
+        }
+        // Only the top few words can be read by DUP/SWAP/JUMP: keep the symbolic stack short.
+        if known.len() > 2 * STACK_LIMIT {
+            known.drain(..STACK_LIMIT);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn accepts_a_counted_loop() {
-        // PUSH1 3; JUMPDEST(2); PUSH1 1; SUB; DUP1; PUSH1 2; JUMPI; STOP
-        let code = [0x60, 3, 0x5b, 0x60, 1, 0x03, 0x80, 0x60, 2, 0x58, 0x00];
+        // PUSH1 3; JUMPDEST(2); PUSH1 1; SUB; PUSH1 2; DUP2; JUMPI; STOP
+        // JUMPI takes `dest cond`: dest 2 lies below the condition, the DUP'd counter.
+        let code = [0x60, 3, 0x5b, 0x60, 1, 0x03, 0x60, 2, 0x81, 0x58, 0x00];
         assert_eq!(validate_code(&code), Ok(()));
+    }
+
+    /// `PUSH @target; PUSH 1; JUMPI` jumps to `target`: the destination is JUMPI's deeper
+    /// operand, not the condition on top (which an earlier validator took for it).
+    #[test]
+    fn jumpi_reads_its_destination_below_the_condition() {
+        // 0: PUSH1 7; 2: PUSH1 1; 4: JUMPI; 5: STOP; 6: STOP; 7: JUMPDEST; 8: STOP
+        let code = [0x60, 7, 0x60, 1, 0x58, 0x00, 0x00, 0x5b, 0x00];
+        assert_eq!(validate_code(&code), Ok(()));
+        // The same with a destination that is no JUMPDEST is refused at the JUMPI.
+        let code = [0x60, 6, 0x60, 1, 0x58, 0x00, 0x00, 0x5b, 0x00];
+        assert_eq!(
+            validate_code(&code),
+            Err(ValidationError::BadJumpTarget { pc: 4, target: 6 })
+        );
+        // A destination moved into place by SWAP1 is followed too: PUSH1 1; PUSH1 8; SWAP1; JUMPI.
+        let code = [0x60, 1, 0x60, 9, 0x90, 0x58, 0x00, 0x00, 0x00, 0x5b, 0x00];
+        assert_eq!(validate_code(&code), Ok(()));
+        let code = [0x60, 1, 0x60, 8, 0x90, 0x58, 0x00, 0x00, 0x00, 0x5b, 0x00];
+        assert_eq!(
+            validate_code(&code),
+            Err(ValidationError::BadJumpTarget { pc: 5, target: 8 })
+        );
+    }
+
+    /// The static edge of a JUMPI is analysed: a loop body that pops more than it pushes
+    /// underflows on its back edge.
+    #[test]
+    fn a_jumpi_loop_that_shrinks_the_stack_underflows() {
+        // PUSH1 1; PUSH1 1; JUMPDEST(4); POP; PUSH1 4; PUSH1 1; JUMPI; STOP
+        let code = [0x60, 1, 0x60, 1, 0x5b, 0x50, 0x60, 4, 0x60, 1, 0x58, 0x00];
+        assert_eq!(
+            validate_code(&code),
+            Err(ValidationError::StackUnderflow { pc: 5 })
+        );
     }
 
     #[test]

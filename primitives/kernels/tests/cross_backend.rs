@@ -57,6 +57,30 @@ proptest! {
         prop_assert_eq!(a, b);
     }
 
+    /// 3-D convolutions, each axis's kernel, stride, padding and dilation drawn apart, padding
+    /// up to and past the kernel (depth 1 with padding makes an output deeper than its input).
+    #[test]
+    fn conv3d_backends_agree_per_axis(
+        groups in 1u32..3, in_per_group in 1u32..3, out_per_group in 1u32..3,
+        d in 1u32..4, h in 1u32..8, w in 1u32..8, kernel in [1u32..4, 1u32..4, 1u32..4],
+        stride in [1u32..3, 1u32..3, 1u32..3], pad in [0u32..4, 0u32..4, 0u32..4],
+        dilation in [1u32..3, 1u32..3, 1u32..3], extreme in any::<bool>(), seed in any::<u64>(),
+    ) {
+        let input = Shape::new(groups * in_per_group, d, h, w);
+        let p = ConvParams::new(input, groups * out_per_group, kernel, stride, pad, dilation, groups);
+        prop_assume!(p.is_ok());
+        let p = p.unwrap();
+        let mut rng = Rng(seed);
+        let x: Vec<i8> = (0..input.elements().unwrap()).map(|_| rng.i8(extreme)).collect();
+        let wts: Vec<i8> = (0..p.weight_len()).map(|_| rng.i8(extreme)).collect();
+        let q = rng.quant(p.output.c as usize, extreme);
+        let mut a = vec![0i8; p.output.elements().unwrap() as usize];
+        let mut b = a.clone();
+        Reference.conv(&p, &x, &wts, &q, &mut a).unwrap();
+        Native.conv(&p, &x, &wts, &q, &mut b).unwrap();
+        prop_assert_eq!(a, b);
+    }
+
     #[test]
     fn fully_connected_backends_agree(n in 1usize..2000, outs in 1usize..40, extreme in any::<bool>(), seed in any::<u64>()) {
         let mut rng = Rng(seed);
@@ -217,4 +241,38 @@ fn bad_arguments_are_errors_not_panics() {
         ChannelQuant::decode(&bad_shift.encode(), 2),
         Err(KernelError::BadQuant)
     );
+}
+
+/// A 1x1x1 CONV_3D with padding 1 on a depth-1 input has a 3x3x3 output. The native backend
+/// took it for a 2-D layer (kernel depth 1, input depth 1) and indexed past its rows: a panic
+/// inside the node's host function, from a valid program.
+#[test]
+fn a_depth_one_input_with_depth_padding_is_computed_not_a_panic() {
+    for c in [1, 2] {
+        let input = Shape::new(c, 1, 1, 1);
+        let p = ConvParams::conv3d(input, 1, 1, 1, 1, 1, 1).unwrap();
+        assert_eq!((p.output.d, p.output.h, p.output.w), (3, 3, 3));
+        let q = ChannelQuant {
+            input_zero: 0,
+            output: OutputRange {
+                zero: 0,
+                lo: -128,
+                hi: 127,
+            },
+            bias: vec![5],
+            mult: vec![1 << 30],
+            shift: vec![-1],
+        };
+        let x = vec![7i8; c as usize];
+        let w = vec![3i8; c as usize];
+        let mut a = vec![0i8; 27];
+        let mut b = vec![0i8; 27];
+        Reference.conv(&p, &x, &w, &q, &mut a).unwrap();
+        Native.conv(&p, &x, &w, &q, &mut b).unwrap();
+        // Only the centre sees the input: 5 + 21·c; the padding gives the bias alone.
+        let mut expected = vec![5i8; 27];
+        expected[13] = 5 + 21 * c as i8;
+        assert_eq!(a, expected);
+        assert_eq!(b, expected);
+    }
 }

@@ -48,7 +48,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Assemble source text into a program container.
+    /// Assemble source text into a program container; invalid programs are refused (the
+    /// checks `run` and the chain apply).
     Asm {
         /// Assembly source (.sasm).
         source: PathBuf,
@@ -89,6 +90,10 @@ fn main() -> Result<()> {
             weights,
         } => {
             let program = load::program(&source, weights.as_deref())?;
+            // Refuse here what `run` and the chain would refuse, with the same reason.
+            smartvm_isa::validate(&program).map_err(|e| {
+                anyhow::anyhow!("{}: the assembled program is invalid: {e:?}", source.display())
+            })?;
             std::fs::write(&output, program.encode())
                 .with_context(|| format!("writing {}", output.display()))?;
             println!(

@@ -253,3 +253,28 @@ fn the_demo_model_compiles_to_the_committed_bytes_on_any_thread_count() {
         std::fs::remove_dir_all(&out).ok();
     }
 }
+
+/// `smartvm asm` refuses what `run` and the chain refuse (it wrote such programs before), and
+/// takes a conditional jump whose destination lies below its condition.
+#[test]
+fn asm_validates_what_it_writes() {
+    let dir = std::env::temp_dir().join(format!("smartvm-asm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    };
+    let out = dir.join("out.smvm").to_string_lossy().into_owned();
+    let bad = write("bad.sasm", ".input 1 1 1 1\n.output 1\n    ADD\n    STOP\n");
+    let (ok, _, stderr) = smartvm(&["asm", &bad, "-o", &out]);
+    assert!(!ok && stderr.contains("StackUnderflow"), "{stderr}");
+    assert!(!std::path::Path::new(&out).exists(), "nothing is written");
+    let good = write(
+        "jumpi.sasm",
+        ".input 1 1 1 1\n.output 1\n    PUSH @target\n    PUSH 1\n    JUMPI\n    STOP\ntarget:\n    JUMPDEST\n    STOP\n",
+    );
+    let (ok, _, stderr) = smartvm(&["asm", &good, "-o", &out]);
+    assert!(ok, "{stderr}");
+    std::fs::remove_dir_all(&dir).ok();
+}
