@@ -253,6 +253,11 @@ parameter_types! {
     /// LeNet-5 (about 1.4 M gas) at 3.7-4.2 ms on that path on the 2-core build machine
     /// (2.8-3.0 ms with the native kernels), so it is charged about 1.7x the validators' time.
     pub const SmartvmRefTimePerGas: u64 = 5_000;
+    /// A free dry run may use 60 s of charged ref_time and 128 MiB of proof: the paper's
+    /// largest models (ResNet-18 about 27 s charged, AlexNet 62 MB of weights) still run as
+    /// dry runs, and no RPC call asks for more.
+    pub const SmartvmMaxDryRunWeight: Weight =
+        Weight::from_parts(60 * frame_support::weights::constants::WEIGHT_REF_TIME_PER_SECOND, 128 << 20);
 }
 
 impl pallet_smartvm::Config for Runtime {
@@ -271,5 +276,6 @@ impl pallet_smartvm::Config for Runtime {
     type MaxBufferBytes = ConstU32<{ 16 << 20 }>;
     type MaxMemoryBytes = ConstU32<{ 4 << 20 }>;
     type RefTimePerGas = SmartvmRefTimePerGas;
+    type MaxDryRunWeight = SmartvmMaxDryRunWeight;
     type WeightInfo = crate::weights::pallet_smartvm::WeightInfo<Runtime>;
 }

@@ -99,6 +99,10 @@ pub mod pallet {
         /// Picoseconds of `ref_time` one unit of VM gas stands for.
         #[pallet::constant]
         type RefTimePerGas: Get<u64>;
+        /// Most weight one free dry run (the `SmartvmApi` runtime API) may use: larger limits
+        /// are lowered to it, so one RPC call cannot ask a node for unbounded work.
+        #[pallet::constant]
+        type MaxDryRunWeight: Get<Weight>;
         /// Weights of the calls.
         type WeightInfo: WeightInfo;
     }
@@ -263,12 +267,19 @@ pub mod pallet {
             let owner = ensure_signed(origin)?;
             let decoded = Program::decode(&program).map_err(|_| Error::<T>::MalformedProgram)?;
             validate(&decoded).map_err(|_| Error::<T>::InvalidCode)?;
+            // A program whose input or output the calls cannot carry could be sealed but never run.
+            let input_fits = decoded
+                .input
+                .elements()
+                .is_some_and(|n| n <= T::MaxInputLen::get() as u64);
             ensure!(
                 decoded.blocks.len() as u32 <= T::MaxBlocks::get()
                     && decoded
                         .blocks
                         .iter()
-                        .all(|b| b.len <= T::MaxBlockLen::get()),
+                        .all(|b| b.len <= T::MaxBlockLen::get())
+                    && input_fits
+                    && decoded.output_len <= T::MaxOutputLen::get(),
                 Error::<T>::ProgramExceedsLimits
             );
             let id = NextModelId::<T>::get();
@@ -478,13 +489,15 @@ pub mod pallet {
             Ok((info, program, bytes.len() as u32))
         }
 
-        /// Read-only inference, for the runtime API: no event, no fee.
+        /// Read-only inference, for the runtime API: no event, no fee. `weight_limit` is lowered
+        /// to `MaxDryRunWeight` on each axis.
         pub fn dry_run(
             model: ModelId,
             input: Vec<u8>,
             weight_limit: Weight,
         ) -> Result<InferOutcome, DispatchError> {
             let (_, program, _) = Self::sealed_program(model)?;
+            let weight_limit = weight_limit.min(T::MaxDryRunWeight::get());
             exec::run::<T>(model, program, &input, weight_limit)
                 .map_err(|(f, _)| Self::error_of(f).into())
         }

@@ -3,7 +3,7 @@
 
 use core::cell::Cell;
 
-use polkadot_sdk::frame_support::{derive_impl, parameter_types, traits::ConstU32};
+use polkadot_sdk::frame_support::{derive_impl, parameter_types, traits::ConstU32, weights::Weight};
 use polkadot_sdk::frame_system::{self, EnsureRoot};
 use polkadot_sdk::sp_io;
 use polkadot_sdk::sp_runtime::BuildStorage;
@@ -106,6 +106,11 @@ impl Kernels for SwitchKernels {
 }
 
 parameter_types! {
+    /// Settable per test (thread-local).
+    pub static MaxDryRunWeight: Weight = Weight::from_parts(1_000_000_000_000, 4_000_000);
+}
+
+parameter_types! {
     pub const DepositPerItem: u64 = 10;
     pub const DepositPerByte: u64 = 1;
     pub const RefTimePerGas: u64 = 2_500;
@@ -126,6 +131,7 @@ impl pallet_smartvm::Config for Test {
     type MaxBufferBytes = ConstU32<{ 16 << 20 }>;
     type MaxMemoryBytes = ConstU32<{ 1 << 20 }>;
     type RefTimePerGas = RefTimePerGas;
+    type MaxDryRunWeight = MaxDryRunWeight;
     type WeightInfo = ();
 }
 

@@ -506,3 +506,68 @@ fn genesis_rejects_a_model_whose_blocks_do_not_match() {
     }
     .assimilate_storage(&mut storage);
 }
+
+/// A program whose input or output the calls cannot carry would seal and never run: refused.
+#[test]
+fn programs_whose_input_or_output_exceeds_the_bounds_are_refused() {
+    let l = lenet();
+    new_test_ext().execute_with(|| {
+        let base = Program::decode(&l.program).unwrap();
+        let mut wide_input = base.clone();
+        // MaxInputLen is 4096 in the mock.
+        wide_input.input = smartvm_isa::Shape::new(1, 1, 1, 4097);
+        assert_noop!(
+            SmartVm::create_model(RuntimeOrigin::signed(1), bounded(&wide_input.encode())),
+            Error::<Test>::ProgramExceedsLimits
+        );
+        let mut long_output = base.clone();
+        // MaxOutputLen is 1024 in the mock.
+        long_output.output_len = 1025;
+        assert_noop!(
+            SmartVm::create_model(RuntimeOrigin::signed(1), bounded(&long_output.encode())),
+            Error::<Test>::ProgramExceedsLimits
+        );
+        let mut at_the_bounds = base;
+        at_the_bounds.input = smartvm_isa::Shape::new(1, 1, 1, 4096);
+        at_the_bounds.output_len = 1024;
+        assert_ok!(SmartVm::create_model(
+            RuntimeOrigin::signed(1),
+            bounded(&at_the_bounds.encode())
+        ));
+    });
+}
+
+/// The free dry run lowers any weight limit to `MaxDryRunWeight`: asking for unbounded work
+/// gets at most that much. Extrinsics are bounded by their fee instead and are not capped.
+#[test]
+fn a_dry_run_never_uses_more_than_the_configured_maximum() {
+    let l = lenet();
+    new_test_ext().execute_with(|| {
+        let id = deploy(&l);
+        let used = SmartVm::dry_run(id, l.inputs[0].clone(), LIMIT)
+            .unwrap()
+            .weight_used;
+        // Below what LeNet-5 needs, an unbounded request runs out of gas.
+        MaxDryRunWeight::set(Weight::from_parts(used.ref_time() / 2, u64::MAX));
+        assert_eq!(
+            SmartVm::dry_run(id, l.inputs[0].clone(), Weight::MAX),
+            Err(Error::<Test>::OutOfGas.into())
+        );
+        MaxDryRunWeight::set(Weight::from_parts(u64::MAX, used.proof_size() / 2));
+        assert_eq!(
+            SmartVm::dry_run(id, l.inputs[0].clone(), Weight::MAX),
+            Err(Error::<Test>::ProofSizeExhausted.into())
+        );
+        // The same limit is fine for a transaction, which pays for it.
+        assert_ok!(SmartVm::infer(
+            RuntimeOrigin::signed(2),
+            id,
+            bounded(&l.inputs[0]),
+            LIMIT
+        ));
+        // Under a maximum it does not reach, it runs as before.
+        MaxDryRunWeight::set(LIMIT);
+        let outcome = SmartVm::dry_run(id, l.inputs[0].clone(), Weight::MAX).unwrap();
+        assert_eq!((outcome.output, outcome.weight_used), (l.logits[0].clone(), used));
+    });
+}
