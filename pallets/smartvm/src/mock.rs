@@ -3,7 +3,9 @@
 
 use core::cell::Cell;
 
-use polkadot_sdk::frame_support::{derive_impl, parameter_types, traits::ConstU32, weights::Weight};
+use polkadot_sdk::frame_support::{
+    derive_impl, parameter_types, traits::ConstU32, weights::Weight,
+};
 use polkadot_sdk::frame_system::{self, EnsureRoot};
 use polkadot_sdk::sp_io;
 use polkadot_sdk::sp_runtime::BuildStorage;

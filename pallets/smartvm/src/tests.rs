@@ -568,6 +568,9 @@ fn a_dry_run_never_uses_more_than_the_configured_maximum() {
         // Under a maximum it does not reach, it runs as before.
         MaxDryRunWeight::set(LIMIT);
         let outcome = SmartVm::dry_run(id, l.inputs[0].clone(), Weight::MAX).unwrap();
-        assert_eq!((outcome.output, outcome.weight_used), (l.logits[0].clone(), used));
+        assert_eq!(
+            (outcome.output, outcome.weight_used),
+            (l.logits[0].clone(), used)
+        );
     });
 }

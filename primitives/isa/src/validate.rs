@@ -143,7 +143,9 @@ fn jump_destinations(instructions: &[Instruction]) -> Vec<Option<i64>> {
             let popped = known.len().saturating_sub(info.inputs as usize);
             known.truncate(popped);
             let pushed = match op {
-                Opcode::PUSH1 | Opcode::PUSH2 | Opcode::PUSH4 | Opcode::PUSH8 => Some(ins.immediate),
+                Opcode::PUSH1 | Opcode::PUSH2 | Opcode::PUSH4 | Opcode::PUSH8 => {
+                    Some(ins.immediate)
+                }
                 _ => None,
             };
             known.extend(core::iter::repeat_n(pushed, info.outputs as usize));

@@ -73,8 +73,13 @@ pub struct Outcome {
     /// feature map (the paper's §3.3 baseline for `peak_buffer_bytes`).
     pub buffer_bytes_pushed: u64,
     /// Gas of each CNN instruction executed, in order, with its opcode: the cost per layer.
+    /// The first [`CNN_GAS_RECORD_LIMIT`] only, so a loop cannot grow it without bound.
     pub cnn_gas: Vec<(Opcode, u64)>,
 }
+
+/// Most entries [`Outcome::cnn_gas`] keeps: every layer of the paper's models (the unrolled LSTM
+/// runs about 1,050 CNN instructions) in 64 KiB.
+pub const CNN_GAS_RECORD_LIMIT: usize = 4096;
 
 /// The state of one execution.
 pub(crate) struct Machine<'a, K, W> {
@@ -271,7 +276,7 @@ pub fn execute<K: Kernels, W: WeightSource>(
         };
         let before = m.meter.used;
         let flow = step(&mut m, op, code, pc, &exe.jumpdest);
-        if op.is_cnn() {
+        if op.is_cnn() && cnn_gas.len() < CNN_GAS_RECORD_LIMIT {
             cnn_gas.push((op, m.meter.used - before + costs[byte as usize]));
         }
         match flow {

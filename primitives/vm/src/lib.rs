@@ -25,7 +25,7 @@ mod weights;
 pub use buffer::{Buffer, Frame};
 pub use error::{ErrorKind, VmError};
 pub use gas::Schedule;
-pub use interpreter::{execute, Executable, Outcome};
+pub use interpreter::{execute, Executable, Outcome, CNN_GAS_RECORD_LIMIT};
 #[cfg(feature = "std")]
 pub use prefetch::{with_read_ahead, ReadAhead};
 pub use weights::{BlockList, WeightPack, WeightSource};

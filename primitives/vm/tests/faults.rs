@@ -190,3 +190,26 @@ fn wrong_input_length_is_rejected_before_running() {
     .unwrap_err();
     assert_eq!(err.kind, ErrorKind::ShapeMismatch);
 }
+
+/// The per-instruction gas record of CNN instructions is bounded: a loop of cheap CNN
+/// instructions used to grow it by one entry per turn, up to one allocation past the runtime's
+/// 32 MiB limit (a trap instead of a typed error, and no fee).
+#[test]
+fn the_cnn_gas_record_keeps_at_most_its_limit() {
+    let turns = smartvm_vm::CNN_GAS_RECORD_LIMIT + 500;
+    let out = run_with(
+        &format!(
+            "{INPUT} PUSH {turns}\nturn:\nJUMPDEST\nPUSH 0\nACT_RL\nPUSH 1\nSUB\nPUSH @turn\nDUP2\nJUMPI\n\
+             POP\nPUSH 0\nPUSH 1\nBTOS1\nSTOP"
+        ),
+        &[],
+        u64::MAX / 2,
+    )
+    .unwrap();
+    assert!(out.instructions > 7 * turns as u64, "the loop ran");
+    assert_eq!(out.cnn_gas.len(), smartvm_vm::CNN_GAS_RECORD_LIMIT);
+    // MTOB and BUF_SHAPE, then the loop's ACT_RLs up to the limit.
+    assert!(out.cnn_gas[2..]
+        .iter()
+        .all(|(op, _)| *op == smartvm_isa::Opcode::ACT_RL));
+}

@@ -92,7 +92,10 @@ fn main() -> Result<()> {
             let program = load::program(&source, weights.as_deref())?;
             // Refuse here what `run` and the chain would refuse, with the same reason.
             smartvm_isa::validate(&program).map_err(|e| {
-                anyhow::anyhow!("{}: the assembled program is invalid: {e:?}", source.display())
+                anyhow::anyhow!(
+                    "{}: the assembled program is invalid: {e:?}",
+                    source.display()
+                )
             })?;
             std::fs::write(&output, program.encode())
                 .with_context(|| format!("writing {}", output.display()))?;
