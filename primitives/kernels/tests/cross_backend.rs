@@ -9,6 +9,23 @@ use smartvm_kernels::{
 };
 use support::Rng;
 
+/// The reference and native backends give the same bytes for layer `p` on random data
+/// (`extreme`: the corners, -128 and 127).
+fn conv_agrees(p: &ConvParams, extreme: bool, seed: u64) -> Result<(), TestCaseError> {
+    let mut rng = Rng(seed);
+    let x: Vec<i8> = (0..p.input.elements().unwrap())
+        .map(|_| rng.i8(extreme))
+        .collect();
+    let wts: Vec<i8> = (0..p.weight_len()).map(|_| rng.i8(extreme)).collect();
+    let q = rng.quant(p.output.c as usize, extreme);
+    let mut a = vec![0i8; p.output.elements().unwrap() as usize];
+    let mut b = a.clone();
+    Reference.conv(p, &x, &wts, &q, &mut a).unwrap();
+    Native.conv(p, &x, &wts, &q, &mut b).unwrap();
+    prop_assert_eq!(a, b);
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 192, max_global_rejects: 1 << 20, .. ProptestConfig::default() })]
 
@@ -22,15 +39,7 @@ proptest! {
         let p = ConvParams::conv2d(input, groups * out_per_group, k, stride, pad, dilation, groups);
         prop_assume!(p.is_ok());
         let p = p.unwrap();
-        let mut rng = Rng(seed);
-        let x: Vec<i8> = (0..input.elements().unwrap()).map(|_| rng.i8(extreme)).collect();
-        let wts: Vec<i8> = (0..p.weight_len()).map(|_| rng.i8(extreme)).collect();
-        let q = rng.quant(p.output.c as usize, extreme);
-        let mut a = vec![0i8; p.output.elements().unwrap() as usize];
-        let mut b = a.clone();
-        Reference.conv(&p, &x, &wts, &q, &mut a).unwrap();
-        Native.conv(&p, &x, &wts, &q, &mut b).unwrap();
-        prop_assert_eq!(a, b);
+        conv_agrees(&p, extreme, seed)?;
     }
 
     /// Depthwise layers with each axis's kernel, stride, padding and dilation drawn apart: the
@@ -46,15 +55,7 @@ proptest! {
         let p = ConvParams::new(input, c, axes(kernel, 1), axes(stride, 1), axes(pad, 0), axes(dilation, 1), c);
         prop_assume!(p.is_ok());
         let p = p.unwrap();
-        let mut rng = Rng(seed);
-        let x: Vec<i8> = (0..input.elements().unwrap()).map(|_| rng.i8(extreme)).collect();
-        let wts: Vec<i8> = (0..p.weight_len()).map(|_| rng.i8(extreme)).collect();
-        let q = rng.quant(c as usize, extreme);
-        let mut a = vec![0i8; p.output.elements().unwrap() as usize];
-        let mut b = a.clone();
-        Reference.conv(&p, &x, &wts, &q, &mut a).unwrap();
-        Native.conv(&p, &x, &wts, &q, &mut b).unwrap();
-        prop_assert_eq!(a, b);
+        conv_agrees(&p, extreme, seed)?;
     }
 
     /// 3-D convolutions, each axis's kernel, stride, padding and dilation drawn apart, padding
@@ -70,15 +71,7 @@ proptest! {
         let p = ConvParams::new(input, groups * out_per_group, kernel, stride, pad, dilation, groups);
         prop_assume!(p.is_ok());
         let p = p.unwrap();
-        let mut rng = Rng(seed);
-        let x: Vec<i8> = (0..input.elements().unwrap()).map(|_| rng.i8(extreme)).collect();
-        let wts: Vec<i8> = (0..p.weight_len()).map(|_| rng.i8(extreme)).collect();
-        let q = rng.quant(p.output.c as usize, extreme);
-        let mut a = vec![0i8; p.output.elements().unwrap() as usize];
-        let mut b = a.clone();
-        Reference.conv(&p, &x, &wts, &q, &mut a).unwrap();
-        Native.conv(&p, &x, &wts, &q, &mut b).unwrap();
-        prop_assert_eq!(a, b);
+        conv_agrees(&p, extreme, seed)?;
     }
 
     #[test]

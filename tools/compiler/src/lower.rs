@@ -186,15 +186,7 @@ impl<'a> Lowering<'a> {
     }
 
     fn init(&self, node: &NodeProto, index: usize) -> Result<Option<&'a (Vec<usize>, Vec<f32>)>> {
-        match node.input.get(index) {
-            None => Ok(None),
-            Some(name) if name.is_empty() => Ok(None),
-            Some(name) => {
-                self.model.initializers.get(name).map(Some).ok_or_else(|| {
-                    err(node, format!("input {name} must be a constant initializer"))
-                })
-            }
-        }
+        self.model.constant(node, index)
     }
 
     /// Appends `; comment` (when not empty), a PUSH per argument and `op` (when not empty).

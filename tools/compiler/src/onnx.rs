@@ -88,6 +88,18 @@ impl OnnxModel {
             .map(|t| t.data_type)
     }
 
+    /// Input `k` of `node` as a constant initializer, `None` where the input is absent, an
+    /// error naming the node where it is computed instead.
+    pub fn constant(&self, node: &NodeProto, k: usize) -> Result<Option<&(Vec<usize>, Vec<f32>)>> {
+        match node.input.get(k) {
+            None => Ok(None),
+            Some(name) if name.is_empty() => Ok(None),
+            Some(name) => self.initializers.get(name).map(Some).ok_or_else(|| {
+                crate::lower::err(node, format!("input {name} must be a constant initializer"))
+            }),
+        }
+    }
+
     /// The graph's nodes in file (topological) order.
     pub fn nodes(&self) -> &[NodeProto] {
         self.proto

@@ -4,23 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
+mod support;
+
 use smartvm_compiler::{compile, read_npy, Compiled, FloatRunner};
 use smartvm_kernels::Native;
 use smartvm_vm::{execute, BlockList, Config, Executable};
-
-fn fixtures() -> PathBuf {
-    let dir = std::env::var("SMARTVM_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/smartvm/fixtures")
-        });
-    assert!(
-        dir.join("lenet5_float.onnx").exists(),
-        "ONNX fixtures missing in {}: run `make fixtures` (python3 tests/fixtures/make_onnx_fixtures.py)",
-        dir.display()
-    );
-    dir
-}
 
 fn images(path: PathBuf) -> Vec<Vec<f32>> {
     let (shape, values) = read_npy(&path).unwrap();
@@ -82,7 +70,7 @@ fn compare(
 
 #[test]
 fn compiled_lenet5_tracks_the_float_model() {
-    let dir = fixtures();
+    let dir = support::fixtures("lenet5_float.onnx");
     let model = dir.join("lenet5_float.onnx");
     let compiled = compile(
         &model,
@@ -108,7 +96,7 @@ fn compiled_lenet5_tracks_the_float_model() {
 
 #[test]
 fn bad_inputs_are_clear_errors() {
-    let dir = fixtures();
+    let dir = support::fixtures("lenet5_float.onnx");
     let err = compile(
         &dir.join("unsupported_softsign.onnx"),
         &[1, 1, 8, 8],
@@ -140,7 +128,7 @@ fn bad_inputs_are_clear_errors() {
 /// Compiles `name` calibrated on the first half of its inputs and returns the SQNR (dB) of the
 /// program's dequantized output against tract's float output on the second half.
 fn sqnr_against_float(name: &str, shape: &[usize], output: &str, ops: &[&str]) -> f64 {
-    let dir = fixtures();
+    let dir = support::fixtures("lenet5_float.onnx");
     let model = dir.join(format!("{name}.onnx"));
     let (_, values) = read_npy(&dir.join(format!("{name}_inputs.npy"))).unwrap();
     let inputs: Vec<Vec<f32>> = values
@@ -202,7 +190,7 @@ fn the_papers_lstm_unrolls_into_kernels_and_tracks_the_float_model() {
 
 #[test]
 fn an_lstm_the_unrolling_does_not_cover_is_refused_by_name() {
-    let dir = fixtures();
+    let dir = support::fixtures("lenet5_float.onnx");
     let err = compile(
         &dir.join("lstm_bidirectional.onnx"),
         &[1, 784],
@@ -219,7 +207,7 @@ fn an_lstm_the_unrolling_does_not_cover_is_refused_by_name() {
 
 #[test]
 fn an_onnxruntime_qdq_model_compiles_with_its_own_scales() {
-    let dir = fixtures();
+    let dir = support::fixtures("lenet5_float.onnx");
     let path = dir.join("lenet5_qdq.onnx");
     // A flat calibration input would give a very different input range: the model's own
     // QuantizeLinear scales must win.

@@ -8,6 +8,8 @@
 use std::path::PathBuf;
 
 use proptest::prelude::*;
+mod support;
+
 use prost::Message;
 use smartvm_compiler::onnx::OnnxModel;
 use smartvm_compiler::reference::Evaluator;
@@ -450,26 +452,12 @@ proptest! {
     }
 }
 
-fn fixtures() -> PathBuf {
-    let dir = std::env::var("SMARTVM_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/smartvm/fixtures")
-        });
-    assert!(
-        dir.join("operators.onnx").exists(),
-        "ONNX fixtures missing in {}: run `make fixtures`",
-        dir.display()
-    );
-    dir
-}
-
 /// Whole models (every operator the lowering takes: Conv with BatchNormalization, Clip,
 /// ConvTranspose, pooling of each kind, Sigmoid, Tanh, Flatten, Gemm, Softmax, residual Add,
 /// Reshape, LSTM) give tract's outputs within float tolerance.
 #[test]
 fn whole_fixture_models_match_tract() {
-    let dir = fixtures();
+    let dir = support::fixtures("operators.onnx");
     for (name, shape, output, inputs) in [
         (
             "operators",

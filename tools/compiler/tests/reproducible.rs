@@ -7,19 +7,7 @@ use std::path::{Path, PathBuf};
 
 use smartvm_compiler::{compile, read_npy, Compiled};
 
-fn fixtures() -> PathBuf {
-    let dir = std::env::var("SMARTVM_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/smartvm/fixtures")
-        });
-    assert!(
-        dir.join("zoo/mobilenetv2.onnx").exists() && dir.join("residual.onnx").exists(),
-        "fixtures missing in {}: run `make fixtures zoo`",
-        dir.display()
-    );
-    dir
-}
+mod support;
 
 /// Everything `smartvm compile` writes, as bytes.
 fn artifact(c: &Compiled) -> Vec<u8> {
@@ -70,7 +58,7 @@ fn same_bytes_on_any_schedule(
 
 #[test]
 fn fixtures_compile_to_the_same_bytes_on_any_thread_count() {
-    let dir = fixtures();
+    let dir = support::fixtures("zoo/mobilenetv2.onnx");
     for (name, shape) in [
         ("operators", &[1, 3, 12, 12][..]),
         ("residual", &[1, 3, 16, 16][..]),
@@ -83,7 +71,7 @@ fn fixtures_compile_to_the_same_bytes_on_any_thread_count() {
 
 #[test]
 fn a_zoo_model_compiles_to_the_same_bytes_on_any_thread_count() {
-    let dir = fixtures().join("zoo");
+    let dir = support::fixtures("zoo/mobilenetv2.onnx").join("zoo");
     let shape = [1, 3, 224, 224];
     let data = inputs(dir.join("imagenet_inputs.npy"), &shape, 2);
     same_bytes_on_any_schedule(dir.join("mobilenetv2.onnx"), &shape, data, &[3]);
@@ -92,7 +80,7 @@ fn a_zoo_model_compiles_to_the_same_bytes_on_any_thread_count() {
 /// Calibration ranges are a min and max over inputs: the order inputs come in changes nothing.
 #[test]
 fn calibration_input_order_changes_nothing() {
-    let dir = fixtures();
+    let dir = support::fixtures("zoo/mobilenetv2.onnx");
     let shape = [1, 3, 16, 16];
     let model = dir.join("residual.onnx");
     let data = inputs(dir.join("residual_inputs.npy"), &shape, 12);

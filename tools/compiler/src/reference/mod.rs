@@ -222,15 +222,7 @@ impl<'m> Evaluator<'m> {
 
     /// Constant input `k` of `node` (weights, bias, bounds), or `None` where it is absent.
     fn constant(&self, node: &NodeProto, k: usize) -> Result<Option<&'m (Vec<usize>, Vec<f32>)>> {
-        match node.input.get(k) {
-            None => Ok(None),
-            Some(name) if name.is_empty() => Ok(None),
-            Some(name) => {
-                self.model.initializers.get(name).map(Some).ok_or_else(|| {
-                    err(node, format!("input {name} must be a constant initializer"))
-                })
-            }
-        }
+        self.model.constant(node, k)
     }
 
     /// ONNX Reshape: target dims from a constant, `0` copies the input's dim (unless
