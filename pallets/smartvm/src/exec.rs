@@ -132,7 +132,9 @@ pub fn run<T: Config>(
                     InferFailure::ProofSizeExhausted
                 }
                 ErrorKind::MissingWeightBlock { .. } => InferFailure::MissingWeightBlock,
-                ErrorKind::BufferLimit | ErrorKind::MemoryLimit => InferFailure::ResourceLimit,
+                ErrorKind::BufferLimit
+                | ErrorKind::MemoryLimit
+                | ErrorKind::LayerWeightsTooLarge => InferFailure::ResourceLimit,
                 kind => InferFailure::Fault(kind),
             };
             // Charged what it consumed up to the fault (the whole limit when out of gas).

@@ -19,6 +19,10 @@ pub enum ErrorKind {
     MissingWeightBlock { index: u32 },
     /// Weight blocks do not add up to the size the layer needs.
     WeightSizeMismatch { first_block: u32 },
+    /// A layer's weights span blocks and exceed `Config::weight_chunk`, and the source cannot
+    /// lend them in place: gathering them would need one allocation past what the runtime
+    /// allows. (Large fully-connected layers run in bands instead.)
+    LayerWeightsTooLarge,
     /// A quantization block is malformed.
     BadQuantBlock { index: u32 },
     /// The Buffer would exceed its byte or frame limit.

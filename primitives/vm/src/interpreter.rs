@@ -177,8 +177,12 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
         len: u64,
     ) -> Result<Cow<'a, [u8]>, ErrorKind> {
         let first = operand(first)?;
+        let len_usize = usize::try_from(len).map_err(|_| ErrorKind::LayerWeightsTooLarge)?;
+        if len > self.weight_chunk && self.weights.span(first, len_usize).is_none() {
+            return Err(ErrorKind::LayerWeightsTooLarge);
+        }
         self.charge_layer_bytes(first, len)?;
-        let (bytes, count) = gather(self.weights, first, len as usize)?;
+        let (bytes, count) = gather(self.weights, first, len_usize)?;
         self.charge_blocks(count)?;
         Ok(bytes)
     }

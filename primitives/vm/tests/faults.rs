@@ -214,3 +214,48 @@ fn the_cnn_gas_record_keeps_at_most_its_limit() {
         .iter()
         .all(|(op, _)| *op == smartvm_isa::Opcode::ACT_RL));
 }
+
+/// A layer whose weights span blocks and exceed `Config::weight_chunk` cannot be gathered into
+/// one buffer from a source that does not lend it in place (chain storage): the runtime would
+/// trap on the allocation past 32 MiB, so it is a typed fault. The CLI's pack lends it in place
+/// and runs it.
+#[test]
+fn a_convolution_over_the_weight_chunk_is_refused_unless_lent_in_place() {
+    use smartvm_vm::WeightPack;
+    let program = assemble(&format!(
+        ".input 1 1 2 2\n.output 1\n{INPUT} PUSH 48\nPUSH 5\nPUSH 1\nPUSH 2\nPUSH 1\nPUSH 1\nPUSH 0\nPUSH 2\nCONV_MUL\n\
+         PUSH 0\nPUSH 1\nBTOS1\nSTOP"
+    ))
+    .expect("assembles");
+    let exe = Executable::new(program).expect("validates");
+    let blocks = vec![vec![1u8; 600], vec![2u8; 600], qblock(48)];
+    let config = Config {
+        weight_chunk: 1024,
+        ..Config::default()
+    };
+    let gathered = execute(
+        &exe,
+        &[1, 2, 3, 4],
+        &BlockList(&blocks),
+        &Reference,
+        &config,
+        1 << 40,
+    );
+    assert_eq!(
+        gathered.expect_err("refused").kind,
+        ErrorKind::LayerWeightsTooLarge
+    );
+    let pack = WeightPack::new(&blocks);
+    let lent = execute(&exe, &[1, 2, 3, 4], &pack, &Reference, &config, 1 << 40);
+    assert!(lent.is_ok(), "{lent:?}");
+    // Under the chunk, gathering is fine.
+    let lent = execute(
+        &exe,
+        &[1, 2, 3, 4],
+        &BlockList(&blocks),
+        &Reference,
+        &Config::default(),
+        1 << 40,
+    );
+    assert!(lent.is_ok(), "{lent:?}");
+}
