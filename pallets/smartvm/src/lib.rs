@@ -55,8 +55,43 @@ pub mod pallet {
     /// A stored model's bookkeeping.
     pub type ModelInfoOf<T> = ModelInfo<<T as frame_system::Config>::AccountId, BalanceOf<T>>;
 
+    /// The storage layout's version: a change to it comes with a migration that bumps this.
+    pub const STORAGE_VERSION: StorageVersion = StorageVersion::new(1);
+
+    /// The runtime's single-allocation cap: the wasm allocator refuses anything larger.
+    pub const MAX_ALLOCATION: u32 = 32 << 20;
+
     #[pallet::pallet]
+    #[pallet::storage_version(STORAGE_VERSION)]
     pub struct Pallet<T>(_);
+
+    #[pallet::hooks]
+    impl<T: Config> Hooks<BlockNumberFor<T>> for Pallet<T> {
+        /// Checks at build time that no bound lets an inference ask the runtime for one
+        /// allocation past [`MAX_ALLOCATION`], and that the input fits the VM's Memory (it is
+        /// placed there before the program runs).
+        fn integrity_test() {
+            let vm = smartvm_vm::Config::default();
+            for (name, bytes) in [
+                ("MaxProgramLen", T::MaxProgramLen::get()),
+                ("MaxBlockLen", T::MaxBlockLen::get()),
+                ("MaxInputLen", T::MaxInputLen::get()),
+                ("MaxBufferBytes", T::MaxBufferBytes::get()),
+                ("MaxMemoryBytes", T::MaxMemoryBytes::get()),
+                ("the VM's weight chunk", vm.weight_chunk),
+            ] {
+                assert!(
+                    bytes <= MAX_ALLOCATION,
+                    "{name} ({bytes} bytes) exceeds one runtime allocation"
+                );
+            }
+            assert!(
+                T::MaxInputLen::get() <= T::MaxMemoryBytes::get(),
+                "an input of MaxInputLen must fit the VM's Memory"
+            );
+            assert!(T::RefTimePerGas::get() > 0, "gas must cost ref_time");
+        }
+    }
 
     #[pallet::config]
     pub trait Config: polkadot_sdk::frame_system::Config {

@@ -574,3 +574,12 @@ fn a_dry_run_never_uses_more_than_the_configured_maximum() {
         );
     });
 }
+
+/// The bounds of the mock runtime pass the pallet's build-time checks, and the pallet declares
+/// its storage version.
+#[test]
+fn integrity_test_passes_and_the_storage_version_is_declared() {
+    use polkadot_sdk::frame_support::traits::{GetStorageVersion, Hooks};
+    <SmartVm as Hooks<u64>>::integrity_test();
+    assert_eq!(SmartVm::in_code_storage_version(), crate::STORAGE_VERSION);
+}
