@@ -18,15 +18,19 @@ RPC_PORT ?= 9944
 RELAY_BIN ?= $(HOME)/.cache/smartvm/relay/bin
 
 ## Build the node, start the dev chain (the Fashion-MNIST LeNet-5 is model 0) and say how to
-## reach it; Ctrl-C stops it.
+## reach it; Ctrl-C stops it. Its database survives restarts (one folder per genesis under
+## DEV_DATA); FRESH=1 starts this genesis over.
+DEV_DATA ?= $(HOME)/.cache/smartvm/dev-chain
+FRESH ?= 0
 run: setup build-node
-	@echo "== SmartVM dev chain: one node, a block every 3 s, temporary database"
+	@echo "== SmartVM dev chain: one node, a block every 3 s, database kept in $(DEV_DATA) (FRESH=1 starts over)"
 	@echo "   RPC:             ws://127.0.0.1:$(RPC_PORT)"
 	@echo "   polkadot.js:     https://polkadot.js.org/apps/?rpc=ws%3A%2F%2F127.0.0.1%3A$(RPC_PORT)#/extrinsics"
 	@echo "   try:             smartvm.infer(0, <784 bytes: pixel - 128>, {refTime: 50000000000, proofSize: 1000000})"
 	@echo "   or from a shell: make build; $(SMARTVM) infer --url ws://127.0.0.1:$(RPC_PORT) --input image.bin [--dry-run]"
 	@echo "   Ctrl-C stops the node."
-	exec $(NODE) --dev --rpc-port $(RPC_PORT) --rpc-cors all --pool-type single-state
+	exec env SMARTVM_DEV_DATA=$(DEV_DATA) SMARTVM_FRESH=$(FRESH) bash scripts/dev-chain.sh $(NODE) \
+	  --rpc-port $(RPC_PORT) --rpc-cors all --pool-type single-state
 
 build-node:
 	cargo build $(NODE_FLAGS) -p smartvm-node
@@ -50,7 +54,7 @@ demo: setup build
 
 ## polkadot.js against a dev node the test starts and stops.
 e2e: setup build build-node
-	cd tests/e2e && SMARTVM_NODE=$(NODE) SMARTVM_CLI=$(SMARTVM) node --test --test-concurrency=1 e2e.test.mjs
+	cd tests/e2e && SMARTVM_NODE=$(NODE) SMARTVM_CLI=$(SMARTVM) node --test --test-concurrency=1 e2e.test.mjs restart.test.mjs
 
 ## Install what is missing and run every test.
 test: setup fixtures zoo
