@@ -41,7 +41,7 @@ pub use dispatch::Dispatch;
 pub use native::Native;
 pub use params::{
     AddQuant, ChannelQuant, ConvParams, ConvTransposeParams, OutputRange, PairQuant, PoolKind,
-    PoolParams, SoftmaxTable,
+    PoolParams, SoftmaxTable, MAX_WINDOW,
 };
 pub use reference::Reference;
 pub use smartvm_isa::Shape;

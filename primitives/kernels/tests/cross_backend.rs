@@ -6,6 +6,7 @@ mod support;
 use proptest::prelude::*;
 use smartvm_kernels::{
     ChannelQuant, ConvParams, Kernels, Native, OutputRange, PoolKind, PoolParams, Reference, Shape,
+    MAX_WINDOW,
 };
 use support::Rng;
 
@@ -72,6 +73,57 @@ proptest! {
         prop_assume!(p.is_ok());
         let p = p.unwrap();
         conv_agrees(&p, extreme, seed)?;
+    }
+
+    /// Every window parameter over the whole range the validator admits (kernel, stride,
+    /// padding and dilation up to `MAX_WINDOW` on each axis, drawn per axis), on inputs sized to
+    /// the window so that each case stays small.
+    #[test]
+    fn conv_backends_agree_over_the_admitted_window_range(
+        groups in 1u32..3, in_per_group in 1u32..3, out_per_group in 1u32..3,
+        kernel in [1u32..=MAX_WINDOW, 1u32..=MAX_WINDOW], stride in [1u32..=MAX_WINDOW, 1u32..=MAX_WINDOW],
+        pad in [0u32..=MAX_WINDOW, 0u32..=MAX_WINDOW], dilation in [1u32..=MAX_WINDOW, 1u32..=MAX_WINDOW],
+        extra in [0u32..24, 0u32..24], extreme in any::<bool>(), seed in any::<u64>(),
+    ) {
+        let extent = |a: usize| {
+            let span = dilation[a] * (kernel[a] - 1) + 1;
+            (span + extra[a]).saturating_sub(2 * pad[a]).max(1)
+        };
+        let input = Shape::new(groups * in_per_group, 1, extent(0), extent(1));
+        prop_assume!(input.elements().unwrap() <= 1 << 16);
+        let p = ConvParams::new(
+            input,
+            groups * out_per_group,
+            [1, kernel[0], kernel[1]],
+            [1, stride[0], stride[1]],
+            [0, pad[0], pad[1]],
+            [1, dilation[0], dilation[1]],
+            groups,
+        );
+        prop_assume!(p.as_ref().is_ok_and(|p| p.macs() <= 1 << 21));
+        conv_agrees(&p.unwrap(), extreme, seed)?;
+    }
+
+    /// Pooling over the whole admitted range: windows and strides up to `MAX_WINDOW`, padding
+    /// up to the window.
+    #[test]
+    fn pool_backends_agree_over_the_admitted_window_range(
+        c in 1u32..3, k in 1u32..=MAX_WINDOW, stride in 1u32..=MAX_WINDOW, pad_share in 0u32..64,
+        extra in [0u32..8, 0u32..8], kind in 0u8..3, seed in any::<u64>(),
+    ) {
+        let pad = pad_share % k;
+        let kind = [PoolKind::Max, PoolKind::MaxCeil, PoolKind::Average][kind as usize];
+        let extent = |e: u32| (k + e).saturating_sub(2 * pad).max(1);
+        let p = PoolParams::new(Shape::new(c, 1, extent(extra[0]), extent(extra[1])), k, stride, pad, kind);
+        prop_assume!(p.is_ok());
+        let p = p.unwrap();
+        let mut rng = Rng(seed);
+        let x: Vec<i8> = (0..p.input.elements().unwrap()).map(|_| rng.i8(true)).collect();
+        let mut a = vec![0i8; p.output.elements().unwrap() as usize];
+        let mut b = a.clone();
+        Reference.pool(&p, &x, &mut a).unwrap();
+        Native.pool(&p, &x, &mut b).unwrap();
+        prop_assert_eq!(a, b);
     }
 
     #[test]
