@@ -5,6 +5,7 @@
 
 use std::sync::OnceLock;
 
+use crate::wire::Status;
 use smartvm_kernels::Dispatch;
 
 static ACTIVE: OnceLock<Dispatch> = OnceLock::new();
@@ -95,9 +96,55 @@ pub fn active() -> &'static Dispatch {
     })
 }
 
+/// Runs one kernel call with the active backend (`fast`). Should that panic (a bug in a fast
+/// path, reached by some user's program), the node does not go down with it: it says so on
+/// stderr, clears `out` and answers with `reference`, the arithmetic the validators run in
+/// wasm, so it still agrees with every validator. [`Status::Fault`] only if that panics too.
+pub fn guarded(
+    out: &mut [u8],
+    fast: impl FnOnce(&mut [u8]) -> Status,
+    reference: impl FnOnce(&mut [u8]) -> Status,
+) -> Status {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    if let Ok(status) = catch_unwind(AssertUnwindSafe(|| fast(&mut *out))) {
+        return status;
+    }
+    eprintln!("smartvm: a native kernel panicked; this call is answered by the reference kernels");
+    out.fill(0);
+    catch_unwind(AssertUnwindSafe(|| reference(&mut *out))).unwrap_or(Status::Fault)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A panicking fast path is answered by the reference kernels, with their bytes; a
+    /// panicking reference is a status code, not a crash.
+    #[test]
+    fn a_panicking_kernel_is_answered_by_the_reference_or_a_status() {
+        use smartvm_kernels::{PoolKind, PoolParams, Reference, Shape};
+        let p = PoolParams::new(Shape::new(1, 1, 4, 4), 2, 2, 0, PoolKind::Max).unwrap();
+        let geometry = crate::wire::encode_pool(&p);
+        let input: Vec<u8> = (0..16u8).collect();
+        let mut expected = vec![0u8; 4];
+        assert_eq!(
+            crate::wire::pool(&Reference, &geometry, &input, &mut expected),
+            Status::Ok
+        );
+        let mut out = vec![0xAAu8; 4];
+        let status = guarded(
+            &mut out,
+            |o| {
+                o[0] = 1;
+                panic!("a fast-path bug")
+            },
+            |o| crate::wire::pool(&Reference, &geometry, &input, o),
+        );
+        assert_eq!((status, out), (Status::Ok, expected));
+        let mut out = vec![0u8; 4];
+        let status = guarded(&mut out, |_| panic!("fast"), |_| panic!("reference"));
+        assert_eq!(status, Status::Fault);
+    }
 
     #[test]
     fn env_choices_parse() {

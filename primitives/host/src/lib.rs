@@ -39,13 +39,10 @@ pub trait KernelHost {
         quant: PassFatPointerAndRead<&[u8]>,
         out: PassFatPointerAndReadWrite<&mut [u8]>,
     ) -> u32 {
-        wire::conv(
-            crate::backend::active(),
-            geometry,
-            input,
-            weights,
-            quant,
+        crate::backend::guarded(
             out,
+            |o| wire::conv(crate::backend::active(), geometry, input, weights, quant, o),
+            |o| wire::conv(&smartvm_kernels::Reference, geometry, input, weights, quant, o),
         ) as u32
     }
 
@@ -57,13 +54,10 @@ pub trait KernelHost {
         quant: PassFatPointerAndRead<&[u8]>,
         out: PassFatPointerAndReadWrite<&mut [u8]>,
     ) -> u32 {
-        wire::conv_transpose(
-            crate::backend::active(),
-            geometry,
-            input,
-            weights,
-            quant,
+        crate::backend::guarded(
             out,
+            |o| wire::conv_transpose(crate::backend::active(), geometry, input, weights, quant, o),
+            |o| wire::conv_transpose(&smartvm_kernels::Reference, geometry, input, weights, quant, o),
         ) as u32
     }
 
@@ -73,7 +67,11 @@ pub trait KernelHost {
         input: PassFatPointerAndRead<&[u8]>,
         out: PassFatPointerAndReadWrite<&mut [u8]>,
     ) -> u32 {
-        wire::pool(crate::backend::active(), geometry, input, out) as u32
+        crate::backend::guarded(
+            out,
+            |o| wire::pool(crate::backend::active(), geometry, input, o),
+            |o| wire::pool(&smartvm_kernels::Reference, geometry, input, o),
+        ) as u32
     }
 
     /// Fully-connected layer; see [`wire::fully_connected`].
@@ -83,7 +81,11 @@ pub trait KernelHost {
         quant: PassFatPointerAndRead<&[u8]>,
         out: PassFatPointerAndReadWrite<&mut [u8]>,
     ) -> u32 {
-        wire::fully_connected(crate::backend::active(), input, weights, quant, out) as u32
+        crate::backend::guarded(
+            out,
+            |o| wire::fully_connected(crate::backend::active(), input, weights, quant, o),
+            |o| wire::fully_connected(&smartvm_kernels::Reference, input, weights, quant, o),
+        ) as u32
     }
 
     /// Matrix product; see [`wire::matmul`].
@@ -94,7 +96,11 @@ pub trait KernelHost {
         quant: PassFatPointerAndRead<&[u8]>,
         out: PassFatPointerAndReadWrite<&mut [u8]>,
     ) -> u32 {
-        wire::matmul(crate::backend::active(), dims, a, b, quant, out) as u32
+        crate::backend::guarded(
+            out,
+            |o| wire::matmul(crate::backend::active(), dims, a, b, quant, o),
+            |o| wire::matmul(&smartvm_kernels::Reference, dims, a, b, quant, o),
+        ) as u32
     }
 }
 

@@ -28,6 +28,8 @@ pub enum Status {
     TooLarge = 4,
     /// The geometry words are malformed.
     BadEncoding = 5,
+    /// The node's kernels failed (panicked) on this call, the reference kernels too: a bug.
+    Fault = 6,
 }
 
 impl Status {
