@@ -42,7 +42,16 @@ pub trait KernelHost {
         crate::backend::guarded(
             out,
             |o| wire::conv(crate::backend::active(), geometry, input, weights, quant, o),
-            |o| wire::conv(&smartvm_kernels::Reference, geometry, input, weights, quant, o),
+            |o| {
+                wire::conv(
+                    &smartvm_kernels::Reference,
+                    geometry,
+                    input,
+                    weights,
+                    quant,
+                    o,
+                )
+            },
         ) as u32
     }
 
@@ -57,7 +66,16 @@ pub trait KernelHost {
         crate::backend::guarded(
             out,
             |o| wire::conv_transpose(crate::backend::active(), geometry, input, weights, quant, o),
-            |o| wire::conv_transpose(&smartvm_kernels::Reference, geometry, input, weights, quant, o),
+            |o| {
+                wire::conv_transpose(
+                    &smartvm_kernels::Reference,
+                    geometry,
+                    input,
+                    weights,
+                    quant,
+                    o,
+                )
+            },
         ) as u32
     }
 
