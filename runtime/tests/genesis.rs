@@ -124,3 +124,34 @@ fn weight_fees_do_not_decay_after_blocks() {
         assert_eq!(after, before, "weight fee after three blocks");
     });
 }
+
+/// With the runtime's benchmarked weights, removing a model is one call that fits a normal
+/// extrinsic whatever its size: the per-block work (68 KB of proof each, as benchmarked) is done
+/// by `on_idle` instead. The old call was charged per block and could not be dispatched for a
+/// model of more than about 107 blocks (MobileNetV2's 156, AlexNet's 955).
+#[test]
+fn removing_any_model_fits_one_extrinsic() {
+    use polkadot_sdk::frame_support::dispatch::{DispatchClass, GetDispatchInfo};
+    use polkadot_sdk::frame_support::traits::Get;
+    use polkadot_sdk::frame_system::limits::BlockWeights;
+    let call =
+        smartvm_runtime::RuntimeCall::Smartvm(pallet_smartvm::Call::remove_model { model: 0 });
+    let weights: BlockWeights =
+        <Runtime as polkadot_sdk::frame_system::Config>::BlockWeights::get();
+    let max = weights
+        .get(DispatchClass::Normal)
+        .max_extrinsic
+        .expect("normal extrinsics are bounded");
+    let info = call.get_dispatch_info();
+    assert!(
+        info.total_weight().all_lte(max),
+        "{:?} within {max:?}",
+        info.total_weight()
+    );
+    // What one queued block costs on_idle, and that a block's idle time still clears many.
+    use pallet_smartvm::WeightInfo;
+    type W = smartvm_runtime::weights::pallet_smartvm::WeightInfo<Runtime>;
+    let per_block = W::remove_model(1).saturating_sub(W::remove_model(0));
+    let per_idle_block = max.proof_size() / per_block.proof_size();
+    assert!(per_idle_block >= 50, "{per_idle_block} blocks per block");
+}

@@ -112,9 +112,15 @@ mod benchmarks {
             )
             .expect("stores");
         }
-        #[extrinsic_call]
-        _(RawOrigin::Signed(owner), id, b);
+        // The whole work of removing a model of `b` blocks: the call, then the deletion of its
+        // blocks, which `on_idle` does later; the slope in `b` prices each queued block.
+        #[block]
+        {
+            Pallet::<T>::remove_model(RawOrigin::Signed(owner).into(), id).expect("removes");
+            Pallet::<T>::drain_deletions(Weight::MAX);
+        }
         assert!(Models::<T>::get(id).is_none());
+        assert_eq!(WeightBlocks::<T>::iter_prefix(id).count(), 0);
     }
 
     /// The fixed part of `infer`: load and decode a program of `p` bytes, take an input of `n`

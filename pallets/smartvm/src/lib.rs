@@ -8,7 +8,8 @@
 //! Life of a model: `create_model` (validated program, deposit held) → `put_weight_block` for
 //! every manifest entry (checked against its hash) → `seal_model` → `infer` by anyone.
 //! Sealed weights change only through `T::UpdateOrigin` (`update_weight_block`, which bumps the
-//! version). `remove_model` releases the deposit.
+//! version). `remove_model` releases the deposit at once and queues the weight blocks, which
+//! `on_idle` deletes as far as each block's spare weight allows (any model size can be removed).
 #![cfg_attr(not(feature = "std"), no_std)]
 
 extern crate alloc;
@@ -67,6 +68,11 @@ pub mod pallet {
 
     #[pallet::hooks]
     impl<T: Config> Hooks<BlockNumberFor<T>> for Pallet<T> {
+        /// Deletes queued weight blocks of removed models within the block's spare weight.
+        fn on_idle(_n: BlockNumberFor<T>, remaining: Weight) -> Weight {
+            Self::drain_deletions(remaining)
+        }
+
         /// Checks at build time that no bound lets an inference ask the runtime for one
         /// allocation past [`MAX_ALLOCATION`], and that the input fits the VM's Memory (it is
         /// placed there before the program runs).
@@ -173,6 +179,11 @@ pub mod pallet {
         u32,
         BoundedVec<u8, T::MaxBlockLen>,
     >;
+
+    /// Removed models whose weight blocks are still being deleted, with how many blocks each
+    /// may still hold. Drained by `on_idle`; one entry per removed model, which paid its deposit.
+    #[pallet::storage]
+    pub type DeletionQueue<T: Config> = StorageMap<_, Twox64Concat, ModelId, u32>;
 
     #[pallet::event]
     #[pallet::generate_deposit(pub(super) fn deposit_event)]
@@ -422,31 +433,27 @@ pub mod pallet {
             Ok(())
         }
 
-        /// Removes a model with all its blocks and releases the deposit. `block_count` is the
-        /// model's manifest length, given up front so the weight is known before dispatch.
+        /// Removes a model and releases its deposit; its weight blocks go to the deletion
+        /// queue, which `on_idle` drains (so a model of any size can be removed in one call of
+        /// fixed weight). The owner may remove a draft or a sealed model; `UpdateOrigin` may
+        /// remove any. Inferences already included stand; later ones get `UnknownModel`.
         #[pallet::call_index(4)]
-        #[pallet::weight(T::WeightInfo::remove_model(*block_count))]
-        pub fn remove_model(
-            origin: OriginFor<T>,
-            model: ModelId,
-            block_count: u32,
-        ) -> DispatchResult {
+        #[pallet::weight(T::WeightInfo::remove_model(0))]
+        pub fn remove_model(origin: OriginFor<T>, model: ModelId) -> DispatchResult {
             let info = Models::<T>::get(model).ok_or(Error::<T>::UnknownModel)?;
             if T::UpdateOrigin::try_origin(origin.clone()).is_err() {
                 let who = ensure_signed(origin)?;
                 ensure!(info.owner == who, Error::<T>::NotOwner);
             }
-            ensure!(
-                block_count >= info.block_count,
-                Error::<T>::BlockIndexOutOfRange
-            );
             T::Currency::release(
                 &HoldReason::ModelStorage.into(),
                 &info.owner,
                 info.deposit,
                 Precision::BestEffort,
             )?;
-            let _ = WeightBlocks::<T>::clear_prefix(model, info.block_count, None);
+            if info.blocks_present > 0 {
+                DeletionQueue::<T>::insert(model, info.blocks_present);
+            }
             Programs::<T>::remove(model);
             Models::<T>::remove(model);
             Self::deposit_event(Event::ModelRemoved { model });
@@ -522,6 +529,50 @@ pub mod pallet {
             let bytes = Programs::<T>::get(model).ok_or(Error::<T>::UnknownModel)?;
             let program = Program::decode(&bytes).map_err(|_| Error::<T>::MalformedProgram)?;
             Ok((info, program, bytes.len() as u32))
+        }
+
+        /// Deletes queued weight blocks while `limit` allows, a model at a time; returns the
+        /// weight used. The per-block cost is the benchmarked slope of `remove_model`.
+        pub fn drain_deletions(limit: Weight) -> Weight {
+            let db = T::DbWeight::get();
+            let per_block =
+                T::WeightInfo::remove_model(1).saturating_sub(T::WeightInfo::remove_model(0));
+            // Reading the queue head; then, per model, updating or removing its entry.
+            let step = db.reads_writes(1, 1);
+            let mut used = db.reads(1);
+            if !limit.all_gte(used.saturating_add(step)) {
+                return Weight::zero();
+            }
+            while let Some((model, left)) = DeletionQueue::<T>::iter().next() {
+                let room = limit.saturating_sub(used).saturating_sub(step);
+                let by_time = room
+                    .ref_time()
+                    .checked_div(per_block.ref_time())
+                    .unwrap_or(u64::MAX);
+                let by_proof = room
+                    .proof_size()
+                    .checked_div(per_block.proof_size())
+                    .unwrap_or(u64::MAX);
+                let count = by_time.min(by_proof).min(left as u64) as u32;
+                if count == 0 {
+                    break;
+                }
+                let result = WeightBlocks::<T>::clear_prefix(model, count, None);
+                used = used
+                    .saturating_add(per_block.saturating_mul(count as u64))
+                    .saturating_add(step);
+                if result.maybe_cursor.is_some() {
+                    // Limited by the weight left: the rest waits for the next block (a second
+                    // pass in this block would walk the keys just deleted again).
+                    DeletionQueue::<T>::insert(model, left.saturating_sub(count).max(1));
+                    break;
+                }
+                DeletionQueue::<T>::remove(model);
+                if !limit.all_gte(used.saturating_add(step)) {
+                    break;
+                }
+            }
+            used
         }
 
         /// Read-only inference, for the runtime API: no event, no fee. `weight_limit` is lowered

@@ -2,7 +2,10 @@
 //! own error and no state change.
 
 use polkadot_sdk::frame_support::{
-    assert_noop, assert_ok, traits::fungible::InspectHold, weights::Weight, BoundedVec,
+    assert_noop, assert_ok,
+    traits::{fungible::InspectHold, Hooks},
+    weights::Weight,
+    BoundedVec,
 };
 use polkadot_sdk::sp_io;
 use polkadot_sdk::sp_runtime::{DispatchError, StateVersion};
@@ -204,7 +207,7 @@ fn every_bad_path_has_its_own_error_and_changes_nothing() {
             Error::<Test>::InvalidCode
         );
         let mut too_many = Program::decode(&l.program).unwrap();
-        too_many.blocks = vec![too_many.blocks[0]; 65];
+        too_many.blocks = vec![too_many.blocks[0]; 4097];
         assert_noop!(
             SmartVm::create_model(RuntimeOrigin::signed(1), bounded(&too_many.encode())),
             Error::<Test>::ProgramExceedsLimits
@@ -316,12 +319,12 @@ fn every_bad_path_has_its_own_error_and_changes_nothing() {
             Error::<Test>::BlockLengthChanged
         );
         assert_noop!(
-            SmartVm::remove_model(RuntimeOrigin::signed(2), id, 13),
+            SmartVm::remove_model(RuntimeOrigin::signed(2), id),
             Error::<Test>::NotOwner
         );
         assert_noop!(
-            SmartVm::remove_model(RuntimeOrigin::signed(1), id, 12),
-            Error::<Test>::BlockIndexOutOfRange
+            SmartVm::remove_model(RuntimeOrigin::signed(1), 99),
+            Error::<Test>::UnknownModel
         );
     });
 }
@@ -404,10 +407,76 @@ fn removing_a_model_releases_its_deposit_and_storage() {
         let stored: u64 =
             l.program.len() as u64 + l.blocks.iter().map(|b| b.len() as u64).sum::<u64>();
         assert_eq!(held, stored + 10 * (1 + 1 + 13));
-        assert_ok!(SmartVm::remove_model(RuntimeOrigin::signed(1), id, 13));
+        assert_ok!(SmartVm::remove_model(RuntimeOrigin::signed(1), id));
         assert_eq!(Balances::balance_on_hold(&reason, &1), 0);
         assert!(Models::<Test>::get(id).is_none());
+        assert_eq!(
+            SmartVm::dry_run(id, l.inputs[0].clone(), LIMIT),
+            Err(Error::<Test>::UnknownModel.into())
+        );
+        // The blocks go with the next idle time.
+        assert_eq!(crate::DeletionQueue::<Test>::get(id), Some(13));
+        <SmartVm as Hooks<u64>>::on_idle(2, Weight::MAX);
         assert_eq!(WeightBlocks::<Test>::iter_prefix(id).count(), 0);
+        assert_eq!(crate::DeletionQueue::<Test>::get(id), None);
+    });
+}
+
+/// AlexNet's 955 weight blocks: the call that removes the model has one fixed weight (the old
+/// call's weight grew 68 KB of proof per block, so models over ~107 blocks could never be
+/// removed), its deposit comes back at once, and idle time in later blocks deletes the blocks
+/// a bounded number at a time until all storage is free.
+#[test]
+fn a_model_of_955_blocks_is_removed_over_several_blocks() {
+    use polkadot_sdk::frame_support::dispatch::GetDispatchInfo;
+    new_test_ext().execute_with(|| {
+        let blocks: Vec<Vec<u8>> = (0..955u32).map(|i| i.to_le_bytes().repeat(16)).collect();
+        let mut program = Program::decode(&lenet().program).unwrap();
+        program.blocks = Program::manifest_of(&blocks);
+        assert_ok!(SmartVm::create_model(
+            RuntimeOrigin::signed(1),
+            bounded(&program.encode())
+        ));
+        let id = crate::NextModelId::<Test>::get() - 1;
+        for (i, b) in blocks.iter().enumerate() {
+            assert_ok!(SmartVm::put_weight_block(
+                RuntimeOrigin::signed(1),
+                id,
+                i as u32,
+                bounded(b)
+            ));
+        }
+        let reason = RuntimeHoldReason::SmartVm(crate::HoldReason::ModelStorage);
+        assert!(Balances::balance_on_hold(&reason, &1) > 955 * 64);
+        let call = RuntimeCall::SmartVm(crate::Call::remove_model { model: id });
+        assert_eq!(
+            call.get_dispatch_info().call_weight,
+            <() as crate::WeightInfo>::remove_model(0)
+        );
+        assert_ok!(SmartVm::remove_model(RuntimeOrigin::signed(1), id));
+        assert_eq!(Balances::balance_on_hold(&reason, &1), 0);
+        assert_eq!(WeightBlocks::<Test>::iter_prefix(id).count(), 955);
+
+        // Room for about 100 blocks per block of idle time.
+        let per_block = <() as crate::WeightInfo>::remove_model(1)
+            .saturating_sub(<() as crate::WeightInfo>::remove_model(0));
+        let idle = per_block.saturating_mul(100);
+        let mut rounds = 0;
+        while crate::DeletionQueue::<Test>::get(id).is_some() {
+            let before = WeightBlocks::<Test>::iter_prefix(id).count();
+            let used = <SmartVm as Hooks<u64>>::on_idle(2 + rounds, idle);
+            let after = WeightBlocks::<Test>::iter_prefix(id).count();
+            assert!(used.all_lte(idle), "stays within the idle weight");
+            assert!(
+                before - after > 0 && before - after <= 100,
+                "{before} -> {after}"
+            );
+            rounds += 1;
+            assert!(rounds < 20, "deletion makes progress");
+        }
+        assert!(rounds >= 10, "at most 100 blocks a round: {rounds} rounds");
+        assert_eq!(WeightBlocks::<Test>::iter_prefix(id).count(), 0);
+        assert!(crate::Programs::<Test>::get(id).is_none());
     });
 }
 
