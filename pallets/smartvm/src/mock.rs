@@ -127,7 +127,7 @@ impl pallet_smartvm::Config for Test {
     type DepositPerByte = DepositPerByte;
     type MaxProgramLen = ConstU32<{ 256 * 1024 }>;
     type MaxBlockLen = ConstU32<{ 64 * 1024 }>;
-    type MaxBlocks = ConstU32<4096>;
+    type MaxBlocks = ConstU32<1024>;
     type MaxInputLen = ConstU32<4096>;
     type MaxOutputLen = ConstU32<1024>;
     type MaxBufferBytes = ConstU32<{ 16 << 20 }>;
