@@ -463,25 +463,32 @@ fn a_model_of_955_blocks_is_removed_over_several_blocks() {
         assert_ok!(SmartVm::remove_model(RuntimeOrigin::signed(1), id));
         assert_eq!(Balances::balance_on_hold(&reason, &1), 0);
         assert_eq!(WeightBlocks::<Test>::iter_prefix(id).count(), 955);
+    });
+    ext.commit_all().unwrap();
 
-        // Room for about 100 blocks per block of idle time.
-        let per_block = <() as crate::WeightInfo>::remove_model(1)
-            .saturating_sub(<() as crate::WeightInfo>::remove_model(0));
-        let idle = per_block.saturating_mul(100);
-        let mut rounds = 0;
-        while crate::DeletionQueue::<Test>::get(id).is_some() {
+    // Room for about 100 blocks per block of idle time; each round is a block, its changes
+    // committed before the next.
+    let per_block = <() as crate::WeightInfo>::remove_model(1)
+        .saturating_sub(<() as crate::WeightInfo>::remove_model(0));
+    let idle = per_block.saturating_mul(100);
+    let mut rounds = 0;
+    while ext.execute_with(|| crate::DeletionQueue::<Test>::get(id).is_some()) {
+        let (before, after, used) = ext.execute_with(|| {
             let before = WeightBlocks::<Test>::iter_prefix(id).count();
             let used = <SmartVm as Hooks<u64>>::on_idle(2 + rounds, idle);
-            let after = WeightBlocks::<Test>::iter_prefix(id).count();
-            assert!(used.all_lte(idle), "stays within the idle weight");
-            assert!(
-                before - after > 0 && before - after <= 100,
-                "{before} -> {after}"
-            );
-            rounds += 1;
-            assert!(rounds < 20, "deletion makes progress");
-        }
-        assert!(rounds >= 10, "at most 100 blocks a round: {rounds} rounds");
+            (before, WeightBlocks::<Test>::iter_prefix(id).count(), used)
+        });
+        ext.commit_all().unwrap();
+        assert!(used.all_lte(idle), "stays within the idle weight");
+        assert!(
+            before - after > 0 && before - after <= 100,
+            "{before} -> {after}"
+        );
+        rounds += 1;
+        assert!(rounds < 20, "deletion makes progress");
+    }
+    assert!(rounds >= 10, "at most 100 blocks a round: {rounds} rounds");
+    ext.execute_with(|| {
         assert_eq!(WeightBlocks::<Test>::iter_prefix(id).count(), 0);
         assert!(crate::Programs::<Test>::get(id).is_none());
     });
