@@ -132,7 +132,6 @@ fn weight_fees_do_not_decay_after_blocks() {
 #[test]
 fn removing_any_model_fits_one_extrinsic() {
     use polkadot_sdk::frame_support::dispatch::{DispatchClass, GetDispatchInfo};
-    use polkadot_sdk::frame_support::traits::Get;
     use polkadot_sdk::frame_system::limits::BlockWeights;
     let call =
         smartvm_runtime::RuntimeCall::Smartvm(pallet_smartvm::Call::remove_model { model: 0 });
