@@ -11,12 +11,13 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 
 import { ApiPromise, Keyring, WsProvider } from '@polkadot/api';
+
+import { freePort } from './support.mjs';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const TARGET = process.env.CARGO_TARGET_DIR || path.join(os.homedir(), '.cache/smartvm/target');
@@ -32,17 +33,6 @@ let alice;
 let bob;
 let url;
 const log = [];
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
 
 async function waitForRpc(url, ms) {
   const deadline = Date.now() + ms;

@@ -9,9 +9,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+
+import { freePort } from './support.mjs';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const TARGET = process.env.CARGO_TARGET_DIR || path.join(os.homedir(), '.cache/smartvm/target');
@@ -19,17 +20,6 @@ const NODE = process.env.SMARTVM_NODE || path.join(TARGET, 'release/smartvm-node
 const CLI = process.env.SMARTVM_CLI || path.join(TARGET, 'release/smartvm');
 const DEMO = path.join(ROOT, 'models/lenet5-fashion/compiled');
 const LAUNCHER = path.join(ROOT, 'scripts/dev-chain.sh');
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
 
 async function rpc(url, method, params = []) {
   const res = await fetch(url, {

@@ -295,7 +295,7 @@ fn conv_transpose_by_definition(
     x: &[f32],
     w: &[f32],
     b: &[f32],
-) -> (usize, usize, Vec<f32>, Vec<f32>) {
+) -> (Vec<f32>, Vec<f32>) {
     let full = |n: usize, s: usize, d: usize, k: usize| (n - 1) * s + d * (k - 1) + 1;
     let oh = full(p.h, p.stride.0, p.dilation.0, p.k.0) - p.pads[0] - p.pads[2];
     let ow = full(p.w, p.stride.1, p.dilation.1, p.k.1) - p.pads[1] - p.pads[3];
@@ -333,7 +333,7 @@ fn conv_transpose_by_definition(
             }
         }
     }
-    (oh, ow, out, mag)
+    (out, mag)
 }
 
 /// Case, input, weights and bias of matching sizes.
@@ -372,7 +372,7 @@ proptest! {
     fn conv_transpose_sums_in_its_documented_order((p, x, w, b) in conv_data(true)) {
         // ConvTranspose's weights are [C, O/g, kh, kw]; the same count as Conv's.
         let model = conv_model(&p, &w, &b, true);
-        let (_, _, want, magnitude) = conv_transpose_by_definition(&p, &x, &w, &b);
+        let (want, magnitude) = conv_transpose_by_definition(&p, &x, &w, &b);
         let got = model.evaluate(&x);
         prop_assert_eq!(bits(&got), bits(&want), "{:?}", p);
         close(&got, &model.tract(&x), &magnitude)?;
