@@ -8,7 +8,7 @@ use core::cell::Cell;
 use polkadot_sdk::frame_support::weights::Weight;
 use polkadot_sdk::sp_runtime::traits::Get;
 use smartvm_isa::{BlockInfo, Program};
-use smartvm_vm::{execute, Config as VmConfig, ErrorKind, Executable, WeightSource};
+use smartvm_vm::{execute, ErrorKind, Executable, WeightSource};
 
 use crate::{Config, ModelId, WeightBlocks};
 
@@ -82,12 +82,8 @@ pub fn run<T: Config>(
         return Err((InferFailure::InputLength, Weight::zero()));
     }
     let manifest = program.blocks.clone();
-    let exe = Executable::new(program).map_err(|_| {
-        (
-            InferFailure::Fault(ErrorKind::InvalidInstruction),
-            Weight::zero(),
-        )
-    })?;
+    // Validated once by `create_model`; stored programs are immutable (see `Executable::validated`).
+    let exe = Executable::validated(program);
     let per_gas = T::RefTimePerGas::get().max(1);
     let gas_limit = weight_limit.ref_time() / per_gas;
     let source = StorageWeights::<T> {
@@ -97,11 +93,7 @@ pub fn run<T: Config>(
         proof_exhausted: Cell::new(false),
         _marker: Default::default(),
     };
-    let mut vm_config = VmConfig {
-        max_memory: T::MaxMemoryBytes::get(),
-        max_buffer: T::MaxBufferBytes::get(),
-        ..VmConfig::default()
-    };
+    let mut vm_config = crate::limits::vm_config::<T>();
     // Every weight block read is a database read: price it as one, in gas.
     let db_read = T::DbWeight::get().reads(1).ref_time() / per_gas;
     vm_config.schedule.per_block = vm_config.schedule.per_block.max(db_read);

@@ -28,17 +28,26 @@ impl Executable {
     /// Validates `program` and prepares it for execution.
     pub fn new(program: Program) -> Result<Executable, ValidationError> {
         validate(&program)?;
+        Ok(Self::validated(program))
+    }
+
+    /// Prepares a program that passed [`validate`] earlier, without validating it again: the
+    /// pallet validates a program once, at upload, and stored programs never change, so
+    /// `infer` pays for decoding and the jump table only. Safe on any program all the same:
+    /// the interpreter checks stack bounds and jump targets as it runs, so an unvalidated
+    /// program can only fail with a typed error.
+    pub fn validated(program: Program) -> Executable {
         let mut jumpdest = vec![false; program.code.len()];
         let mut instruction_count = 0;
         for ins in smartvm_isa::decode_instructions(&program.code).flatten() {
             jumpdest[ins.pc as usize] = ins.opcode == Opcode::JUMPDEST;
             instruction_count += 1;
         }
-        Ok(Executable {
+        Executable {
             program,
             jumpdest,
             instruction_count,
-        })
+        }
     }
 
     /// The program.
