@@ -17,13 +17,15 @@ extern crate alloc;
 #[cfg(feature = "runtime-benchmarks")]
 mod benchmarking;
 pub mod exec;
+pub mod limits;
 pub mod runtime_api;
 mod types;
 pub mod vm_programs;
 pub mod weights;
 
-#[cfg(test)]
-mod mock;
+/// The test runtime, public with `fuzzing` so the pallet fuzzer drives the same one.
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod mock;
 #[cfg(test)]
 mod tests;
 
@@ -59,9 +61,6 @@ pub mod pallet {
     /// The storage layout's version: a change to it comes with a migration that bumps this.
     pub const STORAGE_VERSION: StorageVersion = StorageVersion::new(1);
 
-    /// The runtime's single-allocation cap: the wasm allocator refuses anything larger.
-    pub const MAX_ALLOCATION: u32 = 32 << 20;
-
     #[pallet::pallet]
     #[pallet::storage_version(STORAGE_VERSION)]
     pub struct Pallet<T>(_);
@@ -73,28 +72,13 @@ pub mod pallet {
             Self::drain_deletions(remaining)
         }
 
-        /// Checks at build time that no bound lets an inference ask the runtime for one
-        /// allocation past [`MAX_ALLOCATION`], and that the input fits the VM's Memory (it is
-        /// placed there before the program runs).
+        /// Checks at build time that the bounds fit the validators' wasm heap: no allocation
+        /// past the 32 MiB cap, a peak within the heap, the input within the VM's Memory
+        /// (see [`limits`]).
         fn integrity_test() {
-            let vm = smartvm_vm::Config::default();
-            for (name, bytes) in [
-                ("MaxProgramLen", T::MaxProgramLen::get()),
-                ("MaxBlockLen", T::MaxBlockLen::get()),
-                ("MaxInputLen", T::MaxInputLen::get()),
-                ("MaxBufferBytes", T::MaxBufferBytes::get()),
-                ("MaxMemoryBytes", T::MaxMemoryBytes::get()),
-                ("the VM's weight chunk", vm.weight_chunk),
-            ] {
-                assert!(
-                    bytes <= MAX_ALLOCATION,
-                    "{name} ({bytes} bytes) exceeds one runtime allocation"
-                );
+            if let Err(e) = limits::check::<T>() {
+                panic!("pallet-smartvm bounds do not fit the validators' heap: {e:?}");
             }
-            assert!(
-                T::MaxInputLen::get() <= T::MaxMemoryBytes::get(),
-                "an input of MaxInputLen must fit the VM's Memory"
-            );
             assert!(T::RefTimePerGas::get() > 0, "gas must cost ref_time");
         }
     }

@@ -110,6 +110,10 @@ impl Kernels for SwitchKernels {
 parameter_types! {
     /// Settable per test (thread-local).
     pub static MaxDryRunWeight: Weight = Weight::from_parts(1_000_000_000_000, 4_000_000);
+    /// Settable per test (thread-local), for the limits checks.
+    pub static MaxBufferBytes: u32 = 16 << 20;
+    /// Settable per test (thread-local), for the limits checks.
+    pub static MaxMemoryBytes: u32 = 1 << 20;
 }
 
 parameter_types! {
@@ -130,8 +134,8 @@ impl pallet_smartvm::Config for Test {
     type MaxBlocks = ConstU32<1024>;
     type MaxInputLen = ConstU32<4096>;
     type MaxOutputLen = ConstU32<1024>;
-    type MaxBufferBytes = ConstU32<{ 16 << 20 }>;
-    type MaxMemoryBytes = ConstU32<{ 1 << 20 }>;
+    type MaxBufferBytes = MaxBufferBytes;
+    type MaxMemoryBytes = MaxMemoryBytes;
     type RefTimePerGas = RefTimePerGas;
     type MaxDryRunWeight = MaxDryRunWeight;
     type WeightInfo = ();

@@ -361,6 +361,31 @@ fn a_program_that_faults_is_an_execution_fault() {
     });
 }
 
+/// `infer` runs what `create_model` validated without validating it again. A program stored
+/// under an older validator that today's refuses (a merge at two stack heights) still runs:
+/// the interpreter's own checks keep it safe, and the call pays no second validation.
+#[test]
+fn infer_does_not_validate_the_stored_program_again() {
+    new_test_ext().execute_with(|| {
+        let valid = assemble(".input 1 1 2 2\n.output 1\nPUSH 0\nPUSH 1\nRETURN").unwrap();
+        assert_ok!(SmartVm::create_model(
+            RuntimeOrigin::signed(1),
+            bounded(&valid.encode())
+        ));
+        assert_ok!(SmartVm::seal_model(RuntimeOrigin::signed(1), 0));
+        // 0: PUSH1 0; 2: PUSH1 8; 4: SWAP1; 5: JUMPI (not taken); 6: PUSH1 1; 8: JUMPDEST;
+        // then RETURN Memory[0..1], the input's first byte.
+        let code = vec![
+            0x60, 0, 0x60, 8, 0x90, 0x58, 0x60, 1, 0x5b, 0x60, 0, 0x60, 1, 0xf3,
+        ];
+        assert!(smartvm_isa::validate::validate_code(&code).is_err());
+        let stored = Program { code, ..valid };
+        crate::Programs::<Test>::insert(0, bounded(&stored.encode()));
+        let outcome = SmartVm::dry_run(0, vec![9, 8, 7, 6], LIMIT).expect("runs");
+        assert_eq!(outcome.output, vec![9]);
+    });
+}
+
 #[test]
 fn governance_update_bumps_the_version_and_changes_the_output() {
     let l = lenet();
@@ -662,4 +687,39 @@ fn a_dry_run_never_uses_more_than_the_configured_maximum() {
 #[test]
 fn the_mock_bounds_pass_the_integrity_test() {
     <SmartVm as Hooks<u64>>::integrity_test();
+}
+
+/// Bounds that let one inference allocate past the 32 MiB cap, or hold more than the
+/// validators' heap allows at once, or an input larger than Memory, are refused by `check`
+/// (and so by `integrity_test`, when the runtime is built).
+#[test]
+fn bounds_past_the_validators_heap_are_refused() {
+    use crate::limits::{check, LimitError};
+    let reset = || {
+        MaxBufferBytes::set(16 << 20);
+        MaxMemoryBytes::set(1 << 20);
+    };
+    MaxBufferBytes::set(64 << 20);
+    assert!(matches!(
+        check::<Test>(),
+        Err(LimitError::AllocationTooLarge(a)) if a.largest == 64 << 20
+    ));
+    // Each within the cap, together past the heap share (Buffer frames count twice, Memory
+    // grows by reallocation).
+    MaxBufferBytes::set(32 << 20);
+    MaxMemoryBytes::set(32 << 20);
+    assert!(matches!(
+        check::<Test>(),
+        Err(LimitError::PeakTooLarge { .. })
+    ));
+    reset();
+    MaxMemoryBytes::set(1024);
+    assert_eq!(check::<Test>(), Err(LimitError::InputExceedsMemory));
+    let panicked = std::panic::catch_unwind(<SmartVm as Hooks<u64>>::integrity_test);
+    reset();
+    assert!(
+        panicked.is_err(),
+        "integrity_test refuses what check refuses"
+    );
+    assert_eq!(check::<Test>(), Ok(()));
 }
