@@ -60,6 +60,8 @@ e2e: setup build build-node
 test: setup fixtures zoo
 	@echo "== workspace tests (the node binary is built by make run, not here)"
 	cargo test --workspace --exclude smartvm-node
+	@echo "== which SIMD tiles this CPU ran against the portable definition"
+	cargo test -q -p smartvm-kernels --lib every_tile_this_cpu_runs -- --nocapture
 	@echo "== pallet benchmarks, run once each as tests on the mock runtime"
 	cargo test -p pallet-smartvm --features runtime-benchmarks benchmarking
 	@echo "== no_std: the VM builds for wasm32 as the runtime will use it"

@@ -304,6 +304,58 @@ mod x86 {
 mod tests {
     use super::*;
 
+    /// Every micro-kernel tile this CPU can run, called directly (not through the dispatch,
+    /// which picks only the widest), equals the portable definition at the extremes; the test
+    /// prints which tiles ran, so a log says what a CPU without AVX-512 VNNI did not check.
+    #[test]
+    fn every_tile_this_cpu_runs_matches_the_portable_tile() {
+        let (rows, taps, positions) = (4, 1001, NR);
+        let w: Vec<i8> = (0..rows * taps)
+            .map(|i| if i % 2 == 0 { -128 } else { 127 })
+            .collect();
+        let col: Vec<i16> = (0..taps * positions)
+            .map(|i| if i % 3 == 0 { -255 } else { 255 })
+            .collect();
+        let pw = PackedWeights::new(&w, rows, taps);
+        let px = PackedInput::build(taps, positions, false, |first, panel| {
+            for k in 0..taps {
+                for j in 0..NR.min(positions - first) {
+                    panel[PackedInput::slot(k, j)] = col[k * positions + first + j];
+                }
+            }
+        });
+        let mut portable = [[0; NR]; MR];
+        micro_kernel_portable(pw.block(0), px.panel(0), pw.pairs, &mut portable);
+        let mut ran = vec!["portable"];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx2") {
+                let mut avx2 = [[0; NR]; MR];
+                // SAFETY: AVX2 checked; the blocks hold `pairs` steps.
+                unsafe { x86::micro_kernel_avx2(pw.block(0), px.panel(0), pw.pairs, &mut avx2) };
+                assert_eq!(portable, avx2, "AVX2 tile");
+                ran.push("avx2");
+            }
+            if x86::has_vnni() {
+                let mut vnni = [[0; NR]; MR];
+                // SAFETY: AVX-512 F + VNNI checked; the blocks hold `pairs` steps.
+                unsafe { x86::micro_kernel_vnni(pw.block(0), px.panel(0), pw.pairs, &mut vnni) };
+                assert_eq!(portable, vnni, "AVX-512 VNNI tile");
+                ran.push("avx512-vnni");
+            }
+        }
+        assert_eq!(
+            *ran.last().unwrap(),
+            simd_level(),
+            "the dispatch's tile was checked"
+        );
+        println!(
+            "SIMD tiles checked against the portable tile on this CPU: {} (native dispatch uses {})",
+            ran.join(", "),
+            simd_level()
+        );
+    }
+
     /// The packed product equals a direct triple loop, on sizes that leave partial row blocks,
     /// partial panels and an odd tap, at the int16/int8 extremes.
     #[test]
