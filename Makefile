@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR
 SMARTVM := $(CARGO_TARGET_DIR)/release/smartvm
 LENET := examples/lenet5
 
-.PHONY: run demo e2e build-node test setup build golden fixtures zoo zoo-fidelity demo-model lint fmt bench fuzz relay zombienet weights evaluation
+.PHONY: run demo e2e build-node test setup build golden fixtures zoo zoo-fidelity demo-model lint fmt bench fuzz flood relay zombienet weights evaluation
 FIXTURES ?= $(HOME)/.cache/smartvm/fixtures
 export SMARTVM_FIXTURES := $(FIXTURES)
 
@@ -152,9 +152,15 @@ evaluation: setup fixtures zoo build build-node
 	bash scripts/evaluation.sh $(NODE) $(SMARTVM) $(EVAL_DIR) $(EVAL_TMP)/anchors.json \
 	  $(EVAL_TMP)/weight_fetch.txt $(FMNIST)
 
-## Run the decode + validate + execute fuzzer for FUZZ_SECONDS (default 300).
+## Run the fuzzers (structured kernels, pallet call sequences, raw bytecode) for FUZZ_SECONDS
+## each (default 300); FUZZ_RUNS=N stops each after N executions; FUZZ_TARGETS picks some.
 fuzz: setup
-	bash scripts/fuzz.sh $(or $(FUZZ_SECONDS),300)
+	bash scripts/fuzz.sh $(or $(FUZZ_SECONDS),300) $(FUZZ_TARGETS)
+
+## Flood a dev node on loopback with FLOOD_TX (default 2400) transactions from FLOOD_ACCOUNTS
+## (default 8) accounts: valid infers and hostile ones; prints and saves a report.
+flood: setup build build-node
+	cd tests/e2e && SMARTVM_NODE=$(NODE) SMARTVM_CLI=$(SMARTVM) node flood.mjs
 
 ## Build the relay-chain binaries for zombienet into the cache (long, resumable).
 relay:
