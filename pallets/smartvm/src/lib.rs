@@ -75,6 +75,14 @@ pub mod pallet {
         /// Checks at build time that the bounds fit the validators' wasm heap: no allocation
         /// past the 32 MiB cap, a peak within the heap, the input within the VM's Memory
         /// (see [`limits`]).
+        /// The storage invariants, checked by `try-runtime` around upgrades (see `do_try_state`).
+        #[cfg(feature = "try-runtime")]
+        fn try_state(
+            _n: BlockNumberFor<T>,
+        ) -> Result<(), polkadot_sdk::sp_runtime::TryRuntimeError> {
+            Self::do_try_state()
+        }
+
         fn integrity_test() {
             if let Err(e) = limits::check::<T>() {
                 panic!("pallet-smartvm bounds do not fit the validators' heap: {e:?}");
@@ -570,6 +578,63 @@ pub mod pallet {
             let weight_limit = weight_limit.min(T::MaxDryRunWeight::get());
             exec::run::<T>(model, program, &input, weight_limit)
                 .map_err(|(f, _)| Self::error_of(f).into())
+        }
+
+        /// The storage invariants every call keeps: each model's id is below `NextModelId`, it
+        /// has its program, holds exactly `blocks_present` weight blocks (all of them once
+        /// sealed) and is not queued for deletion; every stored block belongs to a live model or
+        /// to one in the deletion queue; each owner's held deposit is the sum recorded on their
+        /// models. Reads every key: for `try-runtime` and tests, never for a block.
+        #[cfg(any(feature = "try-runtime", feature = "fuzzing", test))]
+        pub fn do_try_state() -> Result<(), DispatchError> {
+            use alloc::collections::BTreeMap;
+            use polkadot_sdk::frame_support::traits::fungible::InspectHold;
+            let mut blocks = BTreeMap::<ModelId, u32>::new();
+            for (model, _) in WeightBlocks::<T>::iter_keys() {
+                *blocks.entry(model).or_default() += 1;
+            }
+            let next = NextModelId::<T>::get();
+            let mut deposits = BTreeMap::<T::AccountId, BalanceOf<T>>::new();
+            for (model, info) in Models::<T>::iter() {
+                ensure!(model < next, "a model id at or past NextModelId");
+                ensure!(
+                    Programs::<T>::contains_key(model),
+                    "a model without its program"
+                );
+                let stored = blocks.get(&model).copied().unwrap_or(0);
+                ensure!(
+                    stored == info.blocks_present,
+                    "blocks_present differs from the blocks stored"
+                );
+                ensure!(
+                    info.blocks_present <= info.block_count,
+                    "more blocks than the manifest lists"
+                );
+                ensure!(
+                    info.status == ModelStatus::Draft || info.blocks_present == info.block_count,
+                    "a sealed model missing blocks"
+                );
+                ensure!(
+                    !DeletionQueue::<T>::contains_key(model),
+                    "a live model queued for deletion"
+                );
+                let owed = deposits.entry(info.owner.clone()).or_default();
+                *owed = owed.saturating_add(info.deposit);
+            }
+            for model in blocks.keys() {
+                ensure!(
+                    Models::<T>::contains_key(model) || DeletionQueue::<T>::contains_key(model),
+                    "weight blocks of a removed model outside the deletion queue"
+                );
+            }
+            let reason = HoldReason::ModelStorage.into();
+            for (owner, owed) in deposits {
+                ensure!(
+                    T::Currency::balance_on_hold(&reason, &owner) == owed,
+                    "a held deposit differs from the models' records"
+                );
+            }
+            Ok(())
         }
 
         fn error_of(failure: InferFailure) -> Error<T> {

@@ -82,6 +82,7 @@ fn deploy(l: &LeNet) -> u32 {
         ));
     }
     assert_ok!(SmartVm::seal_model(RuntimeOrigin::signed(1), id));
+    assert_ok!(SmartVm::do_try_state());
     id
 }
 
@@ -505,6 +506,9 @@ fn a_model_of_955_blocks_is_removed_over_several_blocks() {
         });
         ext.commit_all().unwrap();
         assert!(used.all_lte(idle), "stays within the idle weight");
+        ext.execute_with(|| {
+            assert_ok!(SmartVm::do_try_state());
+        });
         assert!(
             before - after > 0 && before - after <= 100,
             "{before} -> {after}"
@@ -516,6 +520,46 @@ fn a_model_of_955_blocks_is_removed_over_several_blocks() {
     ext.execute_with(|| {
         assert_eq!(WeightBlocks::<Test>::iter_prefix(id).count(), 0);
         assert!(crate::Programs::<Test>::get(id).is_none());
+    });
+}
+
+/// The try-runtime invariants hold through a model's life and catch a broken record.
+#[test]
+fn try_state_checks_the_books() {
+    let l = lenet();
+    new_test_ext().execute_with(|| {
+        assert_ok!(SmartVm::do_try_state());
+        let id = deploy(&l);
+        // A draft half uploaded by another account.
+        assert_ok!(SmartVm::create_model(
+            RuntimeOrigin::signed(2),
+            bounded(&l.program)
+        ));
+        assert_ok!(SmartVm::put_weight_block(
+            RuntimeOrigin::signed(2),
+            id + 1,
+            0,
+            bounded(&l.blocks[0])
+        ));
+        assert_ok!(SmartVm::do_try_state());
+        assert_ok!(SmartVm::remove_model(RuntimeOrigin::signed(1), id));
+        assert_ok!(SmartVm::do_try_state());
+        // Records that disagree with storage are caught.
+        crate::Models::<Test>::mutate(id + 1, |m| m.as_mut().unwrap().blocks_present = 2);
+        assert!(SmartVm::do_try_state().is_err());
+        crate::Models::<Test>::mutate(id + 1, |m| {
+            let m = m.as_mut().unwrap();
+            m.blocks_present = 1;
+            m.deposit += 1;
+        });
+        assert!(SmartVm::do_try_state().is_err());
+        crate::Models::<Test>::mutate(id + 1, |m| m.as_mut().unwrap().deposit -= 1);
+        assert_ok!(SmartVm::do_try_state());
+        crate::DeletionQueue::<Test>::remove(id);
+        assert!(
+            SmartVm::do_try_state().is_err(),
+            "orphan blocks of the removed model"
+        );
     });
 }
 
