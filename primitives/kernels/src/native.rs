@@ -96,10 +96,11 @@ impl Kernels for Native {
         out: &mut [i8],
     ) -> Result<(), KernelError> {
         check_conv(p, input, weights, q, out)?;
-        // The native paths are 2-D: one input plane in, one output plane out per channel. Depth
-        // padding makes a depth-1 input give a deeper output; that, like any true 3-D layer,
-        // runs the reference.
-        if p.kernel[0] != 1 || p.input.d != 1 || p.output.d != 1 {
+        // The native paths are 2-D: one input plane in, one output plane out per channel, the
+        // output plane on the input plane. Depth padding breaks that: it makes a depth-1 input
+        // give a deeper output, or (with a stride past the padded depth) a depth-1 output that
+        // reads only padding. Those, like any true 3-D layer, run the reference.
+        if p.kernel[0] != 1 || p.pad[0] != 0 || p.input.d != 1 || p.output.d != 1 {
             return Reference.conv(p, input, weights, q, out);
         }
         let group_len = p.group_out() as usize * (p.output.h * p.output.w) as usize;

@@ -321,3 +321,36 @@ fn a_depth_one_input_with_depth_padding_is_computed_not_a_panic() {
         assert_eq!(b, expected);
     }
 }
+
+/// Found by the structured kernels fuzzer: a CONV_3D on a depth-1 input whose depth padding
+/// is left out by a stride longer than the padded depth has a depth-1 output, but that output
+/// plane reads the padding (depth −3), not the input. The native backend took the layer for a
+/// 2-D one (kernel, input and output depth 1) and convolved the input plane.
+#[test]
+fn a_depth_one_output_that_reads_only_depth_padding_is_the_bias() {
+    let input = Shape::new(1, 1, 50, 50);
+    // Kernel 1, stride 44, padding 3: D = (1 + 6 − 1) / 44 + 1 = 1, H = W = (50 + 5) / 44 + 1
+    // = 2. Output row 1 sits on input row 41 in H and W, but on depth −3.
+    let p = ConvParams::conv3d(input, 2, 1, 44, 3, 1, 1).unwrap();
+    assert_eq!(p.output, Shape::new(2, 1, 2, 2));
+    let q = ChannelQuant {
+        input_zero: -4,
+        output: OutputRange {
+            zero: 0,
+            lo: -128,
+            hi: 127,
+        },
+        bias: vec![5, -9],
+        mult: vec![1 << 30, 1 << 30],
+        shift: vec![-1, -1],
+    };
+    let x: Vec<i8> = (0..2500).map(|i| (i % 97) as i8 - 40).collect();
+    let w = vec![3i8, -7];
+    let mut a = vec![0i8; 8];
+    let mut b = vec![0i8; 8];
+    Reference.conv(&p, &x, &w, &q, &mut a).unwrap();
+    Native.conv(&p, &x, &w, &q, &mut b).unwrap();
+    // Every tap is padding (the input's zero point), so each channel is its bias alone.
+    assert_eq!(a, vec![5, 5, 5, 5, -9, -9, -9, -9]);
+    assert_eq!(b, a);
+}
