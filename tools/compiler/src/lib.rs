@@ -11,6 +11,7 @@
 //! arithmetic, not through tract (whose kernels are picked per CPU); tract stays the float
 //! reference of the fidelity checks, where a tolerance applies.
 
+pub mod fold;
 pub mod lower;
 pub mod onnx;
 pub mod qdq;
@@ -78,6 +79,7 @@ pub fn compile(path: &Path, input_shape: &[usize], calibration: &[Vec<f32>]) -> 
         other => bail!("input shape {other:?}: expected [1, C, H, W] or [1, N]"),
     };
     let mut model = onnx::OnnxModel::load(path)?;
+    fold::fold(&mut model, input_shape)?;
     let fixed = qdq::fold(&mut model)?;
     let input = model.input_name()?;
     let ranges = calibrate(&model, input_shape, calibration)?;

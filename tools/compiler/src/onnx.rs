@@ -18,7 +18,7 @@ pub struct OnnxModel {
 
 /// An initializer's values as f32: float32 weights, the int64/int32 constants (shapes, axes)
 /// that Reshape and friends take, and int8/uint8 quantized weights, all exact in f32.
-fn tensor_f32(t: &TensorProto) -> Result<Vec<f32>> {
+pub(crate) fn tensor_f32(t: &TensorProto) -> Result<Vec<f32>> {
     const FLOAT: i32 = 1;
     const UINT8: i32 = 2;
     const INT8: i32 = 3;

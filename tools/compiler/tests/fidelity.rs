@@ -238,3 +238,39 @@ fn an_onnxruntime_qdq_model_compiles_with_its_own_scales() {
     assert!(agree >= 95, "top-1 agreement {agree}/100");
     assert!(sqnr >= 25.0, "SQNR {sqnr:.1} dB");
 }
+
+/// The operators left in `name` after the graph folding.
+fn folded_operators(name: &str, shape: &[usize]) -> Vec<String> {
+    let dir = support::fixtures("lenet5_float.onnx");
+    let mut model =
+        smartvm_compiler::onnx::OnnxModel::load(&dir.join(format!("{name}.onnx"))).unwrap();
+    smartvm_compiler::fold::fold(&mut model, shape).unwrap();
+    model.nodes().iter().map(|n| n.op_type.clone()).collect()
+}
+
+/// PyTorch's `x.view(x.size(0), -1)` (Shape → Gather → Unsqueeze → Concat of int64 Constants
+/// into the Reshape), a bias written as a separate Add, and Identity/Dropout left in: the
+/// folding leaves the layers alone, and the model compiles and tracks the float model. Before
+/// the folding it failed at the Shape node.
+#[test]
+fn a_pytorch_view_export_compiles_and_tracks_the_float_model() {
+    assert_eq!(
+        folded_operators("pytorch_view", &[1, 3, 8, 8]),
+        ["Conv", "Relu", "MaxPool", "Reshape", "Gemm"]
+    );
+    let sqnr = sqnr_against_float("pytorch_view", &[1, 3, 8, 8], "logits", &["CONV_MUL"]);
+    assert!(sqnr >= 20.0, "SQNR {sqnr:.1} dB");
+}
+
+/// An opset-8 export that reshapes one initializer and transposes another before their
+/// MatMuls and adds each bias with its own Add (as the old model zoo's MNIST does): the
+/// initializers fold, each MatMul takes its Add as a bias, and it tracks the float model.
+#[test]
+fn an_opset_8_export_with_reshaped_initializers_compiles_and_tracks_the_float_model() {
+    assert_eq!(
+        folded_operators("legacy_matmul", &[1, 64]),
+        ["Gemm", "Relu", "Gemm"]
+    );
+    let sqnr = sqnr_against_float("legacy_matmul", &[1, 64], "logits", &["FULL_CON"]);
+    assert!(sqnr >= 20.0, "SQNR {sqnr:.1} dB");
+}

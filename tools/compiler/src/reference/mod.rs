@@ -124,7 +124,27 @@ impl<'m> Evaluator<'m> {
     /// computes as it is made: the input, then each node's outputs in node order, then the
     /// inner tensors of recurrent layers under their calibration keys (`node#part`).
     pub fn run(&self, x: &[f32], observe: &mut dyn FnMut(&str, &[f32])) -> Result<()> {
+        self.run_recording(x, observe, None)
+    }
+
+    /// The dims of every tensor the graph computes on input `x`, by name (the graph folding
+    /// needs them for `Shape` nodes).
+    pub fn shapes(&self, x: &[f32]) -> Result<HashMap<String, Vec<usize>>> {
+        let mut shapes = HashMap::new();
+        self.run_recording(x, &mut |_, _| {}, Some(&mut shapes))?;
+        Ok(shapes)
+    }
+
+    fn run_recording(
+        &self,
+        x: &[f32],
+        observe: &mut dyn FnMut(&str, &[f32]),
+        mut shapes: Option<&mut HashMap<String, Vec<usize>>>,
+    ) -> Result<()> {
         let input = Tensor::new(self.input_dims.clone(), x.to_vec())?;
+        if let Some(s) = shapes.as_deref_mut() {
+            s.insert(self.input.clone(), input.dims.clone());
+        }
         observe(&self.input, &input.data);
         let mut live: HashMap<String, Tensor> = HashMap::new();
         live.insert(self.input.clone(), input);
@@ -140,6 +160,9 @@ impl<'m> Evaluator<'m> {
                     continue;
                 }
                 observe(name, &tensor.data);
+                if let Some(s) = shapes.as_deref_mut() {
+                    s.insert(name.clone(), tensor.dims.clone());
+                }
                 live.insert(name.clone(), tensor);
             }
         }
