@@ -62,6 +62,14 @@ impl Builder {
         Ok(first)
     }
 
+    /// A layer's weights (`len` bytes) and its qblock for `channels` outputs; their indices.
+    fn layer(&mut self, u: &mut Unstructured, len: usize, channels: u32) -> Result<(i64, i64)> {
+        let weights = tensor(u, len)?;
+        let w = self.weights(u, weights)?;
+        let q = channel_quant(u, channels)?;
+        Ok((w, self.block(q)))
+    }
+
     fn block(&mut self, bytes: Vec<u8>) -> i64 {
         self.blocks.push(bytes);
         self.blocks.len() as i64 - 1
@@ -184,11 +192,7 @@ fn layer(u: &mut Unstructured, b: &mut Builder) -> Result<()> {
             if p.is_ok_and(|p| p.macs() > MAX_LAYER_MACS) {
                 return Ok(());
             }
-            let wlen = p.map(|p| p.weight_len() as usize).unwrap_or(16);
-            let weights = tensor(u, wlen)?;
-            let w = b.weights(u, weights)?;
-            let q = channel_quant(u, out_c)?;
-            let q = b.block(q);
+            let (w, q) = b.layer(u, p.map(|p| p.weight_len() as usize).unwrap_or(16), out_c)?;
             match kind {
                 0 => {
                     b.push(&[
@@ -234,11 +238,7 @@ fn layer(u: &mut Unstructured, b: &mut Builder) -> Result<()> {
             }) {
                 return Ok(());
             }
-            let wlen = p.map(|p| p.weight_len() as usize).unwrap_or(16);
-            let weights = tensor(u, wlen)?;
-            let w = b.weights(u, weights)?;
-            let q = channel_quant(u, out_c)?;
-            let q = b.block(q);
+            let (w, q) = b.layer(u, p.map(|p| p.weight_len() as usize).unwrap_or(16), out_c)?;
             b.push(&[
                 out_c as i64,
                 k as i64,
@@ -274,10 +274,7 @@ fn layer(u: &mut Unstructured, b: &mut Builder) -> Result<()> {
             if inputs * out_n as u64 > MAX_LAYER_MACS {
                 return Ok(());
             }
-            let weights = tensor(u, (inputs * out_n as u64) as usize)?;
-            let w = b.weights(u, weights)?;
-            let q = channel_quant(u, out_n)?;
-            let q = b.block(q);
+            let (w, q) = b.layer(u, (inputs * out_n as u64) as usize, out_n)?;
             b.push(&[out_n as i64, w, q]);
             b.op("FULL_CON");
             b.shape = Some(Shape::flat(out_n));
