@@ -71,6 +71,7 @@ impl frame_system::Config for Runtime {
     type SS58Prefix = SS58Prefix;
     type OnSetCode = cumulus_pallet_parachain_system::ParachainSetCode<Self>;
     type MaxConsumers = ConstU32<16>;
+    type SingleBlockMigrations = crate::Migrations;
 }
 
 impl cumulus_pallet_weight_reclaim::Config for Runtime {

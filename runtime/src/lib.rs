@@ -80,6 +80,12 @@ pub type TxExtension = cumulus_pallet_weight_reclaim::StorageWeightReclaim<
 pub type UncheckedExtrinsic =
     generic::UncheckedExtrinsic<Address, RuntimeCall, Signature, TxExtension>;
 
+/// Single-block migrations run at the next runtime upgrade, oldest first. Each is versioned
+/// against its pallet's `StorageVersion` (pallet-smartvm is at 1): a storage layout change adds
+/// a `VersionedMigration<1, 2, …>` here, and `try-runtime` (`TryRuntime_on_runtime_upgrade`)
+/// runs it with its pre/post checks and every pallet's `try_state`.
+pub type Migrations = ();
+
 /// Dispatches extrinsics and runs the pallets' hooks.
 pub type Executive = frame_executive::Executive<
     Runtime,
