@@ -343,7 +343,7 @@ fn axes(model: &OnnxModel, node: &NodeProto) -> Result<Option<Vec<i64>>> {
 fn normalize(axis: i64, rank: usize, node: &NodeProto) -> Result<usize> {
     let r = rank as i64;
     let a = if axis < 0 { axis + r } else { axis };
-    if !(0..r.max(1)).contains(&a) && !(r == 0 && a == 0) {
+    if !(0..r.max(1)).contains(&a) {
         bail!(err(node, format!("axis {axis} for rank {rank}")));
     }
     Ok(a as usize)
