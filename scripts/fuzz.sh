@@ -40,9 +40,9 @@ for target in "${targets[@]}"; do
   status=${PIPESTATUS[0]}
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
   cov=$(grep -oE '^#[0-9]+.*cov: [0-9]+' "$log" | tail -1 | grep -oE 'cov: [0-9]+' | grep -oE '[0-9]+' || echo '?')
-  corpus=$(ls "corpus/$target" | wc -l)
+  corpus=$(grep -oE '^#[0-9]+.*corp: [0-9]+/[0-9]+[a-zA-Z]*' "$log" | tail -1 | grep -oE 'corp: [^ ]+' | cut -d' ' -f2 || echo '?')
   found=$(( $(ls "artifacts/$target" | wc -l) - before ))
-  summary+=("$target: $execs executions, $cov edges, corpus $corpus inputs, $found new findings (exit $status)")
+  summary+=("$target: $execs executions, $cov edges, corpus $corpus (inputs/size), $found new findings (exit $status)")
 done
 echo "== fuzz summary (CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
 printf '   %s\n' "${summary[@]}"
