@@ -13,7 +13,7 @@
 //
 //   SMARTVM_NODE=… SMARTVM_CLI=… node flood.mjs      (make flood sets both)
 //   FLOOD_TX (default 2400), FLOOD_ACCOUNTS (default 8, at most 11), FLOOD_MINUTES (default 10),
-//   FLOOD_REPORT (default ~/.cache/smartvm/flood/report.json)
+//   FLOOD_REPORT (default ~/.cache/smartvm/flood/report.json; the node's log goes beside it)
 
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
@@ -317,8 +317,10 @@ async function main() {
     };
     fs.mkdirSync(path.dirname(REPORT), { recursive: true });
     fs.writeFileSync(REPORT, JSON.stringify(report, null, 2));
+    const nodeLog = path.join(path.dirname(REPORT), 'node.log');
+    fs.writeFileSync(nodeLog, chain.log.join(''));
     console.log(JSON.stringify(report, null, 2));
-    console.log(`report written to ${REPORT}`);
+    console.log(`report written to ${REPORT}, the node's log to ${nodeLog}`);
 
     assert.deepEqual(refused.other, [], 'every well-formed transaction is accepted by the pool');
     assert.equal(refused.oversized, OVERSIZED, 'every oversized input is refused at the pool');
