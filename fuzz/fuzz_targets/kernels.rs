@@ -193,37 +193,13 @@ fn layer(u: &mut Unstructured, b: &mut Builder) -> Result<()> {
                 return Ok(());
             }
             let (w, q) = b.layer(u, p.map(|p| p.weight_len() as usize).unwrap_or(16), out_c)?;
-            match kind {
-                0 => {
-                    b.push(&[
-                        out_c as i64,
-                        k as i64,
-                        stride as i64,
-                        pad as i64,
-                        dil as i64,
-                        g as i64,
-                        w,
-                        q,
-                    ]);
-                    b.op("CONV_MUL");
-                }
-                1 => {
-                    b.push(&[
-                        out_c as i64,
-                        k as i64,
-                        stride as i64,
-                        pad as i64,
-                        dil as i64,
-                        g as i64,
-                        w,
-                        q,
-                    ]);
-                    b.op("CONV_3D");
-                }
-                _ => {
-                    b.push(&[k as i64, stride as i64, pad as i64, dil as i64, w, q]);
-                    b.op("CONV_SING");
-                }
+            if kind == 2 {
+                b.push(&[k as i64, stride as i64, pad as i64, dil as i64, w, q]);
+                b.op("CONV_SING");
+            } else {
+                let (o, g) = (out_c as i64, g as i64);
+                b.push(&[o, k as i64, stride as i64, pad as i64, dil as i64, g, w, q]);
+                b.op(if kind == 0 { "CONV_MUL" } else { "CONV_3D" });
             }
             b.shape = p.ok().map(|p| p.output);
         }
