@@ -10,6 +10,20 @@ use smartvm_kernels::{
 };
 use support::Rng;
 
+/// The reference and native pooling of a random extreme input agree.
+fn pool_agrees(p: &PoolParams, seed: u64) -> Result<(), TestCaseError> {
+    let mut rng = Rng(seed);
+    let x: Vec<i8> = (0..p.input.elements().unwrap())
+        .map(|_| rng.i8(true))
+        .collect();
+    let mut a = vec![0i8; p.output.elements().unwrap() as usize];
+    let mut b = a.clone();
+    Reference.pool(p, &x, &mut a).unwrap();
+    Native.pool(p, &x, &mut b).unwrap();
+    prop_assert_eq!(a, b);
+    Ok(())
+}
+
 /// The reference and native backends give the same bytes for layer `p` on random data
 /// (`extreme`: the corners, -128 and 127).
 fn conv_agrees(p: &ConvParams, extreme: bool, seed: u64) -> Result<(), TestCaseError> {
@@ -116,14 +130,7 @@ proptest! {
         let extent = |e: u32| (k + e).saturating_sub(2 * pad).max(1);
         let p = PoolParams::new(Shape::new(c, 1, extent(extra[0]), extent(extra[1])), k, stride, pad, kind);
         prop_assume!(p.is_ok());
-        let p = p.unwrap();
-        let mut rng = Rng(seed);
-        let x: Vec<i8> = (0..p.input.elements().unwrap()).map(|_| rng.i8(true)).collect();
-        let mut a = vec![0i8; p.output.elements().unwrap() as usize];
-        let mut b = a.clone();
-        Reference.pool(&p, &x, &mut a).unwrap();
-        Native.pool(&p, &x, &mut b).unwrap();
-        prop_assert_eq!(a, b);
+        pool_agrees(&p.unwrap(), seed)?;
     }
 
     #[test]
@@ -144,14 +151,7 @@ proptest! {
         let kind = [PoolKind::Max, PoolKind::MaxCeil, PoolKind::Average][kind as usize];
         let p = PoolParams::new(Shape::new(c, 1, h, w), k, stride, pad, kind);
         prop_assume!(p.is_ok());
-        let p = p.unwrap();
-        let mut rng = Rng(seed);
-        let x: Vec<i8> = (0..p.input.elements().unwrap()).map(|_| rng.i8(true)).collect();
-        let mut a = vec![0i8; p.output.elements().unwrap() as usize];
-        let mut b = a.clone();
-        Reference.pool(&p, &x, &mut a).unwrap();
-        Native.pool(&p, &x, &mut b).unwrap();
-        prop_assert_eq!(a, b);
+        pool_agrees(&p.unwrap(), seed)?;
     }
 }
 
