@@ -72,9 +72,6 @@ pub mod pallet {
             Self::drain_deletions(remaining)
         }
 
-        /// Checks at build time that the bounds fit the validators' wasm heap: no allocation
-        /// past the 32 MiB cap, a peak within the heap, the input within the VM's Memory
-        /// (see [`limits`]).
         /// The storage invariants, checked by `try-runtime` around upgrades (see `do_try_state`).
         #[cfg(feature = "try-runtime")]
         fn try_state(
@@ -83,6 +80,9 @@ pub mod pallet {
             Self::do_try_state()
         }
 
+        /// Checks at build time that the bounds fit the validators' wasm heap: no allocation
+        /// past the 32 MiB cap, a peak within the heap, the input within the VM's Memory
+        /// (see [`limits`]).
         fn integrity_test() {
             if let Err(e) = limits::check::<T>() {
                 panic!("pallet-smartvm bounds do not fit the validators' heap: {e:?}");
