@@ -311,7 +311,7 @@ impl<'a> Lowering<'a> {
             let node = &nodes[i];
             let first = node.input.first().cloned().unwrap_or_default();
             let keep = nodes[i + 1..].iter().any(|n| n.input.contains(&first));
-            if node.op_type != "Add" {
+            if node.op_type != "Add" && node.op_type != "Concat" {
                 self.bring_to_top(node, &first, keep)?;
             }
             let mut consumed = 1;
@@ -322,6 +322,7 @@ impl<'a> Lowering<'a> {
                 "Sigmoid" | "Tanh" | "Softmax" => self.activation(node)?,
                 "LSTM" => self.lstm(node)?,
                 "Add" => consumed += self.add(nodes, i)?,
+                "Concat" => self.concat(nodes, i)?,
                 "MaxPool" | "AveragePool" => self.pool(node)?,
                 "GlobalAveragePool" => {
                     self.push_args(
@@ -397,16 +398,10 @@ impl<'a> Lowering<'a> {
             },
         )?;
         let row = dims[1] * dims[2] * dims[3];
-        let mut w = w.clone();
-        let mut bias: Vec<f32> = bias.map_or_else(|| vec![0.0; out_c as usize], |b| b.to_vec());
-        let last = if self.fold_batch_norm(nodes, i, &mut w, &mut bias, row)? {
-            i + 1
-        } else {
-            i
-        };
-        let (fused, out_tensor) = self.fusable(nodes, last)?;
+        let bias: Vec<f32> = bias.map_or_else(|| vec![0.0; out_c as usize], |b| b.to_vec());
+        let (fused, out_tensor) = self.fusable(nodes, i)?;
         let out = self.quant_of(&out_tensor)?;
-        let (q, scales) = quantize_rows(&w, row);
+        let (q, scales) = quantize_rows(w, row);
         let cq = self.channel_quant(Some(&bias), &scales, out, &fused);
         let wblock = self.add_weights(&q, row);
         let qblock = self.add_block(cq.encode());
@@ -433,46 +428,7 @@ impl<'a> Lowering<'a> {
         );
         self.shape = p.output;
         self.quant = out;
-        Ok(last - i + !matches!(fused, Fused::None) as usize)
-    }
-
-    /// Folds a BatchNormalization that directly follows conv node `i` into its weights and bias.
-    fn fold_batch_norm(
-        &self,
-        nodes: &[NodeProto],
-        i: usize,
-        w: &mut [f32],
-        bias: &mut [f32],
-        row: usize,
-    ) -> Result<bool> {
-        let out = &nodes[i].output[0];
-        let Some(bn) = nodes.get(i + 1) else {
-            return Ok(false);
-        };
-        let used_elsewhere = nodes.iter().skip(i + 2).any(|n| n.input.contains(out));
-        if bn.op_type != "BatchNormalization" || bn.input.first() != Some(out) || used_elsewhere {
-            return Ok(false);
-        }
-        let param = |k: usize| -> Result<&[f32]> {
-            let (_, v) = self
-                .init(bn, k)?
-                .ok_or_else(|| err(bn, "needs constant parameters"))?;
-            if v.len() != bias.len() {
-                bail!(err(
-                    bn,
-                    format!("{} values for {} channels", v.len(), bias.len())
-                ));
-            }
-            Ok(v.as_slice())
-        };
-        let (gamma, beta, mean, var) = (param(1)?, param(2)?, param(3)?, param(4)?);
-        let eps = float(bn, "epsilon", 1e-5)?;
-        for o in 0..bias.len() {
-            let f = gamma[o] / (var[o] + eps).sqrt();
-            w[o * row..(o + 1) * row].iter_mut().for_each(|v| *v *= f);
-            bias[o] = (bias[o] - mean[o]) * f + beta[o];
-        }
-        Ok(true)
+        Ok(!matches!(fused, Fused::None) as usize)
     }
 
     /// Makes `tensor` the top frame: copies it there when it is still needed later (or already
@@ -554,6 +510,80 @@ impl<'a> Lowering<'a> {
         self.shape = lower_shape;
         self.quant = out;
         Ok(!matches!(fused, Fused::None) as usize)
+    }
+
+    /// Channel concatenation: a copy of each part, requantized to the output's quantization
+    /// through a table where it differs, joined back to back (BUF_CAT; a batch-1 C×D×H×W
+    /// frame's channels are contiguous runs), then the parts nothing reads later are dropped.
+    fn concat(&mut self, nodes: &[NodeProto], i: usize) -> Result<()> {
+        let node = &nodes[i];
+        if int(node, "axis", 1)? != 1 {
+            bail!(err(
+                node,
+                "only a join on the channel axis (1) is supported"
+            ));
+        }
+        let out_tensor = node
+            .output
+            .first()
+            .ok_or_else(|| err(node, "has no output"))?;
+        let out = self.quant_of(out_tensor)?;
+        let mut channels = 0u32;
+        let mut plane = None;
+        for (k, part) in node.input.iter().enumerate() {
+            self.bring_to_top(node, part, true)?;
+            let (c, rest) = (self.shape.c, (self.shape.d, self.shape.h, self.shape.w));
+            if *plane.get_or_insert(rest) != rest {
+                bail!(err(
+                    node,
+                    format!(
+                        "part {part:?} is {}, the first part's planes differ",
+                        shape_text(self.shape)
+                    )
+                ));
+            }
+            channels += c;
+            if self.quant != out {
+                let table = self.lut(out, |v| v);
+                let block = self.add_block(table);
+                self.push_args(&format!("requantize {part}"), &[block as i64], "ACT_LUT");
+                self.quant = out;
+            }
+            // The copy has a name of its own, so later readers of the part still find it.
+            self.tensor = format!("{part}#concat{k}");
+        }
+        let n = node.input.len();
+        let (d, h, w) = plane.ok_or_else(|| err(node, "has no inputs"))?;
+        let shape = Shape::new(channels, d, h, w);
+        self.push_args(
+            &format!("{} Concat -> {}", node.name, shape_text(shape)),
+            &[n as i64],
+            "BUF_CAT",
+        );
+        self.push_args(
+            "",
+            &[channels as i64, d as i64, h as i64, w as i64],
+            "BUF_SHAPE",
+        );
+        self.below.truncate(self.below.len() + 1 - n);
+        self.tensor = out_tensor.clone();
+        self.shape = shape;
+        self.quant = out;
+        for part in &node.input {
+            if nodes[i + 1..].iter().any(|n| n.input.contains(part)) {
+                continue;
+            }
+            if let Some(idx) = self.below.iter().rposition(|(t, _, _)| t == part) {
+                let depth = (self.below.len() - idx) as i64;
+                self.push_args(&format!("drop {part}"), &[depth], "BUF_SWAP");
+                self.push_args("", &[1], "BUF_CLS");
+                let top = (self.tensor.clone(), self.shape, self.quant);
+                self.below[idx] = top;
+                let (t, shape, quant) = self.below.pop().ok_or_else(|| err(node, "no frames"))?;
+                (self.tensor, self.shape, self.quant) = (t, shape, quant);
+            }
+        }
+        Ok(())
     }
 
     /// A 256-entry table applying `f` from this tensor's quantization to `out`'s.
@@ -777,11 +807,41 @@ impl<'a> Lowering<'a> {
         Ok(!matches!(fused, Fused::None) as usize)
     }
 
+    /// Caffe's ceil-mode max pooling as Caffe2 exports it: floor mode with extra padding after
+    /// the last row and column only (`pads = [0, 0, e, e]`). Padding never wins a max, so when
+    /// ceil mode without padding gives the same output size it is the same pooling: `Some(true)`.
+    fn end_padded_max_pool(&self, node: &NodeProto, k: u32, stride: u32) -> Result<Option<bool>> {
+        let Some(p) = ints(node, "pads")? else {
+            return Ok(None);
+        };
+        let [0, 0, e, f] = p.as_slice() else {
+            return Ok(None);
+        };
+        if node.op_type != "MaxPool" || e != f || *e <= 0 || int(node, "ceil_mode", 0)? != 0 {
+            return Ok(None);
+        }
+        let e = *e as u32;
+        let floor = |n: u32| (n + e).checked_sub(k).map(|v| v / stride + 1);
+        let equal = PoolParams::new(self.shape, k, stride, 0, PoolKind::MaxCeil).is_ok_and(|c| {
+            Some(c.output.h) == floor(self.shape.h) && Some(c.output.w) == floor(self.shape.w)
+        });
+        if e < k && equal {
+            Ok(Some(true))
+        } else {
+            Err(err(
+                node,
+                format!("pads {p:?}: end-only padding is supported where it equals ceil mode"),
+            ))
+        }
+    }
+
     fn pool(&mut self, node: &NodeProto) -> Result<()> {
         let k = square(node, "kernel_shape", 1)?;
         let stride = square(node, "strides", 1)?;
-        let pad = symmetric_pads(node)?;
-        let ceil = int(node, "ceil_mode", 0)? == 1;
+        let (pad, ceil) = match self.end_padded_max_pool(node, k, stride)? {
+            Some(ceil) => (0, ceil),
+            None => (symmetric_pads(node)?, int(node, "ceil_mode", 0)? == 1),
+        };
         let (kind, op) = match node.op_type.as_str() {
             "MaxPool" if ceil => (PoolKind::MaxCeil, "POOL_OL"),
             "MaxPool" => (PoolKind::Max, "POOL_MAX"),

@@ -274,3 +274,40 @@ fn an_opset_8_export_with_reshaped_initializers_compiles_and_tracks_the_float_mo
     let sqnr = sqnr_against_float("legacy_matmul", &[1, 64], "logits", &["FULL_CON"]);
     assert!(sqnr >= 20.0, "SQNR {sqnr:.1} dB");
 }
+
+/// The patterns of the Caffe2-converted models in the `onnx` package's test data: weights from
+/// ConstantOfShape, Conv → BatchNormalization → Mul/Add scale layers (folded into the conv), a
+/// BatchNormalization and scale layer after a Concat (a depthwise 1x1 conv of its own), input
+/// normalization by a scalar Sub and Div (another), ceil-mode pooling written as end-only pads,
+/// a three-way channel Concat and a residual Sum. Before, the first node failed
+/// ("ConstantOfShape is not supported").
+#[test]
+fn a_caffe2_style_export_with_concats_and_scale_layers_tracks_the_float_model() {
+    assert_eq!(
+        folded_operators("caffe2_style", &[1, 3, 12, 12]),
+        [
+            "Conv",
+            "Conv",
+            "Relu",
+            "MaxPool",
+            "Conv",
+            "Relu",
+            "Conv",
+            "Relu",
+            "Concat",
+            "Conv",
+            "Relu",
+            "Conv",
+            "Add",
+            "Relu",
+            "GlobalAveragePool",
+            "Flatten",
+            "Gemm"
+        ]
+    );
+    let ops = [
+        "ACT_LUT", "BUF_CAT", "BUF_CLS", "POOL_OL", "ADD_RQ", "CONV_MUL",
+    ];
+    let sqnr = sqnr_against_float("caffe2_style", &[1, 3, 12, 12], "logits", &ops);
+    assert!(sqnr >= 20.0, "SQNR {sqnr:.1} dB");
+}

@@ -68,6 +68,7 @@ pub const OPERATORS: &[&str] = &[
     "Softmax",
     "Tanh",
     "Add",
+    "Concat",
 ];
 
 /// A model prepared for deterministic float runs.
@@ -196,6 +197,12 @@ impl<'m> Evaluator<'m> {
                 let b = self.value(live, node, 1)?;
                 one(pointwise::add(node, &x, &b))
             }
+            "Concat" => {
+                let parts = (0..node.input.len())
+                    .map(|k| self.value(live, node, k))
+                    .collect::<Result<Vec<_>>>()?;
+                one(concat(node, &parts))
+            }
             "Flatten" => one(flatten(node, &x)),
             "Reshape" => one(self.reshape(node, &x)),
             "LSTM" => {
@@ -297,4 +304,41 @@ fn flatten(node: &NodeProto, x: &Tensor) -> Result<Tensor> {
     }
     let outer = x.dims[..axis as usize].iter().product();
     Tensor::new(vec![outer, x.data.len() / outer.max(1)], x.data.clone()).map_err(|e| err(node, e))
+}
+
+/// ONNX Concat: the parts joined along `axis`, each outer slice in input order.
+fn concat(node: &NodeProto, parts: &[Cow<'_, Tensor>]) -> Result<Tensor> {
+    let first = parts.first().ok_or_else(|| err(node, "has no inputs"))?;
+    let rank = first.dims.len() as i64;
+    let axis = int(node, "axis", 1)?;
+    let axis = if axis < 0 { axis + rank } else { axis };
+    if !(0..rank).contains(&axis) {
+        bail!(err(node, format!("axis {axis} for rank-{rank} inputs")));
+    }
+    let axis = axis as usize;
+    let mut dims = first.dims.clone();
+    dims[axis] = 0;
+    for p in parts {
+        let same_rest = p.dims.len() == first.dims.len()
+            && (0..first.dims.len()).all(|k| k == axis || p.dims[k] == first.dims[k]);
+        if !same_rest {
+            bail!(err(
+                node,
+                format!(
+                    "cannot join {:?} to {:?} on axis {axis}",
+                    p.dims, first.dims
+                )
+            ));
+        }
+        dims[axis] += p.dims[axis];
+    }
+    let outer: usize = first.dims[..axis].iter().product();
+    let mut data = Vec::with_capacity(dims.iter().product());
+    for o in 0..outer {
+        for p in parts {
+            let run: usize = p.dims[axis..].iter().product();
+            data.extend_from_slice(&p.data[o * run..(o + 1) * run]);
+        }
+    }
+    Tensor::new(dims, data).map_err(|e| err(node, e))
 }

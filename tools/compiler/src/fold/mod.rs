@@ -14,10 +14,17 @@
 //! - nodes whose outputs nothing reads are dropped;
 //! - a `MatMul`, or a `Conv` without bias, whose only reader is an `Add` of a constant with one
 //!   value per output channel takes it as its bias (`MatMul` becomes `Gemm`), as older
-//!   exporters write biases.
+//!   exporters write biases;
+//! - `ConstantOfShape` of a constant shape is computed (Caffe2 exports fill weights with it);
+//! - a two-input `Sum` (opset < 8 exports of residual adds) becomes an `Add`;
+//! - per-channel affine layers (`BatchNormalization`; `Mul`, `Add`, `Sub`, `Div` by a
+//!   constant) fold into the convolution before them, or become a depthwise 1x1 convolution
+//!   ([`affine`]).
 //!
 //! Every fold moves or selects values (int64 shapes are exact in f32 below 2^24; a cast rounds
 //! toward zero), so it is the same on every machine (DESIGN.md invariant 9).
+
+mod affine;
 
 use std::collections::HashSet;
 
@@ -30,6 +37,10 @@ use crate::reference::Evaluator;
 
 /// A constant: dims and values.
 type Constant = (Vec<usize>, Vec<f32>);
+
+/// The most values one folded constant may hold (VGG-19's largest weight matrix has 103
+/// million); a shape beyond it is an error, not an allocation.
+const MAX_FOLDED: usize = 1 << 28;
 
 /// What one run of [`fold`] did, for the CLI's report and the tests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -46,6 +57,7 @@ pub fn fold(model: &mut OnnxModel, input_dims: &[usize]) -> Result<Folded> {
         bypass_identities(model, &mut folded);
         fold_constants(model, &mut folded)?;
         fuse_bias_adds(model, &mut folded);
+        affine::fold_affines(model, input_dims, &mut folded)?;
         fold_first_shape(model, input_dims, &mut folded)?;
         drop_dead_nodes(model, &mut folded);
         if folded.removed.len() == before {
@@ -72,10 +84,17 @@ fn graph_outputs(model: &OnnxModel) -> HashSet<String> {
 fn bypass_identities(model: &mut OnnxModel, folded: &mut Folded) {
     let outputs = graph_outputs(model);
     let nodes = nodes_mut(model);
+    for node in nodes.iter_mut() {
+        if node.op_type == "Sum" && node.input.len() == 2 {
+            node.op_type = "Add".into();
+            folded.removed.push("Sum".into());
+        }
+    }
     let mut i = 0;
     while i < nodes.len() {
         let node = &nodes[i];
-        let passes = matches!(node.op_type.as_str(), "Identity" | "Dropout")
+        let one_input_sum = node.op_type == "Sum" && node.input.len() == 1;
+        let passes = (matches!(node.op_type.as_str(), "Identity" | "Dropout") || one_input_sum)
             && node.output.iter().skip(1).all(|o| o.is_empty())
             && !node.output.first().is_some_and(|o| outputs.contains(o));
         if !passes || node.input.is_empty() || node.output.is_empty() {
@@ -135,6 +154,7 @@ fn is_foldable(op: &str) -> bool {
             | "Flatten"
             | "Transpose"
             | "Slice"
+            | "ConstantOfShape"
     )
 }
 
@@ -362,6 +382,22 @@ fn strides(dims: &[usize]) -> Vec<usize> {
 fn compute(model: &OnnxModel, node: &NodeProto) -> Result<Constant> {
     let (dims, data) = required(model, node, 0)?;
     match node.op_type.as_str() {
+        "ConstantOfShape" => {
+            let value = match node.attribute.iter().find(|a| a.name == "value") {
+                Some(a) => {
+                    let t = a.t.as_ref().ok_or_else(|| err(node, "empty value"))?;
+                    let v = tensor_f32(t).map_err(|e| err(node, e))?;
+                    *v.first().ok_or_else(|| err(node, "empty value"))?
+                }
+                None => 0.0,
+            };
+            let out: Vec<usize> = data.iter().map(|d| *d as usize).collect();
+            let n: usize = out.iter().product();
+            if n > MAX_FOLDED {
+                bail!(err(node, format!("{n} values is past the folding limit")));
+            }
+            Ok((out, vec![value; n]))
+        }
         "Cast" => {
             const FLOAT: i64 = 1;
             const DOUBLE: i64 = 11;
