@@ -583,7 +583,8 @@ impl<'a> Lowering<'a> {
                 (self.tensor, self.shape, self.quant) = (t, shape, quant);
             }
         }
-        Ok(())
+        // Dropping moved the joined frame down; the next node expects it on top.
+        self.bring_to_top(node, out_tensor, false)
     }
 
     /// A 256-entry table applying `f` from this tensor's quantization to `out`'s.

@@ -84,6 +84,7 @@ fn graph_outputs(model: &OnnxModel) -> HashSet<String> {
 fn bypass_identities(model: &mut OnnxModel, folded: &mut Folded) {
     let outputs = graph_outputs(model);
     let nodes = nodes_mut(model);
+    let read: HashSet<String> = nodes.iter().flat_map(|n| n.input.iter().cloned()).collect();
     for node in nodes.iter_mut() {
         if node.op_type == "Sum" && node.input.len() == 2 {
             node.op_type = "Add".into();
@@ -95,7 +96,12 @@ fn bypass_identities(model: &mut OnnxModel, folded: &mut Folded) {
         let node = &nodes[i];
         let one_input_sum = node.op_type == "Sum" && node.input.len() == 1;
         let passes = (matches!(node.op_type.as_str(), "Identity" | "Dropout") || one_input_sum)
-            && node.output.iter().skip(1).all(|o| o.is_empty())
+            // A Dropout's mask output may be named, but nothing may read it.
+            && node
+                .output
+                .iter()
+                .skip(1)
+                .all(|o| o.is_empty() || !read.contains(o) && !outputs.contains(o))
             && !node.output.first().is_some_and(|o| outputs.contains(o));
         if !passes || node.input.is_empty() || node.output.is_empty() {
             i += 1;
