@@ -295,3 +295,26 @@ fn a_caffe2_style_export_with_concats_and_scale_layers_tracks_the_float_model() 
     let sqnr = sqnr_against_float("caffe2_style", &[1, 3, 12, 12], "logits", &ops);
     assert!(sqnr >= 20.0, "SQNR {sqnr:.1} dB");
 }
+
+/// Real exports by PyTorch (tests/fixtures/pytorch/export.py) of one CNN written the ways people
+/// write them: `nn.Sequential`, `F.relu`, a depthwise conv, a residual add, `torch.cat`,
+/// `F.adaptive_avg_pool2d` and `x.view(x.size(0), -1)`. The TorchScript exporter at opset 13,
+/// again at opset 17 with a dynamic batch axis (which keeps `x.size(0)` as a Shape subgraph,
+/// the export that failed in the issue), and today's default (dynamo) exporter at opset 20.
+#[test]
+fn pytorch_exports_of_common_patterns_compile_and_track_the_float_model() {
+    for name in [
+        "pytorch_patterns_opset13",
+        "pytorch_patterns_opset17_dynamic_batch",
+        "pytorch_patterns_dynamo",
+    ] {
+        let ops = ["BUF_CAT", "ADD_RQ", "POOL_AVG", "FULL_CON"];
+        let sqnr = sqnr_against_float(name, &[1, 3, 32, 32], "logits", &ops);
+        assert!(sqnr >= 30.0, "{name}: SQNR {sqnr:.1} dB");
+    }
+    assert!(
+        folded_operators("pytorch_patterns_opset17_dynamic_batch", &[1, 3, 32, 32])
+            .iter()
+            .all(|op| !["Shape", "Gather", "Unsqueeze", "Constant"].contains(&op.as_str()))
+    );
+}
