@@ -17,6 +17,7 @@ pub mod onnx;
 pub mod qdq;
 pub mod quant;
 pub mod reference;
+pub mod unary;
 
 use std::collections::HashMap;
 use std::path::Path;

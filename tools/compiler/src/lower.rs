@@ -53,6 +53,22 @@ fn shape_text(s: Shape) -> String {
     }
 }
 
+/// Why `node`'s operator cannot be compiled, naming what it would need where that is known.
+pub(crate) fn unsupported(node: &NodeProto) -> String {
+    let op = node.op_type.as_str();
+    let why = match op {
+        "Mul" | "Div" | "Sub" => {
+            " between two feature maps (no instruction multiplies two Buffer frames; \
+             squeeze-and-excitation blocks need one)"
+        }
+        "Transpose" => " of a feature map (e.g. a channel shuffle; no permuting instruction)",
+        "LRN" => " (no cross-channel normalization instruction)",
+        "Split" => " of a feature map (no instruction splits a frame by channels yet)",
+        _ => "",
+    };
+    format!("operator {op} is not supported{why}")
+}
+
 pub(crate) fn err(node: &NodeProto, msg: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("node {:?} ({}): {msg}", node.name, node.op_type)
 }
@@ -346,7 +362,8 @@ impl<'a> Lowering<'a> {
                     );
                     self.shape = Shape::flat(n);
                 }
-                other => bail!(err(node, format!("operator {other} is not supported"))),
+                op if crate::unary::UNARY.contains(&op) => self.elementwise(node)?,
+                _ => bail!(err(node, unsupported(node))),
             }
             let last = &nodes[i + consumed - 1];
             // An LSTM yields its last hidden state, ONNX's second output.
@@ -592,6 +609,25 @@ impl<'a> Lowering<'a> {
         (0..=255u8)
             .map(|b| out.quantize(f(self.quant.dequantize(b as i8))) as u8)
             .collect()
+    }
+
+    /// An element-wise function of [`crate::unary`] as a table into the output's calibrated
+    /// quantization.
+    fn elementwise(&mut self, node: &NodeProto) -> Result<()> {
+        let f = crate::unary::unary(node)?.ok_or_else(|| err(node, "not element-wise"))?;
+        let out_tensor = node
+            .output
+            .first()
+            .ok_or_else(|| err(node, "has no output"))?;
+        let out = self.quant_of(out_tensor)?;
+        let block = self.add_block(self.lut(out, f));
+        self.push_args(
+            &format!("{} {}", node.name, node.op_type),
+            &[block as i64],
+            "ACT_LUT",
+        );
+        self.quant = out;
+        Ok(())
     }
 
     fn activation(&mut self, node: &NodeProto) -> Result<()> {

@@ -318,3 +318,31 @@ fn pytorch_exports_of_common_patterns_compile_and_track_the_float_model() {
             .all(|op| !["Shape", "Gather", "Unsqueeze", "Constant"].contains(&op.as_str()))
     );
 }
+
+/// HardSwish, HardSigmoid, LeakyRelu, Elu, Softplus, Gelu and SiLU (written as
+/// `Mul(x, Sigmoid(x))`) each run as one 256-entry table; ReduceMean over H and W becomes global
+/// average pooling. Before, the first node failed ("HardSwish is not supported").
+#[test]
+fn element_wise_functions_run_as_tables_and_track_the_float_model() {
+    let ops = folded_operators("activations", &[1, 3, 8, 8]);
+    assert!(ops.contains(&"Silu".to_string()), "{ops:?}");
+    for gone in ["Mul", "Sigmoid", "ReduceMean"] {
+        assert!(!ops.contains(&gone.to_string()), "{gone} left in {ops:?}");
+    }
+    let sqnr = sqnr_against_float("activations", &[1, 3, 8, 8], "logits", &["POOL_GAVG"]);
+    assert!(sqnr >= 30.0, "SQNR {sqnr:.1} dB");
+    let dir = support::fixtures("lenet5_float.onnx");
+    let (_, values) = read_npy(&dir.join("activations_inputs.npy")).unwrap();
+    let compiled = compile(
+        &dir.join("activations.onnx"),
+        &[1, 3, 8, 8],
+        &[values[..192].to_vec()],
+    )
+    .unwrap();
+    assert_eq!(
+        compiled.source.matches("ACT_LUT").count(),
+        7,
+        "{}",
+        compiled.source
+    );
+}

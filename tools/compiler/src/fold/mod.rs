@@ -16,7 +16,8 @@
 //!   value per output channel takes it as its bias (`MatMul` becomes `Gemm`), as older
 //!   exporters write biases;
 //! - `ConstantOfShape` of a constant shape is computed (Caffe2 exports fill weights with it);
-//! - a two-input `Sum` (opset < 8 exports of residual adds) becomes an `Add`;
+//! - operators that say what another says (`Sum` of two, `ReduceMean` over H and W,
+//!   `Mul(x, Sigmoid(x))`) take that one's form ([`canonical`]);
 //! - per-channel affine layers (`BatchNormalization`; `Mul`, `Add`, `Sub`, `Div` by a
 //!   constant) fold into the convolution before them, or become a depthwise 1x1 convolution
 //!   ([`affine`]).
@@ -25,6 +26,7 @@
 //! toward zero), so it is the same on every machine (DESIGN.md invariant 9).
 
 mod affine;
+mod canonical;
 
 use std::collections::HashSet;
 
@@ -55,6 +57,7 @@ pub fn fold(model: &mut OnnxModel, input_dims: &[usize]) -> Result<Folded> {
     loop {
         let before = folded.removed.len();
         bypass_identities(model, &mut folded);
+        canonical::canonicalize(model, &mut folded)?;
         fold_constants(model, &mut folded)?;
         fuse_bias_adds(model, &mut folded);
         affine::fold_affines(model, input_dims, &mut folded)?;
@@ -85,12 +88,6 @@ fn bypass_identities(model: &mut OnnxModel, folded: &mut Folded) {
     let outputs = graph_outputs(model);
     let nodes = nodes_mut(model);
     let read: HashSet<String> = nodes.iter().flat_map(|n| n.input.iter().cloned()).collect();
-    for node in nodes.iter_mut() {
-        if node.op_type == "Sum" && node.input.len() == 2 {
-            node.op_type = "Add".into();
-            folded.removed.push("Sum".into());
-        }
-    }
     let mut i = 0;
     while i < nodes.len() {
         let node = &nodes[i];

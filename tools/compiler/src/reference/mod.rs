@@ -92,11 +92,9 @@ impl<'m> Evaluator<'m> {
         let mut lstms = HashMap::new();
         let mut last_use = HashMap::new();
         for (i, node) in model.nodes().iter().enumerate() {
-            if !OPERATORS.contains(&node.op_type.as_str()) {
-                bail!(err(
-                    node,
-                    format!("operator {} is not supported", node.op_type)
-                ));
+            let op = node.op_type.as_str();
+            if !OPERATORS.contains(&op) && !crate::unary::UNARY.contains(&op) {
+                bail!(err(node, crate::lower::unsupported(node)));
             }
             if node.op_type == "LSTM" {
                 lstms.insert(i, Lstm::from_node(node, model)?);
@@ -225,7 +223,10 @@ impl<'m> Evaluator<'m> {
                 let y_h = Tensor::new(vec![1, 1, layer.hidden()], h)?;
                 Ok(vec![Tensor::new(vec![0], vec![])?, y_h])
             }
-            other => bail!(err(node, format!("operator {other} is not supported"))),
+            _ => match crate::unary::unary(node)? {
+                Some(f) => one(Ok(pointwise::map(&x, f))),
+                None => bail!(err(node, crate::lower::unsupported(node))),
+            },
         }
     }
 
