@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR
 SMARTVM := $(CARGO_TARGET_DIR)/release/smartvm
 LENET := examples/lenet5
 
-.PHONY: run demo e2e build-node test setup build golden fixtures zoo zoo-fidelity demo-model lint fmt bench fuzz flood relay zombienet weights evaluation
+.PHONY: run demo e2e build-node test setup build golden fixtures zoo zoo-fidelity suite demo-model lint fmt bench fuzz flood relay zombienet weights evaluation
 FIXTURES ?= $(HOME)/.cache/smartvm/fixtures
 export SMARTVM_FIXTURES := $(FIXTURES)
 
@@ -108,6 +108,11 @@ zoo-fidelity: zoo fixtures build
 	done
 	$(SMARTVM) fidelity $(FIXTURES)/lstm.onnx --inputs $(FIXTURES)/lstm_inputs.npy --input-shape 1,784 \
 	  --count $(ZOO_COUNT) --min-sqnr 18 --min-agreement 0.8
+
+## The public suite of real exports (onnx light models, torchvision via PyTorch): each compiled
+## and compared with its float model into docs/suite.md (offline, heavy; SUITE_COUNT inputs).
+suite: setup build
+	@SMARTVM=$(SMARTVM) FIXTURES=$(FIXTURES) bash scripts/suite.sh
 
 ## Recompile the dev chain's demo model (committed under models/lenet5-fashion/compiled).
 demo-model: setup build

@@ -40,7 +40,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     let program = load::program(&args.compiled.join("program.smvm"), None)?;
     let blocks = load::blocks(&args.compiled.join("weights.smw"))?;
     load::check_manifest(&program, &blocks)?;
-    let (q_in, _) = read_quant(&args.compiled.join("quant.json"))?;
+    let quant = read_quant(&args.compiled.join("quant.json"))?;
     let images = Idx::read(&args.images)?;
     let labels = Idx::read(&args.labels)?;
     if images.len() != labels.len() {
@@ -79,8 +79,9 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     let exe = Executable::new(program).map_err(|e| anyhow!("invalid program: {e:?}"))?;
     let (mut int_ok, mut float_ok, mut agree) = (0usize, 0usize, 0usize);
     for i in 0..n {
-        let x: Vec<f32> = images.item(i).iter().map(|p| *p as f32 / 255.0).collect();
-        let q: Vec<i8> = x.iter().map(|v| q_in.quantize(*v)).collect();
+        let pixels: Vec<f32> = images.item(i).iter().map(|p| *p as f32).collect();
+        let q = quant.encode_pixels(&pixels);
+        let x = quant.float_pixels(&pixels, shape[1]);
         let out = execute(
             &exe,
             &q,

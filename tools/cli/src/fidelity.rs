@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
-use smartvm_compiler::{compile, read_npy, Compiled, FloatRunner};
+use smartvm_compiler::{compile_with, read_npy, Compiled, FloatRunner, Normalization};
 use smartvm_vm::{Executable, WeightPack};
 
 use crate::run::{argmax, execute_with};
@@ -19,9 +19,12 @@ use crate::Backend;
 pub struct FidelityArgs {
     /// Float ONNX model.
     model: PathBuf,
-    /// Inputs: float32 .npy of shape [N, ...input shape without batch].
+    /// Inputs: float32 .npy of shape [N, ...input shape without batch] (raw values with a
+    /// normalization option).
     #[arg(long)]
     inputs: PathBuf,
+    #[command(flatten)]
+    normalization: crate::compile::NormalizationArgs,
     /// Input shape with batch 1, e.g. 1,3,224,224.
     #[arg(long, value_delimiter = ',', required = true)]
     input_shape: Vec<usize>,
@@ -69,15 +72,17 @@ pub struct Prepared {
 }
 
 /// Compiles `model` (input shape with batch 1) on `calibration` and loads its float reference,
-/// compared on its output `output`.
+/// compared on its output `output`; with `normalization` folded into the program, the inputs
+/// are raw values.
 pub fn prepare(
     model: &Path,
     shape: &[usize],
     calibration: &[Vec<f32>],
     output: &str,
+    normalization: Option<&Normalization>,
 ) -> Result<Prepared> {
     let started = Instant::now();
-    let compiled = compile(model, shape, calibration)?;
+    let compiled = compile_with(model, shape, calibration, normalization)?;
     let compile_s = started.elapsed().as_secs_f64();
     let exe = Executable::new(compiled.program.clone())
         .map_err(|e| anyhow!("{}: compiled program is invalid: {e:?}", model.display()))?;
@@ -128,7 +133,7 @@ pub fn compare(
     let (mut t_float, mut t_int) = (Vec::new(), Vec::new());
     for (i, x) in tests.iter().enumerate() {
         let t = Instant::now();
-        let reference = float.run(x)?.remove(0);
+        let reference = float.run(&compiled.float_input(x))?.remove(0);
         t_float.push(t.elapsed().as_secs_f64() * 1e3);
         let q = compiled.quantize_input(x);
         let t = Instant::now();
@@ -183,7 +188,13 @@ pub fn fidelity(args: FidelityArgs) -> Result<()> {
         float,
         pack,
         compile_s,
-    } = prepare(&args.model, &args.input_shape, calibration, &args.output)?;
+    } = prepare(
+        &args.model,
+        &args.input_shape,
+        calibration,
+        &args.output,
+        args.normalization.get().as_ref(),
+    )?;
     let Comparison {
         agreement,
         sqnr,

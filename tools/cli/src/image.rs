@@ -1,12 +1,13 @@
-//! PNG inputs: decoded to floats in [0, 1], channels first, for programs compiled from models
-//! trained on pixel / 255.
+//! PNG inputs: decoded to pixel values 0-255 (as floats, channels first); quant.json then says
+//! whether the program takes them as bytes or as pixel / 255 quantized.
 
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use smartvm_isa::Shape;
 
-/// Reads a PNG of exactly the program's H × W into C × H × W floats (C = 1: luma, C = 3: RGB).
+/// Reads a PNG of exactly the program's H × W into C × H × W pixel values 0-255 (C = 1: luma,
+/// C = 3: RGB).
 pub fn read_png(path: &Path, shape: Shape) -> Result<Vec<f32>> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
@@ -32,7 +33,7 @@ pub fn read_png(path: &Path, shape: Shape) -> Result<Vec<f32>> {
     let channel = |c: usize| -> Vec<f32> {
         pixels
             .chunks(per_pixel)
-            .map(|p| p[c.min(per_pixel - 1)] as f32 / 255.0)
+            .map(|p| p[c.min(per_pixel - 1)] as f32)
             .collect()
     };
     match (shape.c, per_pixel) {

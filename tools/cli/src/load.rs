@@ -3,7 +3,6 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use smartvm_compiler::QParams;
 use smartvm_isa::{asm, block_hash, pack::decode_pack, Program, Shape};
 
 /// Reads a program: `.sasm` source is assembled, anything else is decoded as a container.
@@ -72,14 +71,15 @@ pub fn input(path: &Path, len: usize, index: usize) -> Result<Vec<i8>> {
         .collect())
 }
 
-/// Input and output quantization parameters of a compiled model (its quant.json).
-pub type Quant = (QParams, QParams);
+/// Input and output quantization of a compiled model (its quant.json).
+pub type Quant = crate::compile::ModelQuant;
 
 /// Reads input number `index` for a model whose input has `shape`, as the program takes it.
 ///
-/// Raw files are int8 already. PNG (pixels / 255) and float32 `.npy` are quantized with the
-/// quantization parameters in `quant`, or the `quant.json` beside `program` when not given; those
-/// parameters are returned too so outputs can be dequantized.
+/// Raw files are the program's bytes already. PNG pixels and float32 `.npy` values become them
+/// as the model's quant.json says (`quant`, or the one beside `program`): raw bytes for a
+/// program with its normalization folded in, else quantized floats (PNG as pixel / 255). That
+/// quant.json is returned too, so outputs can be dequantized.
 pub fn model_input(
     path: &Path,
     quant: Option<&Path>,
@@ -96,7 +96,7 @@ pub fn model_input(
     let quant_path = quant
         .map(Path::to_path_buf)
         .unwrap_or_else(|| program.with_file_name("quant.json"));
-    let (q_in, q_out) = crate::compile::read_quant(&quant_path)?;
+    let quant = crate::compile::read_quant(&quant_path)?;
     let values = if is_png {
         crate::image::read_png(path, shape)?
     } else {
@@ -108,9 +108,11 @@ pub fn model_input(
             path.display()
         );
     }
-    let quantized = values[index * len..(index + 1) * len]
-        .iter()
-        .map(|v| q_in.quantize(*v))
-        .collect();
-    Ok((quantized, Some((q_in, q_out))))
+    let one = &values[index * len..(index + 1) * len];
+    let encoded = if is_png {
+        quant.encode_pixels(one)
+    } else {
+        quant.encode_values(one)
+    };
+    Ok((encoded, Some(quant)))
 }

@@ -122,7 +122,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     };
     let class = argmax(&out.output);
     let real: Option<Vec<f32>> =
-        quant.map(|(_, q_out)| out.output.iter().map(|v| q_out.dequantize(*v)).collect());
+        quant.map(|q| out.output.iter().map(|v| q.output.dequantize(*v)).collect());
     if args.json {
         let report = serde_json::json!({
             "output": out.output, "dequantized": real, "argmax": class, "gas_used": out.gas_used,

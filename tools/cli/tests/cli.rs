@@ -278,3 +278,94 @@ fn asm_validates_what_it_writes() {
     assert!(ok, "{stderr}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `--input-scale 255`: the trained LeNet-5 compiled to take raw pixels. `eval` scores it
+/// exactly as the program compiled on pixel / 255 (its input table gives each byte the int8
+/// that quantizing pixel / 255 gave), quant.json records the normalization, and `run` feeds a
+/// PNG's pixels as the bytes themselves.
+#[test]
+fn a_raw_pixel_lenet5_scores_as_the_scaled_one_and_takes_png_pixels_as_bytes() {
+    let data = PathBuf::from("/usr/share/datasets/fashion-mnist");
+    assert!(
+        data.exists(),
+        "Fashion-MNIST missing: apt-get install dataset-fashion-mnist (make setup does)"
+    );
+    let model = root().join("models/lenet5-fashion/lenet5_fashion.onnx");
+    let d = |n: &str| data.join(n).to_string_lossy().into_owned();
+    let top1 = |extra: &[&str], tag: &str| -> (f64, PathBuf) {
+        let out = std::env::temp_dir().join(format!("smartvm-{tag}-{}", std::process::id()));
+        let (calibration, out_s) = (
+            d("train-images-idx3-ubyte.gz"),
+            out.to_string_lossy().into_owned(),
+        );
+        let mut args = vec!["compile", model.to_str().unwrap(), "--calibration"];
+        args.extend_from_slice(&[&calibration, "--calibration-count", "256"]);
+        args.extend_from_slice(&["--input-shape", "1,1,28,28", "-o", &out_s]);
+        args.extend_from_slice(extra);
+        let (ok, _, stderr) = smartvm(&args);
+        assert!(ok, "{stderr}");
+        let (ok, stdout, stderr) = smartvm(&[
+            "eval",
+            &out_s,
+            "--images",
+            &d("t10k-images-idx3-ubyte.gz"),
+            "--labels",
+            &d("t10k-labels-idx1-ubyte.gz"),
+            "--model",
+            &model.to_string_lossy(),
+            "--limit",
+            "500",
+            "--json",
+        ]);
+        assert!(ok, "{stderr}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert!(v["agreement"].as_f64().unwrap() >= 97.0, "{v}");
+        (v["integer_top1"].as_f64().unwrap(), out)
+    };
+    let (scaled, scaled_dir) = top1(&[], "scaled");
+    let (raw, raw_dir) = top1(&["--input-scale", "255"], "raw");
+    assert_eq!(raw, scaled);
+    let quant: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(raw_dir.join("quant.json")).unwrap())
+            .unwrap();
+    assert_eq!(quant["input_format"], "u8");
+    assert_eq!(quant["normalization"]["scale"], 255.0);
+
+    // A PNG of a test image runs as its pixel bytes, unchanged.
+    let mut idx = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(
+            std::fs::File::open(d("t10k-images-idx3-ubyte.gz")).unwrap(),
+        ),
+        &mut idx,
+    )
+    .unwrap();
+    let pixels = &idx[16 + 784..16 + 2 * 784];
+    let png_path = raw_dir.join("image1.png");
+    let mut encoder = png::Encoder::new(std::fs::File::create(&png_path).unwrap(), 28, 28);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder
+        .write_header()
+        .unwrap()
+        .write_image_data(pixels)
+        .unwrap();
+    std::fs::write(raw_dir.join("image1.bin"), pixels).unwrap();
+    let o = |n: &str| raw_dir.join(n).to_string_lossy().into_owned();
+    let run = |input: &str| {
+        let (ok, stdout, stderr) = smartvm(&[
+            "run",
+            &o("program.smvm"),
+            "--weights",
+            &o("weights.smw"),
+            "--input",
+            &o(input),
+            "--json",
+        ]);
+        assert!(ok, "{stderr}");
+        serde_json::from_str::<serde_json::Value>(&stdout).unwrap()["output"].clone()
+    };
+    assert_eq!(run("image1.png"), run("image1.bin"));
+    for dir in [scaled_dir, raw_dir] {
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

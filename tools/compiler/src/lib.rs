@@ -13,6 +13,7 @@
 
 pub mod fold;
 pub mod lower;
+pub mod normalize;
 pub mod onnx;
 pub mod qdq;
 pub mod quant;
@@ -26,6 +27,7 @@ use anyhow::{anyhow, bail, Result};
 use rayon::prelude::*;
 use smartvm_isa::{asm, Program, Shape};
 
+pub use normalize::Normalization;
 pub use onnx::FloatRunner;
 pub use quant::QParams;
 
@@ -37,8 +39,11 @@ pub struct Compiled {
     pub blocks: Vec<Vec<u8>>,
     /// The assembly the program was assembled from.
     pub source: String,
-    /// How float inputs map to the program's int8 input.
+    /// How the float model's input maps to int8 (after the program's own normalization
+    /// where `normalization` is set).
     pub input: QParams,
+    /// The input normalization folded into the program; then the program takes raw bytes.
+    pub normalization: Option<Normalization>,
     /// How the program's int8 output maps back to floats.
     pub output: QParams,
     /// Input shape with the batch dimension (as the ONNX model takes it).
@@ -46,15 +51,32 @@ pub struct Compiled {
 }
 
 impl Compiled {
-    /// Quantizes a float input for the program.
+    /// The program's input for `x`: the float model's input quantized, or, for a program with
+    /// its normalization folded in, the raw values `x` as bytes (rounded, clamped to 0..=255).
     pub fn quantize_input(&self, x: &[f32]) -> Vec<i8> {
-        x.iter().map(|v| self.input.quantize(*v)).collect()
+        match self.normalization {
+            Some(_) => x.iter().map(|v| raw_byte(*v)).collect(),
+            None => x.iter().map(|v| self.input.quantize(*v)).collect(),
+        }
+    }
+
+    /// The float model's input for `x` (raw values where a normalization is folded in).
+    pub fn float_input(&self, x: &[f32]) -> Vec<f32> {
+        match &self.normalization {
+            Some(n) => n.normalize(x, self.input_shape.get(1).copied().unwrap_or(1)),
+            None => x.to_vec(),
+        }
     }
 
     /// Dequantizes the program's output.
     pub fn dequantize_output(&self, q: &[i8]) -> Vec<f32> {
         q.iter().map(|v| self.output.dequantize(*v)).collect()
     }
+}
+
+/// A raw value as the byte a normalized program takes (an unsigned byte in an `i8`).
+pub fn raw_byte(v: f32) -> i8 {
+    v.round().clamp(0.0, 255.0) as u8 as i8
 }
 
 /// Reads a float32 `.npy` array: its shape and its values in C order.
@@ -71,6 +93,17 @@ pub fn read_npy(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
 
 /// Compiles `path` for inputs of `input_shape` (batch first, batch 1), calibrating on `calibration`.
 pub fn compile(path: &Path, input_shape: &[usize], calibration: &[Vec<f32>]) -> Result<Compiled> {
+    compile_with(path, input_shape, calibration, None)
+}
+
+/// [`compile`] with the model's input normalization folded into the program
+/// ([`normalize`]): `calibration` then holds raw values, and the program takes raw bytes.
+pub fn compile_with(
+    path: &Path,
+    input_shape: &[usize],
+    calibration: &[Vec<f32>],
+    normalization: Option<&Normalization>,
+) -> Result<Compiled> {
     if calibration.is_empty() {
         bail!("post-training quantization needs at least one calibration input");
     }
@@ -81,9 +114,33 @@ pub fn compile(path: &Path, input_shape: &[usize], calibration: &[Vec<f32>]) -> 
     };
     let mut model = onnx::OnnxModel::load(path)?;
     fold::fold(&mut model, input_shape)?;
-    let fixed = qdq::fold(&mut model)?;
+    let mut fixed = qdq::fold(&mut model)?;
     let input = model.input_name()?;
-    let ranges = calibrate(&model, input_shape, calibration)?;
+    // With a normalization: the tensor the program's input table writes, its quantization and
+    // the table; the calibration inputs as the (possibly extended) graph takes them.
+    let mut table = None;
+    let mut program_input = (input.clone(), None);
+    let mut calibration = std::borrow::Cow::Borrowed(calibration);
+    if let Some(norm) = normalization {
+        norm.check(c)?;
+        let model_q = norm.model_input_quant(c);
+        fixed.insert(input.clone(), model_q);
+        if norm.per_tensor() {
+            table = Some(norm.table(model_q));
+            program_input.1 = Some(model_q);
+            calibration = calibration
+                .iter()
+                .map(|x| norm.normalize(x, c))
+                .collect::<Vec<_>>()
+                .into();
+        } else {
+            let raw = normalize::prepend_per_channel(&mut model, norm, c)?;
+            fixed.insert(raw.clone(), normalize::SIGNED_PIXEL);
+            table = Some(normalize::raw_to_signed());
+            program_input = (raw, Some(normalize::SIGNED_PIXEL));
+        }
+    }
+    let ranges = calibrate(&model, input_shape, &calibration)?;
     let input_q = match fixed.get(&input) {
         Some(q) => *q,
         None => {
@@ -95,7 +152,13 @@ pub fn compile(path: &Path, input_shape: &[usize], calibration: &[Vec<f32>]) -> 
         }
     };
     let shape = Shape::new(c as u32, 1, h as u32, w as u32);
-    let lowered = lower::Lowering::new(&model, &ranges, &fixed, input, shape, input_q).run()?;
+    let (lowered_input, lowered_q) = (program_input.0, program_input.1.unwrap_or(input_q));
+    let mut lowering =
+        lower::Lowering::new(&model, &ranges, &fixed, lowered_input, shape, lowered_q);
+    if let Some(table) = table {
+        lowering.input_table(table);
+    }
+    let lowered = lowering.run()?;
     let mut program =
         asm::assemble(&lowered.source).map_err(|e| anyhow!("generated assembly: {e}"))?;
     program.blocks = Program::manifest_of(&lowered.blocks);
@@ -104,6 +167,7 @@ pub fn compile(path: &Path, input_shape: &[usize], calibration: &[Vec<f32>]) -> 
         blocks: lowered.blocks,
         source: lowered.source,
         input: input_q,
+        normalization: normalization.cloned(),
         output: lowered.quant,
         input_shape: input_shape.to_vec(),
     })

@@ -190,6 +190,13 @@ impl<'a> Lowering<'a> {
         }
     }
 
+    /// Makes the program's first step a table from the raw input bytes to the input tensor's
+    /// int8 (a folded input normalization); call before [`Self::run`].
+    pub fn input_table(&mut self, table: Vec<u8>) {
+        let block = self.add_block(table);
+        self.push_args("input normalization", &[block as i64], "ACT_LUT");
+    }
+
     fn quant_of(&self, tensor: &str) -> Result<QParams> {
         if let Some(q) = self.fixed.get(tensor) {
             return Ok(*q);

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 mod support;
 
-use smartvm_compiler::{compile, read_npy, Compiled, FloatRunner};
+use smartvm_compiler::{compile, compile_with, read_npy, Compiled, FloatRunner, Normalization};
 use smartvm_kernels::Native;
 use smartvm_vm::{execute, BlockList, Config, Executable};
 
@@ -43,7 +43,7 @@ fn compare(
     let reference = FloatRunner::new(model, shape, &[output.to_string()]).unwrap();
     let (mut agree, mut signal, mut noise, mut worst) = (0, 0f64, 0f64, 0f32);
     for x in tests {
-        let expected = reference.run(x).unwrap().remove(0);
+        let expected = reference.run(&compiled.float_input(x)).unwrap().remove(0);
         let out = execute(
             &exe,
             &compiled.quantize_input(x),
@@ -345,4 +345,112 @@ fn element_wise_functions_run_as_tables_and_track_the_float_model() {
         "{}",
         compiled.source
     );
+}
+
+/// The same images as whole pixels 0..=255 (the fixtures hold pixel / 255).
+fn pixels(images: &[Vec<f32>]) -> Vec<Vec<f32>> {
+    images
+        .iter()
+        .map(|x| x.iter().map(|v| (v * 255.0).round()).collect())
+        .collect()
+}
+
+/// Runs `compiled` on one input as its program takes it.
+fn run(compiled: &Compiled, x: &[f32]) -> Vec<i8> {
+    let exe = Executable::new(compiled.program.clone()).unwrap();
+    execute(
+        &exe,
+        &compiled.quantize_input(x),
+        &BlockList(&compiled.blocks),
+        &Native,
+        &Config::default(),
+        u64::MAX,
+    )
+    .unwrap()
+    .output
+}
+
+/// `--input-scale 255`: the program takes the raw pixels, and its table gives each byte the
+/// very int8 that quantizing pixel / 255 gave the program compiled on floats, so the two
+/// programs' outputs are identical on every test image.
+#[test]
+fn a_raw_pixel_program_matches_the_program_compiled_on_scaled_floats_bit_for_bit() {
+    let dir = support::fixtures("lenet5_float.onnx");
+    let model = dir.join("lenet5_float.onnx");
+    let raw_calibration = pixels(&images(dir.join("lenet5_calibration.npy")));
+    let raw_tests = pixels(&images(dir.join("lenet5_test.npy")));
+    let scaled = |x: &Vec<f32>| x.iter().map(|p| p / 255.0).collect::<Vec<f32>>();
+    let shape = [1, 1, 32, 32];
+    let floats = compile(
+        &model,
+        &shape,
+        &raw_calibration.iter().map(scaled).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let norm = Normalization {
+        scale: 255.0,
+        mean: vec![0.0],
+        std: vec![1.0],
+    };
+    let raw = compile_with(&model, &shape, &raw_calibration, Some(&norm)).unwrap();
+    assert!(raw
+        .source
+        .contains("; input normalization\n    PUSH 0\n    ACT_LUT"));
+    assert_eq!(raw.input, floats.input, "the same input quantization");
+    for x in &raw_tests {
+        assert!(x.iter().all(|p| (0.0..=255.0).contains(p)));
+        assert_eq!(run(&raw, x), run(&floats, &scaled(x)));
+    }
+}
+
+/// ImageNet-style per-channel mean and std: the program takes raw pixels, a table makes them
+/// signed and a depthwise 1x1 convolution normalizes each channel; it tracks the float model
+/// run on the normalized input as closely as the float-input program does.
+#[test]
+fn a_per_channel_mean_std_program_takes_raw_pixels_and_tracks_the_float_model() {
+    let dir = support::fixtures("lenet5_float.onnx");
+    let name = "pytorch_patterns_opset13";
+    let model = dir.join(format!("{name}.onnx"));
+    let (_, values) = read_npy(&dir.join(format!("{name}_inputs.npy"))).unwrap();
+    let raw: Vec<Vec<f32>> = values
+        .chunks(3 * 32 * 32)
+        .map(|c| c.iter().map(|v| (v * 255.0).round()).collect())
+        .collect();
+    let norm = Normalization {
+        scale: 255.0,
+        mean: vec![0.485, 0.456, 0.406],
+        std: vec![0.229, 0.224, 0.225],
+    };
+    let (calibration, tests) = raw.split_at(raw.len() / 2);
+    let shape = [1, 3, 32, 32];
+    let compiled = compile_with(&model, &shape, calibration, Some(&norm)).unwrap();
+    let first_layers: Vec<&str> = compiled
+        .source
+        .lines()
+        .filter(|l| l.starts_with("; "))
+        .take(3)
+        .collect();
+    assert_eq!(first_layers[1], "; input normalization");
+    assert!(first_layers[2].contains("Conv 3x1x1x1"), "{first_layers:?}");
+    let c = compare(&compiled, &model, &shape, "logits", tests);
+    println!("per-channel mean/std: SQNR {:.1} dB", c.sqnr);
+    assert!(c.sqnr >= 30.0, "SQNR {:.1} dB", c.sqnr);
+    assert_eq!(c.agree, tests.len());
+    // Values the normalization would divide by zero, or lists of the wrong length, are refused.
+    for bad in [
+        Normalization {
+            std: vec![0.0],
+            ..norm.clone()
+        },
+        Normalization {
+            mean: vec![0.5, 0.5],
+            ..norm.clone()
+        },
+        Normalization {
+            scale: 0.0,
+            ..norm.clone()
+        },
+    ] {
+        assert!(compile_with(&model, &shape, calibration, Some(&bad)).is_err());
+    }
 }

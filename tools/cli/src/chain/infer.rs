@@ -140,8 +140,13 @@ pub async fn run(args: InferArgs) -> Result<()> {
     latencies_ms.sort_by(f64::total_cmp);
     let latency_ms = latencies_ms[latencies_ms.len() / 2];
     let fastest_ms = latencies_ms[0];
-    let dequantized: Option<Vec<f32>> =
-        quant.map(|(_, q_out)| report.output.iter().map(|v| q_out.dequantize(*v)).collect());
+    let dequantized: Option<Vec<f32>> = quant.map(|q| {
+        report
+            .output
+            .iter()
+            .map(|v| q.output.dequantize(*v))
+            .collect()
+    });
     if args.json {
         let json = serde_json::json!({
             "model": args.model, "version": report.version, "output": report.output,

@@ -83,17 +83,14 @@ pub struct ReportArgs {
 /// genesis LeNet-5 (model `--chain-model`), then each zoo model and the LSTM, compiled and
 /// deployed first (`--chain-zoo-runs` runs each; the node should seal instantly).
 pub fn evaluate_chain(args: &ReportArgs, url: &str) -> Result<()> {
-    let (q_in, _) = read_quant(&args.chain_quant)?;
+    let quant = read_quant(&args.chain_quant)?;
     let fashion = args.fashion.join("t10k-images-idx3-ubyte.gz");
     let image = crate::idx::Idx::read(&fashion)?;
     if image.len() == 0 {
         return Err(anyhow!("{} holds no image", fashion.display()));
     }
-    let lenet_input: Vec<i8> = image
-        .item(0)
-        .iter()
-        .map(|p| q_in.quantize(*p as f32 / 255.0))
-        .collect();
+    let pixels: Vec<f32> = image.item(0).iter().map(|p| *p as f32).collect();
+    let lenet_input = quant.encode_pixels(&pixels);
     let specs = models::specs(&fixtures_dir(args)?, &args.fashion, &args.lenet, 1)?;
     let mut compiled = Vec::new();
     for spec in specs.iter().filter(|s| s.name != "LeNet-5") {
@@ -238,7 +235,13 @@ fn measure_model(
         float,
         pack,
         compile_s,
-    } = prepare(&spec.onnx, &spec.shape, &spec.calibration, &spec.output)?;
+    } = prepare(
+        &spec.onnx,
+        &spec.shape,
+        &spec.calibration,
+        &spec.output,
+        None,
+    )?;
     let Comparison {
         agreement,
         sqnr,
