@@ -57,10 +57,7 @@ fn shape_text(s: Shape) -> String {
 pub(crate) fn unsupported(node: &NodeProto) -> String {
     let op = node.op_type.as_str();
     let why = match op {
-        "Mul" | "Div" | "Sub" => {
-            " between two feature maps (no instruction multiplies two Buffer frames; \
-             squeeze-and-excitation blocks need one)"
-        }
+        "Div" | "Sub" => " between two feature maps",
         "Transpose" => " of a feature map (e.g. a channel shuffle; no permuting instruction)",
         "LRN" => " (no cross-channel normalization instruction)",
         "Split" => " of a feature map (no instruction splits a frame by channels yet)",
@@ -334,7 +331,7 @@ impl<'a> Lowering<'a> {
             let node = &nodes[i];
             let first = node.input.first().cloned().unwrap_or_default();
             let keep = nodes[i + 1..].iter().any(|n| n.input.contains(&first));
-            if node.op_type != "Add" && node.op_type != "Concat" {
+            if !matches!(node.op_type.as_str(), "Add" | "Mul" | "Concat") {
                 self.bring_to_top(node, &first, keep)?;
             }
             let mut consumed = 1;
@@ -345,6 +342,7 @@ impl<'a> Lowering<'a> {
                 "Sigmoid" | "Tanh" | "Softmax" => self.activation(node)?,
                 "LSTM" => self.lstm(node)?,
                 "Add" => consumed += self.add(nodes, i)?,
+                "Mul" => consumed += self.mul(nodes, i)?,
                 "Concat" => self.concat(nodes, i)?,
                 "MaxPool" | "AveragePool" => self.pool(node)?,
                 "GlobalAveragePool" => {
@@ -594,21 +592,167 @@ impl<'a> Lowering<'a> {
         self.shape = shape;
         self.quant = out;
         for part in &node.input {
-            if nodes[i + 1..].iter().any(|n| n.input.contains(part)) {
-                continue;
-            }
-            if let Some(idx) = self.below.iter().rposition(|(t, _, _)| t == part) {
-                let depth = (self.below.len() - idx) as i64;
-                self.push_args(&format!("drop {part}"), &[depth], "BUF_SWAP");
-                self.push_args("", &[1], "BUF_CLS");
-                let top = (self.tensor.clone(), self.shape, self.quant);
-                self.below[idx] = top;
-                let (t, shape, quant) = self.below.pop().ok_or_else(|| err(node, "no frames"))?;
-                (self.tensor, self.shape, self.quant) = (t, shape, quant);
+            if !nodes[i + 1..].iter().any(|n| n.input.contains(part)) {
+                self.drop_frame(node, part)?;
             }
         }
         // Dropping moved the joined frame down; the next node expects it on top.
         self.bring_to_top(node, out_tensor, false)
+    }
+
+    /// Element-wise product of two live tensors (MUL_RQ), ReLU fused when it follows. A
+    /// per-channel vector times a C×H×H map (a squeeze-and-excitation gate) is first broadcast
+    /// to the map's shape by depthwise transposed convolutions with all-one kernels, exactly.
+    fn mul(&mut self, nodes: &[NodeProto], i: usize) -> Result<usize> {
+        let node = &nodes[i];
+        let later = |t: &str| {
+            nodes[i + 1..]
+                .iter()
+                .any(|n| n.input.iter().any(|x| x == t))
+        };
+        let [a, b] = [0, 1].map(|k| node.input.get(k).cloned().unwrap_or_default());
+        let shape_of = |me: &Self, t: &str| -> Option<Shape> {
+            if me.tensor == t {
+                return Some(me.shape);
+            }
+            me.below
+                .iter()
+                .rfind(|(n, _, _)| n == t)
+                .map(|(_, s, _)| *s)
+        };
+        let (sa, sb) = (
+            shape_of(self, &a)
+                .ok_or_else(|| err(node, format!("reads {a:?}, which is not a live tensor")))?,
+            shape_of(self, &b)
+                .ok_or_else(|| err(node, format!("reads {b:?}, which is not a live tensor")))?,
+        );
+        // The map goes below, the other operand on top.
+        let (map, gate) = if sb.elements() > sa.elements() {
+            (b, a)
+        } else {
+            (a, b)
+        };
+        let (keep_map, keep_gate) = (later(&map), later(&gate));
+        self.bring_to_top(node, &map, keep_map)?;
+        let gate_below = gate != map && self.below.last().is_some_and(|(t, _, _)| *t == gate);
+        let copied_gate = if gate_below && !keep_gate {
+            // The operands are the top two already, the wrong way round.
+            self.push_args(&format!("swap {gate} to the top"), &[1], "BUF_SWAP");
+            let top = (self.tensor.clone(), self.shape, self.quant);
+            let (t, shape, quant) = std::mem::replace(
+                self.below
+                    .last_mut()
+                    .ok_or_else(|| err(node, "no frames"))?,
+                top,
+            );
+            (self.tensor, self.shape, self.quant) = (t, shape, quant);
+            false
+        } else {
+            self.bring_to_top(node, &gate, true)?;
+            !keep_gate && gate != map
+        };
+        let (_, map_shape, map_q) = self
+            .below
+            .last()
+            .cloned()
+            .ok_or_else(|| err(node, "needs two live tensors"))?;
+        if self.shape.elements() != map_shape.elements() {
+            self.broadcast(node, map_shape)?;
+        }
+        self.below.pop();
+        let (fused, out_tensor) = self.fusable(nodes, i)?;
+        let out = self.quant_of(&out_tensor)?;
+        let mut q = lstm::product(map_q, self.quant, out);
+        q.output.lo = match fused {
+            Fused::None => -128,
+            Fused::Relu => out.zero_point,
+            Fused::Clip(lo, _) => out.quantize(lo) as i32,
+        };
+        if let Fused::Clip(_, hi) = fused {
+            q.output.hi = out.quantize(hi) as i32;
+        }
+        let block = self.add_block(q.encode());
+        self.push_args(
+            &format!("{} Mul -> {}", node.name, shape_text(map_shape)),
+            &[block as i64],
+            "MUL_RQ",
+        );
+        self.shape = map_shape;
+        self.quant = out;
+        self.tensor = out_tensor.clone();
+        if copied_gate {
+            self.drop_frame(node, &gate)?;
+            self.bring_to_top(node, &out_tensor, false)?;
+        }
+        Ok(!matches!(fused, Fused::None) as usize)
+    }
+
+    /// Broadcasts the top frame, one value per channel, to `to` (C×1×H×H): depthwise CONV_TPDs
+    /// whose kernels equal their strides (so every output takes exactly one input) and whose
+    /// weights are all 127 at scale 1/127, i.e. copies; one per prime factor of H, which keeps
+    /// each kernel small.
+    fn broadcast(&mut self, node: &NodeProto, to: Shape) -> Result<()> {
+        let c = self.shape.elements().unwrap_or(0) as u32;
+        if c != to.c || to.h != to.w || to.d != 1 {
+            bail!(err(
+                node,
+                format!(
+                    "cannot broadcast {} to {} (only one value per channel to a square map)",
+                    shape_text(self.shape),
+                    shape_text(to)
+                )
+            ));
+        }
+        self.push_args("", &[c as i64, 1, 1, 1], "BUF_SHAPE");
+        self.shape = Shape::new(c, 1, 1, 1);
+        let mut factors = Vec::new();
+        let mut rest = to.h;
+        let mut p = 2;
+        while rest > 1 {
+            if rest.is_multiple_of(p) {
+                factors.push(p);
+                rest /= p;
+            } else {
+                p += 1;
+            }
+        }
+        for k in factors {
+            let stride = if self.shape.h == 1 { 1 } else { k };
+            let p = smartvm_kernels::ConvTransposeParams::new(self.shape, c, k, stride, 0, 0, c)
+                .map_err(|e| err(node, format!("broadcast by {k}: {e:?}")))?;
+            let kk = (k * k) as usize;
+            let wblock = self.add_weights(&vec![127i8; c as usize * kk], kk);
+            let cq = self.channel_quant(
+                None,
+                &vec![1.0 / 127.0; c as usize],
+                self.quant,
+                &Fused::None,
+            );
+            let qblock = self.add_block(cq.encode());
+            let args = [c, k, stride, 0, 0, c, wblock, qblock].map(|v| v as i64);
+            self.push_args(
+                &format!("broadcast to {}", shape_text(p.output)),
+                &args,
+                "CONV_TPD",
+            );
+            self.shape = p.output;
+        }
+        Ok(())
+    }
+
+    /// Discards the frame below the top that holds `tensor`, if any: swapped to the top and
+    /// cleared, which moves the top frame into its place.
+    fn drop_frame(&mut self, node: &NodeProto, tensor: &str) -> Result<()> {
+        let Some(idx) = self.below.iter().rposition(|(t, _, _)| t == tensor) else {
+            return Ok(());
+        };
+        let depth = (self.below.len() - idx) as i64;
+        self.push_args(&format!("drop {tensor}"), &[depth], "BUF_SWAP");
+        self.push_args("", &[1], "BUF_CLS");
+        self.below[idx] = (self.tensor.clone(), self.shape, self.quant);
+        let (t, shape, quant) = self.below.pop().ok_or_else(|| err(node, "no frames"))?;
+        (self.tensor, self.shape, self.quant) = (t, shape, quant);
+        Ok(())
     }
 
     /// A 256-entry table applying `f` from this tensor's quantization to `out`'s.

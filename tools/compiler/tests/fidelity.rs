@@ -454,3 +454,24 @@ fn a_per_channel_mean_std_program_takes_raw_pixels_and_tracks_the_float_model() 
         assert!(compile_with(&model, &shape, calibration, Some(&bad)).is_err());
     }
 }
+
+/// A squeeze-and-excitation gate (one value per channel times a 12x12 map: broadcast by three
+/// CONV_TPDs, one per prime factor of 12 (2, 2 and 3), then MUL_RQ), a product of two maps
+/// of one shape, and the gated map's input kept for a residual Add. Before, the first Mul
+/// failed ("Mul is not supported").
+#[test]
+fn a_squeeze_excite_gate_broadcasts_and_multiplies_and_tracks_the_float_model() {
+    let ops = ["CONV_TPD", "MUL_RQ", "ADD_RQ", "ACT_LUT"];
+    let sqnr = sqnr_against_float("squeeze_excite", &[1, 3, 12, 12], "logits", &ops);
+    assert!(sqnr >= 28.0, "SQNR {sqnr:.1} dB");
+    let dir = support::fixtures("lenet5_float.onnx");
+    let (_, values) = read_npy(&dir.join("squeeze_excite_inputs.npy")).unwrap();
+    let compiled = compile(
+        &dir.join("squeeze_excite.onnx"),
+        &[1, 3, 12, 12],
+        &[values[..432].to_vec()],
+    )
+    .unwrap();
+    assert_eq!(compiled.source.matches("CONV_TPD").count(), 3);
+    assert_eq!(compiled.source.matches("MUL_RQ").count(), 2);
+}

@@ -194,7 +194,7 @@ impl Lstm {
 }
 
 /// Requantization of an element-wise product `a · b` into `out`.
-fn product(a: QParams, b: QParams, out: QParams) -> PairQuant {
+pub(super) fn product(a: QParams, b: QParams, out: QParams) -> PairQuant {
     let (mult, shift) = q31(a.scale as f64 * b.scale as f64 / out.scale as f64);
     PairQuant {
         a_zero: a.zero_point,

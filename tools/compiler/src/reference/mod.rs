@@ -68,6 +68,7 @@ pub const OPERATORS: &[&str] = &[
     "Softmax",
     "Tanh",
     "Add",
+    "Mul",
     "Concat",
 ];
 
@@ -194,6 +195,10 @@ impl<'m> Evaluator<'m> {
             "Add" => {
                 let b = self.value(live, node, 1)?;
                 one(pointwise::add(node, &x, &b))
+            }
+            "Mul" => {
+                let b = self.value(live, node, 1)?;
+                one(pointwise::mul(node, &x, &b))
             }
             "Concat" => {
                 let parts = (0..node.input.len())

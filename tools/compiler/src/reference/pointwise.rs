@@ -142,3 +142,42 @@ pub(super) fn add(node: &NodeProto, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         data,
     })
 }
+
+/// ONNX Mul of two tensors: equal sizes, a scalar, or one value per channel of a `[1, C, H, W]`
+/// map (a squeeze-and-excitation gate).
+pub(super) fn mul(node: &NodeProto, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let (big, small) = if a.data.len() >= b.data.len() {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    let n = small.data.len();
+    let per_channel = matches!(big.dims.as_slice(), [1, c, _, _] if *c == n);
+    if n != big.data.len() && n != 1 && !per_channel {
+        bail!(err(
+            node,
+            format!(
+                "operands {:?} and {:?}: only equal shapes, a scalar or one value per channel",
+                a.dims, b.dims
+            )
+        ));
+    }
+    let plane = (big.data.len() / n.max(1)).max(1);
+    let data = big
+        .data
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let k = match n {
+                1 => 0,
+                _ if n == big.data.len() => i,
+                _ => i / plane,
+            };
+            v * small.data[k]
+        })
+        .collect();
+    Ok(Tensor {
+        dims: big.dims.clone(),
+        data,
+    })
+}
