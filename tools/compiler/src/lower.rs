@@ -59,7 +59,6 @@ pub(crate) fn unsupported(node: &NodeProto) -> String {
     let why = match op {
         "Div" | "Sub" => " between two feature maps",
         "Transpose" => " of a feature map (e.g. a channel shuffle; no permuting instruction)",
-        "LRN" => " (no cross-channel normalization instruction)",
         "Split" => " of a feature map (no instruction splits a frame by channels yet)",
         _ => "",
     };
@@ -343,6 +342,7 @@ impl<'a> Lowering<'a> {
                 "LSTM" => self.lstm(node)?,
                 "Add" => consumed += self.add(nodes, i)?,
                 "Mul" => consumed += self.mul(nodes, i)?,
+                "LRN" => self.lrn(node)?,
                 "Concat" => self.concat(nodes, i)?,
                 "MaxPool" | "AveragePool" => self.pool(node)?,
                 "GlobalAveragePool" => {
@@ -737,6 +737,64 @@ impl<'a> Lowering<'a> {
             );
             self.shape = p.output;
         }
+        Ok(())
+    }
+
+    /// Local response normalization from existing instructions: on a copy of the input, a
+    /// table squares it, a 1x1 CONV_MUL with a band of ones sums each channel window, a table
+    /// gives `(bias + alpha / size · sum)^-beta`, and MUL_RQ multiplies the input by it. The
+    /// sums and factors are quantized from their calibrated ranges (`node#sum`, `node#factor`).
+    fn lrn(&mut self, node: &NodeProto) -> Result<()> {
+        let lrn = crate::reference::Lrn::of(node)?;
+        let out_tensor = node
+            .output
+            .first()
+            .ok_or_else(|| err(node, "has no output"))?;
+        let (x_q, c) = (self.quant, self.shape.c);
+        self.push_args(
+            &format!("{} LRN: keep the input", node.name),
+            &[0],
+            "BUF_COPY",
+        );
+        self.below
+            .push((self.tensor.clone(), self.shape, self.quant));
+        let largest = (-128..=127)
+            .map(|q| x_q.dequantize(q as i8).powi(2))
+            .fold(0f32, f32::max);
+        let squares = QParams::from_range(0.0, largest);
+        let table = self.lut(squares, |v| v * v);
+        let block = self.add_block(table);
+        self.push_args("squares", &[block as i64], "ACT_LUT");
+        self.quant = squares;
+        let sums = self.quant_of(&format!("{out_tensor}#sum"))?;
+        let band: Vec<i8> = (0..c as usize)
+            .flat_map(|o| {
+                let window = lrn.window(o, c as usize);
+                (0..c as usize).map(move |k| if window.contains(&k) { 127 } else { 0 })
+            })
+            .collect();
+        let wblock = self.add_weights(&band, c as usize);
+        let cq = self.channel_quant(None, &vec![1.0 / 127.0; c as usize], sums, &Fused::None);
+        let qblock = self.add_block(cq.encode());
+        self.push_args(
+            &format!("window sums of {} channels", lrn.size),
+            &[c as i64, 1, 1, 0, 1, 1, wblock as i64, qblock as i64],
+            "CONV_MUL",
+        );
+        self.quant = sums;
+        let factors = self.quant_of(&format!("{out_tensor}#factor"))?;
+        let table = self.lut(factors, |s| lrn.factor(s));
+        let block = self.add_block(table);
+        self.push_args(
+            "(bias + alpha/size * sum)^-beta",
+            &[block as i64],
+            "ACT_LUT",
+        );
+        let out = self.quant_of(out_tensor)?;
+        let block = self.add_block(lstm::product(x_q, factors, out).encode());
+        self.push_args("input times factor", &[block as i64], "MUL_RQ");
+        self.below.pop();
+        self.quant = out;
         Ok(())
     }
 

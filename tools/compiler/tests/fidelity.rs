@@ -475,3 +475,14 @@ fn a_squeeze_excite_gate_broadcasts_and_multiplies_and_tracks_the_float_model() 
     assert_eq!(compiled.source.matches("CONV_TPD").count(), 3);
     assert_eq!(compiled.source.matches("MUL_RQ").count(), 2);
 }
+
+/// ONNX LRN (AlexNet's, and ZFNet's with bias 2 and an even window) built from existing
+/// instructions: a squaring table, a band-of-ones 1x1 conv for the window sums, a table for
+/// `(bias + alpha/size · sum)^-beta` and MUL_RQ. Before, it failed ("LRN is not supported").
+/// The normalization matters here: the float model with its LRNs left out is 2 dB from it.
+#[test]
+fn local_response_normalization_tracks_the_float_model() {
+    let ops = ["ACT_LUT", "MUL_RQ", "CONV_MUL"];
+    let sqnr = sqnr_against_float("lrn", &[1, 3, 8, 8], "logits", &ops);
+    assert!(sqnr >= 25.0, "SQNR {sqnr:.1} dB");
+}

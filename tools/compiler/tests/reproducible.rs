@@ -66,6 +66,7 @@ fn fixtures_compile_to_the_same_bytes_on_any_thread_count() {
         ("caffe2_style", &[1, 3, 12, 12][..]),
         ("squeeze_excite", &[1, 3, 12, 12][..]),
         ("activations", &[1, 3, 8, 8][..]),
+        ("lrn", &[1, 3, 8, 8][..]),
     ] {
         let data = inputs(dir.join(format!("{name}_inputs.npy")), shape, 16);
         same_bytes_on_any_schedule(dir.join(format!("{name}.onnx")), shape, data, &[2, 3, 8]);

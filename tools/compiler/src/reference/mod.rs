@@ -17,6 +17,7 @@
 
 mod conv;
 mod dense;
+mod lrn;
 mod pointwise;
 mod pool;
 mod window;
@@ -29,6 +30,7 @@ use tract_onnx::pb::NodeProto;
 
 use crate::lower::{err, int, Lstm};
 use crate::onnx::OnnxModel;
+pub(crate) use lrn::Lrn;
 
 /// A dense float tensor in row-major (C) order.
 #[derive(Clone, Debug, PartialEq)]
@@ -70,6 +72,7 @@ pub const OPERATORS: &[&str] = &[
     "Add",
     "Mul",
     "Concat",
+    "LRN",
 ];
 
 /// A model prepared for deterministic float runs.
@@ -196,6 +199,7 @@ impl<'m> Evaluator<'m> {
                 let b = self.value(live, node, 1)?;
                 one(pointwise::add(node, &x, &b))
             }
+            "LRN" => one(lrn::lrn(node, &x, observe)),
             "Mul" => {
                 let b = self.value(live, node, 1)?;
                 one(pointwise::mul(node, &x, &b))
