@@ -17,7 +17,7 @@ COUNT="${SUITE_COUNT:-20}"
 REPORT="${SUITE_REPORT:-docs/suite.md}"
 SMARTVM="${SMARTVM:?set SMARTVM to the smartvm binary}"
 mkdir -p "$SUITE"
-test -f "$SUITE/stamp-light-2" || { python3 tests/fixtures/make_suite.py "$SUITE" && touch "$SUITE/stamp-light-2"; }
+test -f "$SUITE/stamp-light-3" || { python3 tests/fixtures/make_suite.py "$SUITE" && touch "$SUITE/stamp-light-3"; }
 if [ "${SUITE_TORCH:-1}" != 0 ] && [ ! -f "$SUITE/stamp-torch-1" ]; then
   "$(bash scripts/install-torch.sh)" tests/fixtures/pytorch/export.py zoo "$SUITE"
   touch "$SUITE/stamp-torch-1"

@@ -59,7 +59,6 @@ pub(crate) fn unsupported(node: &NodeProto) -> String {
     let why = match op {
         "Div" | "Sub" => " between two feature maps",
         "Transpose" => " of a feature map (e.g. a channel shuffle; no permuting instruction)",
-        "Split" => " of a feature map (no instruction splits a frame by channels yet)",
         _ => "",
     };
     format!("operator {op} is not supported{why}")
@@ -343,6 +342,8 @@ impl<'a> Lowering<'a> {
                 "Add" => consumed += self.add(nodes, i)?,
                 "Mul" => consumed += self.mul(nodes, i)?,
                 "LRN" => self.lrn(node)?,
+                "ChannelShuffle" => self.channel_shuffle(node)?,
+                "Split" => self.split(node)?,
                 "Concat" => self.concat(nodes, i)?,
                 "MaxPool" | "AveragePool" => self.pool(node)?,
                 "GlobalAveragePool" => {
@@ -371,8 +372,13 @@ impl<'a> Lowering<'a> {
                 _ => bail!(err(node, unsupported(node))),
             }
             let last = &nodes[i + consumed - 1];
-            // An LSTM yields its last hidden state, ONNX's second output.
-            let produced = usize::from(last.op_type == "LSTM");
+            // An LSTM yields its last hidden state, ONNX's second output; a Split leaves its
+            // last part on top.
+            let produced = match last.op_type.as_str() {
+                "LSTM" => 1,
+                "Split" => last.output.len().saturating_sub(1),
+                _ => 0,
+            };
             self.tensor = last.output.get(produced).cloned().unwrap_or_default();
             i += consumed;
         }
@@ -798,6 +804,112 @@ impl<'a> Lowering<'a> {
         Ok(())
     }
 
+    /// The frames a channel shuffle or split may stack on top of what is live: the VM's
+    /// default `max_frames` (64), which the chain's configuration keeps.
+    const MAX_FRAMES: usize = 64;
+
+    /// ShuffleNet's channel shuffle as data movement: each output channel's plane is a
+    /// BUF_SLICE of the input (kept on top by BUF_SWAP 1), gathered in batches that fit the
+    /// Buffer's frame limit and joined with BUF_CAT; batches run from the last, each joined in
+    /// front of those after it.
+    fn channel_shuffle(&mut self, node: &NodeProto) -> Result<()> {
+        let g = int(node, "group", 1)? as u32;
+        let (c, plane) = (self.shape.c, self.shape.d * self.shape.h * self.shape.w);
+        if g == 0 || c % g != 0 {
+            bail!(err(node, format!("{c} channels in {g} groups")));
+        }
+        let n = c / g;
+        let batch = Self::MAX_FRAMES
+            .saturating_sub(self.below.len() + 4)
+            .min(c as usize);
+        if batch < 2 {
+            bail!(err(node, "too many live tensors for a channel shuffle"));
+        }
+        let _ = writeln!(
+            self.source,
+            "; {} ChannelShuffle {g} groups of {n}",
+            node.name
+        );
+        let starts: Vec<u32> = (0..c).step_by(batch).collect();
+        for (k, start) in starts.iter().rev().enumerate() {
+            let end = (start + batch as u32).min(c);
+            // Made last first: the final swap with the input brings it to the end.
+            let order = std::iter::once(end - 1).chain(*start..end - 1);
+            for o in order {
+                let src = (o % g) * n + o / g;
+                self.push_args("", &[(src * plane) as i64, plane as i64], "BUF_SLICE");
+                self.push_args("", &[1], "BUF_SWAP");
+            }
+            let count = (end - start) as i64;
+            if count > 1 {
+                self.push_args("", &[count], "BUF_SWAP");
+                self.push_args("", &[count], "BUF_CAT");
+            } else {
+                self.push_args("", &[1], "BUF_SWAP");
+            }
+            if k > 0 {
+                // [joined after, input, this batch] -> [input, this batch ++ joined after].
+                self.push_args("", &[1], "BUF_SWAP");
+                self.push_args("", &[2], "BUF_SWAP");
+                self.push_args("", &[2], "BUF_CAT");
+            }
+            if k + 1 < starts.len() {
+                self.push_args("", &[1], "BUF_SWAP");
+            }
+        }
+        // [input, shuffled] -> [shuffled].
+        self.push_args("", &[1], "BUF_SWAP");
+        self.push_args("", &[1], "BUF_CLS");
+        let shape = self.shape;
+        self.push_args(
+            "",
+            &[
+                shape.c as i64,
+                shape.d as i64,
+                shape.h as i64,
+                shape.w as i64,
+            ],
+            "BUF_SHAPE",
+        );
+        Ok(())
+    }
+
+    /// ONNX Split along channels: each part a BUF_SLICE of the input, which is kept on top
+    /// until the last part is cut and then discarded.
+    fn split(&mut self, node: &NodeProto) -> Result<()> {
+        let sizes = crate::reference::split_sizes(self.model, node, self.shape.c as usize)?;
+        let plane = self.shape.d * self.shape.h * self.shape.w;
+        let (input, shape) = (self.tensor.clone(), self.shape);
+        let mut at = 0u32;
+        for (part, c) in node.output.iter().zip(&sizes) {
+            let c = *c as u32;
+            self.push_args(
+                &format!("{} Split: {part}", node.name),
+                &[(at * plane) as i64, (c * plane) as i64],
+                "BUF_SLICE",
+            );
+            self.push_args(
+                "",
+                &[c as i64, shape.d as i64, shape.h as i64, shape.w as i64],
+                "BUF_SHAPE",
+            );
+            self.push_args("", &[1], "BUF_SWAP");
+            self.below.push((
+                part.clone(),
+                Shape::new(c, shape.d, shape.h, shape.w),
+                self.quant,
+            ));
+            at += c;
+        }
+        self.push_args(&format!("drop {input}"), &[1], "BUF_CLS");
+        let (t, s, q) = self
+            .below
+            .pop()
+            .ok_or_else(|| err(node, "has no outputs"))?;
+        (self.tensor, self.shape, self.quant) = (t, s, q);
+        Ok(())
+    }
+
     /// Discards the frame below the top that holds `tensor`, if any: swapped to the top and
     /// cleared, which moves the top frame into its place.
     fn drop_frame(&mut self, node: &NodeProto, tensor: &str) -> Result<()> {
@@ -1081,9 +1193,37 @@ impl<'a> Lowering<'a> {
         }
     }
 
+    /// An AveragePool whose one window covers the whole map, counting only the input's taps
+    /// (e.g. Caffe2's 7x7 pooling with end-only padding over a 6x6 map), is a global average.
+    fn is_global_average(&self, node: &NodeProto, k: u32) -> Result<bool> {
+        if node.op_type != "AveragePool" || int(node, "count_include_pad", 0)? != 0 {
+            return Ok(false);
+        }
+        let pads = ints(node, "pads")?.unwrap_or_else(|| vec![0; 4]);
+        let [top, left, bottom, right] = pads.as_slice() else {
+            return Ok(false);
+        };
+        let one_window = |n: u32, b: i64, e: i64| {
+            let padded = n as i64 + b + e;
+            b < k as i64 && e < k as i64 && k as i64 >= n as i64 + b && padded - (k as i64) < 1
+        };
+        Ok(self.shape.d == 1
+            && one_window(self.shape.h, *top, *bottom)
+            && one_window(self.shape.w, *left, *right))
+    }
+
     fn pool(&mut self, node: &NodeProto) -> Result<()> {
         let k = square(node, "kernel_shape", 1)?;
         let stride = square(node, "strides", 1)?;
+        if self.is_global_average(node, k)? {
+            self.push_args(
+                &format!("{} AveragePool over the whole map", node.name),
+                &[],
+                "POOL_GAVG",
+            );
+            self.shape = Shape::flat(self.shape.c);
+            return Ok(());
+        }
         let (pad, ceil) = match self.end_padded_max_pool(node, k, stride)? {
             Some(ceil) => (0, ceil),
             None => (symmetric_pads(node)?, int(node, "ceil_mode", 0)? == 1),

@@ -278,7 +278,8 @@ fn an_opset_8_export_with_reshaped_initializers_compiles_and_tracks_the_float_mo
 /// The patterns of the Caffe2-converted models in the `onnx` package's test data: weights from
 /// ConstantOfShape, Conv → BatchNormalization → Mul/Add scale layers (folded into the conv), a
 /// BatchNormalization and scale layer after a Concat (a depthwise 1x1 conv of its own), input
-/// normalization by a scalar Sub and Div (another), ceil-mode pooling written as end-only pads,
+/// normalization by a scalar Sub and Div (another), ceil-mode max pooling and a whole-map
+/// average pooling written with end-only pads,
 /// a three-way channel Concat, a residual Sum and a SqueezeNet fire module (a Concat whose
 /// parts both die there). Before, the first node failed ("ConstantOfShape is not supported");
 /// the fire module caught the joined frame left below the top after the parts were dropped.
@@ -287,7 +288,7 @@ fn a_caffe2_style_export_with_concats_and_scale_layers_tracks_the_float_model() 
     assert_eq!(
         folded_operators("caffe2_style", &[1, 3, 12, 12]).join(" "),
         "Conv Conv Relu MaxPool Conv Relu Conv Relu Concat Conv Relu Conv Add Relu \
-         Conv Relu Conv Relu Conv Relu Concat GlobalAveragePool Flatten Gemm"
+         Conv Relu Conv Relu Conv Relu Concat AveragePool Flatten Gemm"
     );
     let ops = [
         "ACT_LUT", "BUF_CAT", "BUF_CLS", "POOL_OL", "ADD_RQ", "CONV_MUL",
@@ -485,4 +486,24 @@ fn local_response_normalization_tracks_the_float_model() {
     let ops = ["ACT_LUT", "MUL_RQ", "CONV_MUL"];
     let sqnr = sqnr_against_float("lrn", &[1, 3, 8, 8], "logits", &ops);
     assert!(sqnr >= 25.0, "SQNR {sqnr:.1} dB");
+}
+
+/// ShuffleNet v2's unit: a channel Split, a Concat and two channel shuffles (Reshape →
+/// Transpose → Reshape, folded into one ChannelShuffle), the second over 150 channels, more
+/// than one batch of slices fits in the Buffer's frame limit. Before, the Split failed.
+#[test]
+fn channel_split_and_shuffle_move_planes_exactly_and_track_the_float_model() {
+    let ops = folded_operators("shuffle", &[1, 3, 6, 6]);
+    assert_eq!(
+        ops.iter().filter(|o| *o == "ChannelShuffle").count(),
+        2,
+        "{ops:?}"
+    );
+    assert!(
+        !ops.iter().any(|o| o == "Transpose" || o == "Reshape"),
+        "{ops:?}"
+    );
+    let ops = ["BUF_SLICE", "BUF_CAT", "BUF_CLS"];
+    let sqnr = sqnr_against_float("shuffle", &[1, 3, 6, 6], "logits", &ops);
+    assert!(sqnr >= 28.0, "SQNR {sqnr:.1} dB");
 }

@@ -67,6 +67,7 @@ fn fixtures_compile_to_the_same_bytes_on_any_thread_count() {
         ("squeeze_excite", &[1, 3, 12, 12][..]),
         ("activations", &[1, 3, 8, 8][..]),
         ("lrn", &[1, 3, 8, 8][..]),
+        ("shuffle", &[1, 3, 6, 6][..]),
     ] {
         let data = inputs(dir.join(format!("{name}_inputs.npy")), shape, 16);
         same_bytes_on_any_schedule(dir.join(format!("{name}.onnx")), shape, data, &[2, 3, 8]);

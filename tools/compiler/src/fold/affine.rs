@@ -12,10 +12,9 @@
 use anyhow::Result;
 use tract_onnx::pb::{AttributeProto, NodeProto};
 
-use super::{graph_outputs, nodes_mut, Folded};
-use crate::lower::{err, float};
+use super::{dims_of, graph_outputs, nodes_mut, Folded};
+use crate::lower::float;
 use crate::onnx::OnnxModel;
-use crate::reference::Evaluator;
 
 /// `y = (x + pre) · scale + post` per channel (one value each, or one for all channels).
 struct Affine {
@@ -270,33 +269,4 @@ fn depthwise(
     };
     nodes_mut(model)[at] = conv;
     Ok(true)
-}
-
-/// The dims of `x` as the nodes before `at` compute it (evaluated once on zeros).
-fn dims_of(
-    model: &OnnxModel,
-    at: usize,
-    x: &str,
-    input_dims: &[usize],
-) -> Result<Option<Vec<usize>>> {
-    if x == model.input_name()? {
-        return Ok(Some(input_dims.to_vec()));
-    }
-    let mut prefix = OnnxModel {
-        proto: model.proto.clone(),
-        initializers: model.initializers.clone(),
-    };
-    if let Some(g) = prefix.proto.graph.as_mut() {
-        g.node.truncate(at);
-    }
-    let zeros = vec![0.0; input_dims.iter().product()];
-    let shapes = Evaluator::new(&prefix, input_dims)
-        .and_then(|e| e.shapes(&zeros))
-        .map_err(|e| {
-            err(
-                &model.nodes()[at],
-                format!("the shape of {x:?} is not known: {e}"),
-            )
-        })?;
-    Ok(shapes.get(x).cloned())
 }

@@ -4,19 +4,28 @@
 //! - `ReduceMean` over the spatial axes of a `[1, C, H, W]` map (PyTorch's
 //!   `adaptive_avg_pool2d(x, 1)` and `x.mean((2, 3))` through the dynamo exporter) is a
 //!   `GlobalAveragePool`, followed by a `Flatten` where it drops the reduced axes;
-//! - `Mul(x, Sigmoid(x))` (SiLU, as exporters write `nn.SiLU`) is one element-wise `Silu`.
+//! - `Mul(x, Sigmoid(x))` (SiLU, as exporters write `nn.SiLU`) is one element-wise `Silu`;
+//! - `Reshape` to `[1, g, C/g, H, W]` → `Transpose(0, 2, 1, 3, 4)` → `Reshape` to `[1, C, H, W]`
+//!   (ShuffleNet's channel shuffle) is one `ChannelShuffle` with attribute `group` = g.
+//!
+//! `Silu` and `ChannelShuffle` are not ONNX operators; only the lowering and the float
+//! evaluator read them.
 
 use std::collections::HashSet;
 
 use anyhow::Result;
-use tract_onnx::pb::NodeProto;
+use tract_onnx::pb::{AttributeProto, NodeProto};
 
-use super::{graph_outputs, nodes_mut, Folded};
+use super::{dims_of, graph_outputs, nodes_mut, Folded};
 use crate::lower::{int, ints};
 use crate::onnx::OnnxModel;
 
 /// Rewrites every node of the forms above; see the module docs.
-pub(super) fn canonicalize(model: &mut OnnxModel, folded: &mut Folded) -> Result<()> {
+pub(super) fn canonicalize(
+    model: &mut OnnxModel,
+    input_dims: &[usize],
+    folded: &mut Folded,
+) -> Result<()> {
     let outputs = graph_outputs(model);
     let mut i = 0;
     while i < model.nodes().len() {
@@ -45,11 +54,97 @@ pub(super) fn canonicalize(model: &mut OnnxModel, folded: &mut Folded) -> Result
                     continue;
                 }
             }
+            "Transpose" => {
+                if let Some((first, group)) = channel_shuffle(model, i, input_dims, &outputs)? {
+                    let x = model.nodes()[first].input[0].clone();
+                    let out = model.nodes()[i + 1].output[0].clone();
+                    let shuffle = NodeProto {
+                        name: node.name.clone(),
+                        op_type: "ChannelShuffle".into(),
+                        input: vec![x],
+                        output: vec![out],
+                        attribute: vec![AttributeProto {
+                            name: "group".into(),
+                            r#type: 2, // INT
+                            i: group as i64,
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    };
+                    let nodes = nodes_mut(model);
+                    nodes[i] = shuffle;
+                    nodes.remove(i + 1);
+                    nodes.remove(first);
+                    folded.removed.extend(["Reshape".into(), "Reshape".into()]);
+                    continue;
+                }
+            }
             _ => {}
         }
         i += 1;
     }
     Ok(())
+}
+
+/// Whether Transpose node `i` is the middle of a channel shuffle: the index of the Reshape
+/// before it (the one after is `i + 1`) and the group count.
+fn channel_shuffle(
+    model: &OnnxModel,
+    i: usize,
+    input_dims: &[usize],
+    outputs: &HashSet<String>,
+) -> Result<Option<(usize, usize)>> {
+    let nodes = model.nodes();
+    let t = &nodes[i];
+    if ints(t, "perm")?.as_deref() != Some(&[0, 2, 1, 3, 4]) {
+        return Ok(None);
+    }
+    let (Some(after), Some(first)) = (
+        nodes.get(i + 1),
+        nodes
+            .iter()
+            .position(|n| n.output.first() == t.input.first()),
+    ) else {
+        return Ok(None);
+    };
+    let only_reader = |name: &str, reader: usize| {
+        !outputs.contains(name)
+            && nodes
+                .iter()
+                .enumerate()
+                .all(|(k, n)| k == reader || !n.input.iter().any(|x| x == name))
+    };
+    if nodes[first].op_type != "Reshape"
+        || after.op_type != "Reshape"
+        || after.input.first() != t.output.first()
+        || !only_reader(&t.input[0], i)
+        || !only_reader(&t.output[0], i + 1)
+    {
+        return Ok(None);
+    }
+    let five = dims_of(model, i, &t.input[0], input_dims)?;
+    let four = dims_of(model, first, &nodes[first].input[0], input_dims)?;
+    match (five.as_deref(), four.as_deref()) {
+        (Some([1, g, n, h, w]), Some([1, c, h2, w2])) if g * n == *c && (h, w) == (h2, w2) => {
+            // The Reshape after must give back [1, C, H, W].
+            let back = model
+                .constant(after, 1)
+                .ok()
+                .flatten()
+                .map(|(_, v)| v.clone());
+            let restores = back.is_some_and(|v| {
+                v.len() == 4
+                    && v.iter()
+                        .zip([1.0, *c as f32, *h as f32, *w as f32])
+                        .enumerate()
+                        .all(|(k, (got, want))| {
+                            *got == want || (*got == -1.0 && k == 1) || (*got == 0.0 && k == 0)
+                        })
+            });
+            Ok(restores.then_some((first, *g)))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// `ReduceMean` over axes 2 and 3 of a rank-4 map as `GlobalAveragePool` (and `Flatten`).

@@ -57,7 +57,7 @@ pub fn fold(model: &mut OnnxModel, input_dims: &[usize]) -> Result<Folded> {
     loop {
         let before = folded.removed.len();
         bypass_identities(model, &mut folded);
-        canonical::canonicalize(model, &mut folded)?;
+        canonical::canonicalize(model, input_dims, &mut folded)?;
         fold_constants(model, &mut folded)?;
         fuse_bias_adds(model, &mut folded);
         affine::fold_affines(model, input_dims, &mut folded)?;
@@ -612,4 +612,33 @@ fn compute(model: &OnnxModel, node: &NodeProto) -> Result<Constant> {
         }
         other => bail!(err(node, format!("operator {other} cannot be folded"))),
     }
+}
+
+/// The dims of `x` as the nodes before `at` compute it (evaluated once on zeros).
+fn dims_of(
+    model: &OnnxModel,
+    at: usize,
+    x: &str,
+    input_dims: &[usize],
+) -> Result<Option<Vec<usize>>> {
+    if x == model.input_name()? {
+        return Ok(Some(input_dims.to_vec()));
+    }
+    let mut prefix = OnnxModel {
+        proto: model.proto.clone(),
+        initializers: model.initializers.clone(),
+    };
+    if let Some(g) = prefix.proto.graph.as_mut() {
+        g.node.truncate(at);
+    }
+    let zeros = vec![0.0; input_dims.iter().product()];
+    let shapes = Evaluator::new(&prefix, input_dims)
+        .and_then(|e| e.shapes(&zeros))
+        .map_err(|e| {
+            err(
+                &model.nodes()[at],
+                format!("the shape of {x:?} is not known: {e}"),
+            )
+        })?;
+    Ok(shapes.get(x).cloned())
 }

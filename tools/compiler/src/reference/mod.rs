@@ -73,6 +73,8 @@ pub const OPERATORS: &[&str] = &[
     "Mul",
     "Concat",
     "LRN",
+    "ChannelShuffle",
+    "Split",
 ];
 
 /// A model prepared for deterministic float runs.
@@ -200,6 +202,8 @@ impl<'m> Evaluator<'m> {
                 one(pointwise::add(node, &x, &b))
             }
             "LRN" => one(lrn::lrn(node, &x, observe)),
+            "ChannelShuffle" => one(channel_shuffle(node, &x)),
+            "Split" => self.split(node, &x),
             "Mul" => {
                 let b = self.value(live, node, 1)?;
                 one(pointwise::mul(node, &x, &b))
@@ -265,6 +269,24 @@ impl<'m> Evaluator<'m> {
         self.model.constant(node, k)
     }
 
+    /// ONNX Split of a batch-1 map along the channel axis: sizes from the `split` attribute
+    /// (opset < 13) or input, else equal parts.
+    fn split(&self, node: &NodeProto, x: &Tensor) -> Result<Vec<Tensor>> {
+        let sizes = split_sizes(self.model, node, x.dims.get(1).copied().unwrap_or(0))?;
+        let plane: usize = x.dims.iter().skip(2).product();
+        let mut at = 0;
+        sizes
+            .iter()
+            .map(|c| {
+                let mut dims = x.dims.clone();
+                dims[1] = *c;
+                let part = x.data[at * plane..(at + c) * plane].to_vec();
+                at += c;
+                Tensor::new(dims, part).map_err(|e| err(node, e))
+            })
+            .collect()
+    }
+
     /// ONNX Reshape: target dims from a constant, `0` copies the input's dim (unless
     /// `allowzero`), one `-1` takes what is left.
     fn reshape(&self, node: &NodeProto, x: &Tensor) -> Result<Tensor> {
@@ -316,6 +338,30 @@ fn flatten(node: &NodeProto, x: &Tensor) -> Result<Tensor> {
     Tensor::new(vec![outer, x.data.len() / outer.max(1)], x.data.clone()).map_err(|e| err(node, e))
 }
 
+/// The channel shuffle the graph folding makes of `Reshape → Transpose → Reshape`: output
+/// channel `j·g + i` is input channel `i·(C/g) + j`.
+fn channel_shuffle(node: &NodeProto, x: &Tensor) -> Result<Tensor> {
+    let g = int(node, "group", 1)? as usize;
+    let (c, plane) = match x.dims.as_slice() {
+        [1, c, rest @ ..] => (*c, rest.iter().product::<usize>()),
+        _ => bail!(err(
+            node,
+            format!("input {:?} is not a batch-1 map", x.dims)
+        )),
+    };
+    if g == 0 || c % g != 0 {
+        bail!(err(node, format!("{c} channels in {g} groups")));
+    }
+    let n = c / g;
+    let data = (0..c)
+        .flat_map(|o| {
+            let src = (o % g) * n + o / g;
+            x.data[src * plane..(src + 1) * plane].iter().copied()
+        })
+        .collect();
+    Tensor::new(x.dims.clone(), data).map_err(|e| err(node, e))
+}
+
 /// ONNX Concat: the parts joined along `axis`, each outer slice in input order.
 fn concat(node: &NodeProto, parts: &[Cow<'_, Tensor>]) -> Result<Tensor> {
     let first = parts.first().ok_or_else(|| err(node, "has no inputs"))?;
@@ -351,4 +397,45 @@ fn concat(node: &NodeProto, parts: &[Cow<'_, Tensor>]) -> Result<Tensor> {
         }
     }
     Tensor::new(dims, data).map_err(|e| err(node, e))
+}
+
+/// The channel counts of a Split's outputs over `channels` channels: only the channel axis (1)
+/// is taken.
+pub(crate) fn split_sizes(
+    model: &OnnxModel,
+    node: &NodeProto,
+    channels: usize,
+) -> Result<Vec<usize>> {
+    if int(node, "axis", 0)? != 1 {
+        bail!(err(
+            node,
+            "only a split along the channel axis (1) is supported"
+        ));
+    }
+    let given = match crate::lower::ints(node, "split")? {
+        Some(v) => Some(v),
+        None => model
+            .constant(node, 1)?
+            .map(|(_, v)| v.iter().map(|x| *x as i64).collect()),
+    };
+    let sizes: Vec<usize> = match given {
+        Some(v) => v.iter().map(|x| (*x).max(0) as usize).collect(),
+        None => {
+            let n = node.output.len().max(1);
+            let each = channels.div_ceil(n);
+            (0..n)
+                .map(|k| each.min(channels.saturating_sub(k * each)))
+                .collect()
+        }
+    };
+    if sizes.iter().sum::<usize>() != channels || sizes.len() != node.output.len() {
+        bail!(err(
+            node,
+            format!(
+                "parts {sizes:?} do not split {channels} channels into {} outputs",
+                node.output.len()
+            )
+        ));
+    }
+    Ok(sizes)
 }
