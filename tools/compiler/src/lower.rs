@@ -98,6 +98,36 @@ fn square(node: &NodeProto, name: &str, default: i64) -> Result<u32> {
     }
 }
 
+/// Padding TensorFlow's `SAME` writes for even inputs and strides: `[b, b, e, e]` with `b != e`.
+/// A convolution with it is one with a kernel `|e - b|` larger, zero on the side padded less,
+/// and padding `max(b, e)` on every side: `Some((pad, shift))`, where `shift` is the zero rows
+/// and columns, positive for the leading side.
+fn uneven_pads(node: &NodeProto) -> Result<Option<(u32, Option<i64>)>> {
+    match ints(node, "pads")?.as_deref() {
+        Some([b, c, e, f]) if b == c && e == f && b != e && *b >= 0 && *e >= 0 => {
+            Ok(Some(((*b).max(*e) as u32, Some(e - b))))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// `rows` kernels of `k`×`k` widened by `|shift|` zero rows and columns, before them for a
+/// positive shift, after for a negative one.
+fn widen_kernel(w: &[f32], rows: usize, k: usize, shift: i64) -> (usize, Vec<f32>) {
+    let extra = shift.unsigned_abs() as usize;
+    let k2 = k + extra;
+    let at = if shift > 0 { extra } else { 0 };
+    let mut out = vec![0f32; rows * k2 * k2];
+    for r in 0..rows {
+        for y in 0..k {
+            for x in 0..k {
+                out[(r * k2 + y + at) * k2 + x + at] = w[(r * k + y) * k + x];
+            }
+        }
+    }
+    (k2, out)
+}
+
 fn symmetric_pads(node: &NodeProto) -> Result<u32> {
     if let Some(auto) = node
         .get_attr_opt::<&str>("auto_pad")
@@ -405,17 +435,30 @@ impl<'a> Lowering<'a> {
             "kernel_shape",
             dims.get(2).copied().unwrap_or(1) as i64,
         )?;
-        let (stride, dilation, pad) = (
-            square(node, "strides", 1)?,
-            square(node, "dilations", 1)?,
-            symmetric_pads(node)?,
-        );
+        let (stride, dilation) = (square(node, "strides", 1)?, square(node, "dilations", 1)?);
         if dims.len() != 4 || dims[2] != dims[3] || dims[2] as u32 != k {
             bail!(err(
                 node,
                 format!("weights {dims:?}: only square 2-D kernels are supported")
             ));
         }
+        let (pad, shift) = match uneven_pads(node)? {
+            Some(uneven) => uneven,
+            None => (symmetric_pads(node)?, None),
+        };
+        let (k, w, dims) = match shift {
+            Some(_) if dilation != 1 => bail!(err(node, "unequal padding with dilation")),
+            Some(shift) => {
+                let (k2, w2) = widen_kernel(w, dims[0] * dims[1], k as usize, shift);
+                (
+                    k2 as u32,
+                    std::borrow::Cow::Owned(w2),
+                    vec![dims[0], dims[1], k2, k2],
+                )
+            }
+            None => (k, std::borrow::Cow::Borrowed(w), dims.clone()),
+        };
+        let w: &[f32] = &w;
         let out_c = dims[0] as u32;
         let p = ConvParams::conv2d(self.shape, out_c, k, stride, pad, dilation, groups).map_err(
             |e| {
@@ -1254,5 +1297,25 @@ impl<'a> Lowering<'a> {
         );
         self.shape = p.output;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::widen_kernel;
+
+    /// The zero rows and columns go on the side padded less: before the taps for padding
+    /// `[0, 0, 1, 1]` (TensorFlow's SAME), after them for `[1, 1, 0, 0]`.
+    #[test]
+    fn a_widened_kernel_keeps_its_taps_against_the_same_inputs() {
+        let w = [1.0, 2.0, 3.0, 4.0];
+        assert_eq!(
+            widen_kernel(&w, 1, 2, 1),
+            (3, vec![0.0, 0.0, 0.0, 0.0, 1.0, 2.0, 0.0, 3.0, 4.0])
+        );
+        assert_eq!(
+            widen_kernel(&w, 1, 2, -1),
+            (3, vec![1.0, 2.0, 0.0, 3.0, 4.0, 0.0, 0.0, 0.0, 0.0])
+        );
     }
 }

@@ -507,3 +507,31 @@ fn channel_split_and_shuffle_move_planes_exactly_and_track_the_float_model() {
     let sqnr = sqnr_against_float("shuffle", &[1, 3, 6, 6], "logits", &ops);
     assert!(sqnr >= 28.0, "SQNR {sqnr:.1} dB");
 }
+
+/// A Keras model converted by tf2onnx (tests/fixtures/keras/export.py): `padding="same"` on a
+/// stride-2 conv pads `[0, 0, 1, 1]`, lowered as a kernel one larger with a zero leading row and
+/// column and equal padding 1; GlobalAveragePooling2D arrives as ReduceMean → Squeeze and Dense
+/// as MatMul + Add. Before, the Squeeze failed, then the padding.
+#[test]
+fn a_keras_export_with_same_padding_compiles_and_tracks_the_float_model() {
+    let ops = folded_operators("keras_cnn", &[1, 3, 32, 32]);
+    assert!(
+        !ops.iter().any(|o| o == "Squeeze" || o == "ReduceMean"),
+        "{ops:?}"
+    );
+    let sqnr = sqnr_against_float("keras_cnn", &[1, 3, 32, 32], "logits", &["CONV_MUL"]);
+    assert!(sqnr >= 30.0, "SQNR {sqnr:.1} dB");
+    let dir = support::fixtures("lenet5_float.onnx");
+    let (_, values) = read_npy(&dir.join("keras_cnn_inputs.npy")).unwrap();
+    let compiled = compile(
+        &dir.join("keras_cnn.onnx"),
+        &[1, 3, 32, 32],
+        &[values[..3072].to_vec()],
+    )
+    .unwrap();
+    assert!(
+        compiled.source.contains("Conv 24x16x4x4"),
+        "{}",
+        compiled.source
+    );
+}

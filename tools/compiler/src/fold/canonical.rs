@@ -4,6 +4,7 @@
 //! - `ReduceMean` over the spatial axes of a `[1, C, H, W]` map (PyTorch's
 //!   `adaptive_avg_pool2d(x, 1)` and `x.mean((2, 3))` through the dynamo exporter) is a
 //!   `GlobalAveragePool`, followed by a `Flatten` where it drops the reduced axes;
+//! - `Squeeze` of axes 2 and 3 (tf2onnx's after a global average) is a `Flatten`;
 //! - `Mul(x, Sigmoid(x))` (SiLU, as exporters write `nn.SiLU`) is one element-wise `Silu`;
 //! - `Reshape` to `[1, g, C/g, H, W]` → `Transpose(0, 2, 1, 3, 4)` → `Reshape` to `[1, C, H, W]`
 //!   (ShuffleNet's channel shuffle) is one `ChannelShuffle` with attribute `group` = g.
@@ -53,6 +54,13 @@ pub(super) fn canonicalize(
                     folded.removed.push("Sigmoid".into());
                     continue;
                 }
+            }
+            "Squeeze" if squeezes_spatial_axes(model, &node)? => {
+                let nodes = nodes_mut(model);
+                nodes[i].op_type = "Flatten".into();
+                nodes[i].input.truncate(1);
+                nodes[i].attribute.clear();
+                folded.removed.push("Squeeze".into());
             }
             "Transpose" => {
                 if let Some((first, group)) = channel_shuffle(model, i, input_dims, &outputs)? {
@@ -145,6 +153,30 @@ fn channel_shuffle(
         }
         _ => Ok(None),
     }
+}
+
+/// Whether a Squeeze of a feature map removes exactly axes 2 and 3 (which must then be 1, so
+/// `[1, C, 1, 1]` becomes `[1, C]`, as Flatten makes it).
+fn squeezes_spatial_axes(model: &OnnxModel, node: &NodeProto) -> Result<bool> {
+    if node
+        .input
+        .first()
+        .is_none_or(|x| model.initializers.contains_key(x))
+    {
+        return Ok(false);
+    }
+    let axes = match ints(node, "axes")? {
+        Some(a) => a,
+        None => match model.constant(node, 1) {
+            Ok(Some((_, v))) => v.iter().map(|x| *x as i64).collect(),
+            _ => return Ok(false),
+        },
+    };
+    let axes: HashSet<i64> = axes
+        .iter()
+        .map(|a| if *a < 0 { a + 4 } else { *a })
+        .collect();
+    Ok(axes == HashSet::from([2, 3]))
 }
 
 /// `ReduceMean` over axes 2 and 3 of a rank-4 map as `GlobalAveragePool` (and `Flatten`).
