@@ -280,7 +280,8 @@ fn an_opset_8_export_with_reshaped_initializers_compiles_and_tracks_the_float_mo
 /// BatchNormalization and scale layer after a Concat (a depthwise 1x1 conv of its own), input
 /// normalization by a scalar Sub and Div (another), ceil-mode max pooling and a whole-map
 /// average pooling written with end-only pads,
-/// a three-way channel Concat, a residual Sum and a SqueezeNet fire module (a Concat whose
+/// a zero Pad before a conv (taken into its padding), a three-way channel Concat, a residual
+/// Sum and a SqueezeNet fire module (a Concat whose
 /// parts both die there). Before, the first node failed ("ConstantOfShape is not supported");
 /// the fire module caught the joined frame left below the top after the parts were dropped.
 #[test]
@@ -510,8 +511,9 @@ fn channel_split_and_shuffle_move_planes_exactly_and_track_the_float_model() {
 
 /// A Keras model converted by tf2onnx (tests/fixtures/keras/export.py): `padding="same"` on a
 /// stride-2 conv pads `[0, 0, 1, 1]`, lowered as a kernel one larger with a zero leading row and
-/// column and equal padding 1; GlobalAveragePooling2D arrives as ReduceMean → Squeeze and Dense
-/// as MatMul + Add. Before, the Squeeze failed, then the padding.
+/// column and equal padding 1; ZeroPadding2D arrives as a Pad, taken into the next conv's padding
+/// and into a max pool's after a ReLU; GlobalAveragePooling2D arrives as ReduceMean → Squeeze and
+/// Dense as MatMul + Add. Before, the Squeeze failed, then the padding, then the Pad.
 #[test]
 fn a_keras_export_with_same_padding_compiles_and_tracks_the_float_model() {
     let ops = folded_operators("keras_cnn", &[1, 3, 32, 32]);

@@ -5,6 +5,9 @@
 //!   `adaptive_avg_pool2d(x, 1)` and `x.mean((2, 3))` through the dynamo exporter) is a
 //!   `GlobalAveragePool`, followed by a `Flatten` where it drops the reduced axes;
 //! - `Squeeze` of axes 2 and 3 (tf2onnx's after a global average) is a `Flatten`;
+//! - a zero `Pad` of H and W (Keras' ZeroPadding2D) before a `Conv` is that conv's padding, and
+//!   before a `MaxPool` of a ReLU's output (nothing below 0, so a 0 never wins over the
+//!   input) the pool's;
 //! - `Mul(x, Sigmoid(x))` (SiLU, as exporters write `nn.SiLU`) is one element-wise `Silu`;
 //! - `Reshape` to `[1, g, C/g, H, W]` → `Transpose(0, 2, 1, 3, 4)` → `Reshape` to `[1, C, H, W]`
 //!   (ShuffleNet's channel shuffle) is one `ChannelShuffle` with attribute `group` = g.
@@ -52,6 +55,24 @@ pub(super) fn canonicalize(
                     nodes[i].input = vec![x];
                     nodes.remove(at);
                     folded.removed.push("Sigmoid".into());
+                    continue;
+                }
+            }
+            "Pad" => {
+                if let Some((reader, pads)) = pad_into_reader(model, i, &outputs)? {
+                    let x = node.input[0].clone();
+                    let nodes = nodes_mut(model);
+                    let target = &mut nodes[reader];
+                    target.input[0] = x;
+                    target.attribute.retain(|a| a.name != "pads");
+                    target.attribute.push(AttributeProto {
+                        name: "pads".into(),
+                        r#type: 7, // INTS
+                        ints: pads,
+                        ..Default::default()
+                    });
+                    nodes.remove(i);
+                    folded.removed.push("Pad".into());
                     continue;
                 }
             }
@@ -153,6 +174,66 @@ fn channel_shuffle(
         }
         _ => Ok(None),
     }
+}
+
+/// Whether Pad node `i` pads only H and W with zeros and its one reader is a Conv, or a MaxPool
+/// of a Relu's output: that reader's index and its padding with the Pad's added.
+fn pad_into_reader(
+    model: &OnnxModel,
+    i: usize,
+    outputs: &HashSet<String>,
+) -> Result<Option<(usize, Vec<i64>)>> {
+    let nodes = model.nodes();
+    let pad = &nodes[i];
+    let mode_constant = pad
+        .get_attr_opt::<&str>("mode")
+        .ok()
+        .flatten()
+        .is_none_or(|m| m == "constant");
+    let value_zero = match model.constant(pad, 2) {
+        Ok(None) => {
+            pad.get_attr_opt::<f32>("value")
+                .ok()
+                .flatten()
+                .unwrap_or(0.0)
+                == 0.0
+        }
+        Ok(Some((_, v))) => v.iter().all(|x| *x == 0.0),
+        Err(_) => false,
+    };
+    let amounts: Option<Vec<i64>> = match ints(pad, "pads")? {
+        Some(p) => Some(p),
+        None => match model.constant(pad, 1) {
+            Ok(Some((_, v))) => Some(v.iter().map(|x| *x as i64).collect()),
+            _ => None,
+        },
+    };
+    let Some([0, 0, top, left, 0, 0, bottom, right]) = amounts.as_deref() else {
+        return Ok(None);
+    };
+    let out = &pad.output[0];
+    let readers: Vec<usize> = (0..nodes.len())
+        .filter(|k| nodes[*k].input.contains(out))
+        .collect();
+    let [reader] = readers.as_slice() else {
+        return Ok(None);
+    };
+    let target = &nodes[*reader];
+    let non_negative = nodes
+        .iter()
+        .find(|n| n.output.first() == pad.input.first())
+        .is_some_and(|n| n.op_type == "Relu");
+    let takes_it = target.input.first() == Some(out)
+        && (target.op_type == "Conv" || (target.op_type == "MaxPool" && non_negative));
+    if !mode_constant || !value_zero || !takes_it || outputs.contains(out) {
+        return Ok(None);
+    }
+    let own = ints(target, "pads")?.unwrap_or_else(|| vec![0; 4]);
+    if own.len() != 4 || [top, left, bottom, right].iter().any(|v| **v < 0) {
+        return Ok(None);
+    }
+    let pads = vec![own[0] + top, own[1] + left, own[2] + bottom, own[3] + right];
+    Ok(Some((*reader, pads)))
 }
 
 /// Whether a Squeeze of a feature map removes exactly axes 2 and 3 (which must then be 1, so
