@@ -21,6 +21,44 @@ fn root() -> PathBuf {
     PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo")).join("../..")
 }
 
+/// The decompressed bytes of a Fashion-MNIST IDX file (a 16-byte header, then 784 per image).
+fn idx_bytes(path: &str) -> Vec<u8> {
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()),
+        &mut raw,
+    )
+    .unwrap();
+    raw
+}
+
+/// Writes a 28x28 grayscale PNG.
+fn write_png(path: &std::path::Path, pixels: &[u8]) {
+    let mut encoder = png::Encoder::new(std::fs::File::create(path).unwrap(), 28, 28);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder
+        .write_header()
+        .unwrap()
+        .write_image_data(pixels)
+        .unwrap();
+}
+
+/// The output `smartvm run --json` gives for `input` on the program compiled into `dir`.
+fn run_output(dir: &std::path::Path, input: &str) -> serde_json::Value {
+    let o = |n: &str| dir.join(n).to_string_lossy().into_owned();
+    let (ok, stdout, stderr) = smartvm(&[
+        "run",
+        &o("program.smvm"),
+        "--weights",
+        &o("weights.smw"),
+        "--input",
+        &o(input),
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    serde_json::from_str::<serde_json::Value>(&stdout).unwrap()["output"].clone()
+}
+
 #[test]
 fn run_reports_output_gas_and_buffer_as_json() {
     let dir = root().join("examples/lenet5");
@@ -159,23 +197,9 @@ fn trained_lenet5_keeps_its_accuracy_on_fashion_mnist() {
     assert!(agree >= 97.0, "agreement {agree}%");
 
     // The first test image as a PNG gives exactly what its quantized raw bytes give.
-    let mut raw = Vec::new();
-    std::io::Read::read_to_end(
-        &mut flate2::read::GzDecoder::new(
-            std::fs::File::open(d("t10k-images-idx3-ubyte.gz")).unwrap(),
-        ),
-        &mut raw,
-    )
-    .unwrap();
+    let raw = idx_bytes(&d("t10k-images-idx3-ubyte.gz"));
     let pixels = &raw[16..16 + 784];
-    let png_path = out.join("image0.png");
-    let mut encoder = png::Encoder::new(std::fs::File::create(&png_path).unwrap(), 28, 28);
-    encoder.set_color(png::ColorType::Grayscale);
-    encoder
-        .write_header()
-        .unwrap()
-        .write_image_data(pixels)
-        .unwrap();
+    write_png(&out.join("image0.png"), pixels);
     let quant: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("quant.json")).unwrap()).unwrap();
     let (scale, zero) = (
@@ -187,21 +211,10 @@ fn trained_lenet5_keeps_its_accuracy_on_fashion_mnist() {
         .map(|p| ((*p as f32 / 255.0 / scale).round() + zero).clamp(-128.0, 127.0) as i8 as u8)
         .collect();
     std::fs::write(out.join("image0.bin"), &bytes).unwrap();
-    let o = |n: &str| out.join(n).to_string_lossy().into_owned();
-    let run = |input: &str| {
-        let (ok, stdout, stderr) = smartvm(&[
-            "run",
-            &o("program.smvm"),
-            "--weights",
-            &o("weights.smw"),
-            "--input",
-            &o(input),
-            "--json",
-        ]);
-        assert!(ok, "{stderr}");
-        serde_json::from_str::<serde_json::Value>(&stdout).unwrap()["output"].clone()
-    };
-    assert_eq!(run("image0.png"), run("image0.bin"));
+    assert_eq!(
+        run_output(&out, "image0.png"),
+        run_output(&out, "image0.bin")
+    );
     std::fs::remove_dir_all(&out).ok();
 }
 
@@ -332,39 +345,14 @@ fn a_raw_pixel_lenet5_scores_as_the_scaled_one_and_takes_png_pixels_as_bytes() {
     assert_eq!(quant["normalization"]["scale"], 255.0);
 
     // A PNG of a test image runs as its pixel bytes, unchanged.
-    let mut idx = Vec::new();
-    std::io::Read::read_to_end(
-        &mut flate2::read::GzDecoder::new(
-            std::fs::File::open(d("t10k-images-idx3-ubyte.gz")).unwrap(),
-        ),
-        &mut idx,
-    )
-    .unwrap();
+    let idx = idx_bytes(&d("t10k-images-idx3-ubyte.gz"));
     let pixels = &idx[16 + 784..16 + 2 * 784];
-    let png_path = raw_dir.join("image1.png");
-    let mut encoder = png::Encoder::new(std::fs::File::create(&png_path).unwrap(), 28, 28);
-    encoder.set_color(png::ColorType::Grayscale);
-    encoder
-        .write_header()
-        .unwrap()
-        .write_image_data(pixels)
-        .unwrap();
+    write_png(&raw_dir.join("image1.png"), pixels);
     std::fs::write(raw_dir.join("image1.bin"), pixels).unwrap();
-    let o = |n: &str| raw_dir.join(n).to_string_lossy().into_owned();
-    let run = |input: &str| {
-        let (ok, stdout, stderr) = smartvm(&[
-            "run",
-            &o("program.smvm"),
-            "--weights",
-            &o("weights.smw"),
-            "--input",
-            &o(input),
-            "--json",
-        ]);
-        assert!(ok, "{stderr}");
-        serde_json::from_str::<serde_json::Value>(&stdout).unwrap()["output"].clone()
-    };
-    assert_eq!(run("image1.png"), run("image1.bin"));
+    assert_eq!(
+        run_output(&raw_dir, "image1.png"),
+        run_output(&raw_dir, "image1.bin")
+    );
     for dir in [scaled_dir, raw_dir] {
         std::fs::remove_dir_all(dir).ok();
     }

@@ -16,9 +16,9 @@
 //! calibration images, so no pixel saturates.
 
 use anyhow::{bail, Result};
-use tract_onnx::pb::{AttributeProto, NodeProto};
+use tract_onnx::pb::NodeProto;
 
-use crate::onnx::OnnxModel;
+use crate::onnx::{int_attr, ints_attr, OnnxModel};
 use crate::quant::QParams;
 
 /// `float input = (raw / scale - mean[c]) / std[c]`, one mean and std for all channels or one
@@ -144,18 +144,8 @@ pub fn prepend_per_channel(
         input: vec![raw.clone(), wname, bname],
         output: vec![input.clone()],
         attribute: vec![
-            AttributeProto {
-                name: "kernel_shape".into(),
-                r#type: 7, // INTS
-                ints: vec![1, 1],
-                ..Default::default()
-            },
-            AttributeProto {
-                name: "group".into(),
-                r#type: 2, // INT
-                i: channels as i64,
-                ..Default::default()
-            },
+            ints_attr("kernel_shape", vec![1, 1]),
+            int_attr("group", channels as i64),
         ],
         ..Default::default()
     };

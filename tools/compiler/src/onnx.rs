@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
-use tract_onnx::pb::{ModelProto, NodeProto, TensorProto};
+use tract_onnx::pb::{AttributeProto, ModelProto, NodeProto, TensorProto};
 use tract_onnx::prelude::*;
 
 /// A parsed model: its nodes in order and its float initializers by name.
@@ -53,6 +53,26 @@ pub(crate) fn tensor_f32(t: &TensorProto) -> Result<Vec<f32>> {
              are supported",
             t.name
         ),
+    }
+}
+
+/// An `INT` attribute, for nodes the graph folding writes.
+pub(crate) fn int_attr(name: &str, value: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: 2, // INT
+        i: value,
+        ..Default::default()
+    }
+}
+
+/// An `INTS` attribute, for nodes the graph folding writes.
+pub(crate) fn ints_attr(name: &str, values: Vec<i64>) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: 7, // INTS
+        ints: values,
+        ..Default::default()
     }
 }
 

@@ -239,6 +239,14 @@ fn an_onnxruntime_qdq_model_compiles_with_its_own_scales() {
     assert!(sqnr >= 25.0, "SQNR {sqnr:.1} dB");
 }
 
+/// `name` compiled, calibrated on the first of its inputs only.
+fn compiled_on_first_input(name: &str, shape: &[usize]) -> Compiled {
+    let dir = support::fixtures("lenet5_float.onnx");
+    let (_, values) = read_npy(&dir.join(format!("{name}_inputs.npy"))).unwrap();
+    let first = values[..shape.iter().product::<usize>()].to_vec();
+    compile(&dir.join(format!("{name}.onnx")), shape, &[first]).unwrap()
+}
+
 /// The operators left in `name` after the graph folding.
 fn folded_operators(name: &str, shape: &[usize]) -> Vec<String> {
     let dir = support::fixtures("lenet5_float.onnx");
@@ -333,14 +341,7 @@ fn element_wise_functions_run_as_tables_and_track_the_float_model() {
     }
     let sqnr = sqnr_against_float("activations", &[1, 3, 8, 8], "logits", &["POOL_GAVG"]);
     assert!(sqnr >= 30.0, "SQNR {sqnr:.1} dB");
-    let dir = support::fixtures("lenet5_float.onnx");
-    let (_, values) = read_npy(&dir.join("activations_inputs.npy")).unwrap();
-    let compiled = compile(
-        &dir.join("activations.onnx"),
-        &[1, 3, 8, 8],
-        &[values[..192].to_vec()],
-    )
-    .unwrap();
+    let compiled = compiled_on_first_input("activations", &[1, 3, 8, 8]);
     assert_eq!(
         compiled.source.matches("ACT_LUT").count(),
         7,
@@ -466,14 +467,7 @@ fn a_squeeze_excite_gate_broadcasts_and_multiplies_and_tracks_the_float_model() 
     let ops = ["CONV_TPD", "MUL_RQ", "ADD_RQ", "ACT_LUT"];
     let sqnr = sqnr_against_float("squeeze_excite", &[1, 3, 12, 12], "logits", &ops);
     assert!(sqnr >= 28.0, "SQNR {sqnr:.1} dB");
-    let dir = support::fixtures("lenet5_float.onnx");
-    let (_, values) = read_npy(&dir.join("squeeze_excite_inputs.npy")).unwrap();
-    let compiled = compile(
-        &dir.join("squeeze_excite.onnx"),
-        &[1, 3, 12, 12],
-        &[values[..432].to_vec()],
-    )
-    .unwrap();
+    let compiled = compiled_on_first_input("squeeze_excite", &[1, 3, 12, 12]);
     assert_eq!(compiled.source.matches("CONV_TPD").count(), 3);
     assert_eq!(compiled.source.matches("MUL_RQ").count(), 2);
 }
@@ -523,14 +517,7 @@ fn a_keras_export_with_same_padding_compiles_and_tracks_the_float_model() {
     );
     let sqnr = sqnr_against_float("keras_cnn", &[1, 3, 32, 32], "logits", &["CONV_MUL"]);
     assert!(sqnr >= 30.0, "SQNR {sqnr:.1} dB");
-    let dir = support::fixtures("lenet5_float.onnx");
-    let (_, values) = read_npy(&dir.join("keras_cnn_inputs.npy")).unwrap();
-    let compiled = compile(
-        &dir.join("keras_cnn.onnx"),
-        &[1, 3, 32, 32],
-        &[values[..3072].to_vec()],
-    )
-    .unwrap();
+    let compiled = compiled_on_first_input("keras_cnn", &[1, 3, 32, 32]);
     assert!(
         compiled.source.contains("Conv 24x16x4x4"),
         "{}",

@@ -10,11 +10,11 @@
 //! layer. Either way the lowering and the float evaluator see only convolutions.
 
 use anyhow::Result;
-use tract_onnx::pb::{AttributeProto, NodeProto};
+use tract_onnx::pb::NodeProto;
 
 use super::{dims_of, graph_outputs, nodes_mut, Folded};
 use crate::lower::float;
-use crate::onnx::OnnxModel;
+use crate::onnx::{int_attr, ints_attr, OnnxModel};
 
 /// `y = (x + pre) · scale + post` per channel (one value each, or one for all channels).
 struct Affine {
@@ -245,25 +245,14 @@ fn depthwise(
     model
         .initializers
         .insert(bname.clone(), (vec![channels], bias));
-    let ints = |name: &str, v: Vec<i64>| AttributeProto {
-        name: name.into(),
-        r#type: 7, // INTS
-        ints: v,
-        ..Default::default()
-    };
     let conv = NodeProto {
         name: node.name.clone(),
         op_type: "Conv".into(),
         input: vec![x.to_string(), wname, bname],
         output: node.output.iter().take(1).cloned().collect(),
         attribute: vec![
-            ints("kernel_shape", vec![1, 1]),
-            AttributeProto {
-                name: "group".into(),
-                r#type: 2, // INT
-                i: channels as i64,
-                ..Default::default()
-            },
+            ints_attr("kernel_shape", vec![1, 1]),
+            int_attr("group", channels as i64),
         ],
         ..Default::default()
     };

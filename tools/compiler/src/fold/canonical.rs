@@ -18,11 +18,11 @@
 use std::collections::HashSet;
 
 use anyhow::Result;
-use tract_onnx::pb::{AttributeProto, NodeProto};
+use tract_onnx::pb::NodeProto;
 
 use super::{dims_of, graph_outputs, nodes_mut, Folded};
 use crate::lower::{int, ints};
-use crate::onnx::OnnxModel;
+use crate::onnx::{int_attr, ints_attr, OnnxModel};
 
 /// Rewrites every node of the forms above; see the module docs.
 pub(super) fn canonicalize(
@@ -65,12 +65,7 @@ pub(super) fn canonicalize(
                     let target = &mut nodes[reader];
                     target.input[0] = x;
                     target.attribute.retain(|a| a.name != "pads");
-                    target.attribute.push(AttributeProto {
-                        name: "pads".into(),
-                        r#type: 7, // INTS
-                        ints: pads,
-                        ..Default::default()
-                    });
+                    target.attribute.push(ints_attr("pads", pads));
                     nodes.remove(i);
                     folded.removed.push("Pad".into());
                     continue;
@@ -92,12 +87,7 @@ pub(super) fn canonicalize(
                         op_type: "ChannelShuffle".into(),
                         input: vec![x],
                         output: vec![out],
-                        attribute: vec![AttributeProto {
-                            name: "group".into(),
-                            r#type: 2, // INT
-                            i: group as i64,
-                            ..Default::default()
-                        }],
+                        attribute: vec![int_attr("group", group as i64)],
                         ..Default::default()
                     };
                     let nodes = nodes_mut(model);
