@@ -43,6 +43,27 @@ fn write_png(path: &std::path::Path, pixels: &[u8]) {
         .unwrap();
 }
 
+/// `smartvm eval --json` of the program in `dir` on the first `limit` Fashion-MNIST test images,
+/// against the float `model`.
+fn eval_json(dir: &str, model: &std::path::Path, limit: &str) -> serde_json::Value {
+    let d = |n: &str| format!("/usr/share/datasets/fashion-mnist/{n}");
+    let (ok, stdout, stderr) = smartvm(&[
+        "eval",
+        dir,
+        "--images",
+        &d("t10k-images-idx3-ubyte.gz"),
+        "--labels",
+        &d("t10k-labels-idx1-ubyte.gz"),
+        "--model",
+        &model.to_string_lossy(),
+        "--limit",
+        limit,
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    serde_json::from_str(&stdout).unwrap()
+}
+
 /// The output `smartvm run --json` gives for `input` on the program compiled into `dir`.
 fn run_output(dir: &std::path::Path, input: &str) -> serde_json::Value {
     let o = |n: &str| dir.join(n).to_string_lossy().into_owned();
@@ -169,21 +190,7 @@ fn trained_lenet5_keeps_its_accuracy_on_fashion_mnist() {
         &out.to_string_lossy(),
     ]);
     assert!(ok, "{stderr}");
-    let (ok, stdout, stderr) = smartvm(&[
-        "eval",
-        &out.to_string_lossy(),
-        "--images",
-        &d("t10k-images-idx3-ubyte.gz"),
-        "--labels",
-        &d("t10k-labels-idx1-ubyte.gz"),
-        "--model",
-        &model.to_string_lossy(),
-        "--limit",
-        "1000",
-        "--json",
-    ]);
-    assert!(ok, "{stderr}");
-    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let v = eval_json(&out.to_string_lossy(), &model, "1000");
     let (int, float, agree) = (
         v["integer_top1"].as_f64().unwrap(),
         v["float_top1"].as_f64().unwrap(),
@@ -317,21 +324,7 @@ fn a_raw_pixel_lenet5_scores_as_the_scaled_one_and_takes_png_pixels_as_bytes() {
         args.extend_from_slice(extra);
         let (ok, _, stderr) = smartvm(&args);
         assert!(ok, "{stderr}");
-        let (ok, stdout, stderr) = smartvm(&[
-            "eval",
-            &out_s,
-            "--images",
-            &d("t10k-images-idx3-ubyte.gz"),
-            "--labels",
-            &d("t10k-labels-idx1-ubyte.gz"),
-            "--model",
-            &model.to_string_lossy(),
-            "--limit",
-            "500",
-            "--json",
-        ]);
-        assert!(ok, "{stderr}");
-        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let v = eval_json(&out_s, &model, "500");
         assert!(v["agreement"].as_f64().unwrap() >= 97.0, "{v}");
         (v["integer_top1"].as_f64().unwrap(), out)
     };
