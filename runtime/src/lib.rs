@@ -7,7 +7,7 @@
 //!
 //! Kernels: the runtime calls the node's `kernel_host` functions (native SIMD/GPU); when relay
 //! validators run `validate_block`, [`validation::WasmKernelsDuringValidation`] swaps them for the
-//! in-wasm reference kernels, so a stock validator needs no extra host function (invariant 2).
+//! in-wasm kernels, so a stock validator needs no extra host function (invariant 2).
 #![cfg_attr(not(feature = "std"), no_std)]
 #![recursion_limit = "256"]
 

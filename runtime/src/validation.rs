@@ -2,8 +2,9 @@
 //!
 //! `register_validate_block!` runs blocks through this executor only inside `validate_block`,
 //! the entry point relay-chain validators call with the standard host functions alone. While a
-//! block executes here, every `kernel_host` call is redirected to the in-wasm reference kernels,
-//! which give the same bytes as the node's native ones, so the state root the collator claimed
+//! block executes here, every `kernel_host` call is redirected to the in-wasm kernels (the
+//! wasm-tuned scalar conv and FC, the reference for the rest), which give the same bytes as
+//! the node's native ones, so the state root the collator claimed
 //! is reproduced without our host function. Ordinary block import (`Core::execute_block`) keeps
 //! the fast native path.
 

@@ -5,7 +5,7 @@
 //! or on a GPU for big layers when [`backend`] is configured so;
 //! the runtime calls them through [`HostKernels`]. Relay-chain validators do not have these
 //! functions, so during `validate_block` the runtime swaps every `host_*` implementation for the
-//! in-wasm reference kernels with [`use_wasm_kernels`] (DESIGN.md invariant 2). Both paths decode
+//! in-wasm kernels with [`use_wasm_kernels`] (DESIGN.md invariant 2). Both paths decode
 //! the same wire bytes ([`wire`]) and the kernels agree to the bit, so state roots agree.
 //!
 //! The interface is a forever commitment of every node: small, versioned, byte-slice arguments,
@@ -123,7 +123,7 @@ pub trait KernelHost {
 }
 
 /// The kernels a runtime uses: every call goes through the `kernel_host` interface, i.e. to
-/// the node's native kernels, or to the in-wasm reference while [`use_wasm_kernels`] is active.
+/// the node's native kernels, or to the in-wasm kernels while [`use_wasm_kernels`] is active.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HostKernels;
 
@@ -213,15 +213,17 @@ impl Kernels for HostKernels {
     }
 }
 
-/// Inside the wasm runtime: swaps every SmartVM host call for the in-wasm reference kernels
-/// until the returned guard is dropped. `validate_block` holds it, so relay validators never
-/// call a host function they do not have. Outside wasm it does nothing (the native build calls
-/// the kernels directly).
+/// Inside the wasm runtime: swaps every SmartVM host call for the in-wasm kernels until the
+/// returned guard is dropped. `validate_block` holds it, so relay validators never call a host
+/// function they do not have. Convolutions and fully connected layers run
+/// [`smartvm_kernels::Scalar`] (the reference's arithmetic arranged for wasm without SIMD, equal
+/// to it bit for bit), the rest the reference. Outside wasm it does nothing (the native build
+/// calls the kernels directly).
 #[cfg(substrate_runtime)]
 pub fn use_wasm_kernels() -> WasmKernels {
-    use smartvm_kernels::Reference;
+    use smartvm_kernels::{Reference, Scalar};
     fn conv(g: &[u8], i: &[u8], w: &[u8], q: &[u8], o: &mut [u8]) -> u32 {
-        wire::conv(&Reference, g, i, w, q, o) as u32
+        wire::conv(&Scalar, g, i, w, q, o) as u32
     }
     fn conv_transpose(g: &[u8], i: &[u8], w: &[u8], q: &[u8], o: &mut [u8]) -> u32 {
         wire::conv_transpose(&Reference, g, i, w, q, o) as u32
@@ -230,7 +232,7 @@ pub fn use_wasm_kernels() -> WasmKernels {
         wire::pool(&Reference, g, i, o) as u32
     }
     fn fully_connected(i: &[u8], w: &[u8], q: &[u8], o: &mut [u8]) -> u32 {
-        wire::fully_connected(&Reference, i, w, q, o) as u32
+        wire::fully_connected(&Scalar, i, w, q, o) as u32
     }
     fn matmul(d: &[u8], a: &[u8], b: &[u8], q: &[u8], o: &mut [u8]) -> u32 {
         wire::matmul(&Reference, d, a, b, q, o) as u32
@@ -244,6 +246,6 @@ pub fn use_wasm_kernels() -> WasmKernels {
     )))
 }
 
-/// While alive, SmartVM host calls run the in-wasm reference kernels; dropping it restores them.
+/// While alive, SmartVM host calls run the in-wasm kernels; dropping it restores them.
 #[cfg(substrate_runtime)]
 pub struct WasmKernels(#[allow(dead_code)] alloc::boxed::Box<dyn core::any::Any>);

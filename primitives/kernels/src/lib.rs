@@ -1,7 +1,8 @@
 //! SmartVM integer kernels: the arithmetic of `SPEC.md` as code.
 //!
-//! [`Reference`] is the plain, obviously-correct implementation that defines the bits; it is
-//! `no_std` and is what runs inside the wasm runtime. With `std`, [`Native`] is the fast path
+//! [`Reference`] is the plain, obviously-correct implementation that defines the bits;
+//! [`Scalar`] (`no_std`, no SIMD) is the same arithmetic arranged for wasm, and is what runs
+//! inside the wasm runtime when relay validators check a block. With `std`, [`Native`] is the fast path
 //! (vectorised inner loops and rayon across output channels) that the node's host function uses.
 //! Both implement [`Kernels`], the interface the interpreter is generic over, and must agree to
 //! the bit on every input: the cross-backend property tests and golden vectors enforce it.
@@ -23,6 +24,7 @@ pub mod reference;
 mod requant;
 #[cfg(feature = "std")]
 mod rows;
+pub mod scalar;
 #[cfg(feature = "std")]
 mod unfold;
 
@@ -44,6 +46,7 @@ pub use params::{
     PoolParams, SoftmaxTable, MAX_WINDOW,
 };
 pub use reference::Reference;
+pub use scalar::Scalar;
 pub use smartvm_isa::Shape;
 
 /// Why a kernel refused its arguments. Kernels never panic: every bad argument is one of these.

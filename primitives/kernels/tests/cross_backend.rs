@@ -1,12 +1,13 @@
-//! Randomised agreement between the reference and native backends over shapes, strides,
-//! padding, dilation, groups and extreme values (-128 inputs against 127 weights, long sums).
+//! Randomised agreement between the reference, native and wasm-tuned scalar backends over
+//! shapes, strides, padding, dilation, groups and extreme values (-128 inputs against 127
+//! weights, long sums).
 
 mod support;
 
 use proptest::prelude::*;
 use smartvm_kernels::{
-    ChannelQuant, ConvParams, Kernels, Native, OutputRange, PoolKind, PoolParams, Reference, Shape,
-    MAX_WINDOW,
+    ChannelQuant, ConvParams, Kernels, Native, OutputRange, PoolKind, PoolParams, Reference,
+    Scalar, Shape, MAX_WINDOW,
 };
 use support::Rng;
 
@@ -34,10 +35,12 @@ fn conv_agrees(p: &ConvParams, extreme: bool, seed: u64) -> Result<(), TestCaseE
     let wts: Vec<i8> = (0..p.weight_len()).map(|_| rng.i8(extreme)).collect();
     let q = rng.quant(p.output.c as usize, extreme);
     let mut a = vec![0i8; p.output.elements().unwrap() as usize];
-    let mut b = a.clone();
+    let (mut b, mut c) = (a.clone(), a.clone());
     Reference.conv(p, &x, &wts, &q, &mut a).unwrap();
     Native.conv(p, &x, &wts, &q, &mut b).unwrap();
-    prop_assert_eq!(a, b);
+    Scalar.conv(p, &x, &wts, &q, &mut c).unwrap();
+    prop_assert_eq!(&a, &b);
+    prop_assert_eq!(a, c, "scalar");
     Ok(())
 }
 
@@ -140,10 +143,12 @@ proptest! {
         let wts: Vec<i8> = (0..n * outs).map(|_| rng.i8(extreme)).collect();
         let q = rng.quant(outs, extreme);
         let mut a = vec![0i8; outs];
-        let mut b = a.clone();
+        let (mut b, mut c) = (a.clone(), a.clone());
         Reference.fully_connected(&x, &wts, &q, &mut a).unwrap();
         Native.fully_connected(&x, &wts, &q, &mut b).unwrap();
-        prop_assert_eq!(a, b);
+        Scalar.fully_connected(&x, &wts, &q, &mut c).unwrap();
+        prop_assert_eq!(&a, &b);
+        prop_assert_eq!(a, c, "scalar");
     }
 
     #[test]
@@ -179,10 +184,12 @@ fn threaded_layers_agree_with_the_reference() {
         let wts: Vec<i8> = (0..p.weight_len()).map(|_| rng.i8(true)).collect();
         let q = rng.quant(out_c as usize, true);
         let mut a = vec![0i8; p.output.elements().unwrap() as usize];
-        let mut b = a.clone();
+        let (mut b, mut c) = (a.clone(), a.clone());
         Reference.conv(&p, &x, &wts, &q, &mut a).unwrap();
         Native.conv(&p, &x, &wts, &q, &mut b).unwrap();
+        Scalar.conv(&p, &x, &wts, &q, &mut c).unwrap();
         assert_eq!(a, b, "{p:?}");
+        assert_eq!(a, c, "scalar {p:?}");
     }
     // A fully connected layer split into row tasks, with a partial last task and row quad.
     let (n, outs) = (4099, 603);
@@ -226,11 +233,13 @@ fn long_extreme_reduction_wraps_identically() {
     };
     let expected_acc = (i32::MAX as i64 + n as i64 * (-255 * 127)) as i32 as i64; // wrapped
     let expected = ((expected_acc * (1 << 30) + (1i64 << 50)) >> 51).clamp(-128, 127) as i8;
-    let (mut a, mut b) = ([0i8], [0i8]);
+    let (mut a, mut b, mut c) = ([0i8], [0i8], [0i8]);
     Reference.fully_connected(&x, &w, &q, &mut a).unwrap();
     Native.fully_connected(&x, &w, &q, &mut b).unwrap();
+    Scalar.fully_connected(&x, &w, &q, &mut c).unwrap();
     assert_eq!(a[0], expected);
     assert_eq!(b[0], expected);
+    assert_eq!(c[0], expected);
 }
 
 #[test]
@@ -262,7 +271,7 @@ fn bad_arguments_are_errors_not_panics() {
         shift: vec![0; 2],
     };
     let mut out = vec![0i8; 8];
-    for k in [&Reference as &dyn Kernels, &Native] {
+    for k in [&Reference as &dyn Kernels, &Native, &Scalar] {
         assert_eq!(
             k.conv(&p, &[0; 47], &[0; 54], &q, &mut out),
             Err(KernelError::ShapeMismatch)
@@ -314,6 +323,9 @@ fn a_depth_one_input_with_depth_padding_is_computed_not_a_panic() {
         let mut b = vec![0i8; 27];
         Reference.conv(&p, &x, &w, &q, &mut a).unwrap();
         Native.conv(&p, &x, &w, &q, &mut b).unwrap();
+        let mut s: Vec<i8> = a.iter().map(|v| !v).collect();
+        Scalar.conv(&p, &x, &w, &q, &mut s).unwrap();
+        assert_eq!(a, s, "scalar");
         // Only the centre sees the input: 5 + 21·c; the padding gives the bias alone.
         let mut expected = vec![5i8; 27];
         expected[13] = 5 + 21 * c as i8;
@@ -350,6 +362,9 @@ fn a_depth_one_output_that_reads_only_depth_padding_is_the_bias() {
     let mut b = vec![0i8; 8];
     Reference.conv(&p, &x, &w, &q, &mut a).unwrap();
     Native.conv(&p, &x, &w, &q, &mut b).unwrap();
+    let mut c: Vec<i8> = a.iter().map(|v| !v).collect();
+    Scalar.conv(&p, &x, &w, &q, &mut c).unwrap();
+    assert_eq!(a, c, "scalar");
     // Every tap is padding (the input's zero point), so each channel is its bias alone.
     assert_eq!(a, vec![5, 5, 5, 5, -9, -9, -9, -9]);
     assert_eq!(b, a);

@@ -68,6 +68,7 @@ fn backends() -> Vec<(&'static str, Box<dyn Kernels>)> {
     let mut all: Vec<(&'static str, Box<dyn Kernels>)> = vec![
         ("reference", Box::new(Reference)),
         ("native", Box::new(Native)),
+        ("scalar", Box::new(smartvm_kernels::Scalar)),
     ];
     #[cfg(feature = "cuda")]
     match smartvm_kernels::Cuda::new(0) {
