@@ -250,9 +250,11 @@ parameter_types! {
     /// Deposit per stored byte: 1 UNIT per MiB, roughly.
     pub const SmartvmDepositPerByte: Balance = MICRO_UNIT;
     /// One unit of VM gas stands for 5 ns of `ref_time`, priced on the slow path: relay
-    /// validators run the in-wasm kernels. `smartvm-node bench-infer` measured the Fashion-MNIST
-    /// LeNet-5 (about 1.4 M gas) at 3.7-4.2 ms on that path on the 2-core build machine
-    /// (2.8-3.0 ms with the native kernels), so it is charged about 1.7x the validators' time.
+    /// validators run the in-wasm kernels. Set when those were the reference kernels, on which
+    /// `smartvm-node bench-infer` measured the Fashion-MNIST LeNet-5 (about 1.4 M gas) at
+    /// 3.7-4.2 ms on the 2-core build machine; with the wasm-tuned `Scalar` kernels it takes
+    /// 1.08 ms there, so it is charged 6.5x the validators' time until the per-kernel prices of
+    /// issue 20 replace this one.
     pub const SmartvmRefTimePerGas: u64 = 5_000;
     /// A free dry run may use 60 s of charged ref_time and 128 MiB of proof: the paper's
     /// largest models (ResNet-18 about 27 s charged, AlexNet 62 MB of weights) still run as
