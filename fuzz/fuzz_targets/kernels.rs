@@ -6,8 +6,9 @@
 //! instructions (every conv, pool, fully-connected and matmul form) with geometry anywhere in
 //! the admitted window range, weight blocks of the matching size (sometimes split across
 //! blocks), qblocks with extreme but valid values, and now and then a deliberately wrong
-//! operand. It runs on the reference and the native backend and asserts the outcomes are equal
-//! (output, gas, or the same typed error). A panic in either backend is a finding too.
+//! operand. It runs on the reference, native and wasm-tuned scalar backends and asserts the
+//! outcomes are equal (output, gas, or the same typed error). A panic in any backend is a
+//! finding too.
 #![no_main]
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
@@ -17,7 +18,7 @@ use smartvm_kernels::arith::{MAX_SHIFT, MIN_SHIFT};
 use smartvm_kernels::params::MAX_WINDOW;
 use smartvm_kernels::{
     ChannelQuant, ConvParams, ConvTransposeParams, Native, OutputRange, PairQuant, PoolKind,
-    PoolParams, Reference,
+    PoolParams, Reference, Scalar,
 };
 use smartvm_vm::{execute, BlockList, Config, Executable};
 
@@ -364,4 +365,7 @@ fuzz_target!(|data: &[u8]| {
     );
     let b = execute(&exe, input, &BlockList(&blocks), &Native, &config, 1 << 40);
     assert_eq!(a, b, "backends disagree on\n{source}");
+    // The validators' wasm-tuned kernels.
+    let c = execute(&exe, input, &BlockList(&blocks), &Scalar, &config, 1 << 40);
+    assert_eq!(a, c, "the scalar backend disagrees on\n{source}");
 });
