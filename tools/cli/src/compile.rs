@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use smartvm_compiler::{compile_with, raw_byte, read_npy, Normalization, QParams};
+use smartvm_compiler::{compile_with, encode_input, read_npy, Normalization, QParams};
 use smartvm_isa::pack::encode_pack;
 
 /// Arguments of `smartvm compile`.
@@ -100,10 +100,7 @@ impl ModelQuant {
     /// The program's input for values as a file holds them: raw values for a program with its
     /// normalization folded in, the float model's input otherwise.
     pub fn encode_values(&self, values: &[f32]) -> Vec<i8> {
-        match self.normalization {
-            Some(_) => values.iter().map(|v| raw_byte(*v)).collect(),
-            None => values.iter().map(|v| self.input.quantize(*v)).collect(),
-        }
+        encode_input(self.input, self.normalization.as_ref(), values)
     }
 
     /// The program's input for pixels 0-255: the bytes themselves where the normalization is
@@ -152,14 +149,20 @@ pub fn read_quant(path: &Path) -> Result<ModelQuant> {
                     .and_then(|a| a.iter().map(|x| x.as_f64().map(|f| f as f32)).collect())
                     .with_context(|| format!("{}: normalization.{k} is not a list", path.display()))
             };
-            Some(Normalization {
+            let norm = Normalization {
                 scale: n["scale"]
                     .as_f64()
                     .with_context(|| format!("{}: normalization.scale missing", path.display()))?
                     as f32,
                 mean: list("mean")?,
                 std: list("std")?,
-            })
+            };
+            // The per-channel lists must match the channels of input_shape [1, C, ...]: a list
+            // of another length (an empty one included) is refused here, not used.
+            let channels = v["input_shape"][1].as_u64().unwrap_or(1) as usize;
+            norm.check(channels)
+                .with_context(|| format!("{}: normalization", path.display()))?;
+            Some(norm)
         }
     };
     Ok(ModelQuant {

@@ -346,6 +346,21 @@ fn a_raw_pixel_lenet5_scores_as_the_scaled_one_and_takes_png_pixels_as_bytes() {
         run_output(&raw_dir, "image1.png"),
         run_output(&raw_dir, "image1.bin")
     );
+    // A quant.json whose mean list does not fit the input's channels is refused by name, not
+    // indexed (an empty list panicked before).
+    let mut bad = quant.clone();
+    bad["normalization"]["mean"] = serde_json::json!([]);
+    std::fs::write(raw_dir.join("quant.json"), bad.to_string()).unwrap();
+    let (ok, _, stderr) = smartvm(&[
+        "run",
+        &raw_dir.join("program.smvm").to_string_lossy(),
+        "--weights",
+        &raw_dir.join("weights.smw").to_string_lossy(),
+        "--input",
+        &raw_dir.join("image1.png").to_string_lossy(),
+    ]);
+    assert!(!ok && stderr.contains("normalization"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
     for dir in [scaled_dir, raw_dir] {
         std::fs::remove_dir_all(dir).ok();
     }

@@ -54,10 +54,7 @@ impl Compiled {
     /// The program's input for `x`: the float model's input quantized, or, for a program with
     /// its normalization folded in, the raw values `x` as bytes (rounded, clamped to 0..=255).
     pub fn quantize_input(&self, x: &[f32]) -> Vec<i8> {
-        match self.normalization {
-            Some(_) => x.iter().map(|v| raw_byte(*v)).collect(),
-            None => x.iter().map(|v| self.input.quantize(*v)).collect(),
-        }
+        encode_input(self.input, self.normalization.as_ref(), x)
     }
 
     /// The float model's input for `x` (raw values where a normalization is folded in).
@@ -74,9 +71,21 @@ impl Compiled {
     }
 }
 
-/// A raw value as the byte a normalized program takes (an unsigned byte in an `i8`).
-pub fn raw_byte(v: f32) -> i8 {
-    v.round().clamp(0.0, 255.0) as u8 as i8
+/// A program's input from `values`: raw values as bytes (rounded, clamped to 0..=255, an
+/// unsigned byte in each `i8`) for a program with a normalization folded in, else the float
+/// model's input quantized with `input`. Compiler, CLI and chain client share it.
+pub fn encode_input(
+    input: QParams,
+    normalization: Option<&Normalization>,
+    values: &[f32],
+) -> Vec<i8> {
+    match normalization {
+        Some(_) => values
+            .iter()
+            .map(|v| v.round().clamp(0.0, 255.0) as u8 as i8)
+            .collect(),
+        None => values.iter().map(|v| input.quantize(*v)).collect(),
+    }
 }
 
 /// Reads a float32 `.npy` array: its shape and its values in C order.

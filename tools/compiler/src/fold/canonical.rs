@@ -20,7 +20,7 @@ use std::collections::HashSet;
 use anyhow::Result;
 use tract_onnx::pb::NodeProto;
 
-use super::{dims_of, graph_outputs, nodes_mut, Folded};
+use super::{axes, graph_outputs, nodes_mut, shapes_before, Folded};
 use crate::lower::{int, ints};
 use crate::onnx::{int_attr, ints_attr, OnnxModel};
 
@@ -141,9 +141,10 @@ fn channel_shuffle(
     {
         return Ok(None);
     }
-    let five = dims_of(model, i, &t.input[0], input_dims)?;
-    let four = dims_of(model, first, &nodes[first].input[0], input_dims)?;
-    match (five.as_deref(), four.as_deref()) {
+    // One evaluation of the nodes before the Transpose gives both shapes.
+    let shapes = shapes_before(model, i, input_dims)?;
+    let dims = |name: &str| shapes.get(name).map(Vec::as_slice);
+    match (dims(&t.input[0]), dims(&nodes[first].input[0])) {
         (Some([1, g, n, h, w]), Some([1, c, h2, w2])) if g * n == *c && (h, w) == (h2, w2) => {
             // The Reshape after must give back [1, C, H, W].
             let back = model
@@ -236,34 +237,25 @@ fn squeezes_spatial_axes(model: &OnnxModel, node: &NodeProto) -> Result<bool> {
     {
         return Ok(false);
     }
-    let axes = match ints(node, "axes")? {
-        Some(a) => a,
-        None => match model.constant(node, 1) {
-            Ok(Some((_, v))) => v.iter().map(|x| *x as i64).collect(),
-            _ => return Ok(false),
-        },
+    Ok(reduces_spatial_axes(model, node))
+}
+
+/// Whether `node`'s axes (attribute, or constant second input) are exactly 2 and 3 of a rank-4
+/// map; `false` where they are absent or computed.
+fn reduces_spatial_axes(model: &OnnxModel, node: &NodeProto) -> bool {
+    let Ok(Some(axes)) = axes(model, node) else {
+        return false;
     };
     let axes: HashSet<i64> = axes
         .iter()
         .map(|a| if *a < 0 { a + 4 } else { *a })
         .collect();
-    Ok(axes == HashSet::from([2, 3]))
+    axes == HashSet::from([2, 3])
 }
 
 /// `ReduceMean` over axes 2 and 3 of a rank-4 map as `GlobalAveragePool` (and `Flatten`).
 fn global_average(model: &OnnxModel, node: &NodeProto) -> Result<Option<Vec<NodeProto>>> {
-    let axes = match ints(node, "axes")? {
-        Some(a) => a,
-        None => match model.constant(node, 1) {
-            Ok(Some((_, v))) => v.iter().map(|x| *x as i64).collect(),
-            _ => return Ok(None),
-        },
-    };
-    let spatial: HashSet<i64> = axes
-        .iter()
-        .map(|a| if *a < 0 { a + 4 } else { *a })
-        .collect();
-    if spatial != HashSet::from([2, 3]) || int(node, "noop_with_empty_axes", 0)? != 0 {
+    if !reduces_spatial_axes(model, node) || int(node, "noop_with_empty_axes", 0)? != 0 {
         return Ok(None);
     }
     let out = node.output[0].clone();

@@ -28,7 +28,7 @@
 mod affine;
 mod canonical;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::{anyhow, bail, Result};
 use tract_onnx::pb::{NodeProto, TensorProto};
@@ -178,26 +178,8 @@ fn fold_first_shape(
         .ok_or_else(|| err(&node, "has no input"))?;
     let dims = match model.initializers.get(source) {
         Some((dims, _)) => dims.clone(),
-        None => {
-            let prefix = OnnxModel {
-                proto: {
-                    let mut proto = model.proto.clone();
-                    if let Some(g) = proto.graph.as_mut() {
-                        g.node.truncate(at);
-                    }
-                    proto
-                },
-                initializers: model.initializers.clone(),
-            };
-            let zeros = vec![0.0; input_dims.iter().product()];
-            let shapes = Evaluator::new(&prefix, input_dims)
-                .and_then(|e| e.shapes(&zeros))
-                .map_err(|e| err(&node, format!("the shape of {source:?} is not known: {e}")))?;
-            shapes
-                .get(source)
-                .cloned()
-                .ok_or_else(|| err(&node, format!("reads {source:?}, which no node computed")))?
-        }
+        None => dims_of(model, at, source, input_dims)?
+            .ok_or_else(|| err(&node, format!("reads {source:?}, which no node computed")))?,
     };
     let rank = dims.len() as i64;
     let clamp = |v: i64| (if v < 0 { v + rank } else { v }).clamp(0, rank) as usize;
@@ -614,16 +596,13 @@ fn compute(model: &OnnxModel, node: &NodeProto) -> Result<Constant> {
     }
 }
 
-/// The dims of `x` as the nodes before `at` compute it (evaluated once on zeros).
-fn dims_of(
+/// The dims of every tensor the nodes before `at` compute (evaluated once on zeros), the
+/// graph input's included.
+fn shapes_before(
     model: &OnnxModel,
     at: usize,
-    x: &str,
     input_dims: &[usize],
-) -> Result<Option<Vec<usize>>> {
-    if x == model.input_name()? {
-        return Ok(Some(input_dims.to_vec()));
-    }
+) -> Result<HashMap<String, Vec<usize>>> {
     let mut prefix = OnnxModel {
         proto: model.proto.clone(),
         initializers: model.initializers.clone(),
@@ -632,13 +611,22 @@ fn dims_of(
         g.node.truncate(at);
     }
     let zeros = vec![0.0; input_dims.iter().product()];
-    let shapes = Evaluator::new(&prefix, input_dims)
+    Evaluator::new(&prefix, input_dims)
         .and_then(|e| e.shapes(&zeros))
         .map_err(|e| {
             err(
                 &model.nodes()[at],
-                format!("the shape of {x:?} is not known: {e}"),
+                format!("the shapes before it are not known: {e}"),
             )
-        })?;
-    Ok(shapes.get(x).cloned())
+        })
+}
+
+/// The dims of `x` as the nodes before `at` compute it.
+fn dims_of(
+    model: &OnnxModel,
+    at: usize,
+    x: &str,
+    input_dims: &[usize],
+) -> Result<Option<Vec<usize>>> {
+    Ok(shapes_before(model, at, input_dims)?.get(x).cloned())
 }
