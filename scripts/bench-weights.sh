@@ -7,8 +7,12 @@
 # 2. The collator-feature node: it carries `benchmark pallet` (frame-benchmarking-cli comes with
 #    polkadot-cli). It is a debug build: the VM benchmarks run entirely in wasm and are exact;
 #    storage-bound ones pay debug-built host trie code, so they come out high (safe side).
-# 3. `smartvm-node benchmark pallet` over every benchmark of pallet_smartvm, written through
-#    scripts/weights-template.hbs.
+# 3. `smartvm-node benchmark pallet` over every benchmark of pallet_smartvm but `vm_layer`,
+#    written through scripts/weights-template.hbs.
+# 4. `vm_layer` once per entry of the VM's layer table (every kernel class at the zoo models'
+#    shapes and at sweeps), its raw times fitted by `smartvm fit-schedule` into the gas schedule
+#    (primitives/vm/src/gas/benchmarked.rs) and the per-entry table runtime/tests/gas_price.rs
+#    checks (runtime/src/weights/vm_layers.csv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE=${SMARTVM_CACHE:-$HOME/.cache/smartvm}
@@ -32,8 +36,28 @@ mkdir -p runtime/src/weights
   --genesis-builder runtime \
   --pallet pallet_smartvm \
   --extrinsic '*' \
+  --exclude-extrinsics pallet_smartvm::vm_layer \
   --steps "$STEPS" \
   --repeat "$REPEAT" \
   --template scripts/weights-template.hbs \
   --output runtime/src/weights/pallet_smartvm.rs
 echo "written runtime/src/weights/pallet_smartvm.rs"
+
+LAYERS=$(grep -oP 'pub const LAYER_COUNT: u32 = \K[0-9]+' primitives/vm/src/bench_programs.rs)
+LAYER_REPEAT=${LAYER_REPEAT:-5}
+raw="$CACHE/vm_layer_raw.json"
+echo "== vm_layer: $LAYERS entries x $LAYER_REPEAT repeats"
+"$TARGET/debug/smartvm-node" benchmark pallet \
+  --runtime "$wasm" \
+  --genesis-builder runtime \
+  --pallet pallet_smartvm \
+  --extrinsic vm_layer \
+  --steps "$LAYERS" \
+  --repeat "$LAYER_REPEAT" \
+  --json-file "$raw" > /dev/null
+
+echo "== the gas schedule fitted to them"
+CARGO_TARGET_DIR="$TARGET" cargo build --release -p smartvm-cli
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+"$TARGET/release/smartvm" fit-schedule --raw "$raw" --machine "$cpu, $(nproc) cores"
+echo "rebuild the node (cargo build -p smartvm-node) and regenerate chain-specs/ (bash chain-specs/generate.sh): the runtime's prices changed"

@@ -4,51 +4,15 @@
 
 use polkadot_sdk::frame_support::traits::EnsureOrigin;
 use polkadot_sdk::frame_support::weights::Weight;
-use polkadot_sdk::{frame_support, pallet_collective, sp_genesis_builder, sp_io};
-use serde_json::Value;
+use polkadot_sdk::{frame_support, pallet_collective, sp_genesis_builder};
 use smartvm_isa::{pack::decode_pack, Program};
 use smartvm_runtime::{
-    configs::RootOrTwoThirdsCouncil, genesis, AccountId, Runtime, RuntimeGenesisConfig,
-    RuntimeOrigin,
+    configs::RootOrTwoThirdsCouncil, genesis, AccountId, Runtime, RuntimeOrigin,
 };
 use smartvm_vm::{execute, BlockList, Config, Executable};
 
-/// Overlays `patch` on `base` the way chain-spec presets are applied.
-fn merge(base: &mut Value, patch: Value) {
-    match (base, patch) {
-        (Value::Object(b), Value::Object(p)) => {
-            for (k, v) in p {
-                merge(b.entry(k).or_insert(Value::Null), v);
-            }
-        }
-        (b, p) => *b = p,
-    }
-}
-
-fn state_of(preset: &str) -> sp_io::TestExternalities {
-    let mut config =
-        serde_json::to_value(RuntimeGenesisConfig::default()).expect("default config is JSON");
-    let patch = genesis::get_preset(&preset.into()).expect("preset exists");
-    merge(
-        &mut config,
-        serde_json::from_slice(&patch).expect("patch is JSON"),
-    );
-    let json = serde_json::to_vec(&config).unwrap();
-    let mut ext = sp_io::TestExternalities::new_empty();
-    ext.execute_with(|| {
-        frame_support::genesis_builder_helper::build_state::<RuntimeGenesisConfig>(json)
-            .expect("preset builds")
-    });
-    ext
-}
-
-/// The first Fashion-MNIST test image as the chain takes it: raw pixels.
-fn an_image() -> Vec<u8> {
-    // A fixed synthetic image keeps the test independent of the dataset package.
-    (0..784u32)
-        .map(|i| ((i * 37 + i / 28 * 11) % 256) as u8)
-        .collect()
-}
+mod common;
+use common::{an_image, state_of};
 
 #[test]
 fn presets_are_listed() {

@@ -1,7 +1,7 @@
 //! Benchmarks of every call and of the VM's cost parameters (frame-benchmarking v2).
 //!
-//! The VM benchmarks run the in-runtime reference kernels, i.e. the slow path validators take,
-//! so weights derived from them are safe for both paths.
+//! The VM benchmarks run the wasm-tuned `Scalar` kernels, the path relay validators take in
+//! `validate_block`, so prices fitted to them cover both paths.
 
 use alloc::{vec, vec::Vec};
 
@@ -10,10 +10,10 @@ use polkadot_sdk::frame_support::{traits::fungible::Mutate, weights::Weight, Bou
 use polkadot_sdk::frame_system::RawOrigin;
 use polkadot_sdk::sp_runtime::traits::{Bounded, Get};
 use smartvm_isa::{Opcode, Program, Shape};
-use smartvm_kernels::Reference;
+use smartvm_kernels::Scalar;
 use smartvm_vm::{execute, BlockList, Config as VmConfig, Executable};
 
-use crate::vm_programs::{base_loop, fc_layer};
+use crate::vm_programs::{base_loop, layer_program, layers, LAYER_COUNT};
 use crate::*;
 
 fn funded<T: Config>() -> T::AccountId {
@@ -180,7 +180,7 @@ mod benchmarks {
                 &exe,
                 &[0],
                 &BlockList(&[]),
-                &Reference,
+                &Scalar,
                 &VmConfig::default(),
                 u64::MAX,
             )
@@ -188,19 +188,22 @@ mod benchmarks {
         }
     }
 
-    /// VM: a fully-connected layer of `m` × 64 multiply-accumulates (price of kernel MACs in wasm).
+    /// VM: entry `l` of the layer table (`smartvm_vm::bench_programs::layers`), one kernel
+    /// instruction at a zoo model's or a sweep's shape. Not a weight the pallet charges: `make
+    /// weights` runs it once per entry (`--steps` = the entry count) and fits the gas schedule's
+    /// per-class prices to the times (`smartvm fit-schedule`).
     #[benchmark]
-    fn vm_kernel_macs(m: Linear<1, 1024>) {
-        let (program, blocks) = fc_layer(m);
-        let exe = Executable::new(program).expect("valid");
-        let input = vec![1i8; m as usize];
+    fn vm_layer(l: Linear<0, { LAYER_COUNT - 1 }>) {
+        let layer = &layers()[l as usize];
+        let bench = layer_program(&layer.op);
+        let exe = Executable::new(bench.program).expect("valid");
         #[block]
         {
             execute(
                 &exe,
-                &input,
-                &BlockList(&blocks),
-                &Reference,
+                &bench.input,
+                &BlockList(&bench.blocks),
+                &Scalar,
                 &VmConfig::default(),
                 u64::MAX,
             )

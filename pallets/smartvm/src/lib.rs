@@ -20,7 +20,8 @@ pub mod exec;
 pub mod limits;
 pub mod runtime_api;
 mod types;
-pub mod vm_programs;
+/// The programs the VM benchmarks time (moved to the VM crate so the CLI can fit prices to them).
+pub use smartvm_vm::bench_programs as vm_programs;
 pub mod weights;
 
 /// The test runtime, public with `fuzzing` so the pallet fuzzer drives the same one.

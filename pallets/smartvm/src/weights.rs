@@ -24,9 +24,6 @@ pub trait WeightInfo {
     /// The VM running `r` turns of a six-instruction base-set loop with the in-wasm kernels;
     /// not charged directly: a runtime checks its gas price against it.
     fn vm_base_loop(r: u32) -> Weight;
-    /// The VM running a fully-connected layer of `m` x 64 multiply-accumulates with the in-wasm
-    /// kernels; not charged directly: a runtime checks its gas price against it.
-    fn vm_kernel_macs(m: u32) -> Weight;
 }
 
 /// Hand-set weights for tests and until benchmarks are run.
@@ -62,9 +59,6 @@ impl WeightInfo for () {
     fn vm_base_loop(r: u32) -> Weight {
         Weight::from_parts(5_000_000 + 100_000 * r as u64, 0)
     }
-    fn vm_kernel_macs(m: u32) -> Weight {
-        Weight::from_parts(5_000_000 + 64 * 15_000 * m as u64, 0)
-    }
 }
 
 impl<T> WeightInfo for SubstrateWeight<T> {
@@ -85,8 +79,5 @@ impl<T> WeightInfo for SubstrateWeight<T> {
     }
     fn vm_base_loop(r: u32) -> Weight {
         <() as WeightInfo>::vm_base_loop(r)
-    }
-    fn vm_kernel_macs(m: u32) -> Weight {
-        <() as WeightInfo>::vm_kernel_macs(m)
     }
 }

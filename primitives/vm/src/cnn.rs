@@ -14,6 +14,7 @@ use smartvm_kernels::{
 
 use crate::buffer::Frame;
 use crate::error::ErrorKind;
+use crate::gas::{KernelClass, Work};
 use crate::interpreter::{operand, Machine};
 use crate::weights::{LayerStream, WeightSource};
 
@@ -33,14 +34,32 @@ fn elements(shape: &Shape) -> Result<u64, ErrorKind> {
 }
 
 impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
-    /// Charges a kernel's work: its multiply-accumulates and the bytes it reads and writes.
-    fn charge_kernel(&mut self, macs: u64, bytes: u64) -> Result<(), ErrorKind> {
-        self.charge(self.schedule.kernel(macs, bytes))
+    /// Charges one kernel instruction's work at its class's prices, before doing it.
+    fn charge_kernel(
+        &mut self,
+        class: KernelClass,
+        macs: u64,
+        outputs: u64,
+        bytes: u64,
+    ) -> Result<(), ErrorKind> {
+        let work = Work {
+            calls: 1,
+            macs,
+            rows: 0,
+            outputs,
+            bytes,
+        };
+        self.charge_work(class, work)
+    }
+
+    /// Charges an element-wise pass over `len` elements of `class`, touching `bytes`.
+    fn charge_elements(&mut self, class: KernelClass, len: u64, bytes: u64) -> Result<(), ErrorKind> {
+        self.charge_kernel(class, 0, len, bytes)
     }
 
     /// Charges moving `bytes` through the Buffer.
     fn charge_bytes(&mut self, bytes: u64) -> Result<(), ErrorKind> {
-        self.charge(bytes.saturating_mul(self.schedule.per_byte))
+        self.charge_kernel(KernelClass::Move, 0, 0, bytes)
     }
 
     /// Replaces the top `inputs` frames with a freshly computed output of `shape`.
@@ -58,8 +77,22 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
     }
 
     fn conv(&mut self, p: ConvParams, wblock: i64, qblock: i64) -> Result<(), ErrorKind> {
-        let out_bytes = elements(&p.output)?;
-        self.charge_kernel(p.macs(), elements(&p.input)? + out_bytes)?;
+        let outputs = elements(&p.output)?;
+        let macs = p.macs();
+        let class = if p.stride[2] == 1 {
+            KernelClass::Conv
+        } else {
+            KernelClass::ConvStrided
+        };
+        let work = Work {
+            calls: 1,
+            macs,
+            // One inner loop per kernel tap and output row (the output width is at least 1).
+            rows: macs / u64::from(p.output.w.max(1)),
+            outputs,
+            bytes: elements(&p.input)? + outputs + p.weight_len(),
+        };
+        self.charge_work(class, work)?;
         let weights = self.layer_weights(wblock, p.weight_len())?;
         let q =
             ChannelQuant::decode(&self.block(qblock)?, p.output.c).map_err(kernel_error(qblock))?;
@@ -81,7 +114,8 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
         if out_n == 0 {
             return Err(ErrorKind::BadOperand);
         }
-        self.charge_kernel(macs, in_n + out_n as u64)?;
+        let bytes = in_n + out_n as u64 + macs;
+        self.charge_kernel(KernelClass::FullyConnected, macs, out_n as u64, bytes)?;
         let first = operand(wblock)?;
         // A source that lends the whole layer in place (the CLI's pack) needs no bands.
         let lent_in_place = |len: u64| {
@@ -151,7 +185,8 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
         let p = PoolParams::new(shape, operand(k)?, operand(stride)?, operand(pad)?, kind)
             .map_err(kernel_error(0))?;
         let out = elements(&p.output)?;
-        self.charge_kernel(out * (p.k * p.k) as u64, elements(&shape)? + out)?;
+        let taps = out * (p.k * p.k) as u64;
+        self.charge_kernel(KernelClass::Pool, taps, out, elements(&shape)? + out)?;
         self.produce(1, p.output, |m, out| {
             m.kernels
                 .pool(&p, &m.buffer.top()?.data, out)
@@ -162,16 +197,18 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
     /// Applies an in-place element-wise transform to the top frame, charging per byte.
     fn in_place(
         &mut self,
+        class: KernelClass,
         f: impl FnOnce(&mut [i8]) -> Result<(), KernelError>,
     ) -> Result<(), ErrorKind> {
         let len = self.buffer.top()?.data.len() as u64;
-        self.charge_kernel(0, len)?;
+        self.charge_elements(class, len, len)?;
         f(&mut self.buffer.top_mut()?.data).map_err(kernel_error(0))
     }
 
     /// Two-frame element-wise op: checks sizes and produces a frame shaped like the lower one.
     fn pairwise(
         &mut self,
+        class: KernelClass,
         qblock: i64,
         f: impl FnOnce(&[u8], &[i8], &[i8], &mut [i8]) -> Result<(), KernelError>,
     ) -> Result<(), ErrorKind> {
@@ -180,7 +217,7 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
             return Err(ErrorKind::ShapeMismatch);
         }
         let (shape, len) = (a.shape, a.data.len() as u64);
-        self.charge_kernel(len, 3 * len)?;
+        self.charge_elements(class, len, 3 * len)?;
         let q = self.block(qblock)?;
         self.produce(2, shape, |m, out| {
             let (a, b) = (&m.buffer.get(1)?.data, &m.buffer.top()?.data);
@@ -240,7 +277,9 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
                     operand(groups)?,
                 )
                 .map_err(kernel_error(qblock))?;
-                self.charge_kernel(p.macs(), elements(&p.input)? + elements(&p.output)?)?;
+                let outputs = elements(&p.output)?;
+                let bytes = elements(&p.input)? + outputs + p.weight_len();
+                self.charge_kernel(KernelClass::ConvTranspose, p.macs(), outputs, bytes)?;
                 let weights = self.layer_weights(wblock, p.weight_len())?;
                 let q = ChannelQuant::decode(&self.block(qblock)?, p.output.c)
                     .map_err(kernel_error(qblock))?;
@@ -256,7 +295,8 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
             POOL_GAVG => {
                 let shape = self.buffer.top()?.shape;
                 let len = elements(&shape)?;
-                self.charge_kernel(len, len)?;
+                let outputs = u64::from(shape.c);
+                self.charge_kernel(KernelClass::GlobalPool, len, outputs, len + outputs)?;
                 self.produce(1, Shape::flat(shape.c), |m, out| {
                     elementwise::global_avg_pool(shape, &m.buffer.top()?.data, out)
                         .map_err(kernel_error(0))
@@ -278,7 +318,8 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
                 if macs > smartvm_kernels::params::MAX_MACS {
                     return Err(ErrorKind::Kernel(KernelError::TooLarge));
                 }
-                self.charge_kernel(macs, m_rows * k + k * n + m_rows * n)?;
+                let bytes = m_rows * k + k * n + m_rows * n;
+                self.charge_kernel(KernelClass::MatMul, macs, m_rows * n, bytes)?;
                 let q = PairQuant::decode(&self.block(qblock)?).map_err(kernel_error(qblock))?;
                 let dims = [m_rows as u32, k as u32, n as u32];
                 self.produce(2, Shape::new(1, 1, m_rows as u32, n as u32), |m, out| {
@@ -290,13 +331,13 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
             }
             ADD_RQ => {
                 let [qblock] = self.args()?;
-                self.pairwise(qblock, |q, a, b, out| {
+                self.pairwise(KernelClass::Add, qblock, |q, a, b, out| {
                     elementwise::add(a, b, &AddQuant::decode(q)?, out)
                 })
             }
             MUL_RQ => {
                 let [qblock] = self.args()?;
-                self.pairwise(qblock, |q, a, b, out| {
+                self.pairwise(KernelClass::Mul, qblock, |q, a, b, out| {
                     elementwise::mul(a, b, &PairQuant::decode(q)?, out)
                 })
             }
@@ -306,7 +347,7 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
                     SoftmaxTable::decode(&self.block(qblock)?).map_err(kernel_error(qblock))?;
                 let shape = self.buffer.top()?.shape;
                 let len = elements(&shape)?;
-                self.charge_kernel(len, 2 * len)?;
+                self.charge_elements(KernelClass::Softmax, len, 2 * len)?;
                 self.produce(1, shape, |m, out| {
                     elementwise::softmax(shape, &table, &m.buffer.top()?.data, out)
                         .map_err(kernel_error(qblock))
@@ -316,7 +357,7 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
                 let [table] = self.args()?;
                 let bytes = self.block(table)?;
                 let map = kernel_error(table);
-                self.in_place(|data| elementwise::lut(&bytes, data))
+                self.in_place(KernelClass::Table, |data| elementwise::lut(&bytes, data))
                     .map_err(|e| match e {
                         ErrorKind::BadQuantBlock { .. } => map(KernelError::BadQuant),
                         other => other,
@@ -324,19 +365,19 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
             }
             ACT_RL => {
                 let [zero] = self.args()?;
-                self.in_place(|data| elementwise::clip(data, zero, 127))
+                self.in_place(KernelClass::Clip, |data| elementwise::clip(data, zero, 127))
             }
             ACT_CLIP => {
                 let [lo, hi] = self.args()?;
-                self.in_place(|data| elementwise::clip(data, lo, hi))
+                self.in_place(KernelClass::Clip, |data| elementwise::clip(data, lo, hi))
             }
             BUF_SCL0 => {
                 let [times] = self.args()?;
-                self.in_place(|data| elementwise::scale_up(data, times))
+                self.in_place(KernelClass::Scale, |data| elementwise::scale_up(data, times))
             }
             BUF_SCL1 => {
                 let [times] = self.args()?;
-                self.in_place(|data| elementwise::scale_down(data, times))
+                self.in_place(KernelClass::Scale, |data| elementwise::scale_down(data, times))
             }
             BUF_BIAS => {
                 let [block] = self.args()?;
@@ -344,7 +385,7 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
                 if bias.len() != self.buffer.top()?.shape.c as usize {
                     return Err(ErrorKind::ShapeMismatch);
                 }
-                self.in_place(|data| elementwise::add_channel_bias(data, as_i8(&bias)))
+                self.in_place(KernelClass::Scale, |data| elementwise::add_channel_bias(data, as_i8(&bias)))
             }
             MTOB => {
                 let [offset, len] = self.args()?;
@@ -396,7 +437,7 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
             BUF_FIL => {
                 let [value] = self.args()?;
                 let value = i8::try_from(value).map_err(|_| ErrorKind::BadOperand)?;
-                self.in_place(|data| {
+                self.in_place(KernelClass::Clip, |data| {
                     data.fill(value);
                     Ok(())
                 })

@@ -11,7 +11,7 @@ use smartvm_kernels::Kernels;
 
 use crate::buffer::Buffer;
 use crate::error::{ErrorKind, VmError};
-use crate::gas::{Meter, Schedule};
+use crate::gas::{KernelClass, Meter, Schedule, Work};
 use crate::memory::Memory;
 use crate::weights::{gather, WeightSource};
 use crate::Config;
@@ -84,6 +84,9 @@ pub struct Outcome {
     /// Gas of each CNN instruction executed, in order, with its opcode: the cost per layer.
     /// The first [`CNN_GAS_RECORD_LIMIT`] only, so a loop cannot grow it without bound.
     pub cnn_gas: Vec<(Opcode, u64)>,
+    /// The work of each kernel class, indexed by [`KernelClass::index`]: what its gas was
+    /// charged for, and what the benchmarks fit their prices to.
+    pub work: [Work; KernelClass::COUNT],
 }
 
 /// Most entries [`Outcome::cnn_gas`] keeps: every layer of the paper's models (the unrolled LSTM
@@ -102,6 +105,7 @@ pub(crate) struct Machine<'a, K, W> {
     pub(crate) output: Option<Vec<i8>>,
     pub(crate) blocks_read: u64,
     pub(crate) weight_bytes: u64,
+    pub(crate) work: [Work; KernelClass::COUNT],
     /// Most weight bytes one fully-connected band reads from a source that cannot lend a
     /// whole layer in place ([`Config::weight_chunk`]).
     pub(crate) weight_chunk: u64,
@@ -144,6 +148,13 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
         } else {
             Err(ErrorKind::OutOfGas)
         }
+    }
+
+    /// Charges `work` of `class` and records it.
+    pub(crate) fn charge_work(&mut self, class: KernelClass, work: Work) -> Result<(), ErrorKind> {
+        self.charge(self.schedule.kernel(class, &work))?;
+        self.work[class.index()].accumulate(&work);
+        Ok(())
     }
 
     /// Fetches one whole block (a qblock or table), charging for it.
@@ -262,6 +273,7 @@ pub fn execute<K: Kernels, W: WeightSource>(
         output: None,
         blocks_read: 0,
         weight_bytes: 0,
+        work: [Work::default(); KernelClass::COUNT],
         weight_chunk: config.weight_chunk.max(1) as u64,
         element_cache: None,
     };
@@ -317,6 +329,7 @@ pub fn execute<K: Kernels, W: WeightSource>(
         weight_bytes_read: m.weight_bytes,
         buffer_bytes_pushed: m.buffer.pushed_bytes(),
         cnn_gas,
+        work: m.work,
     })
 }
 

@@ -12,10 +12,11 @@
 
 extern crate alloc;
 
+pub mod bench_programs;
 mod buffer;
 mod cnn;
 mod error;
-mod gas;
+pub mod gas;
 mod interpreter;
 mod memory;
 #[cfg(feature = "std")]
@@ -24,7 +25,7 @@ mod weights;
 
 pub use buffer::{Buffer, Frame};
 pub use error::{ErrorKind, VmError};
-pub use gas::Schedule;
+pub use gas::{KernelClass, Schedule, Work, WorkPrice};
 pub use interpreter::{execute, Executable, Outcome, CNN_GAS_RECORD_LIMIT};
 #[cfg(feature = "std")]
 pub use prefetch::{with_read_ahead, ReadAhead};

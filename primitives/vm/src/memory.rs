@@ -42,7 +42,7 @@ impl Memory {
                 return Err(ErrorKind::MemoryLimit);
             }
             let words = end.div_ceil(32) - (self.bytes.len() as u64).div_ceil(32);
-            if !meter.charge(words.saturating_mul(schedule.per_memory_word)) {
+            if !meter.charge(schedule.memory_growth(words)) {
                 return Err(ErrorKind::OutOfGas);
             }
             self.bytes

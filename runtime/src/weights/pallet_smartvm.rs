@@ -136,13 +136,4 @@ impl<T: frame_system::Config> pallet_smartvm::WeightInfo for WeightInfo<T> {
 			// Standard error: 388
 			.saturating_add(Weight::from_parts(63_222, 0).saturating_mul(r.into()))
 	}
-	/// The range of component `m` is `[1, 1024]`.
-	fn vm_kernel_macs(m: u32, ) -> Weight {
-		// Proof size: measured `0`,
-		// estimated `0`.
-		// Minimum execution time: 74_279_000 picoseconds.
-		Weight::from_parts(82_129_890, 0)
-			// Standard error: 483
-			.saturating_add(Weight::from_parts(66_369, 0).saturating_mul(m.into()))
-	}
 }

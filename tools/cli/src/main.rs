@@ -10,6 +10,7 @@ mod idx;
 mod image;
 mod load;
 mod run;
+mod schedule_fit;
 
 use std::path::PathBuf;
 
@@ -79,6 +80,8 @@ enum Command {
     Deploy(chain::deploy::DeployArgs),
     /// Run a deployed model over RPC: a paid `smartvm.infer` transaction, or `--dry-run`.
     Infer(chain::infer::InferArgs),
+    /// Fit the gas schedule to the runtime's wasm benchmarks of every kernel class (`make weights`).
+    FitSchedule(schedule_fit::FitArgs),
 }
 
 fn main() -> Result<()> {
@@ -119,6 +122,7 @@ fn main() -> Result<()> {
         Command::Fidelity(args) => fidelity::fidelity(args),
         Command::Deploy(args) => on_runtime(chain::deploy::run(args)),
         Command::Infer(args) => on_runtime(chain::infer::run(args)),
+        Command::FitSchedule(args) => schedule_fit::fit(args),
     }
 }
 

@@ -79,7 +79,7 @@ struct Outcome {
 pub(crate) struct Report {
     pub(crate) output: Vec<i8>,
     class: u32,
-    weight: Weight,
+    pub(crate) weight: Weight,
     version: Option<u32>,
     fee: Option<u128>,
     /// The blocks that hold the transactions, in nonce order (none for a dry run).

@@ -43,6 +43,13 @@ pub struct ChainComparison {
     pub download_ms: f64,
     /// The compute part of `offchain_ms`.
     pub compute_ms: f64,
+    /// The same dry run with the in-wasm kernels relay-chain validators run
+    /// (`SmartvmApi_infer_with_wasm_kernels`): what the charged ref_time has to cover.
+    #[serde(default)]
+    pub validators_ms: Option<f64>,
+    /// The ref_time the run is charged (its gas at the runtime's price), ms.
+    #[serde(default)]
+    pub charged_ms: Option<f64>,
 }
 
 /// A model to measure: already on chain, or to deploy first.
@@ -105,6 +112,7 @@ async fn measure(
     let bytes: Vec<u8> = input.iter().map(|v| *v as u8).collect();
     let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
     let (mut on, mut off, mut dl, mut compute) = (vec![], vec![], vec![], vec![]);
+    let (mut validators, mut charged_ms) = (vec![], None);
     let (mut blocks, mut weight_bytes) = (0, 0);
     let mut onchain_error = None;
     for run in 0..=runs {
@@ -116,12 +124,24 @@ async fn measure(
                     if run > 0 {
                         on.push(ms(t));
                     }
+                    charged_ms = Some(outcome.weight.ref_time as f64 / 1e9);
                     onchain = Some(outcome.output);
                 }
                 Err(e) => {
                     eprintln!("{name}: the dry run failed: {e:#}");
                     onchain_error = Some(format!("{e:#}"));
                 }
+            }
+        }
+        if let Some(output) = &onchain {
+            let method = "SmartvmApi_infer_with_wasm_kernels";
+            let t = Instant::now();
+            let outcome = dry_run(chain, method, model, &bytes, DRY_RUN_LIMIT).await?;
+            if run > 0 {
+                validators.push(ms(t));
+            }
+            if outcome.output != *output {
+                bail!("{name}: the in-wasm kernels give {:?}, the host kernels {output:?}", outcome.output);
             }
         }
         let t = Instant::now();
@@ -160,5 +180,7 @@ async fn measure(
         offchain_ms: median(off),
         download_ms: median(dl),
         compute_ms: median(compute),
+        validators_ms: (!validators.is_empty()).then(|| median(validators)),
+        charged_ms,
     })
 }

@@ -452,6 +452,32 @@ fn paper_chain_speedup(model: &str) -> &'static str {
     }
 }
 
+/// Most ref_time one normal extrinsic may use on this runtime: 75 % of a 2 s block, less the
+/// 5 % reserved for block initialisation (`runtime/src/lib.rs`), about 1.4 s.
+const MAX_EXTRINSIC_MS: f64 = 1400.0;
+
+/// The relay validators' path per model: the in-wasm kernels' dry run against what it is charged.
+fn validators_section(md: &mut String, results: &[ChainComparison]) -> Result<()> {
+    writeln!(md, "**The validators' path.** Relay-chain validators re-execute every parachain block in wasm without SIMD and without SmartVM's host functions, so the runtime swaps in its wasm-tuned `Scalar` kernels there; the gas schedule is fitted to those (`make weights`). The same dry run through `SmartvmApi_infer_with_wasm_kernels` gives the validators' time; *charged* is the ref_time the run's gas buys; *blocks* is how many 1.4 s extrinsic shares that is (one means it fits one `infer`).\n")?;
+    writeln!(md, "| model | host kernels ms | validators' path ms | charged ms | charged / validators | blocks |")?;
+    writeln!(md, "| --- | ---: | ---: | ---: | ---: | ---: |")?;
+    for c in results {
+        let (Some(wasm), Some(charged)) = (c.validators_ms, c.charged_ms) else {
+            continue;
+        };
+        writeln!(
+            md,
+            "| {} | {} | {wasm:.1} | {charged:.1} | {:.2}× | {:.0} |",
+            c.name,
+            c.onchain_ms.map_or("—".into(), |ms| format!("{ms:.1}")),
+            charged / wasm,
+            (charged / MAX_EXTRINSIC_MS).ceil()
+        )?;
+    }
+    writeln!(md)?;
+    Ok(())
+}
+
 fn chain_section(md: &mut String, results: &[ChainComparison]) -> Result<()> {
     let runs = |name: &str| {
         results
@@ -495,5 +521,6 @@ fn chain_section(md: &mut String, results: &[ChainComparison]) -> Result<()> {
         }
     }
     writeln!(md, "On chain, the node's storage is read through a debug-built client and every weight block crosses into the runtime's memory, so the dry run costs more than native compute alone; off chain, every block is one RPC round trip. AlexNet's `fc6` (37.7 MB, more than the runtime's 32 MiB allocation limit) runs in bands of output rows of at most 8 MiB of weights each (README, \"The pallet\"). The LSTM reads its weight blocks again at every step.\n")?;
+    validators_section(md, results)?;
     Ok(())
 }
