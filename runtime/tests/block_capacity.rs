@@ -63,7 +63,8 @@ fn a_parachain_block_holds_hundreds_of_lenet5_inferences() {
     let by_time = room.ref_time() / per_tx;
     // After the first, each inference adds `marginal_proof`; the last must still fit its
     // declared proof before dispatch.
-    let by_proof = (room.proof_size() - proof_one - declared.proof_size()) / marginal_proof.max(1) + 1;
+    let by_proof =
+        (room.proof_size() - proof_one - declared.proof_size()) / marginal_proof.max(1) + 1;
     // Without reclaim every inference would keep its charged proof.
     let charged_proof = charged_one.proof_size();
     let without_reclaim = room.proof_size() / charged_proof.max(1);
@@ -77,7 +78,11 @@ fn a_parachain_block_holds_hundreds_of_lenet5_inferences() {
         "one parachain block holds {} (bound by {}; by ref_time {by_time}, by recorded proof \
          {by_proof}; {without_reclaim} if each kept its charged proof)",
         by_time.min(by_proof),
-        if by_time <= by_proof { "ref_time" } else { "proof" }
+        if by_time <= by_proof {
+            "ref_time"
+        } else {
+            "proof"
+        }
     );
     assert!(
         marginal_proof * 20 < proof_one,

@@ -42,7 +42,10 @@ fn every_kernel_class_is_charged_between_one_and_two_times_its_wasm_time() {
     let (mut lo, mut hi) = (f64::MAX, 0f64);
     for (layer, row) in table.iter().zip(rows) {
         let fields: Vec<&str> = row.split(',').collect();
-        assert_eq!(fields[1], layer.name, "vm_layers.csv is stale: run make weights");
+        assert_eq!(
+            fields[1], layer.name,
+            "vm_layers.csv is stale: run make weights"
+        );
         let time_ps = fields[3].parse::<f64>().expect("a time in ns") * 1000.0;
         let bench = layer_program(&layer.op);
         let charged_ps = gas_of(bench.program, &bench.blocks, &bench.input) as f64 * price;
@@ -58,7 +61,10 @@ fn every_kernel_class_is_charged_between_one_and_two_times_its_wasm_time() {
             ));
         }
     }
-    println!("{} entries charged {lo:.2}x to {hi:.2}x their wasm time", table.len());
+    println!(
+        "{} entries charged {lo:.2}x to {hi:.2}x their wasm time",
+        table.len()
+    );
     assert!(
         failures.is_empty(),
         "outside 1x-2x:\n{}",

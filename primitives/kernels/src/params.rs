@@ -440,6 +440,48 @@ impl ConvParams {
     pub fn macs(&self) -> u64 {
         self.output.elements().unwrap_or(0) * self.weights_per_output()
     }
+
+    /// Output positions along `axis` (0 = D, 1 = H, 2 = W) summed over the kernel's taps on
+    /// that axis, counting only taps that land inside the input, not in the padding.
+    pub fn taps_inside(&self, axis: usize) -> u64 {
+        let (dims_in, dims_out) = (
+            [self.input.d, self.input.h, self.input.w],
+            [self.output.d, self.output.h, self.output.w],
+        );
+        (0..self.kernel[axis])
+            .map(|t| {
+                let shift = t as i64 * self.dilation[axis] as i64 - self.pad[axis] as i64;
+                let (lo, hi) = inside(dims_out[axis], self.stride[axis], shift, dims_in[axis]);
+                u64::from(hi - lo)
+            })
+            .sum()
+    }
+
+    /// The work of a convolution that skips the padding: multiply-accumulates over taps inside
+    /// the input, and inner loops (one kernel tap over one output row). What the validators'
+    /// kernels do, and so what gas charges; at most [`Self::macs`].
+    pub fn work_inside(&self) -> (u64, u64) {
+        let per_channel = u64::from(self.output.c) * u64::from(self.group_in());
+        let (d, h) = (self.taps_inside(0), self.taps_inside(1));
+        let macs = per_channel * d * h * self.taps_inside(2);
+        let rows = per_channel * d * h * u64::from(self.kernel[2]);
+        (macs, rows)
+    }
+}
+
+/// The outputs `lo..hi` of `out` along one axis whose tap at offset `shift` (= k·dilation −
+/// pad) lands inside an input of `size`, for `stride`.
+#[inline(always)]
+pub(crate) fn inside(out: u32, stride: u32, shift: i64, size: u32) -> (u32, u32) {
+    // Input index o·stride + shift; keep 0 ≤ it < size.
+    let s = stride as i64;
+    let lo = if shift >= 0 { 0 } else { (-shift + s - 1) / s };
+    let hi = if size as i64 > shift {
+        ((size as i64 - 1 - shift) / s + 1).min(out as i64)
+    } else {
+        0
+    };
+    (lo.min(hi) as u32, hi.max(0) as u32)
 }
 
 /// A checked transposed 2-D convolution (SPEC.md "Transposed convolution").

@@ -14,6 +14,7 @@
 use alloc::vec;
 
 use crate::arith::requantize;
+use crate::params::inside;
 use crate::{
     check_conv, check_fc, ChannelQuant, ConvParams, ConvTransposeParams, KernelError, Kernels,
     PairQuant, PoolParams, Reference,
@@ -22,21 +23,6 @@ use crate::{
 /// The wasm-tuned scalar backend: what `validate_block` runs.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Scalar;
-
-/// The outputs `lo..hi` of `out` along one axis whose tap at offset `shift` (= k·dilation −
-/// pad) lands inside an input of `size`, for `stride`.
-#[inline(always)]
-fn inside(out: u32, stride: u32, shift: i64, size: u32) -> (u32, u32) {
-    // Input index o·stride + shift; keep 0 ≤ it < size.
-    let s = stride as i64;
-    let lo = if shift >= 0 { 0 } else { (-shift + s - 1) / s };
-    let hi = if size as i64 > shift {
-        ((size as i64 - 1 - shift) / s + 1).min(out as i64)
-    } else {
-        0
-    };
-    (lo.min(hi) as u32, hi.max(0) as u32)
-}
 
 /// `sums[k] += (x_k - zx) · w` for the inputs `xs` in order (wrapping).
 #[inline(always)]

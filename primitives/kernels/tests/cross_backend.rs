@@ -41,7 +41,29 @@ fn conv_agrees(p: &ConvParams, extreme: bool, seed: u64) -> Result<(), TestCaseE
     Scalar.conv(p, &x, &wts, &q, &mut c).unwrap();
     prop_assert_eq!(&a, &b);
     prop_assert_eq!(a, c, "scalar");
+    prop_assert_eq!(p.work_inside(), work_by_counting(p), "the work gas charges");
     Ok(())
+}
+
+/// Multiply-accumulates and inner loops of a convolution that skips its padding, counted tap by
+/// tap and position by position (what `ConvParams::work_inside` works out per axis).
+fn work_by_counting(p: &ConvParams) -> (u64, u64) {
+    let dims = |s: Shape| [s.d, s.h, s.w];
+    let (i, o) = (dims(p.input), dims(p.output));
+    let count = |a: usize| -> u64 {
+        let mut n = 0;
+        for t in 0..p.kernel[a] as i64 {
+            for x in 0..o[a] as i64 {
+                let at = x * p.stride[a] as i64 + t * p.dilation[a] as i64 - p.pad[a] as i64;
+                n += u64::from((0..i[a] as i64).contains(&at));
+            }
+        }
+        n
+    };
+    let per_channel = u64::from(p.output.c) * u64::from(p.group_in());
+    let macs = per_channel * count(0) * count(1) * count(2);
+    let rows = per_channel * count(0) * count(1) * u64::from(p.kernel[2]);
+    (macs, rows)
 }
 
 proptest! {

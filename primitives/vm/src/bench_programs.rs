@@ -37,7 +37,6 @@ pub fn base_loop(turns: u32) -> Program {
     }
 }
 
-
 /// A fully-connected layer of `m` inputs and 64 outputs returning its outputs, with its two
 /// weight blocks (int8 weights, then the per-channel requantization): `m` x 64
 /// multiply-accumulates.
@@ -245,22 +244,36 @@ fn mobilenet_v2(out: &mut Vec<(String, LayerOp)>) {
             let stride = if i == 0 { s } else { 1 };
             let hidden = c * t;
             if t != 1 {
-                push(format!("expand {c}->{hidden} @{h}"), conv([c, h, h], hidden, 1, 1, 0, 1));
+                push(
+                    format!("expand {c}->{hidden} @{h}"),
+                    conv([c, h, h], hidden, 1, 1, 0, 1),
+                );
             }
             push(
                 format!("depthwise {hidden} @{h} s{stride}"),
                 conv([hidden, h, h], hidden, 3, stride, 1, hidden),
             );
             h /= stride;
-            push(format!("project {hidden}->{c_out} @{h}"), conv([hidden, h, h], c_out, 1, 1, 0, 1));
+            push(
+                format!("project {hidden}->{c_out} @{h}"),
+                conv([hidden, h, h], c_out, 1, 1, 0, 1),
+            );
             if stride == 1 && c == c_out {
-                push(format!("residual add {c_out} @{h}"), LayerOp::Add { len: c_out * h * h });
+                push(
+                    format!("residual add {c_out} @{h}"),
+                    LayerOp::Add { len: c_out * h * h },
+                );
             }
             c = c_out;
         }
     }
     push("last 1x1".into(), conv([320, 7, 7], 1280, 1, 1, 0, 1));
-    push("global pool".into(), LayerOp::GlobalPool { input: [1280, 7, 7] });
+    push(
+        "global pool".into(),
+        LayerOp::GlobalPool {
+            input: [1280, 7, 7],
+        },
+    );
     push("classifier".into(), fc(1280, 1000));
 }
 
@@ -276,7 +289,10 @@ fn resnet18(out: &mut Vec<(String, LayerOp)>) {
         let tag = |what: &str| format!("{c}@{h} {what}");
         push(&tag("3x3 s2"), conv([c_in, h_in, h_in], c, 3, 2, 1, 1));
         push(&tag("3x3"), conv([c, h, h], c, 3, 1, 1, 1));
-        push(&tag("downsample 1x1 s2"), conv([c_in, h_in, h_in], c, 1, 2, 0, 1));
+        push(
+            &tag("downsample 1x1 s2"),
+            conv([c_in, h_in, h_in], c, 1, 2, 0, 1),
+        );
         push(&tag("add"), LayerOp::Add { len: c * h * h });
     }
     push("global pool", LayerOp::GlobalPool { input: [512, 7, 7] });
@@ -309,7 +325,10 @@ fn small_models(out: &mut Vec<(String, LayerOp)>) {
     push("lenet5 conv3", conv([16, 5, 5], 120, 5, 1, 0, 1));
     push("lenet5 fc1", fc(120, 84));
     push("lenet5 fc2", fc(84, 10));
-    push("lenet5-fashion conv1 pad 2", conv([1, 28, 28], 6, 5, 1, 2, 1));
+    push(
+        "lenet5-fashion conv1 pad 2",
+        conv([1, 28, 28], 6, 5, 1, 2, 1),
+    );
     push("lstm input gates", fc(28, 416));
     push("lstm recurrent gates", fc(104, 416));
     push("lstm gate table", LayerOp::Table { len: 104 });
@@ -322,14 +341,29 @@ fn small_models(out: &mut Vec<(String, LayerOp)>) {
 fn sweeps(out: &mut Vec<(String, LayerOp)>) {
     let mut push = |name: String, op| out.push((format!("sweep {name}"), op));
     for w in [4u32, 8, 16, 32, 64, 128] {
-        push(format!("conv3x3 32->32 width {w}"), conv([32, 16, w], 32, 3, 1, 1, 1));
-        push(format!("conv3x3 s2 32->32 width {w}"), conv([32, 16, 2 * w], 32, 3, 2, 1, 1));
-        push(format!("depthwise 64 width {w}"), conv([64, 16, w], 64, 3, 1, 1, 64));
+        push(
+            format!("conv3x3 32->32 width {w}"),
+            conv([32, 16, w], 32, 3, 1, 1, 1),
+        );
+        push(
+            format!("conv3x3 s2 32->32 width {w}"),
+            conv([32, 16, 2 * w], 32, 3, 2, 1, 1),
+        );
+        push(
+            format!("depthwise 64 width {w}"),
+            conv([64, 16, w], 64, 3, 1, 1, 64),
+        );
     }
     for c in [1u32, 8, 64, 256] {
-        push(format!("conv1x1 {c}->64 @16"), conv([c, 16, 16], 64, 1, 1, 0, 1));
+        push(
+            format!("conv1x1 {c}->64 @16"),
+            conv([c, 16, 16], 64, 1, 1, 0, 1),
+        );
     }
-    push("dilated grouped 5x5".into(), conv([16, 20, 20], 16, 5, 1, 4, 4));
+    push(
+        "dilated grouped 5x5".into(),
+        conv([16, 20, 20], 16, 5, 1, 4, 4),
+    );
     for (c, h, k, s) in [(16u32, 8u32, 2u32, 2u32), (32, 14, 4, 2), (64, 7, 3, 1)] {
         push(
             format!("transposed {c}@{h} k{k} s{s}"),
@@ -342,15 +376,29 @@ fn sweeps(out: &mut Vec<(String, LayerOp)>) {
         );
     }
     for (k, s) in [(2u32, 2u32), (3, 1), (7, 1)] {
-        push(format!("maxpool k{k} s{s}"), pool([32, 32, 32], k, s, 0, false));
-        push(format!("avgpool k{k} s{s}"), pool([32, 32, 32], k, s, 0, true));
+        push(
+            format!("maxpool k{k} s{s}"),
+            pool([32, 32, 32], k, s, 0, false),
+        );
+        push(
+            format!("avgpool k{k} s{s}"),
+            pool([32, 32, 32], k, s, 0, true),
+        );
     }
-    push("global pool 64@32".into(), LayerOp::GlobalPool { input: [64, 32, 32] });
+    push(
+        "global pool 64@32".into(),
+        LayerOp::GlobalPool {
+            input: [64, 32, 32],
+        },
+    );
     for (i, o) in [(16u32, 4096u32), (1024, 1024), (8192, 64)] {
         push(format!("fc {i}->{o}"), fc(i, o));
     }
     for dims in [[64u32, 64, 64], [8, 512, 8], [196, 64, 196]] {
-        push(format!("matmul {dims:?}"), LayerOp::MatMul { dims });
+        push(
+            format!("matmul {}x{}x{}", dims[0], dims[1], dims[2]),
+            LayerOp::MatMul { dims },
+        );
     }
     for len in [1024u32, 65_536, 1 << 20] {
         push(format!("add {len}"), LayerOp::Add { len });
@@ -361,7 +409,10 @@ fn sweeps(out: &mut Vec<(String, LayerOp)>) {
         push(format!("move {len}"), LayerOp::Move { len });
     }
     for dims in [[10u32, 1], [1000, 1], [16, 4096]] {
-        push(format!("softmax {dims:?}"), LayerOp::Softmax { dims });
+        push(
+            format!("softmax {}x{}", dims[0], dims[1]),
+            LayerOp::Softmax { dims },
+        );
     }
 }
 
@@ -381,7 +432,7 @@ pub fn layers() -> Vec<BenchLayer> {
         }
     }
     out.push(BenchLayer {
-        name: "sweep fc 84->12 (small, last)".into(),
+        name: "sweep fc 84->12 (small; last)".into(),
         op: fc(84, 12),
     });
     out
@@ -399,17 +450,19 @@ fn emit(code: &mut Vec<u8>, args: &[u32], op: Opcode) {
     code.push(op as u8);
 }
 
-/// Non-zero int8 weights in a fixed pattern, split into blocks of at most `MAX_BLOCK_LEN`.
+/// Non-zero int8 weights in a fixed pattern, in blocks of at most `MAX_BLOCK_LEN` (built a
+/// block at a time: AlexNet's fc6 as one vector would pass the runtime's 32 MiB allocation cap).
 fn weight_blocks(len: u64) -> Vec<Vec<u8>> {
-    let bytes: Vec<u8> = (0..len)
-        .map(|i| {
-            let v = (i * 37 % 127) as i8 + 1;
-            (if i % 2 == 0 { v } else { -v }) as u8
+    let block = u64::from(MAX_BLOCK_LEN);
+    (0..len.div_ceil(block))
+        .map(|b| {
+            (b * block..len.min((b + 1) * block))
+                .map(|i| {
+                    let v = (i * 37 % 127) as i8 + 1;
+                    (if i % 2 == 0 { v } else { -v }) as u8
+                })
+                .collect()
         })
-        .collect();
-    bytes
-        .chunks(MAX_BLOCK_LEN as usize)
-        .map(|c| c.to_vec())
         .collect()
 }
 
@@ -489,9 +542,12 @@ pub fn layer_program(op: &LayerOp) -> BenchProgram {
             let q = blocks.len() as u32;
             blocks.push(channel_quant(out_c));
             let out = |n: u32| (n + 2 * pad - k) / stride + 1;
-            program(input, blocks, |code| {
-                emit(code, &[out_c, k, stride, pad, 1, groups, 0, q], CONV_MUL)
-            }, out_c * out(input[1]) * out(input[2]))
+            program(
+                input,
+                blocks,
+                |code| emit(code, &[out_c, k, stride, pad, 1, groups, 0, q], CONV_MUL),
+                out_c * out(input[1]) * out(input[2]),
+            )
         }
         LayerOp::ConvTranspose {
             input,
@@ -503,9 +559,12 @@ pub fn layer_program(op: &LayerOp) -> BenchProgram {
             let mut blocks = weight_blocks(len);
             let q = blocks.len() as u32;
             blocks.push(channel_quant(out_c));
-            program(input, blocks, |code| {
-                emit(code, &[out_c, k, stride, 0, 0, 1, 0, q], CONV_TPD)
-            }, 16)
+            program(
+                input,
+                blocks,
+                |code| emit(code, &[out_c, k, stride, 0, 0, 1, 0, q], CONV_TPD),
+                16,
+            )
         }
         LayerOp::Pool {
             input,
@@ -524,23 +583,31 @@ pub fn layer_program(op: &LayerOp) -> BenchProgram {
             let mut blocks = weight_blocks(u64::from(inputs) * u64::from(outputs));
             let q = blocks.len() as u32;
             blocks.push(channel_quant(outputs));
-            program([inputs, 1, 1], blocks, |code| {
-                emit(code, &[outputs, 0, q], FULL_CON)
-            }, outputs)
+            program(
+                [inputs, 1, 1],
+                blocks,
+                |code| emit(code, &[outputs, 0, q], FULL_CON),
+                outputs,
+            )
         }
         LayerOp::MatMul { dims: [m, k, n] } => {
             // The input holds A (m x k) then B (k x n); each becomes a frame.
             let (a, b) = (m * k, k * n);
-            program([1, 1, a + b], vec![pair_quant()], |code| {
-                emit(code, &[0, a], BUF_SLICE);
-                emit(code, &[1, 1, m, k], BUF_SHAPE);
-                emit(code, &[1], BUF_SWAP);
-                emit(code, &[a, b], BUF_SLICE);
-                emit(code, &[1, 1, k, n], BUF_SHAPE);
-                emit(code, &[1], BUF_SWAP);
-                emit(code, &[1], BUF_CLS);
-                emit(code, &[0], MAT_MUL);
-            }, 16)
+            program(
+                [1, 1, a + b],
+                vec![pair_quant()],
+                |code| {
+                    emit(code, &[0, a], BUF_SLICE);
+                    emit(code, &[1, 1, m, k], BUF_SHAPE);
+                    emit(code, &[1], BUF_SWAP);
+                    emit(code, &[a, b], BUF_SLICE);
+                    emit(code, &[1, 1, k, n], BUF_SHAPE);
+                    emit(code, &[1], BUF_SWAP);
+                    emit(code, &[1], BUF_CLS);
+                    emit(code, &[0], MAT_MUL);
+                },
+                16,
+            )
         }
         LayerOp::Add { len } => {
             let q = AddQuant {
@@ -555,35 +622,67 @@ pub fn layer_program(op: &LayerOp) -> BenchProgram {
                 b_mult: 1 << 29,
                 shift: 4,
             };
-            program([1, 1, len], vec![q.encode()], |code| {
-                emit(code, &[0], BUF_COPY);
-                emit(code, &[0], ADD_RQ);
-            }, 16)
+            program(
+                [1, 1, len],
+                vec![q.encode()],
+                |code| {
+                    emit(code, &[0], BUF_COPY);
+                    emit(code, &[0], ADD_RQ);
+                },
+                16,
+            )
         }
-        LayerOp::Mul { len } => program([1, 1, len], vec![pair_quant()], |code| {
-            emit(code, &[0], BUF_COPY);
-            emit(code, &[0], MUL_RQ);
-        }, 16),
-        LayerOp::Softmax { dims: [c, positions] } => {
+        LayerOp::Mul { len } => program(
+            [1, 1, len],
+            vec![pair_quant()],
+            |code| {
+                emit(code, &[0], BUF_COPY);
+                emit(code, &[0], MUL_RQ);
+            },
+            16,
+        ),
+        LayerOp::Softmax {
+            dims: [c, positions],
+        } => {
             let table: Vec<u8> = (0..256u32)
                 .flat_map(|i| ((1u32 << 24) >> (i / 16)).to_le_bytes())
                 .collect();
-            program([c, 1, positions], vec![table], |code| emit(code, &[0], ACT_SM0), c * positions)
+            program(
+                [c, 1, positions],
+                vec![table],
+                |code| emit(code, &[0], ACT_SM0),
+                c * positions,
+            )
         }
         LayerOp::Table { len } => {
             let table: Vec<u8> = (0..=255u8).map(|i| i.wrapping_mul(7)).collect();
-            program([1, 1, len], vec![table], |code| emit(code, &[0], ACT_LUT), 16)
+            program(
+                [1, 1, len],
+                vec![table],
+                |code| emit(code, &[0], ACT_LUT),
+                16,
+            )
         }
         LayerOp::Clip { len } => {
             // Two's complement of -20 as PUSH4 sign-extends it.
-            program([1, 1, len], vec![], |code| emit(code, &[(-20i32) as u32, 90], ACT_CLIP), 16)
+            program(
+                [1, 1, len],
+                vec![],
+                |code| emit(code, &[(-20i32) as u32, 90], ACT_CLIP),
+                16,
+            )
         }
         LayerOp::Scale { len } => {
             program([1, 1, len], vec![], |code| emit(code, &[3], BUF_SCL1), 16)
         }
-        LayerOp::Move { len } => program([1, 1, len], vec![], |code| {
-            emit(code, &[0], BUF_COPY);
-            emit(code, &[2], BUF_CAT);
-        }, 16),
+        LayerOp::Move { len } => program(
+            [1, 1, len],
+            vec![],
+            |code| {
+                emit(code, &[0], BUF_COPY);
+                emit(code, &[2], BUF_CAT);
+            },
+            16,
+        ),
     }
 }

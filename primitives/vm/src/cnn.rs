@@ -53,7 +53,12 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
     }
 
     /// Charges an element-wise pass over `len` elements of `class`, touching `bytes`.
-    fn charge_elements(&mut self, class: KernelClass, len: u64, bytes: u64) -> Result<(), ErrorKind> {
+    fn charge_elements(
+        &mut self,
+        class: KernelClass,
+        len: u64,
+        bytes: u64,
+    ) -> Result<(), ErrorKind> {
         self.charge_kernel(class, 0, len, bytes)
     }
 
@@ -78,7 +83,8 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
 
     fn conv(&mut self, p: ConvParams, wblock: i64, qblock: i64) -> Result<(), ErrorKind> {
         let outputs = elements(&p.output)?;
-        let macs = p.macs();
+        // Taps in the padding cost the kernels nothing but a skipped loop: charge those inside.
+        let (macs, rows) = p.work_inside();
         let class = if p.stride[2] == 1 {
             KernelClass::Conv
         } else {
@@ -87,8 +93,7 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
         let work = Work {
             calls: 1,
             macs,
-            // One inner loop per kernel tap and output row (the output width is at least 1).
-            rows: macs / u64::from(p.output.w.max(1)),
+            rows,
             outputs,
             bytes: elements(&p.input)? + outputs + p.weight_len(),
         };
@@ -373,11 +378,15 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
             }
             BUF_SCL0 => {
                 let [times] = self.args()?;
-                self.in_place(KernelClass::Scale, |data| elementwise::scale_up(data, times))
+                self.in_place(KernelClass::Scale, |data| {
+                    elementwise::scale_up(data, times)
+                })
             }
             BUF_SCL1 => {
                 let [times] = self.args()?;
-                self.in_place(KernelClass::Scale, |data| elementwise::scale_down(data, times))
+                self.in_place(KernelClass::Scale, |data| {
+                    elementwise::scale_down(data, times)
+                })
             }
             BUF_BIAS => {
                 let [block] = self.args()?;
@@ -385,7 +394,9 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
                 if bias.len() != self.buffer.top()?.shape.c as usize {
                     return Err(ErrorKind::ShapeMismatch);
                 }
-                self.in_place(KernelClass::Scale, |data| elementwise::add_channel_bias(data, as_i8(&bias)))
+                self.in_place(KernelClass::Scale, |data| {
+                    elementwise::add_channel_bias(data, as_i8(&bias))
+                })
             }
             MTOB => {
                 let [offset, len] = self.args()?;

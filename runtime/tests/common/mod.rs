@@ -42,4 +42,3 @@ pub fn an_image() -> Vec<u8> {
         .map(|i| ((i * 37 + i / 28 * 11) % 256) as u8)
         .collect()
 }
-

@@ -34,8 +34,11 @@ struct Cli {
 pub enum Backend {
     /// SIMD + rayon, what the node's host function runs.
     Native,
-    /// The plain reference kernels, what the wasm runtime runs.
+    /// The plain reference kernels: the readable definition.
     Reference,
+    /// The wasm-tuned scalar kernels relay validators run, compiled natively here: the
+    /// yardstick for their in-wasm time.
+    Scalar,
     /// Every kernel call on the first NVIDIA GPU (built with `--features cuda`).
     #[cfg(feature = "cuda")]
     Cuda,

@@ -63,6 +63,7 @@ pub fn execute_with(
     match backend {
         Backend::Native => go(&Native, exe, input, blocks, gas),
         Backend::Reference => go(&Reference, exe, input, blocks, gas),
+        Backend::Scalar => go(&smartvm_kernels::Scalar, exe, input, blocks, gas),
         #[cfg(feature = "cuda")]
         Backend::Cuda => go(gpu()?, exe, input, blocks, gas),
     }

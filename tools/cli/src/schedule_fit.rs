@@ -53,15 +53,24 @@ struct Entry {
 
 /// Median extrinsic time (ns) of each `vm_layer` component value in the raw benchmark output.
 fn layer_times(raw: &serde_json::Value) -> Result<BTreeMap<u32, f64>> {
-    let batches = raw.as_array().context("the raw benchmark file is not a JSON array")?;
+    let batches = raw
+        .as_array()
+        .context("the raw benchmark file is not a JSON array")?;
     let batch = batches
         .iter()
         .find(|b| b["benchmark"].as_str() == Some("vm_layer"))
         .context("no vm_layer benchmark in the raw file")?;
     let mut samples: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
-    for r in batch["time_results"].as_array().context("no time_results")? {
-        let l = r["components"][0][1].as_u64().context("a result without component l")? as u32;
-        let ns = r["extrinsic_time"].as_f64().context("a result without extrinsic_time")?;
+    for r in batch["time_results"]
+        .as_array()
+        .context("no time_results")?
+    {
+        let l = r["components"][0][1]
+            .as_u64()
+            .context("a result without component l")? as u32;
+        let ns = r["extrinsic_time"]
+            .as_f64()
+            .context("a result without extrinsic_time")?;
         samples.entry(l).or_default().push(ns);
     }
     Ok(samples
@@ -93,8 +102,15 @@ fn run(layer: &BenchLayer, schedule: &Schedule) -> Result<smartvm_vm::Outcome> {
         schedule: *schedule,
         ..Config::default()
     };
-    execute(&exe, &bench.input, &BlockList(&bench.blocks), &Native, &config, u64::MAX)
-        .map_err(|e| anyhow::anyhow!("{}: {e:?}", layer.name))
+    execute(
+        &exe,
+        &bench.input,
+        &BlockList(&bench.blocks),
+        &Native,
+        &config,
+        u64::MAX,
+    )
+    .map_err(|e| anyhow::anyhow!("{}: {e:?}", layer.name))
 }
 
 /// Non-negative weighted least squares over at most five columns: drop the most negative
@@ -137,9 +153,17 @@ fn nnls(rows: &[[f64; 5]], target: &[f64], weight: &[f64], usable: [bool; 5]) ->
         }
         let mut coef = [0.0; 5];
         for (i, &j) in idx.iter().enumerate() {
-            coef[j] = if a[i][i] != 0.0 { a[i][n] / a[i][i] } else { 0.0 };
+            coef[j] = if a[i][i] != 0.0 {
+                a[i][n] / a[i][i]
+            } else {
+                0.0
+            };
         }
-        match idx.iter().copied().min_by(|&x, &y| coef[x].total_cmp(&coef[y])) {
+        match idx
+            .iter()
+            .copied()
+            .min_by(|&x, &y| coef[x].total_cmp(&coef[y]))
+        {
             Some(j) if coef[j] < 0.0 => active[j] = false,
             _ => return coef,
         }
@@ -209,7 +233,10 @@ pub fn fit(args: FitArgs) -> Result<()> {
             .iter()
             .map(|e| as_f64(e.work[class.index()].quantities()))
             .collect();
-        let target: Vec<f64> = mine.iter().map(|e| (e.time_ps - known(e)).max(0.0)).collect();
+        let target: Vec<f64> = mine
+            .iter()
+            .map(|e| (e.time_ps - known(e)).max(0.0))
+            .collect();
         let weight: Vec<f64> = mine.iter().map(|e| 1.0 / e.time_ps).collect();
         let usable = core::array::from_fn(|j| rows.iter().any(|r| r[j] > 0.0));
         nnls(&rows, &target, &weight, usable)
@@ -277,8 +304,10 @@ fn render(s: &Schedule, args: &FitArgs) -> String {
     let mut out = format!(
         "//! The benchmarked gas schedule, written by `make weights` (`smartvm fit-schedule` over\n\
          //! the `vm_layer` benchmark run in the runtime's wasm with the `Scalar` kernels, the relay\n\
-         //! validators' path) on {machine}, at {} ps of ref_time per gas, each class's costliest\n\
-         //! entry charged {:.2}x its time: do not edit by hand.\n\n\
+         //! validators' path): do not edit by hand.\n\
+         //!\n\
+         //! Measured on {machine}.\n\
+         //! {} ps of ref_time per gas; each class's costliest entry charged {:.2}x its time.\n\n\
          use super::{{Schedule, WorkPrice}};\n\n\
          /// Milligas per unit: call, multiply-accumulate, inner loop, output, byte.\n\
          const fn price(call: u64, mac: u64, row: u64, output: u64, byte: u64) -> WorkPrice {{\n    \

@@ -154,7 +154,9 @@ impl WorkPrice {
         self.as_array()
             .iter()
             .zip(work.quantities())
-            .fold(0u64, |sum, (price, n)| sum.saturating_add(price.saturating_mul(n)))
+            .fold(0u64, |sum, (price, n)| {
+                sum.saturating_add(price.saturating_mul(n))
+            })
     }
 }
 

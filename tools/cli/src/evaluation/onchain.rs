@@ -141,7 +141,10 @@ async fn measure(
                 validators.push(ms(t));
             }
             if outcome.output != *output {
-                bail!("{name}: the in-wasm kernels give {:?}, the host kernels {output:?}", outcome.output);
+                bail!(
+                    "{name}: the in-wasm kernels give {:?}, the host kernels {output:?}",
+                    outcome.output
+                );
             }
         }
         let t = Instant::now();
