@@ -249,16 +249,14 @@ parameter_types! {
     pub const SmartvmDepositPerItem: Balance = 10 * MILLI_UNIT;
     /// Deposit per stored byte: 1 UNIT per MiB, roughly.
     pub const SmartvmDepositPerByte: Balance = MICRO_UNIT;
-    /// One unit of VM gas stands for 5 ns of `ref_time`, priced on the slow path: relay
-    /// validators run the in-wasm kernels. Set when those were the reference kernels, on which
-    /// `smartvm-node bench-infer` measured the Fashion-MNIST LeNet-5 (about 1.4 M gas) at
-    /// 3.7-4.2 ms on the 2-core build machine; with the wasm-tuned `Scalar` kernels it takes
-    /// 1.08 ms there, so it is charged 6.5x the validators' time until the per-kernel prices of
-    /// issue 20 replace this one.
+    /// One unit of VM gas stands for 5 ns of `ref_time`. What each instruction costs in gas is
+    /// benchmarked on the slow path, the in-wasm `Scalar` kernels relay validators run, and
+    /// fitted per kernel class by `make weights` (`smartvm_vm::gas::benchmarked`); the fit and
+    /// `runtime/tests/gas_price.rs` assume this price, so change it only with a refit.
     pub const SmartvmRefTimePerGas: u64 = 5_000;
     /// A free dry run may use 60 s of charged ref_time and 128 MiB of proof: the paper's
-    /// largest models (ResNet-18 about 27 s charged, AlexNet 62 MB of weights) still run as
-    /// dry runs, and no RPC call asks for more.
+    /// largest models (ResNet-18 about 2.1 s charged, AlexNet 62 MB of weights) run as dry runs
+    /// with room to spare, and no RPC call asks for more.
     pub const SmartvmMaxDryRunWeight: Weight =
         Weight::from_parts(60 * frame_support::weights::constants::WEIGHT_REF_TIME_PER_SECOND, 128 << 20);
 }

@@ -111,9 +111,11 @@ fn cnn_version_is_compact_and_frees_feature_maps() {
             "BTOS1"
         ]
     );
+    // Under the benchmarked schedule a 240k-MAC convolution costs tens of times a 1 KiB copy
+    // (whose price is mostly the fixed cost of a call).
     let conv2 = a.cnn_gas[4].1;
     assert!(
-        conv2 > 100 * a.cnn_gas[0].1,
+        conv2 > 20 * a.cnn_gas[0].1,
         "conv2 {conv2} vs MTOB {}",
         a.cnn_gas[0].1
     );

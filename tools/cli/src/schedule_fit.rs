@@ -142,11 +142,15 @@ fn nnls(rows: &[[f64; 5]], target: &[f64], weight: &[f64], usable: [bool; 5]) ->
                 .max_by(|&x, &y| a[x][col].abs().total_cmp(&a[y][col].abs()))
                 .unwrap_or(col);
             a.swap(col, pivot);
-            for r in 0..n {
-                if r != col && a[col][col] != 0.0 {
-                    let f = a[r][col] / a[col][col];
-                    for c in col..=n {
-                        a[r][c] -= f * a[col][c];
+            let pivot_row = a[col].clone();
+            if pivot_row[col] == 0.0 {
+                continue;
+            }
+            for (r, row) in a.iter_mut().enumerate() {
+                if r != col {
+                    let f = row[col] / pivot_row[col];
+                    for (x, p) in row[col..].iter_mut().zip(&pivot_row[col..]) {
+                        *x -= f * p;
                     }
                 }
             }
