@@ -179,6 +179,11 @@ pub enum LayerOp {
         /// Elements.
         len: u32,
     },
+    /// MTOB of `bytes` past the input: Memory grows by that much, then the copy is dropped.
+    GrowMemory {
+        /// Bytes of growth.
+        bytes: u32,
+    },
 }
 
 /// A benchmark entry: where its shape comes from, and the instruction.
@@ -408,6 +413,12 @@ fn sweeps(out: &mut Vec<(String, LayerOp)>) {
         push(format!("scale {len}"), LayerOp::Scale { len });
         push(format!("move {len}"), LayerOp::Move { len });
     }
+    for bytes in [4096u32, 262_144, 3 << 20] {
+        push(
+            format!("memory growth {bytes}"),
+            LayerOp::GrowMemory { bytes },
+        );
+    }
     for dims in [[10u32, 1], [1000, 1], [16, 4096]] {
         push(
             format!("softmax {}x{}", dims[0], dims[1]),
@@ -439,7 +450,7 @@ pub fn layers() -> Vec<BenchLayer> {
 }
 
 /// How many entries [`layers`] has (the benchmark's component range).
-pub const LAYER_COUNT: u32 = 140;
+pub const LAYER_COUNT: u32 = 143;
 
 /// Bytes of code that push `args` then run `op`.
 fn emit(code: &mut Vec<u8>, args: &[u32], op: Opcode) {
@@ -675,6 +686,15 @@ pub fn layer_program(op: &LayerOp) -> BenchProgram {
         LayerOp::Scale { len } => {
             program([1, 1, len], vec![], |code| emit(code, &[3], BUF_SCL1), 16)
         }
+        LayerOp::GrowMemory { bytes } => program(
+            [1, 1, 64],
+            vec![],
+            |code| {
+                emit(code, &[64, bytes], MTOB);
+                emit(code, &[1], BUF_CLS);
+            },
+            16,
+        ),
         LayerOp::Move { len } => program(
             [1, 1, len],
             vec![],

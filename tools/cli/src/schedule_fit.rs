@@ -29,7 +29,7 @@ pub struct FitArgs {
     #[arg(long, default_value_t = 5_000)]
     pub ps_per_gas: u64,
     /// Each class's costliest entry is charged at least this many times its time.
-    #[arg(long, default_value_t = 1.10)]
+    #[arg(long, default_value_t = 1.05)]
     pub margin: f64,
     /// Where to write the schedule.
     #[arg(long, default_value = "primitives/vm/src/gas/benchmarked.rs")]
@@ -49,6 +49,19 @@ struct Entry {
     time_ps: f64,
     work: [Work; KernelClass::COUNT],
     weight_bytes: u64,
+    /// 32-byte words Memory grew by past the input: the memory-growth entries.
+    memory_words: u64,
+}
+
+impl Entry {
+    /// What the entry prices: its kernel class, or Memory growth.
+    fn group(&self) -> &'static str {
+        if self.memory_words > 0 {
+            "memory"
+        } else {
+            self.class.name()
+        }
+    }
 }
 
 /// Median extrinsic time (ns) of each `vm_layer` component value in the raw benchmark output.
@@ -220,11 +233,13 @@ pub fn fit(args: FitArgs) -> Result<()> {
     let mut entries = Vec::new();
     for (i, layer) in table.into_iter().enumerate() {
         let out = run(&layer, &schedule)?;
+        let input_words = (layer_program(&layer.op).input.len() as u64).div_ceil(32);
         entries.push(Entry {
             class: main_class(&out.work)?,
             time_ps: times[&(i as u32)] * 1000.0,
             work: out.work,
             weight_bytes: out.weight_bytes_read,
+            memory_words: (out.peak_memory_bytes / 32).saturating_sub(input_words),
             layer,
         });
     }
@@ -232,7 +247,10 @@ pub fn fit(args: FitArgs) -> Result<()> {
     // Move first (every program moves its input in and its output out), then each class on
     // what remains of its entries' time.
     let fit_class = |class: KernelClass, known: &dyn Fn(&Entry) -> f64| -> [f64; 5] {
-        let mine: Vec<&Entry> = entries.iter().filter(|e| e.class == class).collect();
+        let mine: Vec<&Entry> = entries
+            .iter()
+            .filter(|e| e.class == class && e.memory_words == 0)
+            .collect();
         let rows: Vec<[f64; 5]> = mine
             .iter()
             .map(|e| as_f64(e.work[class.index()].quantities()))
@@ -258,21 +276,46 @@ pub fn fit(args: FitArgs) -> Result<()> {
             schedule.kernels[class.index()] = price_of(fit_class(class, &moved), args.ps_per_gas);
         }
     }
+    // Memory growth: what the growth entries took beyond their moves, per growth (each grows
+    // twice: to hold the input, then past it) and per word.
+    let growth: Vec<&Entry> = entries.iter().filter(|e| e.memory_words > 0).collect();
+    let rows: Vec<[f64; 5]> = growth
+        .iter()
+        .map(|e| [2.0, e.memory_words as f64, 0.0, 0.0, 0.0])
+        .collect();
+    let target: Vec<f64> = growth
+        .iter()
+        .map(|e| (e.time_ps - moved(e)).max(0.0))
+        .collect();
+    let weight: Vec<f64> = growth.iter().map(|e| 1.0 / e.time_ps).collect();
+    let memory = price_of(
+        nnls(&rows, &target, &weight, [true, true, false, false, false]),
+        args.ps_per_gas,
+    );
+    // At least one milligas each, so that the covering below can scale them.
+    schedule.memory_grow = memory.call.max(1);
+    schedule.memory_word = memory.mac.max(1);
 
     // Cover: scale each class so its costliest entry is charged `margin` times its time.
     let charge_ps = |schedule: &Schedule, e: &Entry| -> Result<f64> {
         Ok(run(&e.layer, schedule)?.gas_used as f64 * args.ps_per_gas as f64)
     };
-    for _ in 0..4 {
-        let mut worst: BTreeMap<KernelClass, f64> = BTreeMap::new();
+    for _ in 0..8 {
+        let mut worst: BTreeMap<&'static str, f64> = BTreeMap::new();
         for e in &entries {
             let need = e.time_ps * args.margin / charge_ps(&schedule, e)?;
-            let w = worst.entry(e.class).or_insert(0.0);
+            let w = worst.entry(e.group()).or_insert(0.0);
             *w = w.max(need);
         }
-        for (class, s) in worst {
-            let p = &mut schedule.kernels[class.index()];
-            *p = scale(*p, s);
+        for class in KernelClass::ALL {
+            if let Some(s) = worst.get(class.name()) {
+                let p = &mut schedule.kernels[class.index()];
+                *p = scale(*p, *s);
+            }
+        }
+        if let Some(s) = worst.get("memory") {
+            schedule.memory_word = (schedule.memory_word as f64 * s).ceil() as u64;
+            schedule.memory_grow = (schedule.memory_grow as f64 * s).ceil() as u64;
         }
         schedule.weight_byte = schedule.kernels[KernelClass::Move.index()].byte;
     }
@@ -287,7 +330,7 @@ pub fn fit(args: FitArgs) -> Result<()> {
             csv,
             "{i},{},{},{:.0},{:.0},{ratio:.2}",
             e.layer.name,
-            e.class.name(),
+            e.group(),
             e.time_ps / 1000.0,
             charged / 1000.0
         )?;
@@ -335,8 +378,8 @@ fn render(s: &Schedule, args: &FitArgs) -> String {
     }
     let _ = write!(
         out,
-        "        ],\n        per_block: {},\n        weight_byte: {},\n        memory_word: {},\n    }}\n}}\n",
-        s.per_block, s.weight_byte, s.memory_word
+        "        ],\n        per_block: {},\n        weight_byte: {},\n        memory_word: {},\n        memory_grow: {},\n    }}\n}}\n",
+        s.per_block, s.weight_byte, s.memory_word, s.memory_grow
     );
     out
 }

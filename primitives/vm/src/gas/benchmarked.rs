@@ -3,7 +3,7 @@
 //! validators' path): do not edit by hand.
 //!
 //! Measured on Intel(R) Xeon(R) Processor, 2 cores.
-//! 5000 ps of ref_time per gas; each class's costliest entry charged 1.10x its time.
+//! 5000 ps of ref_time per gas; each class's costliest entry charged 1.05x its time.
 
 use super::{Schedule, WorkPrice};
 
@@ -24,36 +24,37 @@ pub fn schedule() -> Schedule {
         class: [0, 2, 3, 5, 8, 10, 1, 3, 50, 0, 10],
         kernels: [
             // conv
-            price(3967026, 180, 934, 586, 0),
+            price(2199368, 165, 797, 631, 0),
             // conv_strided
-            price(14233907, 259, 482, 0, 205),
+            price(2968755, 261, 443, 0, 212),
             // conv_transpose
-            price(0, 1641, 0, 33875, 0),
+            price(0, 1417, 0, 30419, 0),
             // pool
-            price(2611207, 369, 0, 1152, 0),
+            price(2271968, 362, 0, 789, 74),
             // global_pool
-            price(943591, 17, 0, 426, 17),
+            price(2977894, 17, 0, 251, 16),
             // fully_connected
-            price(5077226, 190, 0, 32, 0),
+            price(4994922, 179, 0, 0, 0),
             // matmul
-            price(0, 381, 0, 0, 0),
+            price(0, 293, 0, 0, 4),
             // add
-            price(1878081, 0, 0, 246, 83),
+            price(1494264, 0, 0, 186, 64),
             // mul
-            price(1216224, 0, 0, 152, 52),
+            price(1327607, 0, 0, 149, 51),
             // softmax
-            price(4583394, 0, 0, 702, 352),
+            price(4395416, 0, 0, 639, 321),
             // table
-            price(1144308, 0, 0, 46, 46),
+            price(1200229, 0, 0, 41, 41),
             // clip
-            price(3283840, 0, 0, 53, 53),
+            price(1312983, 0, 0, 47, 47),
             // scale
-            price(1471562, 0, 0, 186, 186),
+            price(1430771, 0, 0, 170, 170),
             // move
-            price(1350487, 0, 0, 0, 47),
+            price(1035755, 0, 0, 0, 38),
         ],
         per_block: 200,
-        weight_byte: 47,
-        memory_word: 3000,
+        weight_byte: 38,
+        memory_word: 364,
+        memory_grow: 673225,
     }
 }

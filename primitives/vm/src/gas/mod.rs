@@ -4,7 +4,8 @@
 //! instruction also pays for its [`Work`] at the prices of its [`KernelClass`]: per call, per
 //! multiply-accumulate, per inner loop, per output element and per byte, in milligas, so that a
 //! price far below one gas per unit (a multiply-accumulate in wasm is under a nanosecond) is
-//! still exact. Weight blocks pay per block and per byte, Memory per 32-byte word of growth.
+//! still exact. Weight blocks pay per block and per byte, Memory per growth and per 32-byte word
+//! of growth.
 //!
 //! The prices are benchmarked, not chosen: `make weights` times every kernel class in the
 //! runtime's wasm, on the validators' path, and writes [`benchmarked`] (see
@@ -174,6 +175,8 @@ pub struct Schedule {
     pub weight_byte: u64,
     /// Milligas per 32-byte word of Memory growth.
     pub memory_word: u64,
+    /// Milligas per growth of Memory (a reallocation), on top of its words.
+    pub memory_grow: u64,
 }
 
 impl Default for Schedule {
@@ -226,9 +229,16 @@ impl Schedule {
             .saturating_add(whole(bytes.saturating_mul(self.weight_byte)))
     }
 
-    /// Dynamic cost of growing Memory by `words` 32-byte words.
+    /// Dynamic cost of growing Memory by `words` 32-byte words in one step.
     pub fn memory_growth(&self, words: u64) -> u64 {
-        whole(words.saturating_mul(self.memory_word))
+        if words == 0 {
+            return 0;
+        }
+        whole(
+            words
+                .saturating_mul(self.memory_word)
+                .saturating_add(self.memory_grow),
+        )
     }
 }
 
