@@ -10,6 +10,9 @@ use smartvm_isa::Shape;
 
 use crate::error::ErrorKind;
 
+/// A frame as a snapshot keeps it: shape (C, D, H, W) and elements.
+pub type SavedFrame = ([u32; 4], Vec<i8>);
+
 /// One feature map.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Frame {
@@ -53,6 +56,50 @@ impl Buffer {
             max_limit: limit as u64,
             max_frames: max_frames as usize,
         }
+    }
+
+    /// Its state for a snapshot: frames (shape as C, D, H, W), live, peak, pushed and current
+    /// limit.
+    pub(crate) fn save(&self) -> (Vec<SavedFrame>, [u64; 4]) {
+        let frames = self
+            .frames
+            .iter()
+            .map(|f| ([f.shape.c, f.shape.d, f.shape.h, f.shape.w], f.data.clone()))
+            .collect();
+        (frames, [self.live, self.peak, self.pushed, self.limit])
+    }
+
+    /// A Buffer with `save`d state, within this configuration's limits.
+    pub(crate) fn restore(
+        limit: u32,
+        max_frames: u32,
+        frames: &[SavedFrame],
+        counters: [u64; 4],
+    ) -> Result<Buffer, ErrorKind> {
+        let [live, peak, pushed, current] = counters;
+        let frames: Vec<Frame> = frames
+            .iter()
+            .map(|([c, d, h, w], data)| Frame {
+                shape: Shape::new(*c, *d, *h, *w),
+                data: data.clone(),
+            })
+            .collect();
+        let held: u64 = frames.iter().map(|f| f.data.len() as u64).sum();
+        let shaped = frames
+            .iter()
+            .all(|f| f.shape.elements() == Some(f.data.len() as u64));
+        if held != live || !shaped || current > limit as u64 || frames.len() > max_frames as usize {
+            return Err(ErrorKind::BufferLimit);
+        }
+        Ok(Buffer {
+            frames,
+            live,
+            peak,
+            pushed,
+            limit: current,
+            max_limit: limit as u64,
+            max_frames: max_frames as usize,
+        })
     }
 
     /// Bytes held now.

@@ -7,6 +7,9 @@ use smartvm_kernels::KernelError;
 pub enum ErrorKind {
     /// The gas limit was reached.
     OutOfGas,
+    /// The next instruction would pass the end of a resumable run's slice: the run pauses
+    /// before it ([`crate::execute_slice`]); never the outcome of a run.
+    SliceEnd,
     /// An instruction needed more stack words than there were.
     StackUnderflow,
     /// The stack would exceed its depth limit.

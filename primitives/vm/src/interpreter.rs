@@ -9,7 +9,7 @@ use smartvm_isa::{
 };
 use smartvm_kernels::Kernels;
 
-use crate::buffer::Buffer;
+use crate::buffer::{Buffer, SavedFrame};
 use crate::error::{ErrorKind, VmError};
 use crate::gas::{KernelClass, Meter, Schedule, Work};
 use crate::memory::Memory;
@@ -143,11 +143,7 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
 
     #[inline(always)]
     pub(crate) fn charge(&mut self, amount: u64) -> Result<(), ErrorKind> {
-        if self.meter.charge(amount) {
-            Ok(())
-        } else {
-            Err(ErrorKind::OutOfGas)
-        }
+        self.meter.charge(amount)
     }
 
     /// Charges `work` of `class` and records it.
@@ -245,6 +241,125 @@ pub fn execute<K: Kernels, W: WeightSource>(
     config: &Config,
     gas_limit: u64,
 ) -> Result<Outcome, VmError> {
+    let start = Start::Input(input);
+    match execute_slice(exe, start, weights, kernels, config, gas_limit, u64::MAX)? {
+        Progress::Done(outcome) => Ok(outcome),
+        // A slice without end never pauses.
+        Progress::Paused(snapshot) => Err(VmError {
+            pc: snapshot.pc,
+            kind: ErrorKind::SliceEnd,
+            gas_used: snapshot.gas_used,
+        }),
+    }
+}
+
+/// Where a resumable run begins: a fresh input, or a paused run's snapshot.
+pub enum Start<'i> {
+    /// A new run on this input.
+    Input(&'i [i8]),
+    /// Continue a paused run.
+    Resume(alloc::boxed::Box<Snapshot>),
+}
+
+/// What one slice of a resumable run came to.
+#[derive(Debug)]
+pub enum Progress {
+    /// The program finished (an error would have been returned as one).
+    Done(Outcome),
+    /// The slice's gas is spent: the run stopped before the instruction at `pc`.
+    Paused(Snapshot),
+}
+
+/// Everything a paused run needs to continue exactly as if it had never stopped: resuming gives
+/// the uninterrupted run's output, gas and counters. Bounded by the configuration's limits
+/// (Memory, Buffer bytes and frames, stack depth, the CNN gas record), and plain data, so a
+/// chain can store it between blocks (SCALE-encoded).
+#[derive(Clone, Debug, PartialEq, Eq, codec::Encode, codec::Decode)]
+pub struct Snapshot {
+    /// Byte offset of the next instruction.
+    pub pc: u32,
+    /// The stack, bottom first.
+    pub stack: Vec<i64>,
+    /// Memory's bytes.
+    pub memory: Vec<u8>,
+    /// Buffer frames, bottom first: shape (C, D, H, W) and elements.
+    pub frames: Vec<SavedFrame>,
+    /// Buffer live, peak and pushed bytes and its current limit.
+    pub buffer: [u64; 4],
+    /// Gas used so far.
+    pub gas_used: u64,
+    /// Instructions executed so far.
+    pub instructions: u64,
+    /// Weight blocks and bytes read so far.
+    pub weights_read: [u64; 2],
+    /// The block WLOAD reads from without paying again, if any.
+    pub element_block: Option<u32>,
+    /// The output, once BTOS1 has set it.
+    pub output: Option<Vec<i8>>,
+    /// Gas per CNN instruction so far (opcode byte, gas).
+    pub cnn_gas: Vec<(u8, u64)>,
+    /// Work per kernel class so far.
+    pub work: [Work; KernelClass::COUNT],
+}
+
+/// What an instruction may change before one of its charges fails at a slice's end: undone so
+/// that the run pauses before the instruction, as if it had not started.
+struct Checkpoint {
+    stack_len: usize,
+    top: [i64; 8],
+    used: u64,
+    memory_len: usize,
+    blocks_read: u64,
+    weight_bytes: u64,
+    work: [Work; KernelClass::COUNT],
+}
+
+impl Checkpoint {
+    fn take<K, W>(m: &Machine<'_, K, W>) -> Checkpoint {
+        let len = m.stack.len();
+        let kept = len.min(8);
+        let mut top = [0i64; 8];
+        top[..kept].copy_from_slice(&m.stack[len - kept..]);
+        Checkpoint {
+            stack_len: len,
+            top,
+            used: m.meter.used,
+            memory_len: m.memory.bytes.len(),
+            blocks_read: m.blocks_read,
+            weight_bytes: m.weight_bytes,
+            work: m.work,
+        }
+    }
+
+    /// Every instruction pops at most eight words and charges before it pushes; Memory only
+    /// grows, with zeros; the Buffer and the output change only after the last charge.
+    fn restore<K, W>(&self, m: &mut Machine<'_, K, W>) {
+        let kept = self.stack_len.min(8);
+        m.stack.truncate(self.stack_len - kept);
+        m.stack.extend_from_slice(&self.top[..kept]);
+        m.meter.used = self.used;
+        m.memory.bytes.truncate(self.memory_len);
+        m.blocks_read = self.blocks_read;
+        m.weight_bytes = self.weight_bytes;
+        m.work = self.work;
+    }
+}
+
+/// Runs a program, or continues a paused run, until it ends or until the next instruction would
+/// take the gas used past `slice_gas` more than at the start of this call. Where it stops
+/// depends only on the program, the input and the slice sizes; resuming from each snapshot with
+/// the same `weights`, `config` and `gas_limit` gives exactly the uninterrupted run's outcome.
+/// A slice too small for the next instruction returns a snapshot equal to the one it started
+/// from (no progress): the caller must give it more.
+pub fn execute_slice<K: Kernels, W: WeightSource>(
+    exe: &Executable,
+    start: Start<'_>,
+    weights: &W,
+    kernels: &K,
+    config: &Config,
+    gas_limit: u64,
+    slice_gas: u64,
+) -> Result<Progress, VmError> {
     let program = &exe.program;
     // Out of gas consumes the whole limit; any other fault what was spent up to it.
     let fault = |pc: usize, kind, used: u64| VmError {
@@ -256,9 +371,6 @@ pub fn execute<K: Kernels, W: WeightSource>(
             used
         },
     };
-    if program.input.elements() != Some(input.len() as u64) {
-        return Err(fault(0, ErrorKind::ShapeMismatch, 0));
-    }
     let mut m = Machine {
         stack: Vec::with_capacity(64),
         memory: Memory::new(config.max_memory),
@@ -266,6 +378,7 @@ pub fn execute<K: Kernels, W: WeightSource>(
         meter: Meter {
             limit: gas_limit,
             used: 0,
+            slice_end: u64::MAX,
         },
         schedule: config.schedule,
         kernels,
@@ -277,30 +390,76 @@ pub fn execute<K: Kernels, W: WeightSource>(
         weight_chunk: config.weight_chunk.max(1) as u64,
         element_cache: None,
     };
-    let range = m
-        .memory
-        .ensure(0, input.len() as i64, &mut m.meter, &m.schedule)
-        .map_err(|k| fault(0, k, m.meter.used))?;
-    m.memory.bytes[range].copy_from_slice(smartvm_kernels::as_u8(input));
-
-    let costs = config.schedule.static_costs();
-    let code = &program.code[..];
     let mut pc = 0usize;
     let mut instructions = 0u64;
     let mut cnn_gas = Vec::new();
+    match start {
+        Start::Input(input) => {
+            if program.input.elements() != Some(input.len() as u64) {
+                return Err(fault(0, ErrorKind::ShapeMismatch, 0));
+            }
+            let range = m
+                .memory
+                .ensure(0, input.len() as i64, &mut m.meter, &m.schedule)
+                .map_err(|k| fault(0, k, m.meter.used))?;
+            m.memory.bytes[range].copy_from_slice(smartvm_kernels::as_u8(input));
+        }
+        Start::Resume(s) => {
+            let s = *s;
+            let (at, spent) = (s.pc as usize, s.gas_used);
+            let bad = |kind| fault(at, kind, spent);
+            if s.stack.len() > STACK_LIMIT || s.cnn_gas.len() > CNN_GAS_RECORD_LIMIT {
+                return Err(bad(ErrorKind::StackOverflow));
+            }
+            m.memory = Memory::restore(config.max_memory, s.memory).map_err(bad)?;
+            m.buffer = Buffer::restore(config.max_buffer, config.max_frames, &s.frames, s.buffer)
+                .map_err(bad)?;
+            m.stack = s.stack;
+            m.meter.used = s.gas_used;
+            m.output = s.output;
+            [m.blocks_read, m.weight_bytes] = s.weights_read;
+            m.work = s.work;
+            if let Some(index) = s.element_block {
+                let bytes = weights
+                    .block(index)
+                    .ok_or(ErrorKind::MissingWeightBlock { index })
+                    .map_err(bad)?;
+                m.element_cache = Some((index, bytes));
+            }
+            for (byte, gas) in s.cnn_gas {
+                let op = Opcode::from_byte(byte).ok_or(bad(ErrorKind::InvalidInstruction))?;
+                cnn_gas.push((op, gas));
+            }
+            pc = s.pc as usize;
+            instructions = s.instructions;
+        }
+    }
+    let slicing = slice_gas != u64::MAX;
+    if slicing {
+        m.meter.slice_end = m.meter.used.saturating_add(slice_gas);
+    }
+
+    let costs = config.schedule.static_costs();
+    let code = &program.code[..];
     let result = loop {
         let Some(&byte) = code.get(pc) else {
             break Ok(());
         };
-        instructions += 1;
-        if !m.meter.charge(costs[byte as usize]) {
-            break Err((pc, ErrorKind::OutOfGas));
+        let checkpoint = slicing.then(|| Checkpoint::take(&m));
+        if let Err(kind) = m.meter.charge(costs[byte as usize]) {
+            break Err((pc, kind));
         }
+        instructions += 1;
         let Some(op) = Opcode::from_byte(byte) else {
             break Err((pc, ErrorKind::InvalidInstruction));
         };
         let before = m.meter.used;
         let flow = step(&mut m, op, code, pc, &exe.jumpdest);
+        if let (Err(ErrorKind::SliceEnd), Some(checkpoint)) = (&flow, &checkpoint) {
+            checkpoint.restore(&mut m);
+            instructions -= 1;
+            break Err((pc, ErrorKind::SliceEnd));
+        }
         if op.is_cnn() && cnn_gas.len() < CNN_GAS_RECORD_LIMIT {
             cnn_gas.push((op, m.meter.used - before + costs[byte as usize]));
         }
@@ -310,7 +469,26 @@ pub fn execute<K: Kernels, W: WeightSource>(
             Err(kind) => break Err((pc, kind)),
         }
     };
-    result.map_err(|(pc, kind)| fault(pc, kind, m.meter.used))?;
+    match result {
+        Err((at, ErrorKind::SliceEnd)) => {
+            return Ok(Progress::Paused(Snapshot {
+                pc: at as u32,
+                stack: m.stack,
+                memory: m.memory.bytes,
+                frames: m.buffer.save().0,
+                buffer: m.buffer.save().1,
+                gas_used: m.meter.used,
+                instructions,
+                weights_read: [m.blocks_read, m.weight_bytes],
+                element_block: m.element_cache.as_ref().map(|(i, _)| *i),
+                output: m.output,
+                cnn_gas: cnn_gas.iter().map(|(op, g)| (*op as u8, *g)).collect(),
+                work: m.work,
+            }))
+        }
+        Err((at, kind)) => return Err(fault(at, kind, m.meter.used)),
+        Ok(()) => {}
+    }
     let output = m.output.take().unwrap_or_default();
     if output.len() != program.output_len as usize {
         return Err(fault(
@@ -319,7 +497,7 @@ pub fn execute<K: Kernels, W: WeightSource>(
             m.meter.used,
         ));
     }
-    Ok(Outcome {
+    Ok(Progress::Done(Outcome {
         output,
         gas_used: m.meter.used,
         instructions,
@@ -330,7 +508,7 @@ pub fn execute<K: Kernels, W: WeightSource>(
         buffer_bytes_pushed: m.buffer.pushed_bytes(),
         cnn_gas,
         work: m.work,
-    })
+    }))
 }
 
 enum Flow {

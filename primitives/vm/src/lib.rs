@@ -26,7 +26,9 @@ mod weights;
 pub use buffer::{Buffer, Frame};
 pub use error::{ErrorKind, VmError};
 pub use gas::{KernelClass, Schedule, Work, WorkPrice};
-pub use interpreter::{execute, Executable, Outcome, CNN_GAS_RECORD_LIMIT};
+pub use interpreter::{
+    execute, execute_slice, Executable, Outcome, Progress, Snapshot, Start, CNN_GAS_RECORD_LIMIT,
+};
 #[cfg(feature = "std")]
 pub use prefetch::{with_read_ahead, ReadAhead};
 pub use weights::{BlockList, WeightPack, WeightSource};

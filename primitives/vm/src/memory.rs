@@ -22,6 +22,17 @@ impl Memory {
         }
     }
 
+    /// Memory holding `bytes` (a snapshot's), within `limit`.
+    pub(crate) fn restore(limit: u32, bytes: Vec<u8>) -> Result<Memory, ErrorKind> {
+        if bytes.len() as u64 > limit as u64 {
+            return Err(ErrorKind::MemoryLimit);
+        }
+        Ok(Memory {
+            bytes,
+            limit: limit as u64,
+        })
+    }
+
     /// Makes `[offset, offset + len)` addressable, charging for growth; returns the range.
     #[inline]
     pub fn ensure(
@@ -42,9 +53,7 @@ impl Memory {
                 return Err(ErrorKind::MemoryLimit);
             }
             let words = end.div_ceil(32) - (self.bytes.len() as u64).div_ceil(32);
-            if !meter.charge(schedule.memory_growth(words)) {
-                return Err(ErrorKind::OutOfGas);
-            }
+            meter.charge(schedule.memory_growth(words))?;
             self.bytes
                 .resize((end.div_ceil(32) * 32).min(self.limit) as usize, 0);
         }

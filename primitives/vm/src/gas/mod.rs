@@ -98,7 +98,7 @@ impl KernelClass {
 
 /// The quantities one instruction's cost scales with. Summed per class over an execution in
 /// [`crate::Outcome::work`], which is how the benchmarks' prices are fitted.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, codec::Encode, codec::Decode)]
 pub struct Work {
     /// Instructions.
     pub calls: u64,
@@ -247,18 +247,22 @@ impl Schedule {
 pub(crate) struct Meter {
     pub(crate) limit: u64,
     pub(crate) used: u64,
+    /// Where a resumable run's current slice ends (`u64::MAX` when not slicing).
+    pub(crate) slice_end: u64,
 }
 
 impl Meter {
-    /// Charges `amount`, failing without charging if it would pass the limit.
+    /// Charges `amount`, failing without charging if it would pass the limit (`OutOfGas`) or,
+    /// within the limit, the slice's end (`SliceEnd`).
     #[inline(always)]
-    pub(crate) fn charge(&mut self, amount: u64) -> bool {
+    pub(crate) fn charge(&mut self, amount: u64) -> Result<(), crate::ErrorKind> {
         match self.used.checked_add(amount) {
-            Some(total) if total <= self.limit => {
+            Some(total) if total <= self.limit.min(self.slice_end) => {
                 self.used = total;
-                true
+                Ok(())
             }
-            _ => false,
+            Some(total) if total <= self.limit => Err(crate::ErrorKind::SliceEnd),
+            _ => Err(crate::ErrorKind::OutOfGas),
         }
     }
 }
