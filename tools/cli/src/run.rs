@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Result};
 use clap::Args;
 use smartvm_kernels::{Kernels, Native, Reference};
-use smartvm_vm::{execute, Config, Executable, Outcome, WeightPack, WeightSource};
+use smartvm_vm::{
+    execute, execute_slice, Config, Executable, Outcome, Progress, Start, WeightPack, WeightSource,
+};
 
 use crate::{load, Backend};
 
@@ -40,6 +42,58 @@ pub struct RunArgs {
     /// Run this many times (after one warm-up run when above 1) and report the median time.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
+    /// Also run it in slices of this much gas, as a job spanning blocks would: prints how often
+    /// it paused and each snapshot's SCALE size, and checks that the outcome is the same.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    slice_gas: Option<u64>,
+}
+
+/// Runs `exe` in slices of `slice` gas with the chosen backend; the outcome and the SCALE size
+/// of each snapshot it paused with.
+fn sliced_with(
+    backend: Backend,
+    exe: &Executable,
+    input: &[i8],
+    blocks: &impl WeightSource,
+    gas: u64,
+    slice: u64,
+) -> Result<(Outcome, Vec<usize>)> {
+    fn go<K: Kernels>(
+        k: &K,
+        exe: &Executable,
+        input: &[i8],
+        blocks: &impl WeightSource,
+        gas: u64,
+        slice: u64,
+    ) -> Result<(Outcome, Vec<usize>)> {
+        use subxt::ext::codec::Encode;
+        let (mut start, mut sizes, mut last) = (Start::Input(input), Vec::new(), None);
+        loop {
+            match execute_slice(exe, start, blocks, k, &Config::default(), gas, slice)
+                .map_err(|e| anyhow!("execution failed: {e}"))?
+            {
+                Progress::Done(out) => return Ok((out, sizes)),
+                Progress::Paused(snapshot) => {
+                    if last == Some(snapshot.gas_used) {
+                        let pc = snapshot.pc;
+                        anyhow::bail!(
+                            "a slice of {slice} gas cannot hold the instruction at pc {pc}"
+                        );
+                    }
+                    last = Some(snapshot.gas_used);
+                    sizes.push(snapshot.encode().len());
+                    start = Start::Resume(Box::new(snapshot));
+                }
+            }
+        }
+    }
+    match backend {
+        Backend::Native => go(&Native, exe, input, blocks, gas, slice),
+        Backend::Reference => go(&Reference, exe, input, blocks, gas, slice),
+        Backend::Scalar => go(&smartvm_kernels::Scalar, exe, input, blocks, gas, slice),
+        #[cfg(feature = "cuda")]
+        Backend::Cuda => go(gpu()?, exe, input, blocks, gas, slice),
+    }
 }
 
 /// Executes with the chosen backend.
@@ -121,6 +175,16 @@ pub fn run(args: RunArgs) -> Result<()> {
         1 => "one run".to_string(),
         n => format!("median of {n} runs after a warm-up"),
     };
+    let slices = match args.slice_gas {
+        Some(slice) => {
+            let (sliced, sizes) = sliced_with(args.backend, &exe, &input, &pack, args.gas, slice)?;
+            if sliced != out {
+                anyhow::bail!("the run in slices of {slice} gas ended differently: {sliced:?}");
+            }
+            Some((slice, sizes))
+        }
+        None => None,
+    };
     let class = argmax(&out.output);
     let real: Option<Vec<f32>> =
         quant.map(|q| out.output.iter().map(|v| q.output.dequantize(*v)).collect());
@@ -131,6 +195,9 @@ pub fn run(args: RunArgs) -> Result<()> {
             "peak_memory_bytes": out.peak_memory_bytes, "weight_blocks_read": out.weight_blocks_read,
             "weight_bytes_read": out.weight_bytes_read, "elapsed_us": elapsed.as_secs_f64() * 1e6,
             "runs": times.len(),
+            "slices": slices.as_ref().map(|(gas, sizes)| serde_json::json!({
+                "slice_gas": gas, "pauses": sizes.len(), "snapshot_bytes": sizes,
+            })),
         });
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -152,6 +219,14 @@ pub fn run(args: RunArgs) -> Result<()> {
             elapsed.as_secs_f64() * 1e3,
             args.backend
         );
+        if let Some((gas, sizes)) = &slices {
+            let largest = sizes.iter().max().copied().unwrap_or(0);
+            println!(
+                "in slices of {gas} gas: {} pauses, same outcome; snapshots {sizes:?} bytes \
+                 (largest {largest})",
+                sizes.len()
+            );
+        }
     }
     Ok(())
 }

@@ -116,6 +116,42 @@ fn run_reports_output_gas_and_buffer_as_json() {
     assert!(!ok && stderr.contains("out of range"), "{stderr}");
 }
 
+/// `--slice-gas` runs the program again as a job across blocks would, pausing and resuming
+/// through SCALE-encoded snapshots, and must end the same; a slice too small for one layer is a
+/// clear error, not a loop.
+#[test]
+fn run_in_slices_pauses_and_ends_the_same() {
+    let dir = root().join("examples/lenet5");
+    let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    let args = |slice: &'static str| {
+        let mut a = vec!["run".to_string(), p("lenet5.sasm"), "--weights".into()];
+        a.extend([
+            p("weights.smw"),
+            "--input".into(),
+            p("inputs.bin"),
+            "--json".into(),
+        ]);
+        a.extend(["--slice-gas".into(), slice.into()]);
+        a
+    };
+    let run = |slice| {
+        let a = args(slice);
+        smartvm(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let (ok, stdout, stderr) = run("80000");
+    assert!(ok, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let pauses = report["slices"]["pauses"].as_u64().unwrap();
+    let gas = report["gas_used"].as_u64().unwrap();
+    assert!(pauses >= gas / 80_000, "{pauses} pauses for {gas} gas");
+    assert!(report["slices"]["snapshot_bytes"][0].as_u64().unwrap() > 1024);
+    let (ok, _, stderr) = run("1000");
+    assert!(
+        !ok && stderr.contains("cannot hold the instruction"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn compile_then_run_a_npy_input() {
     let fixtures =
