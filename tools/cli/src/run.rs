@@ -7,7 +7,7 @@ use anyhow::{anyhow, Result};
 use clap::Args;
 use smartvm_kernels::{Kernels, Native, Reference};
 use smartvm_vm::{
-    execute, execute_slice, Config, Executable, Outcome, Progress, Start, WeightPack, WeightSource,
+    execute_slice, Config, Executable, Outcome, Progress, Start, WeightPack, WeightSource,
 };
 
 use crate::{load, Backend};
@@ -48,8 +48,8 @@ pub struct RunArgs {
     slice_gas: Option<u64>,
 }
 
-/// Runs `exe` in slices of `slice` gas with the chosen backend; the outcome and the SCALE size
-/// of each snapshot it paused with.
+/// Runs `exe` in slices of `slice` gas (`u64::MAX`: in one go) with the chosen backend; the
+/// outcome and the SCALE size of each snapshot it paused with.
 fn sliced_with(
     backend: Backend,
     exe: &Executable,
@@ -104,23 +104,8 @@ pub fn execute_with(
     blocks: &impl WeightSource,
     gas: u64,
 ) -> Result<Outcome> {
-    fn go<K: Kernels>(
-        k: &K,
-        exe: &Executable,
-        input: &[i8],
-        blocks: &impl WeightSource,
-        gas: u64,
-    ) -> Result<Outcome> {
-        execute(exe, input, blocks, k, &Config::default(), gas)
-            .map_err(|e| anyhow!("execution failed: {e}"))
-    }
-    match backend {
-        Backend::Native => go(&Native, exe, input, blocks, gas),
-        Backend::Reference => go(&Reference, exe, input, blocks, gas),
-        Backend::Scalar => go(&smartvm_kernels::Scalar, exe, input, blocks, gas),
-        #[cfg(feature = "cuda")]
-        Backend::Cuda => go(gpu()?, exe, input, blocks, gas),
-    }
+    // A slice without end runs the program through once, as `execute` does.
+    sliced_with(backend, exe, input, blocks, gas, u64::MAX).map(|(out, _)| out)
 }
 
 /// The GPU backend, started (and its kernels compiled) once per process.
