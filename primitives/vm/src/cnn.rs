@@ -16,7 +16,7 @@ use crate::buffer::Frame;
 use crate::error::ErrorKind;
 use crate::gas::{KernelClass, Work};
 use crate::interpreter::{operand, Machine};
-use crate::weights::{LayerStream, WeightSource};
+use crate::weights::{unavailable, LayerStream, WeightSource};
 
 fn kernel_error(qblock: i64) -> impl Fn(KernelError) -> ErrorKind {
     move |e| match e {
@@ -26,6 +26,27 @@ fn kernel_error(qblock: i64) -> impl Fn(KernelError) -> ErrorKind {
             index: qblock.clamp(0, u32::MAX as i64) as u32,
         },
         KernelError::TooLarge => ErrorKind::Kernel(KernelError::TooLarge),
+    }
+}
+
+/// A banded fully-connected layer that a slice's end interrupted: the rows done, the stream of
+/// its weights and the output so far. The next slice resumes inside the instruction.
+#[derive(Clone, Debug, PartialEq, Eq, codec::Encode, codec::Decode)]
+pub struct PartialLayer {
+    /// Gas used before the instruction began (its gas record spans the slices).
+    start_gas: u64,
+    /// Output rows computed.
+    rows_done: u32,
+    /// Where the layer's weight blocks stand.
+    stream: LayerStream,
+    /// The output so far.
+    out: alloc::vec::Vec<i8>,
+}
+
+impl PartialLayer {
+    /// Gas used before the instruction began.
+    pub(crate) fn start_gas(&self) -> u64 {
+        self.start_gas
     }
 }
 
@@ -111,6 +132,9 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
 
     fn fully_connected(&mut self, out_n: i64, wblock: i64, qblock: i64) -> Result<(), ErrorKind> {
         let out_n = operand(out_n)?;
+        if let Some(partial) = self.partial.take() {
+            return self.resume_bands(partial, out_n, qblock);
+        }
         let in_n = self.buffer.top()?.data.len() as u64;
         let macs = in_n
             .checked_mul(out_n as u64)
@@ -129,7 +153,7 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
                 .and_then(|len| self.weights.span(first, len))
                 .is_some()
         };
-        if macs > self.weight_chunk && !lent_in_place(macs) {
+        if macs > self.fc_band && !lent_in_place(macs) {
             return self.fully_connected_in_bands(in_n, out_n, first, qblock);
         }
         let weights = self.layer_weights(wblock, macs)?;
@@ -143,9 +167,9 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
     }
 
     /// A fully-connected layer too large to read at once: its rows are read and multiplied a
-    /// band at a time, each band within [`Config::weight_chunk`](crate::Config) bytes. Gas is
-    /// what [`Self::fully_connected`] charges (the qblock is read first here, so a fault in
-    /// the layer's weight blocks is found after it).
+    /// band at a time, each band within [`Config::fc_band`](crate::Config) bytes. Gas is what
+    /// [`Self::fully_connected`] charges (the qblock is read first here, so a fault in the
+    /// layer's weight blocks is found after it).
     // The rare path, kept out of line so that it does not grow the common one.
     #[inline(never)]
     fn fully_connected_in_bands(
@@ -159,27 +183,79 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
         self.charge_layer_bytes(first, len)?;
         let q = ChannelQuant::decode(&self.block(qblock)?, out_n).map_err(kernel_error(qblock))?;
         self.buffer.reserve(out_n as u64)?;
+        let partial = PartialLayer {
+            start_gas: self.op_start,
+            rows_done: 0,
+            stream: LayerStream::new(first, len),
+            out: vec![0i8; out_n as usize],
+        };
+        self.run_bands(partial, &q, in_n, qblock)
+    }
+
+    /// Goes on with a banded layer a slice's end interrupted, without charging again what its
+    /// start paid for (the layer, its qblock).
+    #[inline(never)]
+    fn resume_bands(
+        &mut self,
+        partial: PartialLayer,
+        out_n: u32,
+        qblock: i64,
+    ) -> Result<(), ErrorKind> {
+        let in_n = self.buffer.top()?.data.len() as u64;
+        if partial.out.len() != out_n as usize || partial.rows_done > out_n {
+            return Err(ErrorKind::BadOperand);
+        }
+        let index = operand(qblock)?;
+        let Some(bytes) = self.weights.block(index) else {
+            let kind = unavailable(self.weights, index);
+            if kind == ErrorKind::SliceEnd {
+                self.partial = Some(partial);
+            }
+            return Err(kind);
+        };
+        let q = ChannelQuant::decode(&bytes, out_n).map_err(kernel_error(qblock))?;
+        self.buffer.reserve(out_n as u64)?;
+        self.run_bands(partial, &q, in_n, qblock)
+    }
+
+    /// Runs the remaining bands of `layer`. At a slice's end (the gas of a band's blocks, or
+    /// the source's share of weight bytes) the layer is kept in [`Machine::partial`] and the
+    /// run pauses inside the instruction; bands start at the same rows either way, so the
+    /// output and the gas are the uninterrupted run's.
+    fn run_bands(
+        &mut self,
+        mut layer: PartialLayer,
+        q: &ChannelQuant,
+        in_n: u64,
+        qblock: i64,
+    ) -> Result<(), ErrorKind> {
         let input = self.buffer.top()?.data.clone();
-        let mut out = vec![0i8; out_n as usize];
-        let band_rows = (self.weight_chunk / in_n).max(1) as usize;
-        let mut stream = LayerStream::new(first, len as usize);
+        let band_rows = (self.fc_band / in_n.max(1)).max(1) as usize;
         let source = self.weights;
-        for (band, rows) in out.chunks_mut(band_rows).enumerate() {
-            let start = band * band_rows;
-            let (weights, blocks) = stream.take(source, rows.len() * in_n as usize)?;
-            self.charge_blocks(blocks)?;
-            let band_q = q
-                .channels(start..start + rows.len())
-                .ok_or(ErrorKind::ShapeMismatch)?;
+        let rows = layer.out.len();
+        while (layer.rows_done as usize) < rows {
+            let start = layer.rows_done as usize;
+            let end = start.saturating_add(band_rows).min(rows);
+            let n = (end - start) * in_n as usize;
+            let read = layer.stream.fill(source, n);
+            if let Err(kind) = read.and_then(|unpaid| self.charge_blocks(unpaid)) {
+                if kind == ErrorKind::SliceEnd {
+                    self.partial = Some(layer);
+                }
+                return Err(kind);
+            }
+            let weights = layer.stream.split(n);
+            let band_q = q.channels(start..end).ok_or(ErrorKind::ShapeMismatch)?;
             self.kernels
-                .fully_connected(&input, as_i8(&weights), &band_q, rows)
+                .fully_connected(&input, as_i8(&weights), &band_q, &mut layer.out[start..end])
                 .map_err(kernel_error(qblock))?;
+            layer.rows_done = end as u32;
         }
         self.buffer.replace(
             1,
             Frame {
-                shape: Shape::flat(out_n),
-                data: out,
+                shape: Shape::flat(layer.out.len() as u32),
+                data: layer.out,
             },
         )
     }

@@ -10,10 +10,11 @@ use smartvm_isa::{
 use smartvm_kernels::Kernels;
 
 use crate::buffer::{Buffer, SavedFrame};
+use crate::cnn::PartialLayer;
 use crate::error::{ErrorKind, VmError};
 use crate::gas::{KernelClass, Meter, Schedule, Work};
 use crate::memory::Memory;
-use crate::weights::{gather, WeightSource};
+use crate::weights::{gather, unavailable, WeightSource};
 use crate::Config;
 
 /// A program that passed validation, with its jump table ready.
@@ -109,7 +110,16 @@ pub(crate) struct Machine<'a, K, W> {
     /// Most weight bytes one fully-connected band reads from a source that cannot lend a
     /// whole layer in place ([`Config::weight_chunk`]).
     pub(crate) weight_chunk: u64,
+    /// Most weight bytes one band of a fully-connected layer reads ([`Config::fc_band`]).
+    pub(crate) fc_band: u64,
+    /// The block WLOAD last read, kept so that reading it again costs nothing.
     element_cache: Option<(u32, Cow<'a, [u8]>)>,
+    /// The block WLOAD last paid for: a resumed run reads it again without paying again.
+    element_paid: Option<u32>,
+    /// A banded layer a slice's end interrupted, which the instruction at the pc goes on with.
+    pub(crate) partial: Option<PartialLayer>,
+    /// Gas used before the current instruction began.
+    pub(crate) op_start: u64,
 }
 
 /// Converts a stack word to a non-negative u32 operand.
@@ -159,7 +169,7 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
         let bytes = self
             .weights
             .block(index)
-            .ok_or(ErrorKind::MissingWeightBlock { index })?;
+            .ok_or_else(|| unavailable(self.weights, index))?;
         self.charge(self.schedule.weights(1, bytes.len() as u64))?;
         self.blocks_read += 1;
         self.weight_bytes += bytes.len() as u64;
@@ -212,10 +222,13 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
             let bytes = self
                 .weights
                 .block(index)
-                .ok_or(ErrorKind::MissingWeightBlock { index })?;
-            self.charge(self.schedule.weights(1, 0))?;
-            self.blocks_read += 1;
-            self.weight_bytes += bytes.len() as u64;
+                .ok_or_else(|| unavailable(self.weights, index))?;
+            if self.element_paid != Some(index) {
+                self.charge(self.schedule.weights(1, 0))?;
+                self.blocks_read += 1;
+                self.weight_bytes += bytes.len() as u64;
+                self.element_paid = Some(index);
+            }
             self.element_cache = Some((index, bytes));
         }
         let bytes = match &self.element_cache {
@@ -266,7 +279,8 @@ pub enum Start<'i> {
 pub enum Progress {
     /// The program finished (an error would have been returned as one).
     Done(Outcome),
-    /// The slice's gas is spent: the run stopped before the instruction at `pc`.
+    /// The slice's budget (gas, or the weight source's bytes) is spent: the run stopped before
+    /// the instruction at `pc`, or inside it when that is a banded layer.
     Paused(Snapshot),
 }
 
@@ -294,6 +308,8 @@ pub struct Snapshot {
     pub weights_read: [u64; 2],
     /// The block WLOAD reads from without paying again, if any.
     pub element_block: Option<u32>,
+    /// The banded layer at `pc`, when the slice ended inside it.
+    pub partial: Option<PartialLayer>,
     /// The output, once BTOS1 has set it.
     pub output: Option<Vec<i8>>,
     /// Gas per CNN instruction so far (opcode byte, gas).
@@ -334,20 +350,27 @@ impl Checkpoint {
     /// Every instruction pops at most eight words and charges before it pushes; Memory only
     /// grows, with zeros; the Buffer and the output change only after the last charge.
     fn restore<K, W>(&self, m: &mut Machine<'_, K, W>) {
-        let kept = self.stack_len.min(8);
-        m.stack.truncate(self.stack_len - kept);
-        m.stack.extend_from_slice(&self.top[..kept]);
+        self.restore_stack(m);
         m.meter.used = self.used;
         m.memory.bytes.truncate(self.memory_len);
         m.blocks_read = self.blocks_read;
         m.weight_bytes = self.weight_bytes;
         m.work = self.work;
     }
+
+    /// Puts back the words the instruction popped, for a banded layer that keeps what it paid
+    /// and did in [`Machine::partial`] and pops its arguments again when it resumes.
+    fn restore_stack<K, W>(&self, m: &mut Machine<'_, K, W>) {
+        let kept = self.stack_len.min(8);
+        m.stack.truncate(self.stack_len - kept);
+        m.stack.extend_from_slice(&self.top[..kept]);
+    }
 }
 
 /// Runs a program, or continues a paused run, until it ends or until the next instruction would
-/// take the gas used past `slice_gas` more than at the start of this call. Where it stops
-/// depends only on the program, the input and the slice sizes; resuming from each snapshot with
+/// take the gas used past `slice_gas` more than at the start of this call, or would read a
+/// weight block the source refuses for this slice ([`WeightSource::slice_spent`]). Where it
+/// stops depends only on the program, the input, the slice sizes and the source's budget; resuming from each snapshot with
 /// the same `weights`, `config` and `gas_limit` gives exactly the uninterrupted run's outcome.
 /// A slice too small for the next instruction returns a snapshot equal to the one it started
 /// from (no progress): the caller must give it more.
@@ -388,7 +411,11 @@ pub fn execute_slice<K: Kernels, W: WeightSource>(
         weight_bytes: 0,
         work: [Work::default(); KernelClass::COUNT],
         weight_chunk: config.weight_chunk.max(1) as u64,
+        fc_band: config.fc_band.clamp(1, config.weight_chunk.max(1)) as u64,
         element_cache: None,
+        element_paid: None,
+        partial: None,
+        op_start: 0,
     };
     let mut pc = 0usize;
     let mut instructions = 0u64;
@@ -419,13 +446,8 @@ pub fn execute_slice<K: Kernels, W: WeightSource>(
             m.output = s.output;
             [m.blocks_read, m.weight_bytes] = s.weights_read;
             m.work = s.work;
-            if let Some(index) = s.element_block {
-                let bytes = weights
-                    .block(index)
-                    .ok_or(ErrorKind::MissingWeightBlock { index })
-                    .map_err(bad)?;
-                m.element_cache = Some((index, bytes));
-            }
+            m.element_paid = s.element_block;
+            m.partial = s.partial;
             for (byte, gas) in s.cnn_gas {
                 let op = Opcode::from_byte(byte).ok_or(bad(ErrorKind::InvalidInstruction))?;
                 cnn_gas.push((op, gas));
@@ -446,22 +468,35 @@ pub fn execute_slice<K: Kernels, W: WeightSource>(
             break Ok(());
         };
         let checkpoint = slicing.then(|| Checkpoint::take(&m));
-        if let Err(kind) = m.meter.charge(costs[byte as usize]) {
-            break Err((pc, kind));
+        // A banded layer resumed inside paid its static cost when it began.
+        m.op_start = match &m.partial {
+            Some(partial) => partial.start_gas(),
+            None => m.meter.used,
+        };
+        if m.partial.is_none() {
+            if let Err(kind) = m.meter.charge(costs[byte as usize]) {
+                break Err((pc, kind));
+            }
         }
         instructions += 1;
         let Some(op) = Opcode::from_byte(byte) else {
             break Err((pc, ErrorKind::InvalidInstruction));
         };
-        let before = m.meter.used;
+        if m.partial.is_some() && op != Opcode::FULL_CON {
+            break Err((pc, ErrorKind::InvalidInstruction));
+        }
         let flow = step(&mut m, op, code, pc, &exe.jumpdest);
         if let (Err(ErrorKind::SliceEnd), Some(checkpoint)) = (&flow, &checkpoint) {
-            checkpoint.restore(&mut m);
+            if m.partial.is_some() {
+                checkpoint.restore_stack(&mut m);
+            } else {
+                checkpoint.restore(&mut m);
+            }
             instructions -= 1;
             break Err((pc, ErrorKind::SliceEnd));
         }
         if op.is_cnn() && cnn_gas.len() < CNN_GAS_RECORD_LIMIT {
-            cnn_gas.push((op, m.meter.used - before + costs[byte as usize]));
+            cnn_gas.push((op, m.meter.used - m.op_start));
         }
         match flow {
             Ok(Flow::Next(next)) => pc = next,
@@ -480,7 +515,8 @@ pub fn execute_slice<K: Kernels, W: WeightSource>(
                 gas_used: m.meter.used,
                 instructions,
                 weights_read: [m.blocks_read, m.weight_bytes],
-                element_block: m.element_cache.as_ref().map(|(i, _)| *i),
+                element_block: m.element_paid,
+                partial: m.partial,
                 output: m.output,
                 cnn_gas: cnn_gas.iter().map(|(op, g)| (*op as u8, *g)).collect(),
                 work: m.work,

@@ -24,6 +24,7 @@ mod prefetch;
 mod weights;
 
 pub use buffer::{Buffer, Frame};
+pub use cnn::PartialLayer;
 pub use error::{ErrorKind, VmError};
 pub use gas::{KernelClass, Schedule, Work, WorkPrice};
 pub use interpreter::{
@@ -31,7 +32,7 @@ pub use interpreter::{
 };
 #[cfg(feature = "std")]
 pub use prefetch::{with_read_ahead, ReadAhead};
-pub use weights::{BlockList, WeightPack, WeightSource};
+pub use weights::{BlockList, ByteBudget, WeightPack, WeightSource};
 
 /// Resource limits of one execution, checked as the program runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +48,10 @@ pub struct Config {
     /// band of output rows at a time, so the wasm runtime never asks for one allocation near its
     /// 32 MiB ceiling. Output and gas are the same either way.
     pub weight_chunk: u32,
+    /// Most weight bytes one band of a banded fully-connected layer reads (at most
+    /// `weight_chunk`): a chain job lowers it so that a band fits one block's share of proof,
+    /// and a slice can end between bands. Output and gas are the same for every band size.
+    pub fc_band: u32,
     /// Prices.
     pub schedule: Schedule,
 }
@@ -58,6 +63,7 @@ impl Default for Config {
             max_buffer: 64 << 20,
             max_frames: 64,
             weight_chunk: 8 << 20,
+            fc_band: 8 << 20,
             schedule: Schedule::default(),
         }
     }

@@ -20,6 +20,23 @@ pub trait WeightSource {
     fn span(&self, _first: u32, _len: usize) -> Option<(&[u8], u32)> {
         None
     }
+
+    /// Whether the last `None` from [`Self::block`] meant that this slice's budget of weight
+    /// bytes is spent rather than a missing block: a chain job's source refuses a read that
+    /// would pass its share of the block's proof, and the run pauses before the instruction
+    /// (or inside a banded layer) to go on in a later block. `false` for every other source.
+    fn slice_spent(&self) -> bool {
+        false
+    }
+}
+
+/// What a `None` from `source.block(index)` means: the slice's end, or a missing block.
+pub(crate) fn unavailable<W: WeightSource>(source: &W, index: u32) -> ErrorKind {
+    if source.slice_spent() {
+        ErrorKind::SliceEnd
+    } else {
+        ErrorKind::MissingWeightBlock { index }
+    }
 }
 
 /// Blocks held in memory (the CLI's weight pack, tests).
@@ -31,6 +48,63 @@ impl WeightSource for BlockList<'_> {
         self.0
             .get(index as usize)
             .map(|b| Cow::Borrowed(b.as_slice()))
+    }
+}
+
+/// A source with a budget of weight bytes per slice, as a chain job's share of a block's proof:
+/// a read that would pass it is refused, and the run pauses before it
+/// ([`WeightSource::slice_spent`]). `per_block` bytes are counted on top of each block's length
+/// (a storage proof's key and trie nodes). The CLI and the tests use it to cut runs the way the
+/// pallet does.
+pub struct ByteBudget<'a, W> {
+    inner: &'a W,
+    per_block: u64,
+    left: core::cell::Cell<u64>,
+    spent: core::cell::Cell<bool>,
+}
+
+impl<'a, W: WeightSource> ByteBudget<'a, W> {
+    /// `inner` with `bytes` to read in the first slice.
+    pub fn new(inner: &'a W, bytes: u64, per_block: u64) -> Self {
+        ByteBudget {
+            inner,
+            per_block,
+            left: core::cell::Cell::new(bytes),
+            spent: core::cell::Cell::new(false),
+        }
+    }
+
+    /// Starts the next slice with `bytes` to read.
+    pub fn refill(&self, bytes: u64) {
+        self.left.set(bytes);
+        self.spent.set(false);
+    }
+
+    /// Bytes left in this slice.
+    pub fn left(&self) -> u64 {
+        self.left.get()
+    }
+}
+
+impl<W: WeightSource> WeightSource for ByteBudget<'_, W> {
+    fn block(&self, index: u32) -> Option<Cow<'_, [u8]>> {
+        let bytes = self.inner.block(index)?;
+        let cost = (bytes.len() as u64).saturating_add(self.per_block);
+        match self.left.get().checked_sub(cost) {
+            Some(left) => {
+                self.left.set(left);
+                self.spent.set(false);
+                Some(bytes)
+            }
+            None => {
+                self.spent.set(true);
+                None
+            }
+        }
+    }
+
+    fn slice_spent(&self) -> bool {
+        self.spent.get()
     }
 }
 
@@ -95,7 +169,7 @@ pub(crate) fn gather<W: WeightSource>(
     }
     let head = source
         .block(first)
-        .ok_or(ErrorKind::MissingWeightBlock { index: first })?;
+        .ok_or_else(|| unavailable(source, first))?;
     if head.len() == len {
         return Ok((head, 1));
     }
@@ -114,7 +188,7 @@ pub(crate) fn gather<W: WeightSource>(
         }
         let block = source
             .block(index)
-            .ok_or(ErrorKind::MissingWeightBlock { index })?;
+            .ok_or_else(|| unavailable(source, index))?;
         if bytes.len() + block.len() > len {
             return Err(mismatch);
         }
@@ -125,40 +199,42 @@ pub(crate) fn gather<W: WeightSource>(
 }
 
 /// Reads a layer's consecutive blocks a piece at a time, so a layer larger than one runtime
-/// allocation can still be computed in bands. It checks what [`gather`] checks: the blocks from
-/// `first` on add up to exactly the layer's length, within [`MAX_BLOCKS`].
-pub(crate) struct LayerStream {
+/// allocation, or than one slice's share of a block's proof, can still be computed in bands. It
+/// checks what [`gather`] checks: the blocks from `first` on add up to exactly the layer's
+/// length, within [`MAX_BLOCKS`]. Plain data, so a paused run keeps it in its snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, codec::Encode, codec::Decode)]
+pub struct LayerStream {
     first: u32,
     next: u32,
     blocks: u32,
     /// Layer bytes not yet read from the source.
-    unread: usize,
-    /// Bytes read but not yet handed out: the tail of the last block.
+    unread: u64,
+    /// Bytes read but not yet handed out: the tail of the last block, or the head of a band
+    /// whose reading a slice's end interrupted.
     carry: Vec<u8>,
+    /// Blocks read and not yet charged: a band pays for its blocks once it has all its bytes.
+    unpaid: u32,
 }
 
 impl LayerStream {
     /// A stream over the `len` bytes of the layer starting at block `first`.
-    pub(crate) fn new(first: u32, len: usize) -> Self {
+    pub(crate) fn new(first: u32, len: u64) -> Self {
         LayerStream {
             first,
             next: first,
             blocks: 0,
             unread: len,
             carry: Vec::new(),
+            unpaid: 0,
         }
     }
 
-    /// The next `n` bytes of the layer and how many blocks were read to get them.
-    pub(crate) fn take<W: WeightSource>(
-        &mut self,
-        source: &W,
-        n: usize,
-    ) -> Result<(Vec<u8>, u32), ErrorKind> {
+    /// Reads blocks until the stream holds the next `n` bytes of the layer; returns how many
+    /// blocks were read and not yet charged. A failed call keeps what it read.
+    pub(crate) fn fill<W: WeightSource>(&mut self, source: &W, n: usize) -> Result<u32, ErrorKind> {
         let mismatch = ErrorKind::WeightSizeMismatch {
             first_block: self.first,
         };
-        let mut read = 0u32;
         while self.carry.len() < n {
             if self.blocks as usize >= MAX_BLOCKS {
                 return Err(mismatch);
@@ -166,15 +242,25 @@ impl LayerStream {
             let index = self.next;
             let block = source
                 .block(index)
-                .ok_or(ErrorKind::MissingWeightBlock { index })?;
-            self.unread = self.unread.checked_sub(block.len()).ok_or(mismatch)?;
+                .ok_or_else(|| unavailable(source, index))?;
+            self.unread = self
+                .unread
+                .checked_sub(block.len() as u64)
+                .ok_or(mismatch)?;
             self.carry.extend_from_slice(&block);
             self.next = index.checked_add(1).ok_or(mismatch)?;
             self.blocks += 1;
-            read += 1;
+            self.unpaid += 1;
         }
+        Ok(self.unpaid)
+    }
+
+    /// Hands out the next `n` bytes, which [`Self::fill`] made present, once they are paid for.
+    pub(crate) fn split(&mut self, n: usize) -> Vec<u8> {
+        let n = n.min(self.carry.len());
         let rest = self.carry.split_off(n);
-        Ok((core::mem::replace(&mut self.carry, rest), read))
+        self.unpaid = 0;
+        core::mem::replace(&mut self.carry, rest)
     }
 }
 
