@@ -5,13 +5,17 @@
 
 use alloc::{vec, vec::Vec};
 
+use codec::Encode;
+
 use polkadot_sdk::frame_benchmarking::v2::*;
 use polkadot_sdk::frame_support::{traits::fungible::Mutate, weights::Weight, BoundedVec};
 use polkadot_sdk::frame_system::RawOrigin;
 use polkadot_sdk::sp_runtime::traits::{Bounded, Get};
 use smartvm_isa::{Opcode, Program, Shape};
 use smartvm_kernels::Scalar;
-use smartvm_vm::{execute, BlockList, Config as VmConfig, Executable};
+use smartvm_vm::{
+    execute, execute_slice, BlockList, Config as VmConfig, Executable, Progress, Start,
+};
 
 use crate::vm_programs::{base_loop, layer_program, layers, LAYER_COUNT};
 use crate::*;
@@ -74,6 +78,54 @@ fn costliest_to_validate(code_len: u32) -> Program {
         code,
         blocks: vec![],
     }
+}
+
+/// A queued job of a sealed program of `p` bytes whose state is a snapshot paused before the
+/// program's last three instructions, with `s` bytes of Memory.
+fn queued_job<T: Config>(p: u32, s: u32) -> (T::AccountId, JobId) {
+    let owner = funded::<T>();
+    let program = program_with_input(p, 1, vec![]);
+    let tail = (program.code.len() - 5) as u32;
+    let exe = Executable::new(program.clone()).expect("valid");
+    let id = create::<T>(&owner, &program);
+    Pallet::<T>::seal_model(RawOrigin::Signed(owner.clone()).into(), id).expect("seals");
+    let input: BoundedVec<u8, T::MaxInputLen> = vec![1u8].try_into().expect("fits");
+    let job = NextJobId::<T>::get();
+    Pallet::<T>::submit_job(
+        RawOrigin::Signed(owner.clone()).into(),
+        id,
+        input,
+        T::MaxJobWeight::get(),
+    )
+    .expect("submits");
+    // A genuine snapshot (a slice of no gas pauses at once), moved to the tail of the code.
+    let config = crate::limits::vm_config::<T>();
+    let start = Start::Input(&[1]);
+    let Ok(Progress::Paused(mut snapshot)) = execute_slice(
+        &exe,
+        start,
+        &BlockList(&[]),
+        &Scalar,
+        &config,
+        u64::MAX / 2,
+        0,
+    ) else {
+        panic!("a slice of no gas pauses");
+    };
+    snapshot.pc = tail;
+    snapshot.memory = vec![0u8; (s as usize).next_multiple_of(32)];
+    let state: BoundedVec<u8, T::MaxJobStateLen> =
+        crate::jobs::JobState::Paused(alloc::boxed::Box::new(snapshot))
+            .encode()
+            .try_into()
+            .expect("fits");
+    Jobs::<T>::mutate(job, |j| {
+        if let Some(j) = j {
+            j.state_len = state.len() as u32;
+        }
+    });
+    JobStates::<T>::insert(job, state);
+    (owner, job)
 }
 
 fn create<T: Config>(owner: &T::AccountId, p: &Program) -> ModelId {
@@ -209,6 +261,52 @@ mod benchmarks {
             )
             .expect("runs");
         }
+    }
+
+    #[benchmark]
+    fn submit_job(n: Linear<1, { T::MaxInputLen::get() }>) {
+        let owner = funded::<T>();
+        let id = create::<T>(&owner, &program_with_input(64, n, vec![]));
+        Pallet::<T>::seal_model(RawOrigin::Signed(owner.clone()).into(), id).expect("seals");
+        let input: BoundedVec<u8, T::MaxInputLen> = vec![1u8; n as usize].try_into().expect("fits");
+        let job = NextJobId::<T>::get();
+        #[extrinsic_call]
+        _(RawOrigin::Signed(owner), id, input, T::MaxJobWeight::get());
+        assert!(Jobs::<T>::contains_key(job));
+    }
+
+    #[benchmark]
+    fn cancel_job() {
+        let (owner, job) = queued_job::<T>(64, 1);
+        #[extrinsic_call]
+        _(RawOrigin::Signed(owner), job);
+        assert!(JobQueue::<T>::get().is_empty());
+    }
+
+    #[benchmark]
+    fn clear_job() {
+        let (owner, job) = queued_job::<T>(64, 1);
+        Pallet::<T>::cancel_job(RawOrigin::Signed(owner.clone()).into(), job).expect("cancels");
+        #[extrinsic_call]
+        _(RawOrigin::Signed(owner), job);
+        assert!(!Jobs::<T>::contains_key(job));
+    }
+
+    /// The fixed part of a job's slice: a program of `p` bytes and a paused state of about `s`
+    /// bytes (Memory), read, decoded, restored into the VM, run to the end (a few instructions)
+    /// and settled: fee burnt, hold released, result stored, event emitted.
+    #[benchmark]
+    fn job_step(
+        p: Linear<64, { T::MaxProgramLen::get() / 2 }>,
+        s: Linear<1024, { T::MaxJobStateLen::get() - 4096 }>,
+    ) {
+        let (_, job) = queued_job::<T>(p, s);
+        #[block]
+        {
+            Pallet::<T>::advance_jobs(T::JobShare::get());
+        }
+        let ended = Jobs::<T>::get(job).map(|j| j.status);
+        assert!(matches!(ended, Some(JobStatus::Done { .. })), "{ended:?}");
     }
 
     impl_benchmark_test_suite!(Pallet, crate::mock::new_test_ext(), crate::mock::Test);

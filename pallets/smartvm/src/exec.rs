@@ -8,7 +8,9 @@ use core::cell::Cell;
 use polkadot_sdk::frame_support::weights::Weight;
 use polkadot_sdk::sp_runtime::traits::Get;
 use smartvm_isa::{BlockInfo, Program};
-use smartvm_vm::{execute, ErrorKind, Executable, WeightSource};
+use smartvm_vm::{
+    execute, execute_slice, ErrorKind, Executable, Progress, Snapshot, Start, WeightSource,
+};
 
 use crate::{Config, ModelId, WeightBlocks};
 
@@ -22,7 +24,22 @@ pub struct StorageWeights<'a, T: Config> {
     manifest: &'a [BlockInfo],
     proof_left: Cell<u64>,
     proof_exhausted: Cell<bool>,
+    /// A job's slice: a read past the budget ends the slice instead of failing the run.
+    pausable: bool,
     _marker: core::marker::PhantomData<T>,
+}
+
+impl<'a, T: Config> StorageWeights<'a, T> {
+    fn new(model: ModelId, manifest: &'a [BlockInfo], proof: u64, pausable: bool) -> Self {
+        StorageWeights {
+            model,
+            manifest,
+            proof_left: Cell::new(proof),
+            proof_exhausted: Cell::new(false),
+            pausable,
+            _marker: Default::default(),
+        }
+    }
 }
 
 impl<T: Config> WeightSource for StorageWeights<'_, T> {
@@ -36,7 +53,12 @@ impl<T: Config> WeightSource for StorageWeights<'_, T> {
                 return None;
             }
         }
+        self.proof_exhausted.set(false);
         WeightBlocks::<T>::get(self.model, index).map(|b| Cow::Owned(b.into_inner()))
+    }
+
+    fn slice_spent(&self) -> bool {
+        self.pausable && self.proof_exhausted.get()
     }
 }
 
@@ -86,17 +108,8 @@ pub fn run<T: Config>(
     let exe = Executable::validated(program);
     let per_gas = T::RefTimePerGas::get().max(1);
     let gas_limit = weight_limit.ref_time() / per_gas;
-    let source = StorageWeights::<T> {
-        model,
-        manifest: &manifest,
-        proof_left: Cell::new(weight_limit.proof_size()),
-        proof_exhausted: Cell::new(false),
-        _marker: Default::default(),
-    };
-    let mut vm_config = crate::limits::vm_config::<T>();
-    // Every weight block read is a database read: price it as one, in gas.
-    let db_read = T::DbWeight::get().reads(1).ref_time() / per_gas;
-    vm_config.schedule.per_block = vm_config.schedule.per_block.max(db_read);
+    let source = StorageWeights::<T>::new(model, &manifest, weight_limit.proof_size(), false);
+    let vm_config = chain_vm_config::<T>();
     let kernels = T::Kernels::default();
     let result = execute(
         &exe,
@@ -118,17 +131,7 @@ pub fn run<T: Config>(
             })
         }
         Err(e) => {
-            let failure = match e.kind {
-                ErrorKind::OutOfGas => InferFailure::OutOfGas,
-                ErrorKind::MissingWeightBlock { .. } if source.proof_exhausted.get() => {
-                    InferFailure::ProofSizeExhausted
-                }
-                ErrorKind::MissingWeightBlock { .. } => InferFailure::MissingWeightBlock,
-                ErrorKind::BufferLimit
-                | ErrorKind::MemoryLimit
-                | ErrorKind::LayerWeightsTooLarge => InferFailure::ResourceLimit,
-                kind => InferFailure::Fault(kind),
-            };
+            let failure = failure_of(e.kind, source.proof_exhausted.get());
             // Charged what it consumed up to the fault (the whole limit when out of gas).
             let ref_time = e
                 .gas_used
@@ -136,6 +139,112 @@ pub fn run<T: Config>(
                 .min(weight_limit.ref_time());
             Err((failure, Weight::from_parts(ref_time, proof_used)))
         }
+    }
+}
+
+/// The VM configuration of a run on chain: the pallet's bounds, and every weight block read
+/// priced at least as one database read.
+fn chain_vm_config<T: Config>() -> smartvm_vm::Config {
+    let mut vm_config = crate::limits::vm_config::<T>();
+    let db_read = T::DbWeight::get().reads(1).ref_time() / T::RefTimePerGas::get().max(1);
+    vm_config.schedule.per_block = vm_config.schedule.per_block.max(db_read);
+    vm_config
+}
+
+/// How a job's slice ended, when the run did not fail.
+pub enum SliceEnd {
+    /// The run finished.
+    Done(InferOutcome),
+    /// The slice's room is spent; the run goes on from this snapshot.
+    Paused(alloc::boxed::Box<Snapshot>),
+}
+
+/// One slice of a job and the weight it used (the VM's work and the weight blocks it read).
+pub struct Slice {
+    /// Finished, paused, or failed.
+    pub end: Result<SliceEnd, InferFailure>,
+    /// Weight used by this slice.
+    pub weight: Weight,
+}
+
+/// Runs one slice of a job of `model` from `state`, within `room` (gas from its ref_time,
+/// weight bytes from its proof size) and the job's whole `weight_limit`.
+pub(crate) fn run_slice<T: Config>(
+    model: ModelId,
+    program: Program,
+    state: crate::jobs::JobState,
+    weight_limit: Weight,
+    room: Weight,
+) -> Slice {
+    let per_gas = T::RefTimePerGas::get().max(1);
+    let manifest = program.blocks.clone();
+    let exe = Executable::validated(program);
+    let source = StorageWeights::<T>::new(model, &manifest, room.proof_size(), true);
+    let mut vm_config = chain_vm_config::<T>();
+    vm_config.fc_band = crate::limits::job_fc_band::<T>();
+    let kernels = T::Kernels::default();
+    let input;
+    let (start, gas_before) = match state {
+        crate::jobs::JobState::Input(bytes) => {
+            if exe.program().input.elements() != Some(bytes.len() as u64) {
+                let end = Err(InferFailure::InputLength);
+                return Slice {
+                    end,
+                    weight: Weight::zero(),
+                };
+            }
+            input = bytes;
+            (Start::Input(smartvm_kernels::as_i8(&input)), 0)
+        }
+        crate::jobs::JobState::Paused(snapshot) => {
+            let gas = snapshot.gas_used;
+            (Start::Resume(snapshot), gas)
+        }
+    };
+    let result = execute_slice(
+        &exe,
+        start,
+        &source,
+        &kernels,
+        &vm_config,
+        weight_limit.ref_time() / per_gas,
+        room.ref_time() / per_gas,
+    );
+    let proof = room.proof_size() - source.proof_left.get();
+    let weight = |gas_after: u64| {
+        let ref_time = gas_after.saturating_sub(gas_before).saturating_mul(per_gas);
+        Weight::from_parts(ref_time.min(room.ref_time()), proof)
+    };
+    match result {
+        Ok(Progress::Done(out)) => Slice {
+            weight: weight(out.gas_used),
+            end: Ok(SliceEnd::Done(InferOutcome {
+                class: smartvm_vm_argmax(&out.output),
+                weight_used: Weight::from_parts(out.gas_used.saturating_mul(per_gas), 0),
+                output: out.output,
+            })),
+        },
+        Ok(Progress::Paused(snapshot)) => Slice {
+            weight: weight(snapshot.gas_used),
+            end: Ok(SliceEnd::Paused(alloc::boxed::Box::new(snapshot))),
+        },
+        Err(e) => Slice {
+            weight: weight(e.gas_used),
+            end: Err(failure_of(e.kind, source.proof_exhausted.get())),
+        },
+    }
+}
+
+/// The failure a VM error stands for on chain.
+fn failure_of(kind: ErrorKind, proof_exhausted: bool) -> InferFailure {
+    match kind {
+        ErrorKind::OutOfGas => InferFailure::OutOfGas,
+        ErrorKind::MissingWeightBlock { .. } if proof_exhausted => InferFailure::ProofSizeExhausted,
+        ErrorKind::MissingWeightBlock { .. } => InferFailure::MissingWeightBlock,
+        ErrorKind::BufferLimit | ErrorKind::MemoryLimit | ErrorKind::LayerWeightsTooLarge => {
+            InferFailure::ResourceLimit
+        }
+        kind => InferFailure::Fault(kind),
     }
 }
 

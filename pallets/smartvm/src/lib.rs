@@ -10,6 +10,10 @@
 //! Sealed weights change only through `T::UpdateOrigin` (`update_weight_block`, which bumps the
 //! version). `remove_model` releases the deposit at once and queues the weight blocks, which
 //! `on_idle` deletes as far as each block's spare weight allows (any model size can be removed).
+//!
+//! A run larger than one block goes through `submit_job` instead of `infer`: it prepays its
+//! weight limit and advances a slice per block from `on_initialize` within `JobShare` (see
+//! [`jobs`]).
 #![cfg_attr(not(feature = "std"), no_std)]
 
 extern crate alloc;
@@ -17,6 +21,7 @@ extern crate alloc;
 #[cfg(feature = "runtime-benchmarks")]
 mod benchmarking;
 pub mod exec;
+pub mod jobs;
 pub mod limits;
 pub mod runtime_api;
 mod types;
@@ -24,6 +29,8 @@ mod types;
 pub use smartvm_vm::bench_programs as vm_programs;
 pub mod weights;
 
+#[cfg(test)]
+mod job_tests;
 /// The test runtime, public with `fuzzing` so the pallet fuzzer drives the same one.
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod mock;
@@ -31,9 +38,10 @@ pub mod mock;
 mod tests;
 
 pub use exec::{InferFailure, InferOutcome};
+pub use jobs::{Job, JobError, JobId, JobStatus};
 pub use pallet::*;
 pub use types::{ModelId, ModelInfo, ModelStatus};
-pub use weights::WeightInfo;
+pub use weights::{JobWeightInfo, WeightInfo};
 
 #[polkadot_sdk::frame_support::pallet]
 pub mod pallet {
@@ -46,6 +54,7 @@ pub mod pallet {
             fungible::{Inspect, Mutate, MutateHold},
             tokens::Precision,
         },
+        weights::WeightToFee,
     };
     use polkadot_sdk::frame_system::{self, pallet_prelude::*};
     use polkadot_sdk::sp_core::H256;
@@ -68,6 +77,12 @@ pub mod pallet {
 
     #[pallet::hooks]
     impl<T: Config> Hooks<BlockNumberFor<T>> for Pallet<T> {
+        /// Drops expired job results, then advances the queued jobs within `JobShare`: a hook
+        /// that runs in every block, so no load of transactions can starve a job.
+        fn on_initialize(n: BlockNumberFor<T>) -> Weight {
+            Self::expire_results(n).saturating_add(Self::advance_jobs(T::JobShare::get()))
+        }
+
         /// Deletes queued weight blocks of removed models within the block's spare weight.
         fn on_idle(_n: BlockNumberFor<T>, remaining: Weight) -> Weight {
             Self::drain_deletions(remaining)
@@ -89,6 +104,9 @@ pub mod pallet {
                 panic!("pallet-smartvm bounds do not fit the validators' heap: {e:?}");
             }
             assert!(T::RefTimePerGas::get() > 0, "gas must cost ref_time");
+            if let Err(e) = limits::check_jobs::<T>() {
+                panic!("pallet-smartvm's job share does not fit: {e:?}");
+            }
         }
     }
 
@@ -139,6 +157,28 @@ pub mod pallet {
         type MaxDryRunWeight: Get<Weight>;
         /// Weights of the calls.
         type WeightInfo: WeightInfo;
+        /// Converts a job's weight limit into the fee it prepays (the runtime's transaction fee
+        /// for the same weight).
+        type WeightToFee: WeightToFee<Balance = BalanceOf<Self>>;
+        /// Most weight the jobs may use in one block (`on_initialize`): sized so that ordinary
+        /// transactions keep their share and each block's proof stays well under the relay
+        /// chain's PoV limit.
+        #[pallet::constant]
+        type JobShare: Get<Weight>;
+        /// Most weight one job may be submitted with.
+        #[pallet::constant]
+        type MaxJobWeight: Get<Weight>;
+        /// Most jobs running at once.
+        #[pallet::constant]
+        type MaxJobs: Get<u32>;
+        /// Largest stored state of a paused job (the VM's SCALE snapshot).
+        #[pallet::constant]
+        type MaxJobStateLen: Get<u32>;
+        /// Blocks a finished job's result stays queryable unless its owner clears it first.
+        #[pallet::constant]
+        type JobResultTtl: Get<BlockNumberFor<Self>>;
+        /// Weights of the job calls and of a job's slice.
+        type JobWeightInfo: JobWeightInfo;
     }
 
     /// Reasons this pallet holds funds.
@@ -147,6 +187,9 @@ pub mod pallet {
         /// Deposit for a model's stored program and weight blocks.
         #[codec(index = 0)]
         ModelStorage,
+        /// The fee of a job's weight limit, held until it ends.
+        #[codec(index = 1)]
+        JobPrepayment,
     }
 
     /// The id the next model gets.
@@ -178,6 +221,33 @@ pub mod pallet {
     #[pallet::storage]
     pub type DeletionQueue<T: Config> = StorageMap<_, Twox64Concat, ModelId, u32>;
 
+    /// The id the next job gets.
+    #[pallet::storage]
+    pub type NextJobId<T> = StorageValue<_, JobId, ValueQuery>;
+
+    /// Jobs by id: running ones, and finished ones until cleared or expired (their result).
+    #[pallet::storage]
+    pub type Jobs<T: Config> = StorageMap<_, Twox64Concat, JobId, Job<T>>;
+
+    /// A running job's state: its input, then the VM's SCALE snapshot.
+    #[pallet::storage]
+    pub type JobStates<T: Config> =
+        StorageMap<_, Twox64Concat, JobId, BoundedVec<u8, T::MaxJobStateLen>>;
+
+    /// Running jobs, in submission order.
+    #[pallet::storage]
+    pub type JobQueue<T: Config> = StorageValue<_, BoundedVec<JobId, T::MaxJobs>, ValueQuery>;
+
+    /// The job the next block serves first (the first queued at or after this id): it moves
+    /// past the job served first in each block, so every job in turn gets a whole share.
+    #[pallet::storage]
+    pub type JobCursor<T> = StorageValue<_, JobId, ValueQuery>;
+
+    /// Jobs whose results expire at a block.
+    #[pallet::storage]
+    pub type JobExpiries<T: Config> =
+        StorageMap<_, Twox64Concat, BlockNumberFor<T>, BoundedVec<JobId, T::MaxJobs>, ValueQuery>;
+
     #[pallet::event]
     #[pallet::generate_deposit(pub(super) fn deposit_event)]
     pub enum Event<T: Config> {
@@ -208,6 +278,40 @@ pub mod pallet {
             class: u32,
             weight_used: Weight,
         },
+        /// A job was queued; its fee (that of `weight_limit`) is held.
+        JobSubmitted {
+            job: JobId,
+            model: ModelId,
+            who: T::AccountId,
+            weight_limit: Weight,
+        },
+        /// A job ran a slice in this block.
+        JobAdvanced {
+            job: JobId,
+            slices: u32,
+            weight_used: Weight,
+        },
+        /// A job finished; `fee` was burnt and the rest of its hold released.
+        JobCompleted {
+            job: JobId,
+            model: ModelId,
+            version: u32,
+            who: T::AccountId,
+            output: BoundedVec<i8, T::MaxOutputLen>,
+            class: u32,
+            weight_used: Weight,
+            slices: u32,
+            fee: BalanceOf<T>,
+        },
+        /// A job ended without an output; `fee` was burnt and the rest of its hold released.
+        JobFailed {
+            job: JobId,
+            error: JobError,
+            weight_used: Weight,
+            fee: BalanceOf<T>,
+        },
+        /// A finished job's result was removed by its owner.
+        JobCleared { job: JobId },
     }
 
     #[pallet::error]
@@ -252,6 +356,16 @@ pub mod pallet {
         OutputTooLarge,
         /// Model ids are exhausted.
         TooManyModels,
+        /// `MaxJobs` jobs are running already.
+        JobQueueFull,
+        /// The weight limit exceeds `MaxJobWeight`.
+        JobWeightLimitTooLarge,
+        /// No job with this id.
+        UnknownJob,
+        /// The job is still running (clear it once it has ended, or cancel it).
+        JobRunning,
+        /// The job has ended already.
+        JobEnded,
     }
 
     /// One genesis model: owner, program container, weight blocks in manifest order.
@@ -495,6 +609,89 @@ pub mod pallet {
                 pays_fee: Pays::Yes,
             })
         }
+
+        /// Queues a run of a sealed model that may span blocks (see [`jobs`]): holds the fee of
+        /// `weight_limit`, stores the input and emits `JobSubmitted` with the job's id. From the
+        /// next block on the job advances a slice per block; it ends with `JobCompleted` or
+        /// `JobFailed`, and its result stays in [`Jobs`] until cleared or expired.
+        #[pallet::call_index(6)]
+        #[pallet::weight(T::JobWeightInfo::submit_job(input.len() as u32))]
+        pub fn submit_job(
+            origin: OriginFor<T>,
+            model: ModelId,
+            input: BoundedVec<u8, T::MaxInputLen>,
+            weight_limit: Weight,
+        ) -> DispatchResult {
+            let who = ensure_signed(origin)?;
+            let (info, program, program_len) = Self::sealed_program(model)?;
+            ensure!(
+                program.input.elements() == Some(input.len() as u64),
+                Error::<T>::WrongInputLength
+            );
+            ensure!(
+                weight_limit.all_lte(T::MaxJobWeight::get()),
+                Error::<T>::JobWeightLimitTooLarge
+            );
+            let state = jobs::JobState::Input(input.into_inner()).encode();
+            let state: BoundedVec<u8, T::MaxJobStateLen> =
+                state.try_into().map_err(|_| Error::<T>::WrongInputLength)?;
+            let id = NextJobId::<T>::get();
+            let mut queue = JobQueue::<T>::get();
+            queue.try_push(id).map_err(|_| Error::<T>::JobQueueFull)?;
+            let prepaid = Self::prepay(&who, weight_limit)?;
+            let job = Job::<T> {
+                owner: who.clone(),
+                model,
+                version: info.version,
+                submitted: frame_system::Pallet::<T>::block_number(),
+                finished: None,
+                weight_limit,
+                weight_used: Weight::zero(),
+                prepaid,
+                program_len,
+                state_len: state.len() as u32,
+                slices: 0,
+                status: JobStatus::Running,
+            };
+            Jobs::<T>::insert(id, job);
+            JobStates::<T>::insert(id, state);
+            JobQueue::<T>::put(queue);
+            NextJobId::<T>::put(id.saturating_add(1));
+            Self::deposit_event(Event::JobSubmitted {
+                job: id,
+                model,
+                who,
+                weight_limit,
+            });
+            Ok(())
+        }
+
+        /// Stops a running job of the caller's: the fee of the weight it used is burnt, the
+        /// rest released, and it ends with `JobFailed { error: Cancelled }`.
+        #[pallet::call_index(7)]
+        #[pallet::weight(T::JobWeightInfo::cancel_job())]
+        pub fn cancel_job(origin: OriginFor<T>, job: JobId) -> DispatchResult {
+            let who = ensure_signed(origin)?;
+            let record = Jobs::<T>::get(job).ok_or(Error::<T>::UnknownJob)?;
+            ensure!(record.owner == who, Error::<T>::NotOwner);
+            ensure!(record.status == JobStatus::Running, Error::<T>::JobEnded);
+            JobQueue::<T>::mutate(|queue| queue.retain(|id| *id != job));
+            Self::end_job(job, record, JobStatus::Failed(JobError::Cancelled));
+            Ok(())
+        }
+
+        /// Removes the result of an ended job of the caller's.
+        #[pallet::call_index(8)]
+        #[pallet::weight(T::JobWeightInfo::clear_job())]
+        pub fn clear_job(origin: OriginFor<T>, job: JobId) -> DispatchResult {
+            let who = ensure_signed(origin)?;
+            let record = Jobs::<T>::get(job).ok_or(Error::<T>::UnknownJob)?;
+            ensure!(record.owner == who, Error::<T>::NotOwner);
+            ensure!(record.status != JobStatus::Running, Error::<T>::JobRunning);
+            Jobs::<T>::remove(job);
+            Self::deposit_event(Event::JobCleared { job });
+            Ok(())
+        }
     }
 
     impl<T: Config> Pallet<T> {
@@ -633,6 +830,45 @@ pub mod pallet {
                 ensure!(
                     T::Currency::balance_on_hold(&reason, &owner) == owed,
                     "a held deposit differs from the models' records"
+                );
+            }
+            Self::jobs_try_state()
+        }
+
+        /// The jobs' invariants: the queue holds exactly the running jobs, each with its state;
+        /// ended jobs hold no state; each owner's prepayment hold is what their running jobs
+        /// prepaid.
+        #[cfg(any(feature = "try-runtime", feature = "fuzzing", test))]
+        fn jobs_try_state() -> Result<(), DispatchError> {
+            use alloc::collections::BTreeMap;
+            use polkadot_sdk::frame_support::traits::fungible::InspectHold;
+            let queue = JobQueue::<T>::get();
+            let mut prepaid = BTreeMap::<T::AccountId, BalanceOf<T>>::new();
+            for (id, job) in Jobs::<T>::iter() {
+                let running = job.status == JobStatus::Running;
+                ensure!(
+                    running == queue.contains(&id),
+                    "a running job outside the queue, or an ended one in it"
+                );
+                ensure!(
+                    running == JobStates::<T>::contains_key(id),
+                    "a job's state kept past its end, or missing while it runs"
+                );
+                ensure!(id < NextJobId::<T>::get(), "a job id at or past NextJobId");
+                let owed = prepaid.entry(job.owner.clone()).or_default();
+                if running {
+                    *owed = owed.saturating_add(job.prepaid);
+                }
+            }
+            ensure!(
+                queue.iter().all(Jobs::<T>::contains_key),
+                "a queued job without its record"
+            );
+            let reason = HoldReason::JobPrepayment.into();
+            for (owner, owed) in prepaid {
+                ensure!(
+                    T::Currency::balance_on_hold(&reason, &owner) == owed,
+                    "a prepayment hold differs from the running jobs' records"
                 );
             }
             Ok(())

@@ -30,6 +30,14 @@ pub const RELAY_MAX_POV: u64 = 10 << 20;
 /// extrinsics, the rest of the runtime and the allocator's fragmentation.
 pub const HEAP_SHARE_PERCENT: u64 = 75;
 
+/// Most weight bytes one band of a fully-connected layer reads in a job: a quarter of the jobs'
+/// proof share (within 4 KiB and 1 MiB), so a band's blocks fit one block with the job's state
+/// and a slice can end between bands: AlexNet's fc6 (37.7 MB) runs over several blocks. Output
+/// and gas do not depend on it.
+pub fn job_fc_band<T: Config>() -> u32 {
+    (T::JobShare::get().proof_size() / 4).clamp(4 << 10, 1 << 20) as u32
+}
+
 /// The VM configuration an inference runs with: the pallet's bounds, default prices.
 pub fn vm_config<T: Config>() -> VmConfig {
     VmConfig {
@@ -153,6 +161,62 @@ pub enum LimitError {
     PeakTooLarge { peak: u64, budget: u64 },
     /// An input of `MaxInputLen` does not fit the VM's Memory (it is placed there first).
     InputExceedsMemory,
+}
+
+/// The allocations a job's slice may hold at once: an inference's, and the state read, decoded
+/// and encoded again.
+pub fn job<T: Config>() -> Vec<Allocation> {
+    let state = T::MaxJobStateLen::get() as u64;
+    let mut all = inference::<T>();
+    all.push(fixed("job state as read (MaxJobStateLen)", state));
+    all.push(growing(
+        "job state encoded after the slice (MaxJobStateLen)",
+        state,
+    ));
+    all
+}
+
+/// Why a job share does not fit the chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobShareError {
+    /// The share's proof exceeds [`JOB_PROOF_SHARE_PERCENT`] of the relay's PoV limit.
+    ProofTooLarge { share: u64, most: u64 },
+    /// The share exceeds the block's own limit.
+    ExceedsBlock,
+    /// A slice of the largest state and program leaves no room for work.
+    NoRoomForWork,
+}
+
+/// Most of the relay chain's PoV limit the jobs' share may take: the rest is for the block's
+/// transactions and inherents.
+pub const JOB_PROOF_SHARE_PERCENT: u64 = 50;
+
+/// Checks the job share: within the block, at most half the relay's PoV, and large enough for
+/// a slice of the largest program and state to do work.
+pub fn check_jobs<T: Config>() -> Result<(), JobShareError> {
+    let share = T::JobShare::get();
+    let most = RELAY_MAX_POV * JOB_PROOF_SHARE_PERCENT / 100;
+    if share.proof_size() > most {
+        return Err(JobShareError::ProofTooLarge {
+            share: share.proof_size(),
+            most,
+        });
+    }
+    if share.any_gt(T::BlockWeights::get().max_block) {
+        return Err(JobShareError::ExceedsBlock);
+    }
+    let overhead =
+        crate::jobs::step_overhead::<T>(T::MaxProgramLen::get(), T::MaxJobStateLen::get());
+    let least = share.saturating_div(8);
+    if overhead.saturating_add(least).any_gt(share) {
+        return Err(JobShareError::NoRoomForWork);
+    }
+    let budget = VALIDATOR_HEAP * HEAP_SHARE_PERCENT / 100;
+    let allocations = job::<T>();
+    if allocations.iter().any(|a| a.largest > MAX_ALLOCATION) || total(&allocations) > budget {
+        return Err(JobShareError::NoRoomForWork);
+    }
+    Ok(())
 }
 
 /// Checks `T`'s bounds against the validators' heap.

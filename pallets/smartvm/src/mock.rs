@@ -4,7 +4,9 @@
 use core::cell::Cell;
 
 use polkadot_sdk::frame_support::{
-    derive_impl, parameter_types, traits::ConstU32, weights::Weight,
+    derive_impl, parameter_types,
+    traits::{ConstU32, ConstU64},
+    weights::Weight,
 };
 use polkadot_sdk::frame_system::{self, EnsureRoot};
 use polkadot_sdk::sp_io;
@@ -114,6 +116,8 @@ parameter_types! {
     pub static MaxBufferBytes: u32 = 16 << 20;
     /// Settable per test (thread-local), for the limits checks.
     pub static MaxMemoryBytes: u32 = 1 << 20;
+    /// Settable per test (thread-local): the jobs' share of each block.
+    pub static JobShare: Weight = Weight::from_parts(400_000_000_000, 2 << 20);
 }
 
 parameter_types! {
@@ -139,6 +143,27 @@ impl pallet_smartvm::Config for Test {
     type RefTimePerGas = RefTimePerGas;
     type MaxDryRunWeight = MaxDryRunWeight;
     type WeightInfo = ();
+    type WeightToFee = JobFee;
+    type JobShare = JobShare;
+    type MaxJobWeight = MaxJobWeight;
+    type MaxJobs = ConstU32<4>;
+    type MaxJobStateLen = ConstU32<{ 64 << 10 }>;
+    type JobResultTtl = ConstU64<20>;
+    type JobWeightInfo = ();
+}
+
+parameter_types! {
+    pub const MaxJobWeight: Weight = Weight::from_parts(20_000_000_000_000, 64 << 20);
+}
+
+/// A job's fee: one unit per 10^7 ps of ref_time and per KiB of proof.
+pub struct JobFee;
+
+impl polkadot_sdk::frame_support::weights::WeightToFee for JobFee {
+    type Balance = u64;
+    fn weight_to_fee(weight: &Weight) -> u64 {
+        weight.ref_time() / 10_000_000 + weight.proof_size() / 1024
+    }
 }
 
 /// Accounts: 1 is rich, 2 is rich, 3 is poor.

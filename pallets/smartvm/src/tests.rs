@@ -19,16 +19,16 @@ static DIR: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let crate_dir = std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo");
     format!("{crate_dir}/../../examples/lenet5")
 });
-const LIMIT: Weight = Weight::from_parts(500_000_000_000, 2_000_000);
+pub(crate) const LIMIT: Weight = Weight::from_parts(500_000_000_000, 2_000_000);
 
-struct LeNet {
-    program: Vec<u8>,
-    blocks: Vec<Vec<u8>>,
-    inputs: Vec<Vec<u8>>,
-    logits: Vec<Vec<i8>>,
+pub(crate) struct LeNet {
+    pub(crate) program: Vec<u8>,
+    pub(crate) blocks: Vec<Vec<u8>>,
+    pub(crate) inputs: Vec<Vec<u8>>,
+    pub(crate) logits: Vec<Vec<i8>>,
 }
 
-fn lenet() -> LeNet {
+pub(crate) fn lenet() -> LeNet {
     let blocks = decode_pack(&std::fs::read(format!("{}/weights.smw", *DIR)).unwrap()).unwrap();
     let mut program: Program =
         assemble(&std::fs::read_to_string(format!("{}/lenet5.sasm", *DIR)).unwrap()).unwrap();
@@ -61,13 +61,13 @@ fn lenet() -> LeNet {
     }
 }
 
-fn bounded<const N: u32>(
+pub(crate) fn bounded<const N: u32>(
     bytes: &[u8],
 ) -> BoundedVec<u8, polkadot_sdk::frame_support::traits::ConstU32<N>> {
     bytes.to_vec().try_into().expect("within bound")
 }
 
-fn deploy(l: &LeNet) -> u32 {
+pub(crate) fn deploy(l: &LeNet) -> u32 {
     let id = crate::NextModelId::<Test>::get();
     assert_ok!(SmartVm::create_model(
         RuntimeOrigin::signed(1),
@@ -102,7 +102,7 @@ fn inferred_events() -> Vec<(Vec<i8>, u32, u32, Weight)> {
         .collect()
 }
 
-fn root() -> Vec<u8> {
+pub(crate) fn root() -> Vec<u8> {
     sp_io::storage::root(StateVersion::V1)
 }
 

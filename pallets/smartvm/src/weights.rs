@@ -81,3 +81,54 @@ impl<T> WeightInfo for SubstrateWeight<T> {
         <() as WeightInfo>::vm_base_loop(r)
     }
 }
+
+/// Weight functions of the job calls and of a job's slice.
+pub trait JobWeightInfo {
+    /// `submit_job` with an input of `n` bytes.
+    fn submit_job(n: u32) -> Weight;
+    /// `cancel_job`.
+    fn cancel_job() -> Weight;
+    /// `clear_job`.
+    fn clear_job() -> Weight;
+    /// The fixed part of one job's slice for a program of `p` bytes and a state of `s` bytes:
+    /// reading and decoding both, preparing the program, restoring and saving the VM's
+    /// snapshot. The VM's metered work is added on top.
+    fn job_step(p: u32, s: u32) -> Weight;
+}
+
+impl JobWeightInfo for () {
+    fn submit_job(n: u32) -> Weight {
+        Weight::from_parts(40_000_000 + PER_BYTE * n as u64, 8_000 + n as u64)
+            .saturating_add(RocksDbWeight::get().reads_writes(5, 5))
+    }
+    fn cancel_job() -> Weight {
+        Weight::from_parts(40_000_000, 16_000)
+            .saturating_add(RocksDbWeight::get().reads_writes(4, 5))
+    }
+    fn clear_job() -> Weight {
+        Weight::from_parts(20_000_000, 8_000)
+            .saturating_add(RocksDbWeight::get().reads_writes(1, 1))
+    }
+    fn job_step(p: u32, s: u32) -> Weight {
+        Weight::from_parts(
+            50_000_000 + PER_BYTE * (p as u64 + 3 * s as u64),
+            8_000 + p as u64 + s as u64,
+        )
+        .saturating_add(RocksDbWeight::get().reads_writes(4, 2))
+    }
+}
+
+impl<T> JobWeightInfo for SubstrateWeight<T> {
+    fn submit_job(n: u32) -> Weight {
+        <() as JobWeightInfo>::submit_job(n)
+    }
+    fn cancel_job() -> Weight {
+        <() as JobWeightInfo>::cancel_job()
+    }
+    fn clear_job() -> Weight {
+        <() as JobWeightInfo>::clear_job()
+    }
+    fn job_step(p: u32, s: u32) -> Weight {
+        <() as JobWeightInfo>::job_step(p, s)
+    }
+}
