@@ -248,6 +248,7 @@ impl_runtime_apis! {
         }
     }
 
+    #[api_version(2)]
     impl pallet_smartvm::runtime_api::SmartvmApi<Block, AccountId, Balance> for Runtime {
         fn infer(model: ModelId, input: Vec<u8>, weight_limit: Weight) -> Result<InferOutcome, DispatchError> {
             Smartvm::dry_run(model, input, weight_limit)
@@ -261,6 +262,10 @@ impl_runtime_apis! {
 
         fn model(model: ModelId) -> Option<ModelInfo<AccountId, Balance>> {
             pallet_smartvm::Models::<Runtime>::get(model)
+        }
+
+        fn cost(model: ModelId, input: Vec<u8>) -> Result<pallet_smartvm::InferCost, DispatchError> {
+            Smartvm::cost(model, input)
         }
     }
 }

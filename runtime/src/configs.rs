@@ -259,6 +259,18 @@ parameter_types! {
     /// with room to spare, and no RPC call asks for more.
     pub const SmartvmMaxDryRunWeight: Weight =
         Weight::from_parts(60 * frame_support::weights::constants::WEIGHT_REF_TIME_PER_SECOND, 128 << 20);
+    /// The jobs' share of every block: a quarter of its ref_time (normal transactions keep
+    /// their 75 %) and 4 MiB of proof (of the relay chain's 10 MiB PoV; transactions keep 6 MiB
+    /// in a block where jobs use all of theirs). A slice of ResNet-18 reads its largest layer
+    /// (2.4 MB) with its state (up to 0.6 MB) in one block.
+    pub SmartvmJobShare: Weight = Weight::from_parts(
+        MAXIMUM_BLOCK_WEIGHT.ref_time() / 4,
+        4 << 20,
+    );
+    /// One job may use up to 120 s of charged ref_time and 256 MiB of proof over its blocks:
+    /// AlexNet (62 MB of weights, read once, with its state each block) fits.
+    pub const SmartvmMaxJobWeight: Weight =
+        Weight::from_parts(120 * frame_support::weights::constants::WEIGHT_REF_TIME_PER_SECOND, 256 << 20);
 }
 
 impl pallet_smartvm::Config for Runtime {
@@ -279,4 +291,13 @@ impl pallet_smartvm::Config for Runtime {
     type RefTimePerGas = SmartvmRefTimePerGas;
     type MaxDryRunWeight = SmartvmMaxDryRunWeight;
     type WeightInfo = crate::weights::pallet_smartvm::WeightInfo<Runtime>;
+    // A job pays for its weight what a transaction pays for the same weight.
+    type WeightToFee = ConstantMultiplier<Balance, FeePerRefTime>;
+    type JobShare = SmartvmJobShare;
+    type MaxJobWeight = SmartvmMaxJobWeight;
+    type MaxJobs = ConstU32<16>;
+    // ResNet-18's largest snapshot is 0.55 MB; a banded layer adds at most one band (1 MiB).
+    type MaxJobStateLen = ConstU32<{ 2 << 20 }>;
+    type JobResultTtl = ConstU32<DAYS>;
+    type JobWeightInfo = pallet_smartvm::weights::SubstrateWeight<Runtime>;
 }

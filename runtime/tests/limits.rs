@@ -32,6 +32,7 @@ fn the_runtime_bounds_fit_the_validators_heap() {
     let upload = limits::upload::<Runtime>();
     table("one inference at its peak", &inference);
     table("one create_model's validation at its peak", &upload);
+    table("one job's slice at its peak", &limits::job::<Runtime>());
     println!(
         "validators' heap {} KiB, of which an inference may take {} %; single allocations up to {} KiB",
         limits::VALIDATOR_HEAP >> 10,
@@ -39,6 +40,7 @@ fn the_runtime_bounds_fit_the_validators_heap() {
         limits::MAX_ALLOCATION >> 10
     );
     assert_eq!(limits::check::<Runtime>(), Ok(()));
+    assert_eq!(limits::check_jobs::<Runtime>(), Ok(()));
     // The proof a validator holds is the relay chain's bound, as the runtime's block weights say.
     assert_eq!(
         limits::RELAY_MAX_POV,

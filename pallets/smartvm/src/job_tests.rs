@@ -436,3 +436,25 @@ fn bad_submissions_are_refused_and_change_nothing() {
         assert_ok!(SmartVm::do_try_state());
     });
 }
+
+#[test]
+fn cost_tells_a_client_the_weight_and_bounds_a_job() {
+    let l = lenet();
+    JobShare::set(share_for(&l, 56 << 10));
+    new_test_ext().execute_with(|| {
+        let model = deploy(&l);
+        let cost = SmartVm::cost(model, l.inputs[0].clone()).unwrap();
+        let outcome = SmartVm::dry_run(model, l.inputs[0].clone(), LIMIT).unwrap();
+        assert_eq!(cost.weight, outcome.weight_used);
+        assert!(cost.fits_one_block);
+        // A job given the suggested limit completes within the estimated blocks.
+        let job = submit(2, model, &l.inputs[0], cost.job_weight_limit);
+        let blocks = run_until_ended(job, 50);
+        assert!(matches!(ended(job), Some(Event::JobCompleted { .. })));
+        assert!(blocks <= cost.job_blocks, "{blocks} > {}", cost.job_blocks);
+        assert_eq!(
+            SmartVm::cost(99, l.inputs[0].clone()),
+            Err(Error::<Test>::UnknownModel.into())
+        );
+    });
+}

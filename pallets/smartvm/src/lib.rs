@@ -40,7 +40,7 @@ mod tests;
 pub use exec::{InferFailure, InferOutcome};
 pub use jobs::{Job, JobError, JobId, JobStatus};
 pub use pallet::*;
-pub use types::{ModelId, ModelInfo, ModelStatus};
+pub use types::{InferCost, ModelId, ModelInfo, ModelStatus};
 pub use weights::{JobWeightInfo, WeightInfo};
 
 #[polkadot_sdk::frame_support::pallet]
@@ -776,6 +776,42 @@ pub mod pallet {
             let weight_limit = weight_limit.min(T::MaxDryRunWeight::get());
             exec::run::<T>(model, program, &input, weight_limit)
                 .map_err(|(f, _)| Self::error_of(f).into())
+        }
+
+        /// What a run of `model` on `input` costs (a free dry run at `MaxDryRunWeight`), whether
+        /// it fits one `infer`, and as a job how many blocks it takes at most and what weight
+        /// limit covers it (see [`InferCost`]).
+        pub fn cost(model: ModelId, input: Vec<u8>) -> Result<InferCost, DispatchError> {
+            use polkadot_sdk::frame_support::dispatch::DispatchClass;
+            let (_, _, program_len) = Self::sealed_program(model)?;
+            let outcome = Self::dry_run(model, input.clone(), T::MaxDryRunWeight::get())?;
+            let weight = outcome.weight_used;
+            let infer_weight = T::WeightInfo::infer_base(program_len, input.len() as u32)
+                .saturating_add(weight);
+            let limits = T::BlockWeights::get();
+            let max_extrinsic = limits
+                .get(DispatchClass::Normal)
+                .max_extrinsic
+                .unwrap_or(limits.max_block);
+            let overhead = jobs::step_overhead::<T>(program_len, T::MaxJobStateLen::get());
+            let room = T::JobShare::get().saturating_sub(overhead);
+            let slices = |work: u64, room: u64| work.div_ceil(room.max(1)).max(1);
+            let blocks = slices(weight.ref_time(), room.ref_time())
+                .max(slices(weight.proof_size(), room.proof_size()))
+                // A slice ends at a layer's boundary: allow half a slice lost per block.
+                .saturating_mul(2)
+                .min(u32::MAX as u64);
+            let total = weight.saturating_add(overhead.saturating_mul(blocks));
+            let job_weight_limit = total
+                .saturating_add(total.saturating_div(10))
+                .min(T::MaxJobWeight::get());
+            Ok(InferCost {
+                weight,
+                infer_weight,
+                fits_one_block: infer_weight.all_lte(max_extrinsic),
+                job_blocks: blocks as u32,
+                job_weight_limit,
+            })
         }
 
         /// The storage invariants every call keeps: each model's id is below `NextModelId`, it

@@ -5,10 +5,12 @@ use alloc::vec::Vec;
 use polkadot_sdk::frame_support::weights::Weight;
 use polkadot_sdk::sp_runtime::DispatchError;
 
-use crate::{InferOutcome, ModelId, ModelInfo};
+use crate::{InferCost, InferOutcome, ModelId, ModelInfo};
 
 polkadot_sdk::sp_api::decl_runtime_apis! {
     /// Dry-run inference and model metadata, without a transaction or a fee.
+    /// Version 2 adds `cost`.
+    #[api_version(2)]
     pub trait SmartvmApi<AccountId, Balance> where
         AccountId: codec::Codec,
         Balance: codec::Codec,
@@ -20,5 +22,9 @@ polkadot_sdk::sp_api::decl_runtime_apis! {
         fn infer_with_wasm_kernels(model: ModelId, input: Vec<u8>, weight_limit: Weight) -> Result<InferOutcome, DispatchError>;
         /// A model's bookkeeping, if it exists.
         fn model(model: ModelId) -> Option<ModelInfo<AccountId, Balance>>;
+        /// What a run of `model` on `input` costs, and whether it fits one `infer` or must be
+        /// submitted as a job (with an estimate of its blocks and a weight limit that covers it).
+        #[api_version(2)]
+        fn cost(model: ModelId, input: Vec<u8>) -> Result<InferCost, DispatchError>;
     }
 }

@@ -1,6 +1,7 @@
 //! Stored types: what the chain remembers about a model.
 
 use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
+use polkadot_sdk::frame_support::weights::Weight;
 use polkadot_sdk::sp_core::H256;
 use scale_info::TypeInfo;
 
@@ -48,4 +49,19 @@ pub struct ModelInfo<AccountId, Balance> {
     pub blocks_present: u32,
     /// Deposit held on the owner for the stored bytes.
     pub deposit: Balance,
+}
+
+/// What a run costs, for a client choosing between `infer` and `submit_job`.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, TypeInfo)]
+pub struct InferCost {
+    /// Weight of the VM's work (compute and weight blocks read): `infer`'s `weight_used`.
+    pub weight: Weight,
+    /// What an `infer` transaction of it would be charged: its fixed part and `weight`.
+    pub infer_weight: Weight,
+    /// Whether `infer_weight` fits one normal transaction of a block.
+    pub fits_one_block: bool,
+    /// Blocks a job of it takes at most, each slice paying its overhead at the largest state.
+    pub job_blocks: u32,
+    /// A weight limit that covers it as a job: the work, each slice's overhead, 10 % margin.
+    pub job_weight_limit: Weight,
 }
