@@ -289,3 +289,43 @@ test('malformed input gets a clear error and the chain keeps producing blocks', 
   assert.equal(moduleError(transfer), null);
   assert.ok((await api.rpc.chain.getHeader()).number.toNumber() > height);
 });
+
+test('a job spans blocks by itself: submitted, advanced by on_initialize, completed with the off-chain output', async () => {
+  const input = quantize(images(3)[2]);
+  const cost = await api.call.smartvmApi.cost(0, hex(input));
+  assert.ok(cost.isOk, `cost failed: ${cost}`);
+  assert.equal(cost.asOk.fitsOneBlock.isTrue, true, 'LeNet-5 fits one block');
+  const limit = cost.asOk.jobWeightLimit;
+  const free = (await api.query.system.account(bob.address)).data.free.toBigInt();
+  const submitted = await submit(api.tx.smartvm.submitJob(0, hex(input), limit), bob);
+  const queued = event(submitted, 'smartvm', 'JobSubmitted');
+  assert.ok(queued, `no JobSubmitted; error ${moduleError(submitted)}`);
+  const job = queued.data.job.toNumber();
+  const held = (await api.query.system.account(bob.address)).data.reserved.toBigInt();
+  assert.ok(held > 0n, 'the job prepays its weight limit');
+  // This node seals a block per transaction: remarks make the blocks the job advances in.
+  let ended;
+  for (let i = 0; i < 10 && !ended; i++) {
+    const block = await submit(api.tx.system.remark('0x00'), alice);
+    const events = await (await api.at(block.status.asInBlock)).query.system.events();
+    ended = events.map((r) => r.event).find((e) => e.section === 'smartvm'
+      && (e.method === 'JobCompleted' || e.method === 'JobFailed') && e.data.job.toNumber() === job);
+  }
+  assert.ok(ended, 'the job ended within 10 blocks');
+  assert.equal(ended.method, 'JobCompleted', `job failed: ${ended.data.error}`);
+  assert.deepEqual(outputOf(ended), offChain(input));
+  const record = (await api.query.smartvm.jobs(job)).unwrap();
+  assert.ok(record.status.isDone);
+  // The hold is gone; the fee of the weight used (and the submission's) is all Bob paid.
+  const account = (await api.query.system.account(bob.address)).data;
+  assert.equal(account.reserved.toBigInt(), 0n);
+  const fee = ended.data.fee.toBigInt();
+  assert.ok(fee > 0n && fee < limit.refTime.toBigInt());
+  const submitFee = event(submitted, 'transactionPayment', 'TransactionFeePaid').data.actualFee.toBigInt();
+  assert.equal(account.free.toBigInt(), free - submitFee - fee);
+  // Only the owner clears the result.
+  assert.equal(moduleError(await submit(api.tx.smartvm.clearJob(job), alice)), 'smartvm.NotOwner');
+  assert.equal(moduleError(await submit(api.tx.smartvm.clearJob(job), bob)), null);
+  assert.ok((await api.query.smartvm.jobs(job)).isNone);
+  console.log(`job ${job}: ${ended.data.slices} slice(s), weight ${ended.data.weightUsed.refTime}, fee ${fee}`);
+});

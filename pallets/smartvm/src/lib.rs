@@ -786,8 +786,8 @@ pub mod pallet {
             let (_, _, program_len) = Self::sealed_program(model)?;
             let outcome = Self::dry_run(model, input.clone(), T::MaxDryRunWeight::get())?;
             let weight = outcome.weight_used;
-            let infer_weight = T::WeightInfo::infer_base(program_len, input.len() as u32)
-                .saturating_add(weight);
+            let infer_weight =
+                T::WeightInfo::infer_base(program_len, input.len() as u32).saturating_add(weight);
             let limits = T::BlockWeights::get();
             let max_extrinsic = limits
                 .get(DispatchClass::Normal)

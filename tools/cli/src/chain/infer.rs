@@ -37,11 +37,13 @@ pub struct InferArgs {
     #[arg(long, default_value = "//Alice")]
     suri: String,
     /// Compute budget in picoseconds of ref_time; charged up front, the unused part refunded.
-    #[arg(long, default_value_t = 50_000_000_000)]
-    ref_time: u64,
-    /// Proof-size budget in bytes.
-    #[arg(long, default_value_t = 1_000_000)]
-    proof_size: u64,
+    /// Default: the VM's work as `SmartvmApi::cost` reports it plus 10 % (50 ms on a runtime
+    /// without it).
+    #[arg(long)]
+    ref_time: Option<u64>,
+    /// Proof-size budget in bytes. Default: as `--ref-time` (1 MB without `cost`).
+    #[arg(long)]
+    proof_size: Option<u64>,
     /// Run through the read-only runtime API: no transaction, no fee, no event.
     #[arg(long)]
     dry_run: bool,
@@ -60,6 +62,11 @@ pub struct InferArgs {
     /// the relay chain's validators), not just in the best block.
     #[arg(long, conflicts_with = "dry_run")]
     finalized: bool,
+    /// Run as a job across blocks (`smartvm.submit_job`) even when one `infer` would do; a
+    /// run that does not fit one block (as `SmartvmApi::cost` says) becomes a job by itself,
+    /// with the weight limit the runtime suggests.
+    #[arg(long, conflicts_with_all = ["dry_run", "count"])]
+    job: bool,
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
@@ -110,11 +117,22 @@ pub async fn run(args: InferArgs) -> Result<()> {
         Shape { c, d, h, w },
         args.index,
     )?;
-    let weight_limit = Weight {
-        ref_time: args.ref_time,
-        proof_size: args.proof_size,
-    };
     let input: Vec<u8> = input.iter().map(|v| *v as u8).collect();
+    let cost = super::job::cost(&chain, args.model, &input).await?;
+    // What the run needs, 10 % over, unless the user set the limit.
+    let needed = cost.as_ref().map(|c| {
+        let w = c.work();
+        (
+            w.ref_time + w.ref_time / 10,
+            w.proof_size + w.proof_size / 10,
+        )
+    });
+    let weight_limit = Weight {
+        ref_time: args
+            .ref_time
+            .unwrap_or(needed.map_or(50_000_000_000, |n| n.0)),
+        proof_size: args.proof_size.unwrap_or(needed.map_or(1_000_000, |n| n.1)),
+    };
     let mut latencies_ms = Vec::new();
     let report = if args.dry_run {
         let method = if args.wasm_kernels {
@@ -132,6 +150,13 @@ pub async fn run(args: InferArgs) -> Result<()> {
         report.version = Some(info.version);
         report
     } else {
+        if args.job || cost.as_ref().is_some_and(|c| !c.fits_one_block) {
+            let cost = cost.context("jobs need a runtime with SmartvmApi::cost (version 2)")?;
+            if args.count > 1 {
+                bail!("the run does not fit one block: it runs as a job, once (no --count)");
+            }
+            return run_job(&chain, &args, input, &cost, quant.as_ref()).await;
+        }
         let started = Instant::now();
         let report = send(&chain, &args, input, weight_limit).await?;
         latencies_ms.push(started.elapsed().as_secs_f64() * 1e3);
@@ -195,6 +220,84 @@ pub async fn run(args: InferArgs) -> Result<()> {
         } else {
             println!("latency  {latency_ms:.1} ms (client side)");
         }
+    }
+    Ok(())
+}
+
+/// Runs the inference as a job and prints what it came to.
+async fn run_job(
+    chain: &Chain,
+    args: &InferArgs,
+    input: Vec<u8>,
+    cost: &super::job::Cost,
+    quant: Option<&crate::load::Quant>,
+) -> Result<()> {
+    let signer = keypair(&args.suri)?;
+    let limit = cost.job_limit();
+    if !args.json {
+        let (work, whole) = (cost.work(), cost.infer());
+        println!(
+            "the VM's work is {:.0} ms of ref_time and {} KiB of proof ({:.0} ms, {} KiB as one \
+             infer{}); submitting it as a job (limit {:.0} ms, {} KiB; at most {} blocks)",
+            work.ref_time as f64 / 1e9,
+            work.proof_size >> 10,
+            whole.ref_time as f64 / 1e9,
+            whole.proof_size >> 10,
+            if cost.fits_one_block {
+                ""
+            } else {
+                ", more than a block holds"
+            },
+            limit.ref_time as f64 / 1e9,
+            limit.proof_size >> 10,
+            cost.job_blocks
+        );
+    }
+    let r = super::job::submit_and_follow(
+        chain,
+        &signer,
+        args.model,
+        input,
+        limit,
+        cost.job_blocks,
+        !args.json,
+    )
+    .await?;
+    let dequantized: Option<Vec<f32>> =
+        quant.map(|q| r.output.iter().map(|v| q.output.dequantize(*v)).collect());
+    let blocks = r.finished - r.submitted;
+    if args.json {
+        let json = serde_json::json!({
+            "model": args.model, "version": r.version, "output": r.output,
+            "dequantized": dequantized, "class": r.class, "job": r.job,
+            "weight_used": { "ref_time": r.weight.ref_time, "proof_size": r.weight.proof_size },
+            "fee": r.fee.to_string(), "slices": r.slices, "submitted_block": r.submitted,
+            "finished_block": r.finished, "blocks_spanned": blocks, "seconds": r.seconds,
+            "per_slice": r.per_slice.iter().map(|w| serde_json::json!({
+                "ref_time": w.ref_time, "proof_size": w.proof_size })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&json)?);
+        return Ok(());
+    }
+    println!("model    {} version {}", args.model, r.version);
+    println!("class    {}", r.class);
+    println!("output   {:?}", r.output);
+    println!(
+        "weight   ref_time {} ps, proof_size {} bytes (all slices)",
+        r.weight.ref_time, r.weight.proof_size
+    );
+    println!("fee      {} (submission and the job's weight used)", r.fee);
+    println!(
+        "job      {}: {} slices, blocks {}..{} ({blocks} blocks), {:.1} s from submission to result",
+        r.job, r.slices, r.submitted, r.finished, r.seconds
+    );
+    for (i, w) in r.per_slice.iter().enumerate() {
+        println!(
+            "slice    {}: {:.0} ms of ref_time, {} KiB of proof",
+            i + 1,
+            w.ref_time as f64 / 1e9,
+            w.proof_size >> 10
+        );
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 pub mod deploy;
 pub mod download;
 pub mod infer;
+pub mod job;
 
 use std::str::FromStr;
 
