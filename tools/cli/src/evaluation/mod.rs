@@ -6,6 +6,7 @@
 
 mod charts;
 mod disk;
+mod jobs;
 mod models;
 mod onchain;
 mod pipeline;

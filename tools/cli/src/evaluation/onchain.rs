@@ -50,6 +50,12 @@ pub struct ChainComparison {
     /// The ref_time the run is charged (its gas at the runtime's price), ms.
     #[serde(default)]
     pub charged_ms: Option<f64>,
+    /// The run as a job across blocks (`submit_job`), when it could be sent.
+    #[serde(default)]
+    pub job: Option<super::jobs::JobFigures>,
+    /// Why the job could not be run, when it could not.
+    #[serde(default)]
+    pub job_error: Option<String>,
 }
 
 /// A model to measure: already on chain, or to deploy first.
@@ -115,6 +121,7 @@ async fn measure(
     let (mut validators, mut charged_ms) = (vec![], None);
     let (mut blocks, mut weight_bytes) = (0, 0);
     let mut onchain_error = None;
+    let mut expected = Vec::new();
     for run in 0..=runs {
         let mut onchain = None;
         if onchain_error.is_none() {
@@ -163,6 +170,7 @@ async fn measure(
                 offchain.output
             );
         }
+        expected = offchain.output.clone();
         blocks = model_bytes.blocks.len();
         weight_bytes = model_bytes.blocks.iter().map(Vec::len).sum();
         if run > 0 {
@@ -171,7 +179,17 @@ async fn measure(
             compute.push(off_ms - dl_ms);
         }
     }
+    eprintln!("== {name}: as a job across blocks");
+    let (job, job_error) = match super::jobs::measure(chain, model, &bytes, &expected).await {
+        Ok(figures) => (Some(figures), None),
+        Err(e) => {
+            eprintln!("{name}: the job failed: {e:#}");
+            (None, Some(format!("{e:#}")))
+        }
+    };
     Ok(ChainComparison {
+        job,
+        job_error,
         name: name.to_string(),
         model,
         deploy_s: None,

@@ -522,5 +522,15 @@ fn chain_section(md: &mut String, results: &[ChainComparison]) -> Result<()> {
     }
     writeln!(md, "On chain, the node's storage is read through a debug-built client and every weight block crosses into the runtime's memory, so the dry run costs more than native compute alone; off chain, every block is one RPC round trip. AlexNet's `fc6` (37.7 MB, more than the runtime's 32 MiB allocation limit) runs in bands of output rows of at most 8 MiB of weights each (README, \"The pallet\"). The LSTM reads its weight blocks again at every step.\n")?;
     validators_section(md, results)?;
+    let jobs: Vec<_> = results
+        .iter()
+        .filter_map(|c| c.job.as_ref().map(|j| (c.name.as_str(), j)))
+        .collect();
+    super::jobs::section(md, &jobs)?;
+    for c in results {
+        if let Some(error) = &c.job_error {
+            writeln!(md, "{} as a job fails: `{}`\n", c.name, error.lines().next().unwrap_or(""))?;
+        }
+    }
     Ok(())
 }
