@@ -7,8 +7,10 @@
 # 2. The collator-feature node: it carries `benchmark pallet` (frame-benchmarking-cli comes with
 #    polkadot-cli). It is a debug build: the VM benchmarks run entirely in wasm and are exact;
 #    storage-bound ones pay debug-built host trie code, so they come out high (safe side).
-# 3. `smartvm-node benchmark pallet` over every benchmark of pallet_smartvm but `vm_layer`,
-#    written through scripts/weights-template.hbs.
+# 3. `smartvm-node benchmark pallet` over every benchmark of pallet_smartvm but `vm_layer` and the
+#    jobs', written through scripts/weights-template.hbs; the jobs' (`submit_job`, `cancel_job`,
+#    `clear_job`, `job_step`) into runtime/src/weights/pallet_smartvm_jobs.rs, which implements
+#    the pallet's `JobWeightInfo` (JOBS_ONLY=1 runs these alone, a few minutes).
 # 4. `vm_layer` once per entry of the VM's layer table (every kernel class at the zoo models'
 #    shapes and at sweeps), its raw times fitted by `smartvm fit-schedule` into the gas schedule
 #    (primitives/vm/src/gas/benchmarked.rs) and the per-entry table runtime/tests/gas_price.rs
@@ -30,6 +32,24 @@ echo "== the node with benchmark pallet (collator feature)"
 CARGO_TARGET_DIR="$TARGET" cargo build -p smartvm-node --features collator
 
 mkdir -p runtime/src/weights
+JOBS="submit_job,cancel_job,clear_job,job_step"
+if [ "${LAYERS_ONLY:-0}" != 1 ]; then
+echo "== job benchmarks: $STEPS steps x $REPEAT repeats"
+template=$(mktemp --suffix .hbs)
+sed 's/::WeightInfo for WeightInfo/::JobWeightInfo for WeightInfo/' scripts/weights-template.hbs > "$template"
+"$TARGET/debug/smartvm-node" benchmark pallet \
+  --runtime "$wasm" \
+  --genesis-builder runtime \
+  --pallet pallet_smartvm \
+  --extrinsic "$JOBS" \
+  --steps "$STEPS" \
+  --repeat "$REPEAT" \
+  --template "$template" \
+  --output runtime/src/weights/pallet_smartvm_jobs.rs
+rm -f "$template"
+echo "written runtime/src/weights/pallet_smartvm_jobs.rs"
+fi
+[ "${JOBS_ONLY:-0}" = 1 ] && exit 0
 # LAYERS_ONLY=1 refits the gas schedule alone (the pallet's call weights take 24 min more).
 if [ "${LAYERS_ONLY:-0}" != 1 ]; then
 echo "== benchmarks: $STEPS steps x $REPEAT repeats"
@@ -38,7 +58,7 @@ echo "== benchmarks: $STEPS steps x $REPEAT repeats"
   --genesis-builder runtime \
   --pallet pallet_smartvm \
   --extrinsic '*' \
-  --exclude-extrinsics pallet_smartvm::vm_layer \
+  --exclude-extrinsics "pallet_smartvm::vm_layer,pallet_smartvm::${JOBS//,/,pallet_smartvm::}" \
   --steps "$STEPS" \
   --repeat "$REPEAT" \
   --template scripts/weights-template.hbs \

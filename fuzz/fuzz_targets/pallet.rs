@@ -188,7 +188,7 @@ fn call(
 ) -> Result<(RuntimeCall, RuntimeOrigin, Option<Artifact>)> {
     use pallet_smartvm::Call;
     let who = origin(u)?;
-    let call = match u.int_in_range(0..=7u8)? {
+    let call = match u.int_in_range(0..=10u8)? {
         0 | 1 => {
             let artifact = match u.int_in_range(0..=6u8)? {
                 0 | 1 => fc(u.int_in_range(1..=64)?),
@@ -256,18 +256,24 @@ fn call(
         5 => Call::remove_model {
             model: model_id(u)?,
         },
+        8 => {
+            let model = model_id(u)?;
+            let input = input_for(u, model)?;
+            Call::submit_job {
+                model,
+                input: BoundedVec::truncate_from(input),
+                weight_limit: weight(u)?,
+            }
+        }
+        9 => Call::cancel_job {
+            job: u.int_in_range(0..=4)?,
+        },
+        10 => Call::clear_job {
+            job: u.int_in_range(0..=4)?,
+        },
         _ => {
             let model = model_id(u)?;
-            let len = Models::<Test>::get(model)
-                .map(|m| m.input_shape.iter().map(|d| *d as usize).product::<usize>())
-                .unwrap_or(4);
-            let len = if u.ratio(1, 6)? {
-                u.int_in_range(0..=4096)?
-            } else {
-                len.min(4096)
-            };
-            let mut input = vec![0u8; len];
-            u.fill_buffer(&mut input)?;
+            let input = input_for(u, model)?;
             Call::infer {
                 model,
                 input: BoundedVec::truncate_from(input),
@@ -276,6 +282,38 @@ fn call(
         }
     };
     Ok((RuntimeCall::SmartVm(call), who, None))
+}
+
+/// An input of `model`'s length, mostly, else of a random one.
+fn input_for(u: &mut Unstructured, model: u32) -> Result<Vec<u8>> {
+    let len = Models::<Test>::get(model)
+        .map(|m| m.input_shape.iter().map(|d| *d as usize).product::<usize>())
+        .unwrap_or(4);
+    let len = if u.ratio(1, 6)? {
+        u.int_in_range(0..=4096)?
+    } else {
+        len.min(4096)
+    };
+    let mut input = vec![0u8; len];
+    u.fill_buffer(&mut input)?;
+    Ok(input)
+}
+
+/// The jobs' hook of a new block: within the share, books balanced.
+fn next_block(u: &mut Unstructured) {
+    let n = System::block_number() + 1;
+    System::set_block_number(n);
+    let share = if u.ratio(1, 2).unwrap_or(true) {
+        Weight::from_parts(400_000_000_000, 2 << 20)
+    } else {
+        weight(u).unwrap_or_default()
+    };
+    JobShare::set(share);
+    let used = SmartVm::on_initialize(n);
+    assert!(
+        used.all_lte(share),
+        "the jobs used {used:?} of a {share:?} share"
+    );
 }
 
 fn root() -> Vec<u8> {
@@ -324,8 +362,8 @@ fuzz_target!(|data: &[u8]| {
                 break;
             }
             if u.ratio(1, 8).unwrap_or(false) {
-                let n = System::block_number() + 1;
-                System::set_block_number(n);
+                next_block(&mut u);
+                let n = System::block_number();
                 let spare = match u.ratio(1, 4) {
                     Ok(true) => Weight::MAX,
                     _ => weight(&mut u).unwrap_or_default(),
@@ -362,6 +400,36 @@ fuzz_target!(|data: &[u8]| {
             let host = with_host_kernels(|| SmartVm::dry_run(model, input, limit));
             assert_eq!(reference, host, "kernel paths disagree on model {model}");
         }
+        // Jobs advance every block, each charged for it (none runs for free or stalls), and
+        // those still running after 100 blocks are cancelled by their owners; books balanced.
+        JobShare::set(Weight::from_parts(400_000_000_000, 2 << 20));
+        let used = |job| pallet_smartvm::Jobs::<Test>::get(job).map(|j| j.weight_used);
+        let before: Vec<_> = pallet_smartvm::JobQueue::<Test>::get()
+            .iter()
+            .map(|job| (*job, used(*job)))
+            .collect();
+        for _ in 0..100 {
+            if pallet_smartvm::JobQueue::<Test>::get().is_empty() {
+                break;
+            }
+            let n = System::block_number() + 1;
+            System::set_block_number(n);
+            SmartVm::on_initialize(n);
+            check_books();
+        }
+        for (job, was) in before {
+            if let Some(j) = pallet_smartvm::Jobs::<Test>::get(job) {
+                if j.status == pallet_smartvm::JobStatus::Running {
+                    assert!(
+                        Some(j.weight_used) != was,
+                        "job {job} ran 100 blocks for free"
+                    );
+                    let origin = RuntimeOrigin::signed(j.owner);
+                    assert!(SmartVm::cancel_job(origin, job).is_ok());
+                }
+            }
+        }
+        check_books();
         SmartVm::on_idle(System::block_number(), Weight::MAX);
         check_books();
         for (model, _, _) in WeightBlocks::<Test>::iter() {

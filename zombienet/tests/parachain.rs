@@ -5,7 +5,8 @@
 //! the collators' state roots: the parachain registers, produces blocks that the relay chain
 //! finalizes, an `infer` transaction sent with subxt (`smartvm infer --finalized`) is finalized
 //! with the same output as the off-chain `smartvm run`, 150 inferences at once fill blocks that
-//! the relay chain still finalizes, and restarting a collator keeps the chain going.
+//! the relay chain still finalizes, MobileNetV2 and ResNet-18 run as jobs across finalized
+//! blocks with `smartvm run`'s output, and restarting a collator keeps the chain going.
 //!
 //! Ignored by plain `cargo test`: `make zombienet` runs it (8.5 minutes on 2 cores, half of it
 //! spawning the network with a debug-built node).
@@ -188,6 +189,14 @@ async fn checks(network: &Network<LocalFileSystem>, tools: &Tools, base: &Path) 
         sent.elapsed().as_secs_f64()
     );
 
+    // Models bigger than a block, as jobs: every block of each is finalized by the validators.
+    for (name, file) in [
+        ("MobileNetV2", "mobilenetv2.onnx"),
+        ("ResNet-18", "resnet18.onnx"),
+    ] {
+        zoo_job(tools, charlie.ws_uri(), base, name, file)?;
+    }
+
     // A collator restart: it comes back, syncs, and the chain keeps finalizing.
     let before = dave.reports(FINALIZED).await?;
     charlie.restart(None).await?;
@@ -205,6 +214,99 @@ async fn checks(network: &Network<LocalFileSystem>, tools: &Tools, base: &Path) 
         "after the restart: finalized {}, best {}",
         charlie.reports(FINALIZED).await?,
         dave.reports(BEST).await?
+    );
+    Ok(())
+}
+
+/// The jobs' share of a block (`SmartvmJobShare` in `runtime/src/configs.rs`).
+const JOB_SHARE: (u64, u64) = (500_000_000_000, 4 << 20);
+
+/// Compiles a zoo model from the fixture cache, deploys it, runs it as a job (`smartvm infer
+/// --job`, which follows it to a finalized end) and checks its output against `smartvm run` and
+/// each block's weight against the jobs' share.
+fn zoo_job(tools: &Tools, url: &str, base: &Path, name: &str, file: &str) -> Result<()> {
+    let fixtures = std::env::var_os("SMARTVM_FIXTURES")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/smartvm/fixtures")))
+        .context("no fixture cache")?
+        .join("zoo");
+    let onnx = fixtures.join(file);
+    let inputs = fixtures.join("imagenet_inputs.npy");
+    if !onnx.exists() || !inputs.exists() {
+        println!(
+            "SKIPPED: {name} as a job under zombienet (no {}; make zoo)",
+            onnx.display()
+        );
+        return Ok(());
+    }
+    let dir = base.join(file.trim_end_matches(".onnx"));
+    let path = |p: &Path| p.to_str().map(str::to_owned).context("UTF-8 path");
+    let compiled = std::process::Command::new(&tools.cli)
+        .args(["compile", &path(&onnx)?, "--calibration", &path(&inputs)?])
+        .args([
+            "--calibration-count",
+            "8",
+            "--input-shape",
+            "1,3,224,224",
+            "-o",
+            &path(&dir)?,
+        ])
+        .status()?;
+    ensure!(compiled.success(), "compiling {name}");
+    let deployed = std::process::Command::new(&tools.cli)
+        .args(["deploy", &path(&dir)?, "--url", url, "--suri", "//Alice"])
+        .output()?;
+    ensure!(
+        deployed.status.success(),
+        "deploying {name}: {}",
+        String::from_utf8_lossy(&deployed.stderr)
+    );
+    let text = String::from_utf8_lossy(&deployed.stdout);
+    let model = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model ")?
+                .split(':')
+                .next()?
+                .parse::<u32>()
+                .ok()
+        })
+        .with_context(|| format!("no model id in: {text}"))?;
+    let quant = path(&dir.join("quant.json"))?;
+    let input = path(&inputs)?;
+    let off_chain = tools.cli_json(&[
+        "run",
+        &path(&dir.join("program.smvm"))?,
+        "--weights",
+        &path(&dir.join("weights.smw"))?,
+        "--input",
+        &input,
+        "--index",
+        "8",
+        "--quant",
+        &quant,
+        "--json",
+    ])?;
+    let model = model.to_string();
+    let job = tools.cli_json(&[
+        "infer", "--url", url, "--model", &model, "--input", &input, "--index", "8", "--quant",
+        &quant, "--suri", "//Bob", "--job", "--json",
+    ])?;
+    ensure!(
+        job["output"] == off_chain["output"],
+        "{name}: the job's output differs from smartvm run"
+    );
+    let slices = job["per_slice"].as_array().context("per_slice listed")?;
+    for slice in slices {
+        let (ref_time, proof) = (slice["ref_time"].as_u64(), slice["proof_size"].as_u64());
+        ensure!(
+            ref_time.is_some_and(|r| r <= JOB_SHARE.0) && proof.is_some_and(|p| p <= JOB_SHARE.1),
+            "{name}: a block gave the job {slice}, more than the share"
+        );
+    }
+    println!(
+        "{name} as a job: {} slices over {} parachain blocks, {:.1} s from submission to a finalized result, fee {}",
+        job["slices"], job["blocks_spanned"], job["seconds"].as_f64().unwrap_or(0.0), job["fee"]
     );
     Ok(())
 }
