@@ -299,5 +299,5 @@ impl pallet_smartvm::Config for Runtime {
     // ResNet-18's largest snapshot is 0.55 MB; a banded layer adds at most one band (1 MiB).
     type MaxJobStateLen = ConstU32<{ 2 << 20 }>;
     type JobResultTtl = ConstU32<DAYS>;
-    type JobWeightInfo = pallet_smartvm::weights::SubstrateWeight<Runtime>;
+    type JobWeightInfo = crate::weights::pallet_smartvm_jobs::WeightInfo<Runtime>;
 }

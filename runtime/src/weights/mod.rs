@@ -3,3 +3,4 @@
 //! wasm by `smartvm-node benchmark pallet`). Regenerate after changing a pallet's code paths.
 
 pub mod pallet_smartvm;
+pub mod pallet_smartvm_jobs;

@@ -39,7 +39,12 @@ pub struct JobFigures {
 const SHARE: (f64, u64) = (500.0, 4 << 20);
 
 /// Runs `model` on `input` as a job, signed by //Bob, and compares its output to `expected`.
-pub async fn measure(chain: &Chain, model: u32, input: &[u8], expected: &[i8]) -> Result<JobFigures> {
+pub async fn measure(
+    chain: &Chain,
+    model: u32,
+    input: &[u8],
+    expected: &[i8],
+) -> Result<JobFigures> {
     let cost = cost(chain, model, input)
         .await?
         .ok_or_else(|| anyhow::anyhow!("the runtime has no SmartvmApi::cost"))?;
@@ -62,7 +67,12 @@ pub async fn measure(chain: &Chain, model: u32, input: &[u8], expected: &[i8]) -
             .iter()
             .map(|w| w.ref_time as f64 / 1e9)
             .fold(0.0, f64::max),
-        max_proof: report.per_slice.iter().map(|w| w.proof_size).max().unwrap_or(0),
+        max_proof: report
+            .per_slice
+            .iter()
+            .map(|w| w.proof_size)
+            .max()
+            .unwrap_or(0),
         total_proof: report.weight.proof_size,
         share: SHARE,
         fee: report.fee.to_string(),
@@ -89,7 +99,10 @@ pub fn section(md: &mut String, rows: &[(&str, &JobFigures)]) -> Result<()> {
     }
     writeln!(md, "**Models as jobs that span blocks.** Each model submitted as a transaction with `smartvm.submit_job` (`smartvm infer` does this by itself when `SmartvmApi::cost` says one `infer` cannot hold the run): the job prepays its weight limit and advances a slice per block from `on_initialize`, within the runtime's share of each block ({:.0} ms of ref_time, {} MiB of proof), pausing at an instruction boundary or between the bands of a large fully-connected layer. *Blocks* counts from the block holding `submit_job` to the one it ends in; *seconds* is from sending it to seeing the result (a block a second on this node); the per-block figures are the weight each block charged the job (its VM work, and its reads of weight blocks, program and state), which the gas schedule prices at or above the validators' time (`runtime/tests/gas_price.rs`). The paper's on-chain latency is one inference in a private Ethereum testbed with no block limit (Table 2, pipelined); the Internet Computer runs one message over at most 10 rounds (deterministic time slicing); no Substrate chain ran a CNN of this size in transactions before.\n", SHARE.0, SHARE.1 >> 20)?;
     writeln!(md, "| model | fits one infer | slices | blocks | seconds | max ref_time / block ms | max proof / block MB | proof, all blocks MB | fee | output = off chain | paper's on-chain ms |")?;
-    writeln!(md, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |")?;
+    writeln!(
+        md,
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"
+    )?;
     for (name, j) in rows {
         writeln!(
             md,

@@ -529,7 +529,12 @@ fn chain_section(md: &mut String, results: &[ChainComparison]) -> Result<()> {
     super::jobs::section(md, &jobs)?;
     for c in results {
         if let Some(error) = &c.job_error {
-            writeln!(md, "{} as a job fails: `{}`\n", c.name, error.lines().next().unwrap_or(""))?;
+            writeln!(
+                md,
+                "{} as a job fails: `{}`\n",
+                c.name,
+                error.lines().next().unwrap_or("")
+            )?;
         }
     }
     Ok(())
