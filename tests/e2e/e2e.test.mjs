@@ -307,7 +307,8 @@ test('a job spans blocks by itself: submitted, advanced by on_initialize, comple
   let ended;
   for (let i = 0; i < 10 && !ended; i++) {
     const block = await submit(api.tx.system.remark('0x00'), alice);
-    const events = await (await api.at(block.status.asInBlock)).query.system.events();
+    const hash = block.status.isInBlock ? block.status.asInBlock : block.status.asFinalized;
+    const events = await (await api.at(hash)).query.system.events();
     ended = events.map((r) => r.event).find((e) => e.section === 'smartvm'
       && (e.method === 'JobCompleted' || e.method === 'JobFailed') && e.data.job.toNumber() === job);
   }
