@@ -5,8 +5,9 @@
 
 use std::cell::Cell;
 
+mod common;
+
 use proptest::prelude::*;
-use smartvm_isa::asm::assemble;
 use smartvm_kernels::{
     ChannelQuant, ConvParams, ConvTransposeParams, KernelError, Kernels, OutputRange, PairQuant,
     PoolParams, Reference,
@@ -14,17 +15,6 @@ use smartvm_kernels::{
 use smartvm_vm::{
     execute, BlockList, Config, ErrorKind, Executable, Outcome, VmError, WeightPack, WeightSource,
 };
-
-/// One FULL_CON layer: `in_n` inputs, `out_n` outputs, qblock 0, weights from block 1.
-fn layer(in_n: usize, out_n: usize) -> Executable {
-    let src = format!(
-        ".input 1 1 1 {in_n}\n.output {out_n}\n\
-         PUSH 0\nPUSH {in_n}\nMTOB\n\
-         PUSH {out_n}\nPUSH 1\nPUSH 0\nFULL_CON\n\
-         PUSH 0\nPUSH {out_n}\nBTOS1\nSTOP"
-    );
-    Executable::new(assemble(&src).expect("assembles")).expect("validates")
-}
 
 fn run<W: WeightSource>(
     exe: &Executable,
@@ -94,7 +84,7 @@ proptest! {
         (in_n, out_n, input, weights, q, sizes) in layer_case(),
         chunk_fraction in 0.0f64..1.2,
     ) {
-        let exe = layer(in_n, out_n);
+        let exe = common::fc_program(in_n, out_n);
         let blocks = blocks(&q, &weights, &sizes);
         let chunk = ((weights.len() as f64 * chunk_fraction) as u32).max(1);
         // The whole layer at once: gathered block by block, and lent in place by a pack.
@@ -114,7 +104,7 @@ proptest! {
         victim in any::<prop::sample::Index>(),
         fault in 0usize..3,
     ) {
-        let exe = layer(in_n, out_n);
+        let exe = common::fc_program(in_n, out_n);
         let mut blocks = blocks(&q, &weights, &sizes);
         let chunk = ((weights.len() as f64 * chunk_fraction) as u32).max(1);
         let at = 1 + victim.index(blocks.len() - 1);
@@ -206,19 +196,9 @@ fn a_large_layer_from_storage_is_computed_in_bands() {
     let (in_n, out_n) = (300usize, 50usize);
     let weights: Vec<i8> = (0..in_n * out_n).map(|i| (i * 7 % 251) as i8).collect();
     let input: Vec<i8> = (0..in_n).map(|i| (i * 13 % 199) as i8).collect();
-    let q = ChannelQuant {
-        input_zero: 3,
-        output: OutputRange {
-            zero: -2,
-            lo: -128,
-            hi: 127,
-        },
-        bias: (0..out_n as i32).map(|i| 40 * i - 900).collect(),
-        mult: vec![1 << 30; out_n],
-        shift: vec![9; out_n],
-    };
+    let q = common::fc_quant(out_n);
     let blocks = blocks(&q, &weights, &[4096]);
-    let exe = layer(in_n, out_n);
+    let exe = common::fc_program(in_n, out_n);
     let calls = |source: &dyn Fn(&CountingKernels) -> Outcome| {
         let kernels = CountingKernels::default();
         let outcome = source(&kernels);

@@ -5,39 +5,20 @@
 //! uninterrupted run: output, gas, instructions and every counter.
 
 use codec::{Decode, Encode};
+
+mod common;
 use proptest::prelude::*;
 use smartvm_isa::asm::assemble;
 use smartvm_isa::{pack::decode_pack, Program};
-use smartvm_kernels::{ChannelQuant, OutputRange, Reference};
+use smartvm_kernels::Reference;
 use smartvm_vm::{
     execute, execute_slice, BlockList, ByteBudget, Config, ErrorKind, Executable, Outcome,
     Progress, Snapshot, Start, VmError,
 };
 
-/// One FULL_CON layer: `in_n` inputs, `out_n` outputs, qblock 0, weights from block 1.
-fn fc(in_n: usize, out_n: usize) -> Executable {
-    let src = format!(
-        ".input 1 1 1 {in_n}\n.output {out_n}\n\
-         PUSH 0\nPUSH {in_n}\nMTOB\n\
-         PUSH {out_n}\nPUSH 1\nPUSH 0\nFULL_CON\n\
-         PUSH 0\nPUSH {out_n}\nBTOS1\nSTOP"
-    );
-    Executable::new(assemble(&src).expect("assembles")).expect("validates")
-}
-
 /// The qblock, then the layer's weights in blocks of `block` bytes.
 fn fc_blocks(in_n: usize, out_n: usize, block: usize, seed: usize) -> Vec<Vec<u8>> {
-    let q = ChannelQuant {
-        input_zero: 3,
-        output: OutputRange {
-            zero: -2,
-            lo: -128,
-            hi: 127,
-        },
-        bias: (0..out_n as i32).map(|i| 40 * i - 900).collect(),
-        mult: vec![1 << 30; out_n],
-        shift: vec![9; out_n],
-    };
+    let q = common::fc_quant(out_n);
     let weights: Vec<u8> = (0..in_n * out_n)
         .map(|i| ((i + seed) * 7 % 251) as u8)
         .collect();
@@ -136,7 +117,7 @@ proptest! {
         bytes in prop::collection::vec(1u64..3000, 1..4),
         seed in 0usize..1000,
     ) {
-        let exe = fc(in_n, out_n);
+        let exe = common::fc_program(in_n, out_n);
         let blocks = fc_blocks(in_n, out_n, block, seed);
         let input = fc_input(in_n);
         let at_once = whole(&exe, &input, &blocks, &Config { weight_chunk: u32::MAX, ..Config::default() });
@@ -153,7 +134,7 @@ proptest! {
 #[test]
 fn a_layer_larger_than_a_slice_pauses_inside_and_completes() {
     let (in_n, out_n) = (600, 40);
-    let exe = fc(in_n, out_n);
+    let exe = common::fc_program(in_n, out_n);
     let blocks = fc_blocks(in_n, out_n, 1024, 1);
     let input = fc_input(in_n);
     let config = Config {
@@ -219,7 +200,7 @@ fn a_convolution_larger_than_a_slice_makes_no_progress() {
 /// block, as before.
 #[test]
 fn a_missing_block_is_still_an_error_under_a_budget() {
-    let exe = fc(10, 4);
+    let exe = common::fc_program(10, 4);
     let mut blocks = fc_blocks(10, 4, 16, 0);
     blocks.truncate(2);
     let input = fc_input(10);
