@@ -317,16 +317,22 @@ test('a job spans blocks by itself: submitted, advanced by on_initialize, comple
   assert.deepEqual(outputOf(ended), offChain(input));
   const record = (await api.query.smartvm.jobs(job)).unwrap();
   assert.ok(record.status.isDone);
-  // The hold is gone; the fee of the weight used (and the submission's) is all Bob paid.
-  const account = (await api.query.system.account(bob.address)).data;
-  assert.equal(account.reserved.toBigInt(), 0n);
+  // The prepayment is settled: what stays held is the record's deposit, until the result goes.
+  const deposit = record.deposit.toBigInt();
+  let account = (await api.query.system.account(bob.address)).data;
+  assert.equal(account.reserved.toBigInt(), deposit);
   const fee = ended.data.fee.toBigInt();
   assert.ok(fee > 0n && fee < limit.refTime.toBigInt());
   const submitFee = event(submitted, 'transactionPayment', 'TransactionFeePaid').data.actualFee.toBigInt();
-  assert.equal(account.free.toBigInt(), free - submitFee - fee);
-  // Only the owner clears the result.
+  assert.equal(account.free.toBigInt(), free - submitFee - fee - deposit);
+  // Only the owner clears the result, which releases the deposit.
   assert.equal(moduleError(await submit(api.tx.smartvm.clearJob(job), alice)), 'smartvm.NotOwner');
-  assert.equal(moduleError(await submit(api.tx.smartvm.clearJob(job), bob)), null);
+  const cleared = await submit(api.tx.smartvm.clearJob(job), bob);
+  assert.equal(moduleError(cleared), null);
   assert.ok((await api.query.smartvm.jobs(job)).isNone);
+  const clearFee = event(cleared, 'transactionPayment', 'TransactionFeePaid').data.actualFee.toBigInt();
+  account = (await api.query.system.account(bob.address)).data;
+  assert.equal(account.reserved.toBigInt(), 0n);
+  assert.equal(account.free.toBigInt(), free - submitFee - fee - clearFee);
   console.log(`job ${job}: ${ended.data.slices} slice(s), weight ${ended.data.weightUsed.refTime}, fee ${fee}`);
 });

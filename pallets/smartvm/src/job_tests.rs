@@ -47,6 +47,10 @@ fn held(who: u64) -> u64 {
     Balances::balance_on_hold(&HoldReason::JobPrepayment.into(), &who)
 }
 
+fn deposit(who: u64) -> u64 {
+    Balances::balance_on_hold(&HoldReason::JobResult.into(), &who)
+}
+
 /// Runs the jobs' hook of the next block; returns the weight it reported.
 fn next_block() -> Weight {
     let n = System::block_number() + 1;
@@ -130,10 +134,13 @@ fn lenet5_as_a_job_spans_blocks_and_ends_with_the_offchain_logits() {
             )
         );
         assert_eq!(held(2), 0);
-        assert_eq!(Balances::free_balance(2), free_before - fee);
+        // The record's deposit stays held while the result is kept.
+        let record = Jobs::<Test>::get(job).unwrap();
+        assert!(record.deposit > 0);
+        assert_eq!(deposit(2), record.deposit);
+        assert_eq!(Balances::free_balance(2), free_before - fee - record.deposit);
         assert_eq!(Balances::total_issuance(), issuance - fee);
         // The result stays queryable; the queue is empty; the state is gone.
-        let record = Jobs::<Test>::get(job).unwrap();
         assert_eq!(record.status, JobStatus::Done { output, class });
         assert!(JobQueue::<Test>::get().is_empty());
         assert!(crate::JobStates::<Test>::get(job).is_none());
@@ -355,7 +362,8 @@ fn the_owner_cancels_a_job_and_gets_back_what_it_did_not_use() {
         };
         assert!(weight_used.ref_time() > 0);
         assert_eq!(held(2), 0);
-        assert_eq!(Balances::free_balance(2), free - fee);
+        let record = Jobs::<Test>::get(job).unwrap();
+        assert_eq!(Balances::free_balance(2), free - fee - record.deposit);
         assert!(JobQueue::<Test>::get().is_empty());
         assert_noop!(
             SmartVm::cancel_job(RuntimeOrigin::signed(2), job),
@@ -381,8 +389,10 @@ fn results_stay_until_cleared_or_expired() {
             SmartVm::clear_job(RuntimeOrigin::signed(1), first),
             Error::<Test>::NotOwner
         );
+        assert!(deposit(2) > 0);
         assert_ok!(SmartVm::clear_job(RuntimeOrigin::signed(2), first));
         assert!(Jobs::<Test>::get(first).is_none());
+        assert_eq!(deposit(2), 0, "clearing releases the deposit");
 
         let second = submit(2, model, &l.inputs[1], JOB_LIMIT);
         run_until_ended(second, 50);
@@ -391,7 +401,10 @@ fn results_stay_until_cleared_or_expired() {
             next_block();
         }
         assert!(Jobs::<Test>::get(second).is_some());
+        assert!(deposit(2) > 0);
         next_block();
+        assert_eq!(deposit(2), 0, "expiry releases the deposit");
+        assert_ok!(SmartVm::do_try_state());
         assert!(
             Jobs::<Test>::get(second).is_none(),
             "expired after JobResultTtl"

@@ -128,6 +128,9 @@ pub struct Job<T: Config> {
     pub weight_used: Weight,
     /// The fee held at submission: that of `weight_limit`.
     pub prepaid: BalanceOf<T>,
+    /// The storage deposit held for this record (and its state while it runs) until the
+    /// result is cleared or expires: results cost their submitter, not the chain.
+    pub deposit: BalanceOf<T>,
     /// Bytes of the model's stored program (read every slice).
     pub program_len: u32,
     /// Bytes of its stored state (read every slice).
@@ -380,16 +383,40 @@ impl<T: Config> Pallet<T> {
         burnt
     }
 
-    /// Drops the results that expire at `now`; returns the weight used.
+    /// Drops the results that expire at `now`, releasing their deposits; returns the weight
+    /// used.
     pub fn expire_results(now: BlockNumberFor<T>) -> Weight {
         let ids = JobExpiries::<T>::take(now);
         for id in ids.iter() {
-            if Jobs::<T>::get(id).is_some_and(|job| job.status != JobStatus::Running) {
-                Jobs::<T>::remove(id);
+            if let Some(job) = Jobs::<T>::get(id).filter(|job| job.status != JobStatus::Running) {
+                Self::drop_result(*id, &job);
             }
         }
+        // Per result: its record read and removed, the owner's hold read and written.
         let n = ids.len() as u64;
-        T::DbWeight::get().reads_writes(1 + n, 1 + n)
+        T::DbWeight::get().reads_writes(1 + 2 * n, 1 + 2 * n)
+    }
+
+    /// Removes an ended job's record and releases its deposit.
+    pub(crate) fn drop_result(id: JobId, job: &Job<T>) {
+        let _ = T::Currency::release(
+            &HoldReason::JobResult.into(),
+            &job.owner,
+            job.deposit,
+            Precision::BestEffort,
+        );
+        Jobs::<T>::remove(id);
+    }
+
+    /// Holds the deposit for a job's record: two items (the record, its expiry entry) and the
+    /// record's largest encoding.
+    pub(crate) fn hold_deposit(who: &T::AccountId) -> Result<BalanceOf<T>, DispatchError> {
+        let bytes = Job::<T>::max_encoded_len() as u32;
+        let deposit = T::DepositPerItem::get()
+            .saturating_mul(2u32.into())
+            .saturating_add(T::DepositPerByte::get().saturating_mul(bytes.into()));
+        T::Currency::hold(&HoldReason::JobResult.into(), who, deposit)?;
+        Ok(deposit)
     }
 
     /// Whether a job's fee can be held: used by `submit_job`.

@@ -190,6 +190,9 @@ pub mod pallet {
         /// The fee of a job's weight limit, held until it ends.
         #[codec(index = 1)]
         JobPrepayment,
+        /// Deposit for a job's record, held until its result is cleared or expires.
+        #[codec(index = 2)]
+        JobResult,
     }
 
     /// The id the next model gets.
@@ -639,6 +642,7 @@ pub mod pallet {
             let mut queue = JobQueue::<T>::get();
             queue.try_push(id).map_err(|_| Error::<T>::JobQueueFull)?;
             let prepaid = Self::prepay(&who, weight_limit)?;
+            let deposit = Self::hold_deposit(&who)?;
             let job = Job::<T> {
                 owner: who.clone(),
                 model,
@@ -648,6 +652,7 @@ pub mod pallet {
                 weight_limit,
                 weight_used: Weight::zero(),
                 prepaid,
+                deposit,
                 program_len,
                 state_len: state.len() as u32,
                 slices: 0,
@@ -680,7 +685,7 @@ pub mod pallet {
             Ok(())
         }
 
-        /// Removes the result of an ended job of the caller's.
+        /// Removes the result of an ended job of the caller's and releases its deposit.
         #[pallet::call_index(8)]
         #[pallet::weight(T::JobWeightInfo::clear_job())]
         pub fn clear_job(origin: OriginFor<T>, job: JobId) -> DispatchResult {
@@ -688,7 +693,7 @@ pub mod pallet {
             let record = Jobs::<T>::get(job).ok_or(Error::<T>::UnknownJob)?;
             ensure!(record.owner == who, Error::<T>::NotOwner);
             ensure!(record.status != JobStatus::Running, Error::<T>::JobRunning);
-            Jobs::<T>::remove(job);
+            Self::drop_result(job, &record);
             Self::deposit_event(Event::JobCleared { job });
             Ok(())
         }
@@ -880,6 +885,7 @@ pub mod pallet {
             use polkadot_sdk::frame_support::traits::fungible::InspectHold;
             let queue = JobQueue::<T>::get();
             let mut prepaid = BTreeMap::<T::AccountId, BalanceOf<T>>::new();
+            let mut deposits = BTreeMap::<T::AccountId, BalanceOf<T>>::new();
             for (id, job) in Jobs::<T>::iter() {
                 let running = job.status == JobStatus::Running;
                 ensure!(
@@ -891,6 +897,8 @@ pub mod pallet {
                     "a job's state kept past its end, or missing while it runs"
                 );
                 ensure!(id < NextJobId::<T>::get(), "a job id at or past NextJobId");
+                let held = deposits.entry(job.owner.clone()).or_default();
+                *held = held.saturating_add(job.deposit);
                 let owed = prepaid.entry(job.owner.clone()).or_default();
                 if running {
                     *owed = owed.saturating_add(job.prepaid);
@@ -905,6 +913,13 @@ pub mod pallet {
                 ensure!(
                     T::Currency::balance_on_hold(&reason, &owner) == owed,
                     "a prepayment hold differs from the running jobs' records"
+                );
+            }
+            let reason = HoldReason::JobResult.into();
+            for (owner, held) in deposits {
+                ensure!(
+                    T::Currency::balance_on_hold(&reason, &owner) == held,
+                    "a job deposit differs from the jobs' records"
                 );
             }
             Ok(())
