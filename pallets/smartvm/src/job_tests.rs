@@ -138,7 +138,10 @@ fn lenet5_as_a_job_spans_blocks_and_ends_with_the_offchain_logits() {
         let record = Jobs::<Test>::get(job).unwrap();
         assert!(record.deposit > 0);
         assert_eq!(deposit(2), record.deposit);
-        assert_eq!(Balances::free_balance(2), free_before - fee - record.deposit);
+        assert_eq!(
+            Balances::free_balance(2),
+            free_before - fee - record.deposit
+        );
         assert_eq!(Balances::total_issuance(), issuance - fee);
         // The result stays queryable; the queue is empty; the state is gone.
         assert_eq!(record.status, JobStatus::Done { output, class });

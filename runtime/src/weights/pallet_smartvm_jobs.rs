@@ -23,7 +23,7 @@
 //! --repeat
 //! 10
 //! --template
-//! /tmp/tmp.SXg8g22kl2.hbs
+//! /tmp/tmp.nYy6YIw6Lb.hbs
 //! --output
 //! runtime/src/weights/pallet_smartvm_jobs.rs
 
@@ -49,56 +49,58 @@ impl<T: frame_system::Config> pallet_smartvm::JobWeightInfo for WeightInfo<T> {
 	/// Storage: `Smartvm::JobQueue` (r:1 w:1)
 	/// Proof: `Smartvm::JobQueue` (`max_values`: Some(1), `max_size`: Some(129), added: 624, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:1 w:1)
-	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(139), added: 2614, mode: `MaxEncodedLen`)
+	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(157), added: 2632, mode: `MaxEncodedLen`)
 	/// Storage: `Smartvm::Jobs` (r:0 w:1)
-	/// Proof: `Smartvm::Jobs` (`max_values`: None, `max_size`: Some(4228), added: 6703, mode: `MaxEncodedLen`)
+	/// Proof: `Smartvm::Jobs` (`max_values`: None, `max_size`: Some(4244), added: 6719, mode: `MaxEncodedLen`)
 	/// Storage: `Smartvm::JobStates` (r:0 w:1)
 	/// Proof: `Smartvm::JobStates` (`max_values`: None, `max_size`: Some(2097172), added: 2099647, mode: `MaxEncodedLen`)
 	/// The range of component `n` is `[1, 163840]`.
 	fn submit_job(n: u32, ) -> Weight {
 		// Proof size: measured `533`,
 		// estimated `265633`.
-		// Minimum execution time: 711_999_000 picoseconds.
-		Weight::from_parts(798_665_128, 265633)
-			// Standard error: 22
-			.saturating_add(Weight::from_parts(1_038, 0).saturating_mul(n.into()))
+		// Minimum execution time: 1_024_169_000 picoseconds.
+		Weight::from_parts(1_164_698_012, 265633)
+			// Standard error: 24
+			.saturating_add(Weight::from_parts(1_117, 0).saturating_mul(n.into()))
 			.saturating_add(T::DbWeight::get().reads(5))
 			.saturating_add(T::DbWeight::get().writes(5))
 	}
 	/// Storage: `Smartvm::Jobs` (r:1 w:1)
-	/// Proof: `Smartvm::Jobs` (`max_values`: None, `max_size`: Some(4228), added: 6703, mode: `MaxEncodedLen`)
+	/// Proof: `Smartvm::Jobs` (`max_values`: None, `max_size`: Some(4244), added: 6719, mode: `MaxEncodedLen`)
 	/// Storage: `Smartvm::JobQueue` (r:1 w:1)
 	/// Proof: `Smartvm::JobQueue` (`max_values`: Some(1), `max_size`: Some(129), added: 624, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:1 w:1)
-	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(139), added: 2614, mode: `MaxEncodedLen`)
+	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(157), added: 2632, mode: `MaxEncodedLen`)
 	/// Storage: `Smartvm::JobExpiries` (r:1 w:1)
 	/// Proof: `Smartvm::JobExpiries` (`max_values`: None, `max_size`: Some(141), added: 2616, mode: `MaxEncodedLen`)
 	/// Storage: `Smartvm::JobStates` (r:0 w:1)
 	/// Proof: `Smartvm::JobStates` (`max_values`: None, `max_size`: Some(2097172), added: 2099647, mode: `MaxEncodedLen`)
 	fn cancel_job() -> Weight {
-		// Proof size: measured `521`,
-		// estimated `7693`.
-		// Minimum execution time: 811_317_000 picoseconds.
-		Weight::from_parts(878_916_000, 7693)
+		// Proof size: measured `555`,
+		// estimated `7709`.
+		// Minimum execution time: 800_418_000 picoseconds.
+		Weight::from_parts(921_836_000, 7709)
 			.saturating_add(T::DbWeight::get().reads(4))
 			.saturating_add(T::DbWeight::get().writes(5))
 	}
 	/// Storage: `Smartvm::Jobs` (r:1 w:1)
-	/// Proof: `Smartvm::Jobs` (`max_values`: None, `max_size`: Some(4228), added: 6703, mode: `MaxEncodedLen`)
+	/// Proof: `Smartvm::Jobs` (`max_values`: None, `max_size`: Some(4244), added: 6719, mode: `MaxEncodedLen`)
+	/// Storage: `Balances::Holds` (r:1 w:1)
+	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(157), added: 2632, mode: `MaxEncodedLen`)
 	fn clear_job() -> Weight {
-		// Proof size: measured `297`,
-		// estimated `7693`.
-		// Minimum execution time: 179_447_000 picoseconds.
-		Weight::from_parts(199_783_000, 7693)
-			.saturating_add(T::DbWeight::get().reads(1))
-			.saturating_add(T::DbWeight::get().writes(1))
+		// Proof size: measured `425`,
+		// estimated `7709`.
+		// Minimum execution time: 523_573_000 picoseconds.
+		Weight::from_parts(595_526_000, 7709)
+			.saturating_add(T::DbWeight::get().reads(2))
+			.saturating_add(T::DbWeight::get().writes(2))
 	}
 	/// Storage: `Smartvm::JobQueue` (r:1 w:1)
 	/// Proof: `Smartvm::JobQueue` (`max_values`: Some(1), `max_size`: Some(129), added: 624, mode: `MaxEncodedLen`)
 	/// Storage: `Smartvm::JobCursor` (r:1 w:1)
 	/// Proof: `Smartvm::JobCursor` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
 	/// Storage: `Smartvm::Jobs` (r:1 w:1)
-	/// Proof: `Smartvm::Jobs` (`max_values`: None, `max_size`: Some(4228), added: 6703, mode: `MaxEncodedLen`)
+	/// Proof: `Smartvm::Jobs` (`max_values`: None, `max_size`: Some(4244), added: 6719, mode: `MaxEncodedLen`)
 	/// Storage: `Smartvm::Models` (r:1 w:0)
 	/// Proof: `Smartvm::Models` (`max_values`: None, `max_size`: Some(133), added: 2608, mode: `MaxEncodedLen`)
 	/// Storage: `Smartvm::Programs` (r:1 w:0)
@@ -106,20 +108,20 @@ impl<T: frame_system::Config> pallet_smartvm::JobWeightInfo for WeightInfo<T> {
 	/// Storage: `Smartvm::JobStates` (r:1 w:1)
 	/// Proof: `Smartvm::JobStates` (`max_values`: None, `max_size`: Some(2097172), added: 2099647, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:1 w:1)
-	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(139), added: 2614, mode: `MaxEncodedLen`)
+	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(157), added: 2632, mode: `MaxEncodedLen`)
 	/// Storage: `Smartvm::JobExpiries` (r:1 w:1)
 	/// Proof: `Smartvm::JobExpiries` (`max_values`: None, `max_size`: Some(141), added: 2616, mode: `MaxEncodedLen`)
 	/// The range of component `p` is `[64, 131072]`.
 	/// The range of component `s` is `[1024, 2093056]`.
 	fn job_step(p: u32, s: u32, ) -> Weight {
-		// Proof size: measured `1357 + p * (1 ±0) + s * (1 ±0)`,
+		// Proof size: measured `1391 + p * (1 ±0) + s * (1 ±0)`,
 		// estimated `2100637`.
-		// Minimum execution time: 2_043_272_000 picoseconds.
-		Weight::from_parts(907_841_773, 2100637)
-			// Standard error: 188
-			.saturating_add(Weight::from_parts(9_445, 0).saturating_mul(p.into()))
-			// Standard error: 11
-			.saturating_add(Weight::from_parts(1_265, 0).saturating_mul(s.into()))
+		// Minimum execution time: 2_140_511_000 picoseconds.
+		Weight::from_parts(1_212_019_985, 2100637)
+			// Standard error: 214
+			.saturating_add(Weight::from_parts(7_890, 0).saturating_mul(p.into()))
+			// Standard error: 13
+			.saturating_add(Weight::from_parts(1_255, 0).saturating_mul(s.into()))
 			.saturating_add(T::DbWeight::get().reads(8))
 			.saturating_add(T::DbWeight::get().writes(6))
 	}
