@@ -28,6 +28,7 @@ run: setup build-node
 	@echo "   polkadot.js:     https://polkadot.js.org/apps/?rpc=ws%3A%2F%2F127.0.0.1%3A$(RPC_PORT)#/extrinsics"
 	@echo "   try:             smartvm.infer(0, <784 bytes: pixel - 128>, {refTime: 50000000000, proofSize: 1000000})"
 	@echo "   or from a shell: make build; $(SMARTVM) infer --url ws://127.0.0.1:$(RPC_PORT) --input image.bin [--dry-run]"
+	@echo "   bigger models:   $(SMARTVM) deploy DIR --url ws://127.0.0.1:$(RPC_PORT); $(SMARTVM) infer --model N ... runs a job across blocks when one block cannot hold it"
 	@echo "   Ctrl-C stops the node."
 	exec env SMARTVM_DEV_DATA=$(DEV_DATA) SMARTVM_FRESH=$(FRESH) bash scripts/dev-chain.sh $(NODE) \
 	  --rpc-port $(RPC_PORT) --rpc-cors all --pool-type single-state
