@@ -148,13 +148,19 @@ pub(crate) enum JobState {
     Paused(alloc::boxed::Box<Snapshot>),
 }
 
-/// Proof bytes of a slice beyond its program, state and weight blocks: the queue, the job and
-/// model records, the holds settled at the end, each with its key and trie nodes.
+/// Proof bytes of a slice beyond its job record (read first, see [`record_read`]), program,
+/// state and weight blocks: the queue, the model record, the holds settled at the end, each
+/// with its key and trie nodes.
 pub(crate) fn step_proof_overhead<T: Config>() -> u64 {
-    let records = Job::<T>::max_encoded_len()
-        + crate::ModelInfoOf::<T>::max_encoded_len()
+    let records = crate::ModelInfoOf::<T>::max_encoded_len()
         + BoundedVec::<JobId, T::MaxJobs>::max_encoded_len();
     records as u64 + 8 * exec::PROOF_OVERHEAD_PER_BLOCK + 4096
+}
+
+/// Reading a job's record, which a turn does before it knows the rest of its cost.
+pub(crate) fn record_read<T: Config>() -> Weight {
+    let proof = Job::<T>::max_encoded_len() as u64 + exec::PROOF_OVERHEAD_PER_BLOCK;
+    T::DbWeight::get().reads(1).set_proof_size(proof)
 }
 
 /// The weight a slice costs besides the VM's work, reserved before it runs: the benchmarked
@@ -166,7 +172,7 @@ pub(crate) fn step_overhead<T: Config>(program_len: u32, state_len: u32) -> Weig
     let proof = (program_len as u64)
         .saturating_add(state_len as u64)
         .saturating_add(step_proof_overhead::<T>());
-    Weight::from_parts(ref_time, proof)
+    Weight::from_parts(ref_time, proof).saturating_add(record_read::<T>())
 }
 
 /// What one job's turn in a block came to.
@@ -216,12 +222,18 @@ impl<T: Config> Pallet<T> {
     }
 
     /// One job's slice. `first` is the job served first in this block, which gets the whole
-    /// share: if that does not move it, no block ever will.
+    /// share: if that does not move it, no block ever will. A job served later that does not
+    /// move waits for its turn to be first.
     fn take_turn(id: JobId, meter: &mut WeightMeter, first: bool) -> Turn {
+        let read = record_read::<T>();
+        if meter.try_consume(read).is_err() {
+            return Turn::NoRoom;
+        }
         let Some(mut job) = Jobs::<T>::get(id) else {
             return Turn::Ended;
         };
-        let overhead = step_overhead::<T>(job.program_len, job.state_len);
+        // The record's read is part of the overhead, consumed already.
+        let overhead = step_overhead::<T>(job.program_len, job.state_len).saturating_sub(read);
         // A turn starts only with room for a useful slice: an eighth of the share at least.
         let least = meter.limit().saturating_div(8);
         if !meter.can_consume(overhead.saturating_add(least)) {
@@ -232,6 +244,7 @@ impl<T: Config> Pallet<T> {
             return Turn::NoRoom;
         }
         meter.consume(overhead);
+        let overhead = overhead.saturating_add(read);
         job.weight_used = job.weight_used.saturating_add(overhead);
         if !job.weight_limit.all_gte(job.weight_used) {
             let error = if job.weight_limit.ref_time() < job.weight_used.ref_time() {
@@ -256,8 +269,8 @@ impl<T: Config> Pallet<T> {
         };
         // The slice may use what is left of the block's share and of the job's own limit.
         let job_left = job.weight_limit.saturating_sub(job.weight_used);
-        let room = meter.remaining().min(job_left);
-        let limited_by_job = job_left.any_lt(meter.remaining());
+        let share_left = meter.remaining();
+        let room = share_left.min(job_left);
         let slice = exec::run_slice::<T>(job.model, program, state, job.weight_limit, room);
         meter.consume(slice.weight);
         job.weight_used = job.weight_used.saturating_add(slice.weight);
@@ -276,21 +289,20 @@ impl<T: Config> Pallet<T> {
             Ok(SliceEnd::Paused(snapshot)) => {
                 let bytes = JobState::Paused(snapshot).encode();
                 if bytes == stored.as_slice() {
-                    // No progress: the next step does not fit the room it had.
-                    if limited_by_job {
-                        let error = if job_left.ref_time() < meter.remaining().ref_time() {
-                            JobError::OutOfGas
-                        } else {
-                            JobError::ProofSizeExhausted
-                        };
-                        return Self::end_job(id, job, JobStatus::Failed(error));
+                    // No progress: the next step does not fit the room it had. With a whole
+                    // share that is final: the job's own limit was short, or no block fits it.
+                    if !first {
+                        Jobs::<T>::insert(id, job);
+                        return Turn::Continues;
                     }
-                    if first {
-                        let status = JobStatus::Failed(JobError::TooLargeForBlock);
-                        return Self::end_job(id, job, status);
-                    }
-                    Jobs::<T>::insert(id, job);
-                    return Turn::Continues;
+                    let error = if job_left.ref_time() < share_left.ref_time() {
+                        JobError::OutOfGas
+                    } else if job_left.proof_size() < share_left.proof_size() {
+                        JobError::ProofSizeExhausted
+                    } else {
+                        JobError::TooLargeForBlock
+                    };
+                    return Self::end_job(id, job, JobStatus::Failed(error));
                 }
                 let Ok(state) = BoundedVec::<u8, T::MaxJobStateLen>::try_from(bytes) else {
                     return Self::end_job(id, job, JobStatus::Failed(JobError::StateTooLarge));

@@ -636,6 +636,7 @@ pub mod pallet {
                 Error::<T>::JobWeightLimitTooLarge
             );
             let state = jobs::JobState::Input(input.into_inner()).encode();
+            // `limits::check_jobs` makes every input of `MaxInputLen` fit.
             let state: BoundedVec<u8, T::MaxJobStateLen> =
                 state.try_into().map_err(|_| Error::<T>::WrongInputLength)?;
             let id = NextJobId::<T>::get();

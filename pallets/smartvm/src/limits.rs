@@ -185,6 +185,8 @@ pub enum JobShareError {
     ExceedsBlock,
     /// A slice of the largest state and program leaves no room for work.
     NoRoomForWork,
+    /// An input of `MaxInputLen` does not fit a job's state (`MaxJobStateLen`).
+    InputExceedsState,
 }
 
 /// Most of the relay chain's PoV limit the jobs' share may take: the rest is for the block's
@@ -195,6 +197,10 @@ pub const JOB_PROOF_SHARE_PERCENT: u64 = 50;
 /// a slice of the largest program and state to do work.
 pub fn check_jobs<T: Config>() -> Result<(), JobShareError> {
     let share = T::JobShare::get();
+    // A job's first state is its input, SCALE-encoded with a tag and a length prefix.
+    if T::MaxInputLen::get().saturating_add(16) > T::MaxJobStateLen::get() {
+        return Err(JobShareError::InputExceedsState);
+    }
     let most = RELAY_MAX_POV * JOB_PROOF_SHARE_PERCENT / 100;
     if share.proof_size() > most {
         return Err(JobShareError::ProofTooLarge {

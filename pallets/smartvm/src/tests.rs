@@ -137,17 +137,25 @@ fn lenet5_deployed_by_extrinsics_infers_the_offchain_logits() {
 #[test]
 fn host_function_and_in_runtime_kernels_give_identical_events() {
     let l = lenet();
+    same_events_and_root_on_both_kernel_paths(|| {
+        let id = deploy(&l);
+        for input in &l.inputs {
+            assert_ok!(SmartVm::infer(
+                RuntimeOrigin::signed(2),
+                id,
+                bounded(input),
+                LIMIT
+            ));
+        }
+    });
+}
+
+/// Runs `scenario` in a fresh test externality with the in-runtime kernels, and again with the
+/// kernels behind the host functions: the events and the storage root must be the same.
+pub(crate) fn same_events_and_root_on_both_kernel_paths(scenario: impl Fn()) {
     let run = || {
         new_test_ext().execute_with(|| {
-            let id = deploy(&l);
-            for input in &l.inputs {
-                assert_ok!(SmartVm::infer(
-                    RuntimeOrigin::signed(2),
-                    id,
-                    bounded(input),
-                    LIMIT
-                ));
-            }
+            scenario();
             (System::events(), root())
         })
     };

@@ -60,11 +60,11 @@ impl Buffer {
 
     /// Its state for a snapshot: frames (shape as C, D, H, W), live, peak, pushed and current
     /// limit.
-    pub(crate) fn save(&self) -> (Vec<SavedFrame>, [u64; 4]) {
+    pub(crate) fn into_saved(self) -> (Vec<SavedFrame>, [u64; 4]) {
         let frames = self
             .frames
-            .iter()
-            .map(|f| ([f.shape.c, f.shape.d, f.shape.h, f.shape.w], f.data.clone()))
+            .into_iter()
+            .map(|f| ([f.shape.c, f.shape.d, f.shape.h, f.shape.w], f.data))
             .collect();
         (frames, [self.live, self.peak, self.pushed, self.limit])
     }

@@ -373,7 +373,8 @@ impl Checkpoint {
 /// stops depends only on the program, the input, the slice sizes and the source's budget; resuming from each snapshot with
 /// the same `weights`, `config` and `gas_limit` gives exactly the uninterrupted run's outcome.
 /// A slice too small for the next instruction returns a snapshot equal to the one it started
-/// from (no progress): the caller must give it more.
+/// from (no progress): the caller must give it more. A source with a byte budget needs a
+/// finite `slice_gas`: with `u64::MAX` (no slicing) its refusal is the fault `SliceEnd`.
 pub fn execute_slice<K: Kernels, W: WeightSource>(
     exe: &Executable,
     start: Start<'_>,
@@ -505,13 +506,16 @@ pub fn execute_slice<K: Kernels, W: WeightSource>(
         }
     };
     match result {
-        Err((at, ErrorKind::SliceEnd)) => {
+        // Only a sliced run undoes a stopped instruction: without a slice's end, a source that
+        // refuses a read for its budget faults the run (`SliceEnd`) rather than pausing it.
+        Err((at, ErrorKind::SliceEnd)) if slicing => {
+            let (frames, buffer) = m.buffer.into_saved();
             return Ok(Progress::Paused(Snapshot {
                 pc: at as u32,
                 stack: m.stack,
                 memory: m.memory.bytes,
-                frames: m.buffer.save().0,
-                buffer: m.buffer.save().1,
+                frames,
+                buffer,
                 gas_used: m.meter.used,
                 instructions,
                 weights_read: [m.blocks_read, m.weight_bytes],
@@ -520,7 +524,7 @@ pub fn execute_slice<K: Kernels, W: WeightSource>(
                 output: m.output,
                 cnn_gas: cnn_gas.iter().map(|(op, g)| (*op as u8, *g)).collect(),
                 work: m.work,
-            }))
+            }));
         }
         Err((at, kind)) => return Err(fault(at, kind, m.meter.used)),
         Ok(()) => {}

@@ -79,11 +79,6 @@ impl<'a, W: WeightSource> ByteBudget<'a, W> {
         self.left.set(bytes);
         self.spent.set(false);
     }
-
-    /// Bytes left in this slice.
-    pub fn left(&self) -> u64 {
-        self.left.get()
-    }
 }
 
 impl<W: WeightSource> WeightSource for ByteBudget<'_, W> {

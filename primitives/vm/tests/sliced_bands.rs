@@ -196,6 +196,32 @@ fn a_convolution_larger_than_a_slice_makes_no_progress() {
     panic!("never stalled");
 }
 
+/// Without a slice's end (`u64::MAX`) nothing is checkpointed, so a budget's refusal cannot
+/// pause the run: it is the fault `SliceEnd`, never a snapshot of a half-done instruction.
+#[test]
+fn a_byte_budget_without_gas_slicing_faults_instead_of_pausing() {
+    let exe = common::fc_program(600, 40);
+    let blocks = fc_blocks(600, 40, 1024, 1);
+    let input = fc_input(600);
+    let source = BlockList(&blocks);
+    let budget = ByteBudget::new(&source, 5 << 10, 0);
+    let config = Config::default();
+    let start = Start::Input(&input);
+    let run = execute_slice(
+        &exe,
+        start,
+        &budget,
+        &Reference,
+        &config,
+        u64::MAX / 4,
+        u64::MAX,
+    );
+    assert_eq!(
+        run.map(|_| ()).map_err(|e| e.kind),
+        Err(ErrorKind::SliceEnd)
+    );
+}
+
 /// A source that refuses a block for a reason other than the slice's budget reports the missing
 /// block, as before.
 #[test]
