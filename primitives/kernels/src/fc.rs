@@ -49,7 +49,7 @@ pub fn fully_connected(
 /// `sums[r]` = wrapping dot product of weight row `r` (of `n`) with `xs` (padded to 16 lanes).
 fn dots(rows: &[i8], n: usize, xs: &[i16], sums: &mut [i32]) {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
+    if crate::tile::avx2() {
         // SAFETY: the CPU supports AVX2, checked just above.
         return unsafe { x86::dots_avx2(rows, n, xs, sums) };
     }

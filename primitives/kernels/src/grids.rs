@@ -62,7 +62,7 @@ impl GridShape {
     /// shape).
     pub fn fill(&self, p: &ConvParams, plane: &[i8], zero: i32, cells: &mut [i16]) {
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") {
+        if crate::tile::avx2() {
             // SAFETY: the CPU supports AVX2, checked just above.
             return unsafe { self.fill_avx2(p, plane, zero, cells) };
         }

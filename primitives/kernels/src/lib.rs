@@ -19,12 +19,16 @@ pub mod gemm;
 #[cfg(feature = "std")]
 mod grids;
 pub mod params;
+#[cfg(feature = "std")]
+pub mod quads;
 pub mod reference;
 #[cfg(feature = "std")]
 mod requant;
 #[cfg(feature = "std")]
 mod rows;
 pub mod scalar;
+#[cfg(feature = "std")]
+pub mod tile;
 #[cfg(feature = "std")]
 mod unfold;
 

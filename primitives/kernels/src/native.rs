@@ -9,9 +9,11 @@ use rayon::prelude::*;
 
 use crate::fc;
 use crate::gemm::{self, PackedWeights, MR};
+use crate::quads::{self, QuadKernel, QuadWeights};
 use crate::requant::requantize_row;
 use crate::rows;
-use crate::unfold::unfold;
+use crate::tile::{self, Tile};
+use crate::unfold::{unfold, unfold_quads, Unfolded, UnfoldedQuads};
 use crate::{
     check_conv, check_fc, check_pool, ChannelQuant, ConvParams, ConvTransposeParams, KernelError,
     Kernels, PairQuant, PoolParams, Reference,
@@ -25,11 +27,62 @@ const PARALLEL_MACS: u64 = 1 << 21;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Native;
 
-/// Output rows of one rayon task: a multiple of [`MR`], few enough that both cores get work on
+/// Output rows of one rayon task: a multiple of both GEMMs' row blocks ([`MR`], [`quads::ROWS`]), few enough that both cores get work on
 /// the narrow layers and that a task's packed weights stay in the L2 cache on the wide ones.
 fn rows_per_task(rows: usize) -> usize {
     let tasks = 2 * rayon::current_num_threads();
-    rows.div_ceil(tasks).next_multiple_of(MR).clamp(MR, 16)
+    rows.div_ceil(tasks)
+        .next_multiple_of(2 * MR)
+        .clamp(2 * MR, 16)
+}
+
+/// A group's unfolded input in the layout of the GEMM that runs it.
+enum Product {
+    /// Int16 tap pairs (AVX2 `vpmaddwd`, portable).
+    Pairs(Unfolded),
+    /// u8 tap quads (`vpdpbusd`, or its emulation).
+    Quads(UnfoldedQuads, QuadKernel),
+}
+
+impl Product {
+    /// Unfolds group `group` for the GEMM the active tile runs.
+    fn unfold(p: &ConvParams, input: &[i8], zero: i32, group: usize, parallel: bool) -> Self {
+        let kernel = match tile::active() {
+            Tile::Avx512Vnni => Some(QuadKernel::Avx512Vnni),
+            Tile::AvxVnni => Some(QuadKernel::AvxVnni),
+            Tile::VnniEmulated => Some(QuadKernel::Emulated),
+            Tile::Avx2 | Tile::Portable => None,
+        };
+        match kernel {
+            Some(k) if quads::zero_fits(zero) => {
+                Product::Quads(unfold_quads(p, input, zero, group, parallel), k)
+            }
+            _ => Product::Pairs(unfold(p, input, zero, group, parallel)),
+        }
+    }
+
+    /// GEMM positions, and the length of an output row among them.
+    fn layout(&self) -> (usize, usize) {
+        match self {
+            Product::Pairs(u) => (u.panels.positions(), u.row_len),
+            Product::Quads(u, _) => (u.panels.positions(), u.row_len),
+        }
+    }
+
+    /// The sums of `rows` weight rows (`taps` each) with the unfolded input.
+    fn multiply(&self, weights: &[i8], rows: usize, taps: usize, zero: i32, sums: &mut [i32]) {
+        match self {
+            Product::Pairs(u) => {
+                gemm::multiply(&PackedWeights::new(weights, rows, taps), &u.panels, sums)
+            }
+            Product::Quads(u, kernel) => quads::multiply(
+                *kernel,
+                &QuadWeights::new(weights, rows, taps, zero),
+                &u.panels,
+                sums,
+            ),
+        }
+    }
 }
 
 /// One group of a 2-D convolution: unfold into panels, then per task of output rows pack their
@@ -47,19 +100,15 @@ fn conv_group(
     let (out_w, taps) = (p.output.w as usize, p.weights_per_output() as usize);
     let rows = p.group_out() as usize;
     let first = group * rows;
-    let unfolded = unfold(p, input, q.input_zero, group, parallel);
-    let (wide, row_len) = (unfolded.panels.positions(), unfolded.row_len);
+    let product = Product::unfold(p, input, q.input_zero, group, parallel);
+    let (wide, row_len) = product.layout();
     let per_task = if parallel { rows_per_task(rows) } else { rows };
     let run = |(t, chunk): (usize, &mut [i8])| {
         let row0 = first + t * per_task;
         let task_rows = chunk.len() / positions;
-        let packed = PackedWeights::new(
-            &weights[row0 * taps..(row0 + task_rows) * taps],
-            task_rows,
-            taps,
-        );
+        let task_weights = &weights[row0 * taps..(row0 + task_rows) * taps];
         let mut sums = vec![0i32; task_rows * wide];
-        gemm::multiply(&packed, &unfolded.panels, &mut sums);
+        product.multiply(task_weights, task_rows, taps, q.input_zero, &mut sums);
         for (row, (acc, y)) in sums
             .chunks(wide)
             .zip(chunk.chunks_mut(positions))

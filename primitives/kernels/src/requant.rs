@@ -12,7 +12,7 @@ use crate::ChannelQuant;
 /// Requantizes one output channel's int32 sums (bias not yet added), with AVX2 where present.
 pub fn requantize_row(sums: &[i32], q: &ChannelQuant, oc: usize, out: &mut [i8]) {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
+    if crate::tile::avx2() {
         // SAFETY: the CPU supports AVX2, checked just above.
         return unsafe { x86::requantize_row_avx2(sums, q, oc, out) };
     }
@@ -29,7 +29,7 @@ fn requantize_row_scalar(sums: &[i32], q: &ChannelQuant, oc: usize, out: &mut [i
 /// Requantizes output `o`'s sum (bias not yet added) with channel `o`'s scale, for every `o`.
 pub fn requantize_channels(sums: &[i32], q: &ChannelQuant, out: &mut [i8]) {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
+    if crate::tile::avx2() {
         // SAFETY: the CPU supports AVX2, checked just above.
         return unsafe { x86::requantize_channels_avx2(sums, q, out) };
     }

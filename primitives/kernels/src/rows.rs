@@ -96,7 +96,7 @@ fn depthwise_channel(
     plane: &mut [i8],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
+    if crate::tile::avx2() {
         // SAFETY: the CPU supports AVX2, checked just above.
         unsafe { depthwise_channel_avx2(p, input, weights, q, c, scratch) };
         return requantize_row(&scratch.sums[..plane.len()], q, c, plane);

@@ -14,6 +14,7 @@ use rayon::prelude::*;
 
 use crate::gemm::{PackedInput, NR};
 use crate::grids::GridShape;
+use crate::quads::{QuadInput, COLS};
 use crate::ConvParams;
 
 /// One group's unfolded input, with the layout of its GEMM positions.
@@ -42,38 +43,158 @@ pub fn unfold(p: &ConvParams, input: &[i8], zero: i32, group: usize, parallel: b
             row_len: o.w as usize,
         };
     }
-    let shape = GridShape::of(p);
-    let channel_len = shape.channel_len();
-    // Slack past the last channel: the wide reads of the last panel run up to NR cells over.
-    let mut cells = vec![0i16; channels * channel_len + NR];
-    let fill = |(ci, grid): (usize, &mut [i16])| {
-        shape.fill(p, &group_input[ci * plane..(ci + 1) * plane], zero, grid)
-    };
-    if parallel {
-        cells
-            .par_chunks_mut(channel_len)
-            .take(channels)
-            .enumerate()
-            .for_each(fill);
-    } else {
-        cells
-            .chunks_mut(channel_len)
-            .take(channels)
-            .enumerate()
-            .for_each(fill);
-    }
-    let [_, kh, kw] = p.kernel.map(|k| k as usize);
-    let offsets: Vec<usize> = (0..channels)
-        .flat_map(|ci| {
-            (0..kh).flat_map(move |b| (0..kw).map(move |e| ci * channel_len + shape.tap(p, b, e)))
-        })
-        .collect();
-    let panels = PackedInput::build(taps, shape.wide_len(p), parallel, |first, panel| {
-        wide_panel(&cells, &offsets, first, panel)
+    let grids = Grids::fill(p, group_input, zero, parallel);
+    let panels = PackedInput::build(taps, grids.wide_len, parallel, |first, panel| {
+        wide_panel(&grids.cells, &grids.offsets, first, panel)
     });
     Unfolded {
         panels,
-        row_len: shape.phase_len,
+        row_len: grids.row_len,
+    }
+}
+
+/// One group's unfolded input as u8 quads (`x + 128`, padding `z + 128`) for the VNNI GEMM.
+pub struct UnfoldedQuads {
+    /// The panels.
+    pub panels: QuadInput,
+    /// As [`Unfolded::row_len`].
+    pub row_len: usize,
+}
+
+/// Unfolds group `group` of `input` for `p` into u8 quads; `zero` must fit int8.
+pub fn unfold_quads(
+    p: &ConvParams,
+    input: &[i8],
+    zero: i32,
+    group: usize,
+    parallel: bool,
+) -> UnfoldedQuads {
+    let (i, o) = (p.input, p.output);
+    let plane = (i.h * i.w) as usize;
+    let channels = p.group_in() as usize;
+    let taps = p.weights_per_output() as usize;
+    let group_input = &input[group * channels * plane..(group + 1) * channels * plane];
+    if p.kernel == [1, 1, 1] && p.stride[1..] == [1, 1] && p.pad[1..] == [0, 0] {
+        let panels = QuadInput::build(taps, plane, parallel, |first, panel| {
+            pointwise_quads(group_input, plane, first, panel)
+        });
+        return UnfoldedQuads {
+            panels,
+            row_len: o.w as usize,
+        };
+    }
+    let grids = Grids::fill(p, group_input, zero, parallel);
+    let bias = (zero + 128) as i16;
+    let panels = QuadInput::build(taps, grids.wide_len, parallel, |first, panel| {
+        wide_quads(&grids.cells, &grids.offsets, bias, first, panel)
+    });
+    UnfoldedQuads {
+        panels,
+        row_len: grids.row_len,
+    }
+}
+
+/// A group's input in stride-phase grids, and where each tap reads them.
+struct Grids {
+    cells: Vec<i16>,
+    offsets: Vec<usize>,
+    wide_len: usize,
+    row_len: usize,
+}
+
+impl Grids {
+    fn fill(p: &ConvParams, group_input: &[i8], zero: i32, parallel: bool) -> Self {
+        let plane = (p.input.h * p.input.w) as usize;
+        let channels = p.group_in() as usize;
+        let shape = GridShape::of(p);
+        let channel_len = shape.channel_len();
+        // Slack past the last channel: the wide reads of the last panel run up to NR cells over.
+        let mut cells = vec![0i16; channels * channel_len + NR];
+        let fill = |(ci, grid): (usize, &mut [i16])| {
+            shape.fill(p, &group_input[ci * plane..(ci + 1) * plane], zero, grid)
+        };
+        if parallel {
+            cells
+                .par_chunks_mut(channel_len)
+                .take(channels)
+                .enumerate()
+                .for_each(fill);
+        } else {
+            cells
+                .chunks_mut(channel_len)
+                .take(channels)
+                .enumerate()
+                .for_each(fill);
+        }
+        let [_, kh, kw] = p.kernel.map(|k| k as usize);
+        let offsets: Vec<usize> = (0..channels)
+            .flat_map(|ci| {
+                (0..kh)
+                    .flat_map(move |b| (0..kw).map(move |e| ci * channel_len + shape.tap(p, b, e)))
+            })
+            .collect();
+        Grids {
+            cells,
+            offsets,
+            wide_len: shape.wide_len(p),
+            row_len: shape.phase_len,
+        }
+    }
+}
+
+/// The quad panel of positions `first..` of a pointwise layer: tap quad `m` holds channels
+/// `4m..4m + 4` side by side, each as `x + 128`.
+fn pointwise_quads(channels: &[i8], plane: usize, first: usize, panel: &mut [u8]) {
+    let width = COLS.min(plane - first);
+    for (four, out) in channels
+        .chunks(4 * plane)
+        .zip(panel.chunks_exact_mut(4 * COLS))
+    {
+        for (t, channel) in four.chunks(plane).enumerate() {
+            for (j, x) in channel[first..first + width].iter().enumerate() {
+                out[4 * j + t] = *x as u8 ^ 0x80;
+            }
+        }
+    }
+}
+
+/// The quad panel of wide positions `first..first + COLS` from the grids: tap `k` is the run
+/// at `first + offsets[k]`, shifted by `bias = z + 128` back to `x + 128`.
+fn wide_quads(cells: &[i16], offsets: &[usize], bias: i16, first: usize, panel: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::tile::avx2() {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { wide_quads_avx2(cells, offsets, bias, first, panel) };
+    }
+    wide_quads_body(cells, offsets, bias, first, panel)
+}
+
+/// [`wide_quads_body`] compiled for AVX2.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn wide_quads_avx2(
+    cells: &[i16],
+    offsets: &[usize],
+    bias: i16,
+    first: usize,
+    panel: &mut [u8],
+) {
+    wide_quads_body(cells, offsets, bias, first, panel)
+}
+
+#[inline(always)]
+fn wide_quads_body(cells: &[i16], offsets: &[usize], bias: i16, first: usize, panel: &mut [u8]) {
+    for (taps, out) in offsets.chunks(4).zip(panel.chunks_exact_mut(4 * COLS)) {
+        for (t, offset) in taps.iter().enumerate() {
+            let at = first + offset;
+            let run: &[i16; COLS] = cells[at..at + COLS].try_into().expect("COLS cells");
+            for j in 0..COLS {
+                out[4 * j + t] = run[j].wrapping_add(bias) as u8;
+            }
+        }
     }
 }
 
@@ -81,7 +202,7 @@ pub fn unfold(p: &ConvParams, input: &[i8], zero: i32, group: usize, parallel: b
 /// tap pair `m` holds channels `2m` and `2m + 1` side by side.
 fn pointwise_panel(channels: &[i8], plane: usize, first: usize, zero: i32, panel: &mut [i16]) {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
+    if crate::tile::avx2() {
         // SAFETY: the CPU supports AVX2, checked just above.
         return unsafe { pointwise_panel_avx2(channels, plane, first, zero, panel) };
     }
@@ -144,7 +265,7 @@ fn pointwise_panel_body(channels: &[i8], plane: usize, first: usize, zero: i32, 
 /// the run at `first + offsets[k]`.
 fn wide_panel(cells: &[i16], offsets: &[usize], first: usize, panel: &mut [i16]) {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
+    if crate::tile::avx2() {
         // SAFETY: the CPU supports AVX2, checked just above.
         return unsafe { wide_panel_avx2(cells, offsets, first, panel) };
     }

@@ -1,0 +1,387 @@
+//! The exact u8 × s8 GEMM for CPUs with VNNI: `C[m][p] = Σ_k W[m][k] · (x[k][p] - z)`.
+//!
+//! `vpdpbusd` multiplies unsigned by signed bytes, four products per int32 lane, and adds them
+//! to the lane without saturating. Activations are stored as `x' = x + 128` (u8) and padding as
+//! `z + 128`, so that `Σ W·(x - z) = Σ W·x' - (z + 128)·ΣW`: the weight sums are taken once per
+//! row when packing and subtracted from each sum. Every product fits int32 and int32 addition
+//! wraps associatively, so the result equals the reference bit for bit (SPEC.md "Convolution").
+//!
+//! Taps go in quads: a packed weight row is one 32-bit word of four int8 weights per quad,
+//! broadcast to every lane; an input panel holds, for each of its [`COLS`] positions, the four
+//! taps of a quad side by side (one 512-bit register per quad).
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+/// Output rows (channels) of one packed weight block.
+pub const ROWS: usize = 8;
+/// Output positions of one input panel: sixteen int32 lanes.
+pub const COLS: usize = 16;
+
+/// Which instruction runs the tile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuadKernel {
+    /// `vpdpbusd` emulated in plain Rust: the definition of the tile, runnable on any CPU.
+    Emulated,
+    /// 256-bit AVX-VNNI.
+    AvxVnni,
+    /// 512-bit AVX-512 VNNI.
+    Avx512Vnni,
+}
+
+/// The zero point's correction applies to `x' = x + 128`; valid for int8 zero points only.
+pub fn zero_fits(zero: i32) -> bool {
+    (-128..=127).contains(&zero)
+}
+
+/// Some rows of int8 weights in quads, [`ROWS`] rows per block, with each row's correction
+/// `(z + 128) · Σ W[row]` (wrapping).
+pub struct QuadWeights {
+    words: Vec<i32>,
+    corrections: Vec<i32>,
+    quads: usize,
+    rows: usize,
+}
+
+impl QuadWeights {
+    /// Packs `rows` rows of `taps` weights (row-major) for inputs of zero point `zero`; the
+    /// last quad of a row is completed with zero weights, as are the rows of a last part block.
+    pub fn new(weights: &[i8], rows: usize, taps: usize, zero: i32) -> Self {
+        let quads = taps.div_ceil(4);
+        let mut words = vec![0i32; rows.div_ceil(ROWS) * quads * ROWS];
+        let mut corrections = vec![0i32; rows];
+        let word = |b: &[i8]| {
+            let mut four = [0u8; 4];
+            for (to, w) in four.iter_mut().zip(b) {
+                *to = *w as u8;
+            }
+            i32::from_le_bytes(four)
+        };
+        for (r, row) in weights.chunks_exact(taps).take(rows).enumerate() {
+            let base = (r / ROWS) * quads * ROWS + r % ROWS;
+            for (q, four) in row.chunks(4).enumerate() {
+                words[base + q * ROWS] = word(four);
+            }
+            let sum = row.iter().fold(0i32, |s, w| s.wrapping_add(*w as i32));
+            corrections[r] = sum.wrapping_mul(zero + 128);
+        }
+        QuadWeights {
+            words,
+            corrections,
+            quads,
+            rows,
+        }
+    }
+
+    fn block(&self, block: usize) -> &[i32] {
+        &self.words[block * self.quads * ROWS..(block + 1) * self.quads * ROWS]
+    }
+}
+
+/// Activations `x'[k][p]` (taps × positions, as u8) in panels of [`COLS`] positions: within a
+/// panel, tap `k` of position `j` sits at [`QuadInput::slot`]. Slots past the last tap or
+/// position may hold anything: they meet zero weights or are discarded.
+pub struct QuadInput {
+    bytes: Vec<u8>,
+    quads: usize,
+    positions: usize,
+}
+
+impl QuadInput {
+    /// Bytes in one panel.
+    pub fn panel_len(taps: usize) -> usize {
+        taps.div_ceil(4) * COLS * 4
+    }
+
+    /// Where tap `k` of a panel's position `j` goes within the panel.
+    #[inline(always)]
+    pub fn slot(k: usize, j: usize) -> usize {
+        ((k / 4) * COLS + j) * 4 + k % 4
+    }
+
+    /// Builds the panels with `fill(first_position, panel)`, on the rayon pool with `parallel`.
+    pub fn build(
+        taps: usize,
+        positions: usize,
+        parallel: bool,
+        fill: impl Fn(usize, &mut [u8]) + Sync,
+    ) -> Self {
+        use rayon::prelude::*;
+        let len = Self::panel_len(taps);
+        let mut bytes = vec![0u8; positions.div_ceil(COLS) * len];
+        let run = |(panel, chunk): (usize, &mut [u8])| fill(panel * COLS, chunk);
+        if parallel {
+            bytes.par_chunks_mut(len).enumerate().for_each(run);
+        } else {
+            bytes.chunks_mut(len).enumerate().for_each(run);
+        }
+        QuadInput {
+            bytes,
+            quads: taps.div_ceil(4),
+            positions,
+        }
+    }
+
+    /// Positions (columns) of the product.
+    pub fn positions(&self) -> usize {
+        self.positions
+    }
+
+    fn panel(&self, panel: usize) -> &[u8] {
+        let len = self.quads * COLS * 4;
+        &self.bytes[panel * len..(panel + 1) * len]
+    }
+}
+
+/// Sums of one block of rows over up to two panels: `acc[row][panel · COLS + j]`.
+type Acc = [[i32; 2 * COLS]; ROWS];
+
+/// Computes the product for every row of `w` into `sums` (rows × positions, row-major).
+pub fn multiply(kernel: QuadKernel, w: &QuadWeights, x: &QuadInput, sums: &mut [i32]) {
+    assert_eq!(w.quads, x.quads, "weights and input have the same taps");
+    assert_eq!(
+        sums.len(),
+        w.rows * x.positions,
+        "one sum per row and position"
+    );
+    let panels = x.positions.div_ceil(COLS);
+    let mut acc = [[0i32; 2 * COLS]; ROWS];
+    for first_panel in (0..panels).step_by(2) {
+        let two = first_panel + 1 < panels;
+        let xa = x.panel(first_panel);
+        let xb = if two { x.panel(first_panel + 1) } else { xa };
+        let first = first_panel * COLS;
+        let width = (2 * COLS).min(x.positions - first);
+        for r0 in (0..w.rows).step_by(ROWS) {
+            tile(kernel, w.block(r0 / ROWS), [xa, xb], two, w.quads, &mut acc);
+            for (r, lane) in acc.iter().enumerate().take(ROWS.min(w.rows - r0)) {
+                let at = (r0 + r) * x.positions + first;
+                let correction = w.corrections[r0 + r];
+                for (s, a) in sums[at..at + width].iter_mut().zip(lane) {
+                    *s = a.wrapping_sub(correction);
+                }
+            }
+        }
+    }
+}
+
+/// One [`ROWS`] × `2 · COLS` tile (one panel's worth when `two` is off) with `kernel`.
+#[inline]
+fn tile(kernel: QuadKernel, ws: &[i32], xs: [&[u8]; 2], two: bool, quads: usize, acc: &mut Acc) {
+    assert!(ws.len() >= quads * ROWS && xs.iter().all(|x| x.len() >= quads * COLS * 4));
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        QuadKernel::Avx512Vnni if crate::tile::Tile::Avx512Vnni.supported() => {
+            // SAFETY: AVX-512 F + BW + VNNI are present (checked); the slices hold `quads` steps.
+            unsafe {
+                if two {
+                    x86::tile_zmm::<2>(ws, xs, quads, acc)
+                } else {
+                    x86::tile_zmm::<1>(ws, xs, quads, acc)
+                }
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        QuadKernel::AvxVnni if crate::tile::Tile::AvxVnni.supported() => {
+            for (half, x) in xs.iter().enumerate().take(1 + two as usize) {
+                // SAFETY: AVX2 + AVX-VNNI are present (checked); the slices hold `quads` steps.
+                unsafe { x86::tile_ymm(ws, x, quads, acc, half) }
+            }
+        }
+        _ => {
+            for (half, x) in xs.iter().enumerate().take(1 + two as usize) {
+                tile_emulated(ws, x, quads, acc, half)
+            }
+        }
+    }
+}
+
+/// `vpdpbusd` on one int32 lane: four u8 × s8 products added to the lane, wrapping.
+#[inline(always)]
+pub fn dpbusd_lane(acc: i32, x: [u8; 4], w: [i8; 4]) -> i32 {
+    (0..4).fold(acc, |a, t| a.wrapping_add(x[t] as i32 * w[t] as i32))
+}
+
+/// The tile in plain Rust over one panel, into `acc`'s columns of panel `half`.
+fn tile_emulated(ws: &[i32], xs: &[u8], quads: usize, acc: &mut Acc, half: usize) {
+    for (r, row) in acc.iter_mut().enumerate() {
+        let lanes = &mut row[half * COLS..(half + 1) * COLS];
+        lanes.fill(0);
+        for q in 0..quads {
+            let w = ws[q * ROWS + r].to_le_bytes().map(|b| b as i8);
+            let x = &xs[q * COLS * 4..(q + 1) * COLS * 4];
+            for (lane, four) in lanes.iter_mut().zip(x.chunks_exact(4)) {
+                *lane = dpbusd_lane(*lane, [four[0], four[1], four[2], four[3]], w);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{Acc, COLS, ROWS};
+    use core::arch::x86_64::*;
+
+    /// `ROWS` × `P` 512-bit accumulators; per quad, `P` input loads and `ROWS` broadcasts feed
+    /// `ROWS · P` `vpdpbusd`.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F, BW and VNNI; `ws` must hold `quads · ROWS` words and each
+    /// used panel `quads · COLS · 4` bytes.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn tile_zmm<const P: usize>(
+        ws: &[i32],
+        xs: [&[u8]; 2],
+        quads: usize,
+        acc: &mut Acc,
+    ) {
+        let mut c = [[_mm512_setzero_si512(); P]; ROWS];
+        let mut w = ws.as_ptr();
+        let mut x = [xs[0].as_ptr(), xs[1].as_ptr()];
+        for _ in 0..quads {
+            let mut v = [_mm512_setzero_si512(); P];
+            for i in 0..P {
+                v[i] = _mm512_loadu_si512(x[i] as *const __m512i);
+                x[i] = x[i].add(COLS * 4);
+            }
+            for (r, row) in c.iter_mut().enumerate() {
+                let b = _mm512_set1_epi32(*w.add(r));
+                for i in 0..P {
+                    row[i] = _mm512_dpbusd_epi32(row[i], v[i], b);
+                }
+            }
+            w = w.add(ROWS);
+        }
+        for (out, row) in acc.iter_mut().zip(c) {
+            for (i, v) in row.into_iter().enumerate() {
+                _mm512_storeu_si512(out.as_mut_ptr().add(i * COLS) as *mut __m512i, v);
+            }
+        }
+    }
+
+    /// One panel with 256-bit AVX-VNNI, four rows at a time (eight accumulators fit the sixteen
+    /// registers with the loads), into `acc`'s columns of panel `half`.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and AVX-VNNI; `ws` must hold `quads · ROWS` words and `xs`
+    /// `quads · COLS · 4` bytes.
+    #[target_feature(enable = "avx2,avxvnni")]
+    pub(super) unsafe fn tile_ymm(ws: &[i32], xs: &[u8], quads: usize, acc: &mut Acc, half: usize) {
+        for four in 0..ROWS / 4 {
+            let mut c = [[_mm256_setzero_si256(); 2]; 4];
+            let mut w = ws.as_ptr().add(4 * four);
+            let mut x = xs.as_ptr();
+            for _ in 0..quads {
+                let lo = _mm256_loadu_si256(x as *const __m256i);
+                let hi = _mm256_loadu_si256(x.add(32) as *const __m256i);
+                for (r, row) in c.iter_mut().enumerate() {
+                    let b = _mm256_set1_epi32(*w.add(r));
+                    row[0] = _mm256_dpbusd_avx_epi32(row[0], lo, b);
+                    row[1] = _mm256_dpbusd_avx_epi32(row[1], hi, b);
+                }
+                w = w.add(ROWS);
+                x = x.add(COLS * 4);
+            }
+            for (r, [lo, hi]) in c.into_iter().enumerate() {
+                let out = acc[4 * four + r].as_mut_ptr().add(half * COLS);
+                _mm256_storeu_si256(out as *mut __m256i, lo);
+                _mm256_storeu_si256(out.add(8) as *mut __m256i, hi);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tile::Tile;
+
+    fn kernels_here() -> Vec<QuadKernel> {
+        let mut k = vec![QuadKernel::Emulated];
+        if Tile::AvxVnni.supported() {
+            k.push(QuadKernel::AvxVnni);
+        }
+        if Tile::Avx512Vnni.supported() {
+            k.push(QuadKernel::Avx512Vnni);
+        }
+        k
+    }
+
+    /// The packed product with its correction equals a direct triple loop over `x - z`, for
+    /// every kernel this CPU runs (the emulation everywhere), on sizes that leave part blocks,
+    /// part panels, an odd panel count and taps that are no multiple of four, at the extremes.
+    #[test]
+    fn every_quad_kernel_here_matches_direct_sums() {
+        let mut ran = Vec::new();
+        for kernel in kernels_here() {
+            for (rows, taps, positions, zero) in [
+                (1, 1, 1, 0),
+                (5, 9, 17, -128),
+                (8, 576, 40, 127),
+                (7, 3, 33, 5),
+                (10, 75, 19, -3),
+                (16, 1001, 64, -128),
+            ] {
+                let w: Vec<i8> = (0..rows * taps)
+                    .map(|i| {
+                        if i % 3 == 0 {
+                            -128
+                        } else {
+                            (i * 37 % 255) as i8
+                        }
+                    })
+                    .collect();
+                let x: Vec<i8> = (0..taps * positions)
+                    .map(|i| {
+                        if i % 5 == 0 {
+                            -128
+                        } else {
+                            (i * 53 % 256) as u8 as i8
+                        }
+                    })
+                    .collect();
+                let pw = QuadWeights::new(&w, rows, taps, zero);
+                let px = QuadInput::build(taps, positions, rows % 2 == 1, |first, panel| {
+                    for k in 0..taps {
+                        for j in 0..COLS.min(positions - first) {
+                            let v = x[k * positions + first + j];
+                            panel[QuadInput::slot(k, j)] = (v as i32 + 128) as u8;
+                        }
+                    }
+                });
+                let mut got = vec![0i32; rows * positions];
+                multiply(kernel, &pw, &px, &mut got);
+                for r in 0..rows {
+                    for p in 0..positions {
+                        let want = (0..taps).fold(0i32, |s, k| {
+                            let v = x[k * positions + p] as i32 - zero;
+                            s.wrapping_add(w[r * taps + k] as i32 * v)
+                        });
+                        assert_eq!(got[r * positions + p], want, "{kernel:?} row {r} pos {p}");
+                    }
+                }
+            }
+            ran.push(format!("{kernel:?}"));
+        }
+        println!(
+            "u8 x s8 quad kernels checked on this CPU: {}",
+            ran.join(", ")
+        );
+    }
+
+    /// Sums that wrap: 2^17 taps of -128 · 255 overflow int32; every kernel wraps like the
+    /// reference.
+    #[test]
+    fn quad_sums_wrap_like_the_reference() {
+        let (rows, taps, positions, zero) = (8, 1 << 17, 16, -128);
+        let w = vec![-128i8; rows * taps];
+        let pw = QuadWeights::new(&w, rows, taps, zero);
+        let px = QuadInput::build(taps, positions, false, |_, panel| panel.fill(255));
+        let want = (0..taps).fold(0i32, |s, _| s.wrapping_add(-128 * 255));
+        for kernel in kernels_here() {
+            let mut got = vec![0i32; rows * positions];
+            multiply(kernel, &pw, &px, &mut got);
+            assert!(got.iter().all(|s| *s == want), "{kernel:?}");
+        }
+    }
+}
