@@ -186,12 +186,6 @@ mod x86 {
     use super::{MR, NR};
     use core::arch::x86_64::*;
 
-    /// AVX-512 with VNNI: `vpdpwssd` multiplies int16 pairs and adds them to int32 lanes in one
-    /// instruction, wrapping (its saturating sibling `vpdpwssds` is not used).
-    pub(super) fn has_vnni() -> bool {
-        std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vnni")
-    }
-
     /// Packs the tap pairs of a full block (`MR` rows of `taps` int8 weights) eight at a time:
     /// each row's 16 bytes widen to eight int16 pair words, and a 4 × 8 word transpose puts
     /// them in pair-major, row-minor order. Returns the pairs packed; the caller packs the rest.
@@ -332,7 +326,7 @@ mod tests {
                 assert_eq!(portable, avx2, "AVX2 tile");
                 ran.push("avx2");
             }
-            if x86::has_vnni() {
+            if crate::tile::Tile::Avx512Vnni.supported() {
                 let mut vnni = [[0; NR]; MR];
                 // SAFETY: AVX-512 F + VNNI checked; the blocks hold `pairs` steps.
                 unsafe { x86::micro_kernel_vnni(pw.block(0), px.panel(0), pw.pairs, &mut vnni) };

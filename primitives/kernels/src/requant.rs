@@ -12,6 +12,11 @@ use crate::ChannelQuant;
 /// Requantizes one output channel's int32 sums (bias not yet added), with AVX2 where present.
 pub fn requantize_row(sums: &[i32], q: &ChannelQuant, oc: usize, out: &mut [i8]) {
     #[cfg(target_arch = "x86_64")]
+    if crate::tile::active() == crate::tile::Tile::Avx512Vnni {
+        // SAFETY: that tile is active only where AVX-512 F + BW are present.
+        return unsafe { x86::requantize_row_avx512(sums, q, oc, out) };
+    }
+    #[cfg(target_arch = "x86_64")]
     if crate::tile::avx2() {
         // SAFETY: the CPU supports AVX2, checked just above.
         return unsafe { x86::requantize_row_avx2(sums, q, oc, out) };
@@ -28,6 +33,11 @@ fn requantize_row_scalar(sums: &[i32], q: &ChannelQuant, oc: usize, out: &mut [i
 
 /// Requantizes output `o`'s sum (bias not yet added) with channel `o`'s scale, for every `o`.
 pub fn requantize_channels(sums: &[i32], q: &ChannelQuant, out: &mut [i8]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::tile::active() == crate::tile::Tile::Avx512Vnni {
+        // SAFETY: that tile is active only where AVX-512 F + BW are present.
+        return unsafe { x86::requantize_channels_avx512(sums, q, out) };
+    }
     #[cfg(target_arch = "x86_64")]
     if crate::tile::avx2() {
         // SAFETY: the CPU supports AVX2, checked just above.
@@ -150,7 +160,94 @@ mod x86 {
         }
         requantize_channels_scalar(sums, q, 8 * full, out);
     }
+    /// Eight 64-bit products and their shifts `n` in, eight clamped int8 values (in 64-bit
+    /// lanes) out.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn finish16(product: __m512i, n: __m512i, r: OutputRange) -> __m512i {
+        let one = _mm512_set1_epi64(1);
+        let round = _mm512_sllv_epi64(one, _mm512_sub_epi64(n, one));
+        let t = _mm512_srav_epi64(_mm512_add_epi64(product, round), n);
+        let t = _mm512_add_epi64(t, _mm512_set1_epi64(r.zero as i64));
+        let t = _mm512_max_epi64(t, _mm512_set1_epi64(r.lo as i64));
+        _mm512_min_epi64(t, _mm512_set1_epi64(r.hi as i64))
+    }
+
+    /// Sixteen sums (bias added) requantized with per-lane multipliers and `n = 31 + shift`
+    /// (sixteen int32 each): the even and odd lanes' 64-bit products are shifted
+    /// arithmetically and clamped in 64 bits, then narrowed to bytes.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    #[inline]
+    unsafe fn requantize16(acc: __m512i, mult: __m512i, n: __m512i, r: OutputRange) -> __m128i {
+        let low32 = _mm512_set1_epi64(0xffff_ffff);
+        let even = finish16(_mm512_mul_epi32(acc, mult), _mm512_and_si512(n, low32), r);
+        let odd = finish16(
+            _mm512_mul_epi32(_mm512_srli_epi64::<32>(acc), _mm512_srli_epi64::<32>(mult)),
+            _mm512_srli_epi64::<32>(n),
+            r,
+        );
+        let y = _mm512_mask_blend_epi32(0xaaaa, even, _mm512_slli_epi64::<32>(odd));
+        _mm512_cvtepi32_epi8(y)
+    }
+
+    /// Sixteen int32 lanes of `v` from `16 · i`.
+    ///
+    /// # Safety
+    /// `16 · i + 16 ≤ v.len()`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn load16(v: &[i32], i: usize) -> __m512i {
+        _mm512_loadu_si512(v.as_ptr().add(16 * i) as *const __m512i)
+    }
+
+    /// [`requantize_row_scalar`] sixteen lanes at a time.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn requantize_row_avx512(
+        sums: &[i32],
+        q: &ChannelQuant,
+        oc: usize,
+        out: &mut [i8],
+    ) {
+        let full = sums.len().min(out.len()) / 16;
+        let bias = _mm512_set1_epi32(q.bias[oc]);
+        let (mult, n) = (
+            _mm512_set1_epi32(q.mult[oc]),
+            _mm512_set1_epi32(31 + q.shift[oc]),
+        );
+        for i in 0..full {
+            // SAFETY: i < full, so the 16 lanes at 16·i lie inside both slices.
+            let acc = load16(sums, i);
+            let bytes = requantize16(_mm512_add_epi32(acc, bias), mult, n, q.output);
+            _mm_storeu_si128(out.as_mut_ptr().add(16 * i) as *mut __m128i, bytes);
+        }
+        requantize_row_scalar(&sums[16 * full..], q, oc, &mut out[16 * full..]);
+    }
+
+    /// [`requantize_channels_scalar`] sixteen lanes at a time.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn requantize_channels_avx512(
+        sums: &[i32],
+        q: &ChannelQuant,
+        out: &mut [i8],
+    ) {
+        let len = sums
+            .len()
+            .min(out.len())
+            .min(q.bias.len())
+            .min(q.mult.len())
+            .min(q.shift.len());
+        let full = len / 16;
+        for i in 0..full {
+            // SAFETY: i < full, so the 16 lanes at 16·i lie inside every slice.
+            let acc = _mm512_add_epi32(load16(sums, i), load16(&q.bias, i));
+            let n = _mm512_add_epi32(load16(&q.shift, i), _mm512_set1_epi32(31));
+            let bytes = requantize16(acc, load16(&q.mult, i), n, q.output);
+            _mm_storeu_si128(out.as_mut_ptr().add(16 * i) as *mut __m128i, bytes);
+        }
+        requantize_channels_scalar(sums, q, 16 * full, out);
+    }
 }
+
 
 #[cfg(test)]
 mod tests {
@@ -169,7 +266,7 @@ mod tests {
             state
         };
         for case in 0..4000usize {
-            let len = case % 37;
+            let len = case % 53;
             let extreme = case % 3 == 0;
             let sums: Vec<i32> = (0..len)
                 .map(|i| match (extreme, i % 4) {
@@ -210,6 +307,32 @@ mod tests {
             requantize_channels(&sums, &q, &mut fast);
             requantize_channels_scalar(&sums, &q, 0, &mut slow);
             assert_eq!(fast, slow, "per-output channels: {q:?} {sums:?}");
+            #[cfg(target_arch = "x86_64")]
+            {
+                use crate::tile::Tile;
+                requantize_row_scalar(&sums, &q, 0, &mut slow);
+                if Tile::Avx2.supported() {
+                    // SAFETY: AVX2 checked.
+                    unsafe { x86::requantize_row_avx2(&sums, &q, 0, &mut fast) };
+                    assert_eq!(fast, slow, "AVX2 row: {q:?} {sums:?}");
+                }
+                if Tile::Avx512Vnni.supported() {
+                    // SAFETY: AVX-512 F + BW checked (the tile requires them).
+                    unsafe { x86::requantize_row_avx512(&sums, &q, 0, &mut fast) };
+                    assert_eq!(fast, slow, "AVX-512 row: {q:?} {sums:?}");
+                }
+                requantize_channels_scalar(&sums, &q, 0, &mut slow);
+                if Tile::Avx2.supported() {
+                    // SAFETY: AVX2 checked.
+                    unsafe { x86::requantize_channels_avx2(&sums, &q, &mut fast) };
+                    assert_eq!(fast, slow, "AVX2 channels: {q:?} {sums:?}");
+                }
+                if Tile::Avx512Vnni.supported() {
+                    // SAFETY: AVX-512 F + BW checked.
+                    unsafe { x86::requantize_channels_avx512(&sums, &q, &mut fast) };
+                    assert_eq!(fast, slow, "AVX-512 channels: {q:?} {sums:?}");
+                }
+            }
         }
     }
 }
