@@ -34,48 +34,138 @@ pub fn zero_fits(zero: i32) -> bool {
     (-128..=127).contains(&zero)
 }
 
-/// Some rows of int8 weights in quads, [`ROWS`] rows per block, with each row's correction
-/// `(z + 128) · Σ W[row]` (wrapping).
-pub struct QuadWeights {
-    words: Vec<i32>,
+/// Some rows of int8 weights for the quad GEMM, with each row's correction
+/// `(z + 128) · Σ W[row]` (wrapping). Rows whose length is a multiple of four are read in
+/// place, a quad being four consecutive weights; others are packed into whole quads (the last
+/// one completed with zero weights), [`ROWS`] rows per block.
+pub struct QuadWeights<'a> {
+    source: Source<'a>,
     corrections: Vec<i32>,
     quads: usize,
     rows: usize,
 }
 
-impl QuadWeights {
-    /// Packs `rows` rows of `taps` weights (row-major) for inputs of zero point `zero`; the
-    /// last quad of a row is completed with zero weights, as are the rows of a last part block.
-    pub fn new(weights: &[i8], rows: usize, taps: usize, zero: i32) -> Self {
+enum Source<'a> {
+    /// Row-major rows of `taps` weights, `taps` a multiple of four.
+    Rows(&'a [i8], usize),
+    /// Block `b`, quad `q`, row `r` at word `(b · quads + q) · ROWS + r`.
+    Packed(Vec<i32>),
+}
+
+impl<'a> QuadWeights<'a> {
+    /// The quad view of `rows` rows of `taps` weights (row-major) for inputs of zero point
+    /// `zero`.
+    pub fn new(weights: &'a [i8], rows: usize, taps: usize, zero: i32) -> Self {
+        let weights = &weights[..rows * taps];
         let quads = taps.div_ceil(4);
-        let mut words = vec![0i32; rows.div_ceil(ROWS) * quads * ROWS];
-        let mut corrections = vec![0i32; rows];
-        let word = |b: &[i8]| {
-            let mut four = [0u8; 4];
-            for (to, w) in four.iter_mut().zip(b) {
-                *to = *w as u8;
-            }
-            i32::from_le_bytes(four)
+        let corrections = row_sums(weights, taps)
+            .into_iter()
+            .map(|sum| sum.wrapping_mul(zero + 128))
+            .collect();
+        let source = if taps % 4 == 0 {
+            Source::Rows(weights, taps)
+        } else {
+            Source::Packed(pack(weights, rows, taps))
         };
-        for (r, row) in weights.chunks_exact(taps).take(rows).enumerate() {
-            let base = (r / ROWS) * quads * ROWS + r % ROWS;
-            for (q, four) in row.chunks(4).enumerate() {
-                words[base + q * ROWS] = word(four);
-            }
-            let sum = row.iter().fold(0i32, |s, w| s.wrapping_add(*w as i32));
-            corrections[r] = sum.wrapping_mul(zero + 128);
-        }
         QuadWeights {
-            words,
+            source,
             corrections,
             quads,
             rows,
         }
     }
 
-    fn block(&self, block: usize) -> &[i32] {
-        &self.words[block * self.quads * ROWS..(block + 1) * self.quads * ROWS]
+    /// Where the rows of block `block` start, and the bytes from one quad to the next. Rows
+    /// past the last one (in a part block) repeat the block's first row: their sums are
+    /// discarded.
+    fn block(&self, block: usize) -> Block<'_> {
+        let first = block * ROWS;
+        match &self.source {
+            Source::Rows(w, taps) => Block {
+                bytes: as_u8(w),
+                starts: core::array::from_fn(|r| {
+                    (if first + r < self.rows { first + r } else { first }) * taps
+                }),
+                step: 4,
+                quads: self.quads,
+            },
+            Source::Packed(words) => Block {
+                bytes: words_as_bytes(words),
+                starts: core::array::from_fn(|r| (block * self.quads * ROWS + r) * 4),
+                step: 4 * ROWS,
+                quads: self.quads,
+            },
+        }
     }
+}
+
+/// The weights of one block of rows: quad `q` of row `r` is the four bytes at
+/// `starts[r] + q · step`.
+#[derive(Clone, Copy)]
+struct Block<'a> {
+    bytes: &'a [u8],
+    starts: [usize; ROWS],
+    step: usize,
+    quads: usize,
+}
+
+impl Block<'_> {
+    /// Whether every quad of every row lies inside `bytes`: what the SIMD tiles rely on.
+    fn in_bounds(&self) -> bool {
+        let span = (self.quads.max(1) - 1) * self.step + 4;
+        self.starts.iter().all(|s| s + span <= self.bytes.len())
+    }
+
+    /// Quad `q` of row `r` as one word.
+    #[inline(always)]
+    fn word(&self, r: usize, q: usize) -> i32 {
+        let at = self.starts[r] + q * self.step;
+        i32::from_le_bytes(self.bytes[at..at + 4].try_into().expect("four bytes"))
+    }
+}
+
+fn as_u8(w: &[i8]) -> &[u8] {
+    crate::as_u8(w)
+}
+
+fn words_as_bytes(words: &[i32]) -> &[u8] {
+    // SAFETY: any i32 is four valid bytes; u8 has alignment 1; the lifetime is kept.
+    unsafe { core::slice::from_raw_parts(words.as_ptr() as *const u8, words.len() * 4) }
+}
+
+/// Packs rows whose length is no multiple of four into whole quads, [`ROWS`] rows per block.
+fn pack(weights: &[i8], rows: usize, taps: usize) -> Vec<i32> {
+    let quads = taps.div_ceil(4);
+    let mut words = vec![0i32; rows.div_ceil(ROWS) * quads * ROWS];
+    for (r, row) in weights.chunks_exact(taps).enumerate() {
+        let base = (r / ROWS) * quads * ROWS + r % ROWS;
+        for (q, four) in row.chunks(4).enumerate() {
+            let mut bytes = [0u8; 4];
+            for (to, w) in bytes.iter_mut().zip(four) {
+                *to = *w as u8;
+            }
+            words[base + q * ROWS] = i32::from_le_bytes(bytes);
+        }
+    }
+    words
+}
+
+/// Each row's weight sum, wrapping to int32 (exact: a row of under 2^24 weights cannot
+/// overflow, and wrapping is what the reference's sums do anyway).
+fn row_sums(weights: &[i8], taps: usize) -> Vec<i32> {
+    #[cfg(target_arch = "x86_64")]
+    if crate::tile::avx2() {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { x86::row_sums_avx2(weights, taps) };
+    }
+    row_sums_scalar(weights, taps)
+}
+
+fn row_sums_scalar(weights: &[i8], taps: usize) -> Vec<i32> {
+    weights
+        .chunks_exact(taps)
+        .map(|row| row.iter().fold(0i32, |s, w| s.wrapping_add(*w as i32)))
+        .collect()
 }
 
 /// Activations `x'[k][p]` (taps × positions, as u8) in panels of [`COLS`] positions: within a
@@ -137,7 +227,7 @@ impl QuadInput {
 type Acc = [[i32; 2 * COLS]; ROWS];
 
 /// Computes the product for every row of `w` into `sums` (rows × positions, row-major).
-pub fn multiply(kernel: QuadKernel, w: &QuadWeights, x: &QuadInput, sums: &mut [i32]) {
+pub fn multiply(kernel: QuadKernel, w: &QuadWeights<'_>, x: &QuadInput, sums: &mut [i32]) {
     assert_eq!(w.quads, x.quads, "weights and input have the same taps");
     assert_eq!(
         sums.len(),
@@ -153,7 +243,7 @@ pub fn multiply(kernel: QuadKernel, w: &QuadWeights, x: &QuadInput, sums: &mut [
         let first = first_panel * COLS;
         let width = (2 * COLS).min(x.positions - first);
         for r0 in (0..w.rows).step_by(ROWS) {
-            tile(kernel, w.block(r0 / ROWS), [xa, xb], two, w.quads, &mut acc);
+            tile(kernel, w.block(r0 / ROWS), [xa, xb], two, &mut acc);
             for (r, lane) in acc.iter().enumerate().take(ROWS.min(w.rows - r0)) {
                 let at = (r0 + r) * x.positions + first;
                 let correction = w.corrections[r0 + r];
@@ -167,30 +257,32 @@ pub fn multiply(kernel: QuadKernel, w: &QuadWeights, x: &QuadInput, sums: &mut [
 
 /// One [`ROWS`] × `2 · COLS` tile (one panel's worth when `two` is off) with `kernel`.
 #[inline]
-fn tile(kernel: QuadKernel, ws: &[i32], xs: [&[u8]; 2], two: bool, quads: usize, acc: &mut Acc) {
-    assert!(ws.len() >= quads * ROWS && xs.iter().all(|x| x.len() >= quads * COLS * 4));
+fn tile(kernel: QuadKernel, w: Block<'_>, xs: [&[u8]; 2], two: bool, acc: &mut Acc) {
+    let quads = w.quads;
+    assert!(w.in_bounds() && xs.iter().all(|x| x.len() >= quads * COLS * 4));
     match kernel {
         #[cfg(target_arch = "x86_64")]
         QuadKernel::Avx512Vnni if crate::tile::Tile::Avx512Vnni.supported() => {
-            // SAFETY: AVX-512 F + BW + VNNI are present (checked); the slices hold `quads` steps.
+            // SAFETY: AVX-512 F + BW + VNNI are present (checked); every weight quad and both
+            // panels' `quads` steps are in bounds (asserted).
             unsafe {
                 if two {
-                    x86::tile_zmm::<2>(ws, xs, quads, acc)
+                    x86::tile_zmm::<2>(w, xs, acc)
                 } else {
-                    x86::tile_zmm::<1>(ws, xs, quads, acc)
+                    x86::tile_zmm::<1>(w, xs, acc)
                 }
             }
         }
         #[cfg(target_arch = "x86_64")]
         QuadKernel::AvxVnni if crate::tile::Tile::AvxVnni.supported() => {
             for (half, x) in xs.iter().enumerate().take(1 + two as usize) {
-                // SAFETY: AVX2 + AVX-VNNI are present (checked); the slices hold `quads` steps.
-                unsafe { x86::tile_ymm(ws, x, quads, acc, half) }
+                // SAFETY: AVX2 + AVX-VNNI are present (checked); bounds as above.
+                unsafe { x86::tile_ymm(w, x, acc, half) }
             }
         }
         _ => {
             for (half, x) in xs.iter().enumerate().take(1 + two as usize) {
-                tile_emulated(ws, x, quads, acc, half)
+                tile_emulated(w, x, acc, half)
             }
         }
     }
@@ -203,12 +295,12 @@ pub fn dpbusd_lane(acc: i32, x: [u8; 4], w: [i8; 4]) -> i32 {
 }
 
 /// The tile in plain Rust over one panel, into `acc`'s columns of panel `half`.
-fn tile_emulated(ws: &[i32], xs: &[u8], quads: usize, acc: &mut Acc, half: usize) {
+fn tile_emulated(w: Block<'_>, xs: &[u8], acc: &mut Acc, half: usize) {
     for (r, row) in acc.iter_mut().enumerate() {
         let lanes = &mut row[half * COLS..(half + 1) * COLS];
         lanes.fill(0);
-        for q in 0..quads {
-            let w = ws[q * ROWS + r].to_le_bytes().map(|b| b as i8);
+        for q in 0..w.quads {
+            let w = w.word(r, q).to_le_bytes().map(|b| b as i8);
             let x = &xs[q * COLS * 4..(q + 1) * COLS * 4];
             for (lane, four) in lanes.iter_mut().zip(x.chunks_exact(4)) {
                 *lane = dpbusd_lane(*lane, [four[0], four[1], four[2], four[3]], w);
@@ -219,7 +311,8 @@ fn tile_emulated(ws: &[i32], xs: &[u8], quads: usize, acc: &mut Acc, half: usize
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Acc, COLS, ROWS};
+    use super::{Acc, Block, COLS, ROWS};
+    use alloc::vec::Vec;
     use core::arch::x86_64::*;
 
     /// `ROWS` × `P` 512-bit accumulators; per quad, `P` input loads and `ROWS` broadcasts feed
@@ -229,34 +322,58 @@ mod x86 {
     /// The CPU must support AVX-512 F, BW and VNNI; `ws` must hold `quads · ROWS` words and each
     /// used panel `quads · COLS · 4` bytes.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub(super) unsafe fn tile_zmm<const P: usize>(
-        ws: &[i32],
-        xs: [&[u8]; 2],
-        quads: usize,
-        acc: &mut Acc,
-    ) {
+    pub(super) unsafe fn tile_zmm<const P: usize>(w: Block<'_>, xs: [&[u8]; 2], acc: &mut Acc) {
         let mut c = [[_mm512_setzero_si512(); P]; ROWS];
-        let mut w = ws.as_ptr();
+        let rows: [*const u8; ROWS] = core::array::from_fn(|r| w.bytes.as_ptr().add(w.starts[r]));
+        let mut at = 0;
         let mut x = [xs[0].as_ptr(), xs[1].as_ptr()];
-        for _ in 0..quads {
+        for _ in 0..w.quads {
             let mut v = [_mm512_setzero_si512(); P];
             for i in 0..P {
                 v[i] = _mm512_loadu_si512(x[i] as *const __m512i);
                 x[i] = x[i].add(COLS * 4);
             }
-            for (r, row) in c.iter_mut().enumerate() {
-                let b = _mm512_set1_epi32(*w.add(r));
+            for (row, start) in c.iter_mut().zip(rows) {
+                let b = _mm512_set1_epi32((start.add(at) as *const i32).read_unaligned());
                 for i in 0..P {
                     row[i] = _mm512_dpbusd_epi32(row[i], v[i], b);
                 }
             }
-            w = w.add(ROWS);
+            at += w.step;
         }
         for (out, row) in acc.iter_mut().zip(c) {
             for (i, v) in row.into_iter().enumerate() {
                 _mm512_storeu_si512(out.as_mut_ptr().add(i * COLS) as *mut __m512i, v);
             }
         }
+    }
+
+    /// Each row's weight sum: `vpsadbw` adds the bytes `w + 128` eight at a time into 64-bit
+    /// lanes, and `128 · taps` comes off at the end.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn row_sums_avx2(weights: &[i8], taps: usize) -> Vec<i32> {
+        let flip = _mm256_set1_epi8(-128);
+        let vectors = taps / 32;
+        weights
+            .chunks_exact(taps)
+            .map(|row| {
+                let mut acc = _mm256_setzero_si256();
+                for v in 0..vectors {
+                    // SAFETY: 32·v + 32 ≤ taps = row.len().
+                    let w = _mm256_loadu_si256(row.as_ptr().add(32 * v) as *const __m256i);
+                    let sad = _mm256_sad_epu8(_mm256_xor_si256(w, flip), _mm256_setzero_si256());
+                    acc = _mm256_add_epi64(acc, sad);
+                }
+                let mut lanes = [0i64; 4];
+                _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, acc);
+                let biased: i64 = lanes.iter().sum::<i64>() - 128 * (32 * vectors) as i64;
+                let tail = row[32 * vectors..].iter().map(|w| *w as i64).sum::<i64>();
+                (biased + tail) as i32
+            })
+            .collect()
     }
 
     /// One panel with 256-bit AVX-VNNI, four rows at a time (eight accumulators fit the sixteen
@@ -266,20 +383,22 @@ mod x86 {
     /// The CPU must support AVX2 and AVX-VNNI; `ws` must hold `quads · ROWS` words and `xs`
     /// `quads · COLS · 4` bytes.
     #[target_feature(enable = "avx2,avxvnni")]
-    pub(super) unsafe fn tile_ymm(ws: &[i32], xs: &[u8], quads: usize, acc: &mut Acc, half: usize) {
+    pub(super) unsafe fn tile_ymm(w: Block<'_>, xs: &[u8], acc: &mut Acc, half: usize) {
         for four in 0..ROWS / 4 {
             let mut c = [[_mm256_setzero_si256(); 2]; 4];
-            let mut w = ws.as_ptr().add(4 * four);
+            let rows: [*const u8; 4] =
+                core::array::from_fn(|r| w.bytes.as_ptr().add(w.starts[4 * four + r]));
+            let mut at = 0;
             let mut x = xs.as_ptr();
-            for _ in 0..quads {
+            for _ in 0..w.quads {
                 let lo = _mm256_loadu_si256(x as *const __m256i);
                 let hi = _mm256_loadu_si256(x.add(32) as *const __m256i);
-                for (r, row) in c.iter_mut().enumerate() {
-                    let b = _mm256_set1_epi32(*w.add(r));
+                for (row, start) in c.iter_mut().zip(rows) {
+                    let b = _mm256_set1_epi32((start.add(at) as *const i32).read_unaligned());
                     row[0] = _mm256_dpbusd_avx_epi32(row[0], lo, b);
                     row[1] = _mm256_dpbusd_avx_epi32(row[1], hi, b);
                 }
-                w = w.add(ROWS);
+                at += w.step;
                 x = x.add(COLS * 4);
             }
             for (r, [lo, hi]) in c.into_iter().enumerate() {
@@ -321,6 +440,8 @@ mod tests {
                 (7, 3, 33, 5),
                 (10, 75, 19, -3),
                 (16, 1001, 64, -128),
+                (9, 1024, 50, 77),
+                (3, 68, 7, -1),
             ] {
                 let w: Vec<i8> = (0..rows * taps)
                     .map(|i| {
@@ -341,6 +462,13 @@ mod tests {
                     })
                     .collect();
                 let pw = QuadWeights::new(&w, rows, taps, zero);
+                assert_eq!(
+                    pw.corrections,
+                    row_sums_scalar(&w, taps)
+                        .into_iter()
+                        .map(|s| s.wrapping_mul(zero + 128))
+                        .collect::<Vec<_>>()
+                );
                 let px = QuadInput::build(taps, positions, rows % 2 == 1, |first, panel| {
                     for k in 0..taps {
                         for j in 0..COLS.min(positions - first) {
