@@ -1,4 +1,5 @@
-//! Stride-phase grids: a 2-D convolution's padded input plane as `x - z_in` in int16, split by
+//! Stride-phase grids: a 2-D convolution's padded input plane (as `x - z_in` in int16, or `x + 128`
+//! in u8 for the VNNI GEMM), split by
 //! row and column phase modulo the strides so that every tap of every output position is one
 //! read at a fixed offset.
 //!
@@ -57,16 +58,22 @@ impl GridShape {
         grid * self.grid_len() + (row / sh) * self.phase_len + col / sw
     }
 
-    /// Writes one channel's input `plane` (H × W int8) into its grids `cells`. Padding cells
-    /// are not written: they must already be zero (a fresh buffer, or one reused for the same
-    /// shape).
-    pub fn fill(&self, p: &ConvParams, plane: &[i8], zero: i32, cells: &mut [i16]) {
+    /// Writes one channel's input `plane` (H × W int8) into its grids `cells`, each input `x`
+    /// as `value(x)`. Padding cells are not written: they must already hold the padding value
+    /// (a fresh buffer, or one reused for the same shape).
+    pub fn fill<T: Copy>(
+        &self,
+        p: &ConvParams,
+        plane: &[i8],
+        cells: &mut [T],
+        value: impl Fn(i8) -> T + Copy,
+    ) {
         #[cfg(target_arch = "x86_64")]
         if crate::tile::avx2() {
             // SAFETY: the CPU supports AVX2, checked just above.
-            return unsafe { self.fill_avx2(p, plane, zero, cells) };
+            return unsafe { self.fill_avx2(p, plane, cells, value) };
         }
-        self.fill_body(p, plane, zero, cells)
+        self.fill_body(p, plane, cells, value)
     }
 
     /// [`fill_body`](Self::fill_body) compiled for AVX2.
@@ -75,16 +82,28 @@ impl GridShape {
     /// The CPU must support AVX2.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn fill_avx2(&self, p: &ConvParams, plane: &[i8], zero: i32, cells: &mut [i16]) {
-        self.fill_body(p, plane, zero, cells)
+    unsafe fn fill_avx2<T: Copy>(
+        &self,
+        p: &ConvParams,
+        plane: &[i8],
+        cells: &mut [T],
+        value: impl Fn(i8) -> T + Copy,
+    ) {
+        self.fill_body(p, plane, cells, value)
     }
 
     #[inline(always)]
-    fn fill_body(&self, p: &ConvParams, plane: &[i8], zero: i32, cells: &mut [i16]) {
+    fn fill_body<T: Copy>(
+        &self,
+        p: &ConvParams,
+        plane: &[i8],
+        cells: &mut [T],
+        value: impl Fn(i8) -> T + Copy,
+    ) {
         let [sh, sw] = self.strides;
         let [_, ph, pw] = p.pad.map(|s| s as usize);
         let (width, phase_len, grid_len) = (p.input.w as usize, self.phase_len, self.grid_len());
-        let shifted = |x: &i8| (*x as i32 - zero) as i16;
+        let shifted = |x: &i8| value(*x);
         for (ih, row) in plane.chunks_exact(width).enumerate() {
             let r = ih + ph;
             let grid_row = (r % sh) * sw * grid_len + (r / sh) * phase_len;

@@ -138,7 +138,8 @@ fn depthwise_channel_body(
     let plane = &input[c * (i.h * i.w) as usize..(c + 1) * (i.h * i.w) as usize];
     let taps = &weights[c * kh * kw..(c + 1) * kh * kw];
     let shape = scratch.shape;
-    shape.fill(p, plane, q.input_zero, &mut scratch.cells);
+    let zero = q.input_zero;
+    shape.fill(p, plane, &mut scratch.cells, |x| (x as i32 - zero) as i16);
     let sums = &mut scratch.sums[..];
     sums.fill(0);
     let wide = sums.len();

@@ -43,7 +43,7 @@ pub fn unfold(p: &ConvParams, input: &[i8], zero: i32, group: usize, parallel: b
             row_len: o.w as usize,
         };
     }
-    let grids = Grids::fill(p, group_input, zero, parallel);
+    let grids = Grids::fill(p, group_input, 0, |x| (x as i32 - zero) as i16, parallel);
     let panels = PackedInput::build(taps, grids.wide_len, parallel, |first, panel| {
         wide_panel(&grids.cells, &grids.offsets, first, panel)
     });
@@ -83,10 +83,10 @@ pub fn unfold_quads(
             row_len: o.w as usize,
         };
     }
-    let grids = Grids::fill(p, group_input, zero, parallel);
-    let bias = (zero + 128) as i16;
+    let padding = (zero + 128) as u8;
+    let grids = Grids::fill(p, group_input, padding, |x| x as u8 ^ 0x80, parallel);
     let panels = QuadInput::build(taps, grids.wide_len, parallel, |first, panel| {
-        wide_quads(&grids.cells, &grids.offsets, bias, first, panel)
+        wide_quads(&grids.cells, &grids.offsets, first, panel)
     });
     UnfoldedQuads {
         panels,
@@ -95,23 +95,30 @@ pub fn unfold_quads(
 }
 
 /// A group's input in stride-phase grids, and where each tap reads them.
-struct Grids {
-    cells: Vec<i16>,
+struct Grids<T> {
+    cells: Vec<T>,
     offsets: Vec<usize>,
     wide_len: usize,
     row_len: usize,
 }
 
-impl Grids {
-    fn fill(p: &ConvParams, group_input: &[i8], zero: i32, parallel: bool) -> Self {
+impl<T: Copy + Send + Sync> Grids<T> {
+    /// Grids holding `value(x)` for each input and `padding` elsewhere.
+    fn fill(
+        p: &ConvParams,
+        group_input: &[i8],
+        padding: T,
+        value: impl Fn(i8) -> T + Copy + Sync,
+        parallel: bool,
+    ) -> Self {
         let plane = (p.input.h * p.input.w) as usize;
         let channels = p.group_in() as usize;
         let shape = GridShape::of(p);
         let channel_len = shape.channel_len();
         // Slack past the last channel: the wide reads of the last panel run up to NR cells over.
-        let mut cells = vec![0i16; channels * channel_len + NR];
-        let fill = |(ci, grid): (usize, &mut [i16])| {
-            shape.fill(p, &group_input[ci * plane..(ci + 1) * plane], zero, grid)
+        let mut cells = vec![padding; channels * channel_len + NR];
+        let fill = |(ci, grid): (usize, &mut [T])| {
+            shape.fill(p, &group_input[ci * plane..(ci + 1) * plane], grid, value)
         };
         if parallel {
             cells
@@ -150,6 +157,15 @@ fn pointwise_quads(channels: &[i8], plane: usize, first: usize, panel: &mut [u8]
         .chunks(4 * plane)
         .zip(panel.chunks_exact_mut(4 * COLS))
     {
+        let out: &mut [u8; 4 * COLS] = out.try_into().expect("one quad of the panel");
+        if width == COLS && four.len() == 4 * plane {
+            let run = |t: usize| -> &[u8; COLS] {
+                let at = t * plane + first;
+                crate::as_u8(&four[at..at + COLS]).try_into().expect("COLS inputs")
+            };
+            interleave4([run(0), run(1), run(2), run(3)], 0x80, out);
+            continue;
+        }
         for (t, channel) in four.chunks(plane).enumerate() {
             for (j, x) in channel[first..first + width].iter().enumerate() {
                 out[4 * j + t] = *x as u8 ^ 0x80;
@@ -158,42 +174,46 @@ fn pointwise_quads(channels: &[i8], plane: usize, first: usize, panel: &mut [u8]
     }
 }
 
-/// The quad panel of wide positions `first..first + COLS` from the grids: tap `k` is the run
-/// at `first + offsets[k]`, shifted by `bias = z + 128` back to `x + 128`.
-fn wide_quads(cells: &[i16], offsets: &[usize], bias: i16, first: usize, panel: &mut [u8]) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::tile::avx2() {
-        // SAFETY: the CPU supports AVX2, checked just above.
-        return unsafe { wide_quads_avx2(cells, offsets, bias, first, panel) };
-    }
-    wide_quads_body(cells, offsets, bias, first, panel)
-}
-
-/// [`wide_quads_body`] compiled for AVX2.
-///
-/// # Safety
-/// The CPU must support AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn wide_quads_avx2(
-    cells: &[i16],
-    offsets: &[usize],
-    bias: i16,
-    first: usize,
-    panel: &mut [u8],
-) {
-    wide_quads_body(cells, offsets, bias, first, panel)
-}
-
-#[inline(always)]
-fn wide_quads_body(cells: &[i16], offsets: &[usize], bias: i16, first: usize, panel: &mut [u8]) {
+/// The quad panel of wide positions `first..first + COLS` from the u8 grids: tap `k` is the
+/// run at `first + offsets[k]`.
+fn wide_quads(cells: &[u8], offsets: &[usize], first: usize, panel: &mut [u8]) {
+    let run = |k: &usize| -> &[u8; COLS] {
+        let at = first + k;
+        cells[at..at + COLS].try_into().expect("COLS cells")
+    };
     for (taps, out) in offsets.chunks(4).zip(panel.chunks_exact_mut(4 * COLS)) {
-        for (t, offset) in taps.iter().enumerate() {
-            let at = first + offset;
-            let run: &[i16; COLS] = cells[at..at + COLS].try_into().expect("COLS cells");
-            for j in 0..COLS {
-                out[4 * j + t] = run[j].wrapping_add(bias) as u8;
-            }
+        let out: &mut [u8; 4 * COLS] = out.try_into().expect("one quad of the panel");
+        let last = run(&taps[0]);
+        let runs = [0, 1, 2, 3].map(|t| taps.get(t).map_or(last, run));
+        interleave4(runs, 0, out);
+    }
+}
+
+/// `out[4j + t] = runs[t][j] ^ flip`: four runs of [`COLS`] bytes side by side, with SSE2
+/// byte and word unpacks on x86-64.
+#[inline]
+fn interleave4(runs: [&[u8; COLS]; 4], flip: u8, out: &mut [u8; 4 * COLS]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::*;
+        // SAFETY: SSE2 is part of x86-64; every load and store is of 16 bytes inside its array.
+        unsafe {
+            let f = _mm_set1_epi8(flip as i8);
+            let load = |r: &[u8; COLS]| _mm_xor_si128(_mm_loadu_si128(r.as_ptr() as *const __m128i), f);
+            let [a, b, c, d] = runs.map(load);
+            let (ab_lo, ab_hi) = (_mm_unpacklo_epi8(a, b), _mm_unpackhi_epi8(a, b));
+            let (cd_lo, cd_hi) = (_mm_unpacklo_epi8(c, d), _mm_unpackhi_epi8(c, d));
+            let to = out.as_mut_ptr() as *mut __m128i;
+            _mm_storeu_si128(to, _mm_unpacklo_epi16(ab_lo, cd_lo));
+            _mm_storeu_si128(to.add(1), _mm_unpackhi_epi16(ab_lo, cd_lo));
+            _mm_storeu_si128(to.add(2), _mm_unpacklo_epi16(ab_hi, cd_hi));
+            _mm_storeu_si128(to.add(3), _mm_unpackhi_epi16(ab_hi, cd_hi));
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    for (j, four) in out.chunks_exact_mut(4).enumerate() {
+        for (t, v) in four.iter_mut().enumerate() {
+            *v = runs[t][j] ^ flip;
         }
     }
 }
