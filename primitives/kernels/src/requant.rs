@@ -248,7 +248,6 @@ mod x86 {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -161,7 +161,9 @@ fn pointwise_quads(channels: &[i8], plane: usize, first: usize, panel: &mut [u8]
         if width == COLS && four.len() == 4 * plane {
             let run = |t: usize| -> &[u8; COLS] {
                 let at = t * plane + first;
-                crate::as_u8(&four[at..at + COLS]).try_into().expect("COLS inputs")
+                crate::as_u8(&four[at..at + COLS])
+                    .try_into()
+                    .expect("COLS inputs")
             };
             interleave4([run(0), run(1), run(2), run(3)], 0x80, out);
             continue;
@@ -199,7 +201,8 @@ fn interleave4(runs: [&[u8; COLS]; 4], flip: u8, out: &mut [u8; 4 * COLS]) {
         // SAFETY: SSE2 is part of x86-64; every load and store is of 16 bytes inside its array.
         unsafe {
             let f = _mm_set1_epi8(flip as i8);
-            let load = |r: &[u8; COLS]| _mm_xor_si128(_mm_loadu_si128(r.as_ptr() as *const __m128i), f);
+            let load =
+                |r: &[u8; COLS]| _mm_xor_si128(_mm_loadu_si128(r.as_ptr() as *const __m128i), f);
             let [a, b, c, d] = runs.map(load);
             let (ab_lo, ab_hi) = (_mm_unpacklo_epi8(a, b), _mm_unpackhi_epi8(a, b));
             let (cd_lo, cd_hi) = (_mm_unpacklo_epi8(c, d), _mm_unpackhi_epi8(c, d));

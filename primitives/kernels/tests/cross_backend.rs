@@ -9,7 +9,7 @@ use smartvm_kernels::{
     ChannelQuant, ConvParams, Kernels, Native, OutputRange, PoolKind, PoolParams, Reference,
     Scalar, Shape, MAX_WINDOW,
 };
-use support::Rng;
+use support::{on_every_tile, Rng};
 
 /// The reference and native pooling of a random extreme input agree.
 fn pool_agrees(p: &PoolParams, seed: u64) -> Result<(), TestCaseError> {
@@ -18,10 +18,14 @@ fn pool_agrees(p: &PoolParams, seed: u64) -> Result<(), TestCaseError> {
         .map(|_| rng.i8(true))
         .collect();
     let mut a = vec![0i8; p.output.elements().unwrap() as usize];
-    let mut b = a.clone();
     Reference.pool(p, &x, &mut a).unwrap();
-    Native.pool(p, &x, &mut b).unwrap();
-    prop_assert_eq!(a, b);
+    for (tile, b) in on_every_tile(|| {
+        let mut b = vec![0i8; a.len()];
+        Native.pool(p, &x, &mut b).unwrap();
+        b
+    }) {
+        prop_assert_eq!(&a, &b, "{:?}", tile);
+    }
     Ok(())
 }
 
@@ -35,11 +39,16 @@ fn conv_agrees(p: &ConvParams, extreme: bool, seed: u64) -> Result<(), TestCaseE
     let wts: Vec<i8> = (0..p.weight_len()).map(|_| rng.i8(extreme)).collect();
     let q = rng.quant(p.output.c as usize, extreme);
     let mut a = vec![0i8; p.output.elements().unwrap() as usize];
-    let (mut b, mut c) = (a.clone(), a.clone());
+    let mut c = a.clone();
     Reference.conv(p, &x, &wts, &q, &mut a).unwrap();
-    Native.conv(p, &x, &wts, &q, &mut b).unwrap();
+    for (tile, b) in on_every_tile(|| {
+        let mut b = vec![0i8; a.len()];
+        Native.conv(p, &x, &wts, &q, &mut b).unwrap();
+        b
+    }) {
+        prop_assert_eq!(&a, &b, "{:?}", tile);
+    }
     Scalar.conv(p, &x, &wts, &q, &mut c).unwrap();
-    prop_assert_eq!(&a, &b);
     prop_assert_eq!(a, c, "scalar");
     prop_assert_eq!(p.work_inside(), work_by_counting(p), "the work gas charges");
     Ok(())
@@ -165,11 +174,16 @@ proptest! {
         let wts: Vec<i8> = (0..n * outs).map(|_| rng.i8(extreme)).collect();
         let q = rng.quant(outs, extreme);
         let mut a = vec![0i8; outs];
-        let (mut b, mut c) = (a.clone(), a.clone());
+        let mut c = a.clone();
         Reference.fully_connected(&x, &wts, &q, &mut a).unwrap();
-        Native.fully_connected(&x, &wts, &q, &mut b).unwrap();
+        for (tile, b) in on_every_tile(|| {
+            let mut b = vec![0i8; outs];
+            Native.fully_connected(&x, &wts, &q, &mut b).unwrap();
+            b
+        }) {
+            prop_assert_eq!(&a, &b, "{:?}", tile);
+        }
         Scalar.fully_connected(&x, &wts, &q, &mut c).unwrap();
-        prop_assert_eq!(&a, &b);
         prop_assert_eq!(a, c, "scalar");
     }
 
@@ -206,11 +220,16 @@ fn threaded_layers_agree_with_the_reference() {
         let wts: Vec<i8> = (0..p.weight_len()).map(|_| rng.i8(true)).collect();
         let q = rng.quant(out_c as usize, true);
         let mut a = vec![0i8; p.output.elements().unwrap() as usize];
-        let (mut b, mut c) = (a.clone(), a.clone());
+        let mut c = a.clone();
         Reference.conv(&p, &x, &wts, &q, &mut a).unwrap();
-        Native.conv(&p, &x, &wts, &q, &mut b).unwrap();
+        for (tile, b) in on_every_tile(|| {
+            let mut b = vec![0i8; a.len()];
+            Native.conv(&p, &x, &wts, &q, &mut b).unwrap();
+            b
+        }) {
+            assert_eq!(a, b, "{tile:?} {p:?}");
+        }
         Scalar.conv(&p, &x, &wts, &q, &mut c).unwrap();
-        assert_eq!(a, b, "{p:?}");
         assert_eq!(a, c, "scalar {p:?}");
     }
     // A fully connected layer split into row tasks, with a partial last task and row quad.
@@ -218,20 +237,29 @@ fn threaded_layers_agree_with_the_reference() {
     let x: Vec<i8> = (0..n).map(|_| rng.i8(true)).collect();
     let wts: Vec<i8> = (0..n * outs).map(|_| rng.i8(true)).collect();
     let q = rng.quant(outs, true);
-    let (mut a, mut b) = (vec![0i8; outs], vec![0i8; outs]);
+    let mut a = vec![0i8; outs];
     Reference.fully_connected(&x, &wts, &q, &mut a).unwrap();
-    Native.fully_connected(&x, &wts, &q, &mut b).unwrap();
-    assert_eq!(a, b, "fully connected {n} -> {outs}");
+    for (tile, b) in on_every_tile(|| {
+        let mut b = vec![0i8; outs];
+        Native.fully_connected(&x, &wts, &q, &mut b).unwrap();
+        b
+    }) {
+        assert_eq!(a, b, "{tile:?} fully connected {n} -> {outs}");
+    }
     for kind in [PoolKind::Max, PoolKind::MaxCeil, PoolKind::Average] {
         let p = PoolParams::new(Shape::new(64, 1, 112, 112), 3, 2, 1, kind).unwrap();
         let x: Vec<i8> = (0..p.input.elements().unwrap())
             .map(|_| rng.i8(true))
             .collect();
         let mut a = vec![0i8; p.output.elements().unwrap() as usize];
-        let mut b = a.clone();
         Reference.pool(&p, &x, &mut a).unwrap();
-        Native.pool(&p, &x, &mut b).unwrap();
-        assert_eq!(a, b, "{kind:?}");
+        for (tile, b) in on_every_tile(|| {
+            let mut b = vec![0i8; a.len()];
+            Native.pool(&p, &x, &mut b).unwrap();
+            b
+        }) {
+            assert_eq!(a, b, "{tile:?} {kind:?}");
+        }
     }
 }
 
@@ -255,12 +283,17 @@ fn long_extreme_reduction_wraps_identically() {
     };
     let expected_acc = (i32::MAX as i64 + n as i64 * (-255 * 127)) as i32 as i64; // wrapped
     let expected = ((expected_acc * (1 << 30) + (1i64 << 50)) >> 51).clamp(-128, 127) as i8;
-    let (mut a, mut b, mut c) = ([0i8], [0i8], [0i8]);
+    let (mut a, mut c) = ([0i8], [0i8]);
     Reference.fully_connected(&x, &w, &q, &mut a).unwrap();
-    Native.fully_connected(&x, &w, &q, &mut b).unwrap();
+    for (tile, b) in on_every_tile(|| {
+        let mut b = [0i8];
+        Native.fully_connected(&x, &w, &q, &mut b).unwrap();
+        b
+    }) {
+        assert_eq!(b[0], expected, "{tile:?}");
+    }
     Scalar.fully_connected(&x, &w, &q, &mut c).unwrap();
     assert_eq!(a[0], expected);
-    assert_eq!(b[0], expected);
     assert_eq!(c[0], expected);
 }
 
@@ -390,4 +423,22 @@ fn a_depth_one_output_that_reads_only_depth_padding_is_the_bias() {
     // Every tap is padding (the input's zero point), so each channel is its bias alone.
     assert_eq!(a, vec![5, 5, 5, 5, -9, -9, -9, -9]);
     assert_eq!(b, a);
+}
+
+/// Says which native tiles this CPU ran in the suites above (every supported one, the VNNI
+/// emulation included), so a log shows what a CPU without VNNI did not check natively.
+#[test]
+fn the_suites_run_every_tile_this_cpu_executes() {
+    let ran: Vec<&str> = on_every_tile(smartvm_kernels::tile::active)
+        .into_iter()
+        .map(|(forced, active)| {
+            assert_eq!(forced, active, "a forced tile is the one kernels run");
+            forced.name()
+        })
+        .collect();
+    assert!(ran.contains(&"portable") && ran.contains(&"vnni-emulated"));
+    println!(
+        "native tiles checked against the reference on this CPU: {}",
+        ran.join(", ")
+    );
 }

@@ -2,9 +2,10 @@
 //! SPEC.md with numpy (an independent implementation), bit for bit.
 
 use serde_json::Value;
+use smartvm_kernels::tile::{self, Tile};
 use smartvm_kernels::{
-    elementwise, AddQuant, ChannelQuant, ConvParams, ConvTransposeParams, Kernels, Native,
-    OutputRange, PairQuant, PoolKind, PoolParams, Reference, Shape, SoftmaxTable,
+    elementwise, AddQuant, ChannelQuant, ConvParams, ConvTransposeParams, KernelError, Kernels,
+    Native, OutputRange, PairQuant, PoolKind, PoolParams, Reference, Shape, SoftmaxTable,
 };
 
 fn ints(v: &Value) -> Vec<i64> {
@@ -63,13 +64,77 @@ fn pair_quant(v: &Value) -> PairQuant {
     PairQuant::decode(&q.encode()).expect("valid pair block")
 }
 
+/// The native backend with `tile` forced for each call (this binary's one test runs alone).
+struct NativeOn(Tile);
+
+impl Kernels for NativeOn {
+    fn conv(
+        &self,
+        p: &ConvParams,
+        input: &[i8],
+        weights: &[i8],
+        q: &ChannelQuant,
+        out: &mut [i8],
+    ) -> Result<(), KernelError> {
+        tile::force(Some(self.0)).expect("supported");
+        Native.conv(p, input, weights, q, out)
+    }
+
+    fn conv_transpose(
+        &self,
+        p: &ConvTransposeParams,
+        input: &[i8],
+        weights: &[i8],
+        q: &ChannelQuant,
+        out: &mut [i8],
+    ) -> Result<(), KernelError> {
+        tile::force(Some(self.0)).expect("supported");
+        Native.conv_transpose(p, input, weights, q, out)
+    }
+
+    fn pool(&self, p: &PoolParams, input: &[i8], out: &mut [i8]) -> Result<(), KernelError> {
+        tile::force(Some(self.0)).expect("supported");
+        Native.pool(p, input, out)
+    }
+
+    fn fully_connected(
+        &self,
+        input: &[i8],
+        weights: &[i8],
+        q: &ChannelQuant,
+        out: &mut [i8],
+    ) -> Result<(), KernelError> {
+        tile::force(Some(self.0)).expect("supported");
+        Native.fully_connected(input, weights, q, out)
+    }
+
+    fn matmul(
+        &self,
+        dims: [u32; 3],
+        a: &[i8],
+        b: &[i8],
+        q: &PairQuant,
+        out: &mut [i8],
+    ) -> Result<(), KernelError> {
+        tile::force(Some(self.0)).expect("supported");
+        Native.matmul(dims, a, b, q, out)
+    }
+}
+
 fn backends() -> Vec<(&'static str, Box<dyn Kernels>)> {
     #[allow(unused_mut)]
     let mut all: Vec<(&'static str, Box<dyn Kernels>)> = vec![
         ("reference", Box::new(Reference)),
-        ("native", Box::new(Native)),
         ("scalar", Box::new(smartvm_kernels::Scalar)),
     ];
+    for tile in Tile::supported_tiles() {
+        let name: &'static str = Box::leak(format!("native/{}", tile.name()).into_boxed_str());
+        all.push((name, Box::new(NativeOn(tile))));
+    }
+    println!(
+        "golden vectors checked on: {}",
+        all.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+    );
     #[cfg(feature = "cuda")]
     match smartvm_kernels::Cuda::new(0) {
         Ok(gpu) => all.push(("cuda", Box::new(gpu))),

@@ -1,6 +1,9 @@
 //! Test support shared by the cross-backend suites: a seeded generator of tensors and qblocks.
 #![allow(dead_code)]
 
+use std::sync::Mutex;
+
+use smartvm_kernels::tile::{self, Tile};
 use smartvm_kernels::{ChannelQuant, OutputRange};
 
 /// SplitMix64: a tiny deterministic generator so a failing seed reproduces exactly.
@@ -53,4 +56,21 @@ impl Rng {
                 .collect(),
         }
     }
+}
+
+/// Runs `f` (which calls the native backend) once under every tile this CPU executes, the VNNI
+/// emulation included, and returns each tile with its result. Tests of one binary take turns:
+/// the forced tile is process-wide.
+pub fn on_every_tile<T>(f: impl Fn() -> T) -> Vec<(Tile, T)> {
+    static TURN: Mutex<()> = Mutex::new(());
+    let _turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let results = Tile::supported_tiles()
+        .into_iter()
+        .map(|t| {
+            tile::force(Some(t)).expect("a supported tile");
+            (t, f())
+        })
+        .collect();
+    tile::force(None).expect("the best tile");
+    results
 }
