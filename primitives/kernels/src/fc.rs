@@ -7,7 +7,9 @@ use alloc::vec;
 
 use rayon::prelude::*;
 
+use crate::quads::{self, QuadKernel};
 use crate::requant::requantize_channels;
+use crate::tile::Tile;
 use crate::ChannelQuant;
 
 /// Rows of one rayon task.
@@ -23,6 +25,15 @@ pub fn fully_connected(
     parallel: bool,
 ) {
     let n = input.len();
+    let quads = match crate::tile::active() {
+        Tile::Avx512Vnni => Some(QuadKernel::Avx512Vnni),
+        Tile::AvxVnni => Some(QuadKernel::AvxVnni),
+        Tile::VnniEmulated => Some(QuadKernel::Emulated),
+        Tile::Avx2 | Tile::Portable => None,
+    };
+    if let Some(kernel) = quads.filter(|_| quads::zero_fits(q.input_zero)) {
+        return fully_connected_quads(kernel, input, weights, q, out, parallel);
+    }
     // Zero-padded to whole 16-lane vectors: the padding multiplies the weight tail by 0.
     let mut xs = vec![0i16; n.next_multiple_of(16)];
     for (x, v) in xs.iter_mut().zip(input) {
@@ -44,6 +55,72 @@ pub fn fully_connected(
         sums.chunks_mut(ROWS_PER_TASK).enumerate().for_each(run);
     }
     requantize_channels(&sums, q, out)
+}
+
+/// The fully connected layer through `vpdpbusd` (or its emulation): `Σ W·(x - z)` as
+/// `Σ W·x' - (z + 128)·ΣW` with `x' = x + 128`; the weight sums come from the same pass, as
+/// dot products with ones.
+fn fully_connected_quads(
+    kernel: QuadKernel,
+    input: &[i8],
+    weights: &[i8],
+    q: &ChannelQuant,
+    out: &mut [i8],
+    parallel: bool,
+) {
+    let n = input.len();
+    // Zero-padded to whole 64-byte vectors: the padding meets the tail with weight · 0.
+    let mut xs = vec![0u8; n.next_multiple_of(64)];
+    for (x, v) in xs.iter_mut().zip(input) {
+        *x = *v as u8 ^ 0x80;
+    }
+    let bias = q.input_zero + 128;
+    let mut sums = vec![0i32; out.len()];
+    let run = |(t, chunk): (usize, &mut [i32])| {
+        let first = t * ROWS_PER_TASK;
+        let rows = &weights[first * n..(first + chunk.len()) * n];
+        quad_dots(kernel, rows, n, &xs, bias, chunk)
+    };
+    if parallel {
+        sums.par_chunks_mut(ROWS_PER_TASK).enumerate().for_each(run);
+    } else {
+        sums.chunks_mut(ROWS_PER_TASK).enumerate().for_each(run);
+    }
+    requantize_channels(&sums, q, out)
+}
+
+/// `sums[r] = Σ_k rows[r][k] · (xs[k] - bias)` over `n` weights a row, wrapping.
+fn quad_dots(kernel: QuadKernel, rows: &[i8], n: usize, xs: &[u8], bias: i32, sums: &mut [i32]) {
+    #[cfg(target_arch = "x86_64")]
+    match kernel {
+        QuadKernel::Avx512Vnni if Tile::Avx512Vnni.supported() => {
+            // SAFETY: AVX-512 F + BW + VNNI are present, checked just above.
+            return unsafe { x86::quad_dots_zmm(rows, n, xs, bias, sums) };
+        }
+        QuadKernel::AvxVnni if Tile::AvxVnni.supported() => {
+            // SAFETY: AVX2 + AVX-VNNI are present, checked just above.
+            return unsafe { x86::quad_dots_ymm(rows, n, xs, bias, sums) };
+        }
+        _ => {}
+    }
+    let _ = kernel;
+    for (sum, row) in sums.iter_mut().zip(rows.chunks_exact(n)) {
+        let (dot, total) = emulated_dot(row, xs);
+        *sum = dot.wrapping_sub(total.wrapping_mul(bias));
+    }
+}
+
+/// `(Σ w·x', Σ w)` of one row, four products at a time as `vpdpbusd` adds them.
+fn emulated_dot(row: &[i8], xs: &[u8]) -> (i32, i32) {
+    let (mut dot, mut total) = (0i32, 0i32);
+    for (w, x) in row.chunks(4).zip(xs.chunks(4)) {
+        let (mut four_w, mut four_x) = ([0i8; 4], [0u8; 4]);
+        four_w[..w.len()].copy_from_slice(w);
+        four_x[..w.len()].copy_from_slice(&x[..w.len()]);
+        dot = quads::dpbusd_lane(dot, four_x, four_w);
+        total = quads::dpbusd_lane(total, [1; 4], four_w);
+    }
+    (dot, total)
 }
 
 /// `sums[r]` = wrapping dot product of weight row `r` (of `n`) with `xs` (padded to 16 lanes).
@@ -136,6 +213,98 @@ mod x86 {
             );
             let half = _mm_hadd_epi32(half, half);
             *sum = _mm_cvtsi128_si32(_mm_hadd_epi32(half, half));
+        }
+    }
+
+    /// Rows of `n` weights against `xs` (`x + 128`, zero-padded to 64 bytes), four rows
+    /// sharing each input load; each row's last part vector is a masked load, so nothing past
+    /// the row is read. Also adds each row's weights (dot products with ones) for the
+    /// correction.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F, BW and VNNI.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn quad_dots_zmm(
+        rows: &[i8],
+        n: usize,
+        xs: &[u8],
+        bias: i32,
+        sums: &mut [i32],
+    ) {
+        assert!(xs.len() >= n.next_multiple_of(64) && rows.len() >= sums.len() * n);
+        let (full, rest) = (n / 64, n % 64);
+        let tail = (1u64 << rest).wrapping_sub(1);
+        let ones = _mm512_set1_epi8(1);
+        let x = |c: usize| _mm512_loadu_si512(xs.as_ptr().add(64 * c) as *const __m512i);
+        for (block, out) in sums.chunks_mut(4).enumerate() {
+            let mut dot = [_mm512_setzero_si512(); 4];
+            let mut total = [_mm512_setzero_si512(); 4];
+            // Rows past the last one (a part block) repeat it; their sums are dropped.
+            let row: [*const i8; 4] =
+                core::array::from_fn(|r| rows.as_ptr().add((4 * block + r.min(out.len() - 1)) * n));
+            for c in 0..full {
+                let xv = x(c);
+                for r in 0..4 {
+                    // SAFETY: 64·c + 64 ≤ n: inside the row.
+                    let w = _mm512_loadu_si512(row[r].add(64 * c) as *const __m512i);
+                    dot[r] = _mm512_dpbusd_epi32(dot[r], xv, w);
+                    total[r] = _mm512_dpbusd_epi32(total[r], ones, w);
+                }
+            }
+            if rest > 0 {
+                let xv = x(full);
+                for r in 0..4 {
+                    // SAFETY: the mask keeps the load to the row's last `rest` bytes.
+                    let w = _mm512_maskz_loadu_epi8(tail, row[r].add(64 * full));
+                    dot[r] = _mm512_dpbusd_epi32(dot[r], xv, w);
+                    total[r] = _mm512_dpbusd_epi32(total[r], ones, w);
+                }
+            }
+            for (r, sum) in out.iter_mut().enumerate() {
+                let (d, t) = (
+                    _mm512_reduce_add_epi32(dot[r]),
+                    _mm512_reduce_add_epi32(total[r]),
+                );
+                *sum = d.wrapping_sub(t.wrapping_mul(bias));
+            }
+        }
+    }
+
+    /// [`quad_dots_zmm`] with 256-bit AVX-VNNI, whole 32-byte vectors of each row, the rest
+    /// of a row emulated.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and AVX-VNNI.
+    #[target_feature(enable = "avx2,avxvnni")]
+    pub(super) unsafe fn quad_dots_ymm(
+        rows: &[i8],
+        n: usize,
+        xs: &[u8],
+        bias: i32,
+        sums: &mut [i32],
+    ) {
+        assert!(xs.len() >= n.next_multiple_of(64) && rows.len() >= sums.len() * n);
+        let full = n / 32;
+        let ones = _mm256_set1_epi8(1);
+        for (sum, row) in sums.iter_mut().zip(rows.chunks_exact(n)) {
+            let (mut dot, mut total) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+            for c in 0..full {
+                // SAFETY: 32·c + 32 ≤ n, inside the row and inside `xs`.
+                let w = _mm256_loadu_si256(row.as_ptr().add(32 * c) as *const __m256i);
+                let xv = _mm256_loadu_si256(xs.as_ptr().add(32 * c) as *const __m256i);
+                dot = _mm256_dpbusd_avx_epi32(dot, xv, w);
+                total = _mm256_dpbusd_avx_epi32(total, ones, w);
+            }
+            let mut lanes = [[0i32; 8]; 2];
+            _mm256_storeu_si256(lanes[0].as_mut_ptr() as *mut __m256i, dot);
+            _mm256_storeu_si256(lanes[1].as_mut_ptr() as *mut __m256i, total);
+            let add = |v: &[i32; 8]| v.iter().fold(0i32, |a, b| a.wrapping_add(*b));
+            let (d, t) = super::emulated_dot(&row[32 * full..], &xs[32 * full..]);
+            let (d, t) = (
+                d.wrapping_add(add(&lanes[0])),
+                t.wrapping_add(add(&lanes[1])),
+            );
+            *sum = d.wrapping_sub(t.wrapping_mul(bias));
         }
     }
 }

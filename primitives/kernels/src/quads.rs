@@ -62,7 +62,7 @@ impl<'a> QuadWeights<'a> {
             .into_iter()
             .map(|sum| sum.wrapping_mul(zero + 128))
             .collect();
-        let source = if taps % 4 == 0 {
+        let source = if taps.is_multiple_of(4) {
             Source::Rows(weights, taps)
         } else {
             Source::Packed(pack(weights, rows, taps))
@@ -84,7 +84,11 @@ impl<'a> QuadWeights<'a> {
             Source::Rows(w, taps) => Block {
                 bytes: as_u8(w),
                 starts: core::array::from_fn(|r| {
-                    (if first + r < self.rows { first + r } else { first }) * taps
+                    (if first + r < self.rows {
+                        first + r
+                    } else {
+                        first
+                    }) * taps
                 }),
                 step: 4,
                 quads: self.quads,
