@@ -161,6 +161,135 @@ fn depthwise_channel_body(
 
 /// One channel plane of a pooling layer.
 pub fn pool_plane(p: &PoolParams, plane: &[i8], out: &mut [i8]) {
+    if p.kind != PoolKind::Average {
+        return max_pool_plane(p, plane, out);
+    }
+    window_pool_plane(p, plane, out)
+}
+
+/// Max pooling in two separable passes. Cells outside the input (padding, or past it in ceil
+/// mode) count as -128, which never changes a maximum and is what a window with no valid cell
+/// gives. Each input row is split into its column phases modulo the stride, so that every
+/// window column is a contiguous run: the row maxima vectorise. Then each output row is the
+/// maximum of its window's row maxima.
+fn max_pool_plane(p: &PoolParams, plane: &[i8], out: &mut [i8]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::tile::avx2() {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { max_pool_plane_avx2(p, plane, out) };
+    }
+    max_pool_plane_body(p, plane, out)
+}
+
+/// [`max_pool_plane_body`] compiled for AVX2 (byte maxima need SSE4.1 at least).
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn max_pool_plane_avx2(p: &PoolParams, plane: &[i8], out: &mut [i8]) {
+    max_pool_plane_body(p, plane, out)
+}
+
+#[inline(always)]
+fn max_pool_plane_body(p: &PoolParams, plane: &[i8], out: &mut [i8]) {
+    let (i, o) = (p.input, p.output);
+    let (k, s, pad) = (p.k as usize, p.stride as usize, p.pad as usize);
+    let (iw, ow) = (i.w as usize, o.w as usize);
+    if ow == 0 || iw == 0 {
+        return;
+    }
+    // Padded columns the windows reach, split into `s` phases of `phase_len` cells.
+    let reach = (iw + 2 * pad).max((ow - 1) * s + k);
+    let phase_len = reach.div_ceil(s);
+    let mut phases = vec![i8::MIN; s * phase_len];
+    let mut row_max = vec![i8::MIN; i.h as usize * ow];
+    for (row, maxima) in plane.chunks_exact(iw).zip(row_max.chunks_exact_mut(ow)) {
+        if s == 2 {
+            let (even, odd) = phases.split_at_mut(phase_len);
+            let (to_even, to_odd) = if pad % 2 == 0 {
+                (&mut even[pad / 2..], &mut odd[pad / 2..])
+            } else {
+                (&mut odd[pad / 2..], &mut even[pad.div_ceil(2)..])
+            };
+            deinterleave2(row, to_even, to_odd);
+        }
+        for f in (0..s).filter(|_| s != 2) {
+            // The first input column whose padded column is ≡ f (mod s).
+            let x0 = (f + s - pad % s) % s;
+            if x0 >= iw {
+                continue;
+            }
+            let at = f * phase_len + (x0 + pad) / s;
+            for (cell, x) in phases[at..].iter_mut().zip(row[x0..].iter().step_by(s)) {
+                *cell = *x;
+            }
+        }
+        for e in 0..k {
+            let start = (e % s) * phase_len + e / s;
+            for (m, x) in maxima.iter_mut().zip(&phases[start..start + ow]) {
+                *m = (*m).max(*x);
+            }
+        }
+    }
+    for (oh, out_row) in out.chunks_exact_mut(ow).enumerate() {
+        out_row.fill(i8::MIN);
+        for b in 0..k {
+            let ih = (oh * s + b) as i64 - pad as i64;
+            if !(0..i.h as i64).contains(&ih) {
+                continue;
+            }
+            let maxima = &row_max[ih as usize * ow..(ih as usize + 1) * ow];
+            for (y, m) in out_row.iter_mut().zip(maxima) {
+                *y = (*y).max(*m);
+            }
+        }
+    }
+}
+
+/// `even[j] = row[2j]`, `odd[j] = row[2j + 1]`: with AVX2, 32 bytes a step through one byte
+/// shuffle and one lane permute.
+#[inline(always)]
+fn deinterleave2(row: &[i8], even: &mut [i8], odd: &mut [i8]) {
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if crate::tile::avx2() {
+        use core::arch::x86_64::*;
+        let steps = (row.len() / 32).min(even.len() / 16).min(odd.len() / 16);
+        // SAFETY: AVX2 is present (checked); step i reads row[32i..32i + 32] and writes
+        // even/odd[16i..16i + 16], all inside their slices by the bound on `steps`.
+        unsafe {
+            let mask = _mm256_setr_epi8(
+                0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6, 8, 10, 12, 14, 1,
+                3, 5, 7, 9, 11, 13, 15,
+            );
+            for i in 0..steps {
+                let v = _mm256_loadu_si256(row.as_ptr().add(32 * i) as *const __m256i);
+                let t = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_shuffle_epi8(v, mask));
+                _mm_storeu_si128(
+                    even.as_mut_ptr().add(16 * i) as *mut __m128i,
+                    _mm256_castsi256_si128(t),
+                );
+                _mm_storeu_si128(
+                    odd.as_mut_ptr().add(16 * i) as *mut __m128i,
+                    _mm256_extracti128_si256::<1>(t),
+                );
+            }
+        }
+        done = 16 * steps;
+    }
+    for (j, x) in row.iter().enumerate().skip(2 * done) {
+        if j % 2 == 0 {
+            even[j / 2] = *x;
+        } else {
+            odd[j / 2] = *x;
+        }
+    }
+}
+
+/// Pooling window by window over shifted input rows (average pooling: the valid cells' count
+/// differs at the edges).
+fn window_pool_plane(p: &PoolParams, plane: &[i8], out: &mut [i8]) {
     let (i, o) = (p.input, p.output);
     let mut max = vec![i8::MIN; o.w as usize];
     let mut sum = vec![0i32; o.w as usize];

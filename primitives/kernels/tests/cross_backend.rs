@@ -246,8 +246,19 @@ fn threaded_layers_agree_with_the_reference() {
     }) {
         assert_eq!(a, b, "{tile:?} fully connected {n} -> {outs}");
     }
-    for kind in [PoolKind::Max, PoolKind::MaxCeil, PoolKind::Average] {
-        let p = PoolParams::new(Shape::new(64, 1, 112, 112), 3, 2, 1, kind).unwrap();
+    // Wide rows (the vector de-interleave of stride 2) with odd and even padding, and a
+    // stride-3 window.
+    let pools = [
+        (64, 112, 3, 2, 1),
+        (3, 70, 2, 2, 0),
+        (5, 67, 3, 2, 2),
+        (4, 50, 3, 3, 1),
+    ];
+    for ((c, h, k, stride, pad), kind) in pools
+        .into_iter()
+        .flat_map(|g| [PoolKind::Max, PoolKind::MaxCeil, PoolKind::Average].map(|kind| (g, kind)))
+    {
+        let p = PoolParams::new(Shape::new(c, 1, h, h), k, stride, pad, kind).unwrap();
         let x: Vec<i8> = (0..p.input.elements().unwrap())
             .map(|_| rng.i8(true))
             .collect();
