@@ -69,19 +69,75 @@ impl Product {
         }
     }
 
-    /// The sums of `rows` weight rows (`taps` each) with the unfolded input.
-    fn multiply(&self, weights: &[i8], rows: usize, taps: usize, zero: i32, sums: &mut [i32]) {
+    /// The output rows `row0..` of `rows` weight rows (`taps` each) with the unfolded input,
+    /// requantized into `out` (`rows` output planes of `out_w`-wide rows).
+    fn rows(
+        &self,
+        weights: &[i8],
+        (row0, rows, taps): (usize, usize, usize),
+        q: &ChannelQuant,
+        out_w: usize,
+        out: &mut [i8],
+    ) {
+        let (wide, row_len) = self.layout();
+        let plane = out.len() / rows.max(1);
         match self {
             Product::Pairs(u) => {
-                gemm::multiply(&PackedWeights::new(weights, rows, taps), &u.panels, sums)
+                let mut sums = vec![0i32; rows * wide];
+                gemm::multiply(
+                    &PackedWeights::new(weights, rows, taps),
+                    &u.panels,
+                    &mut sums,
+                );
+                for (row, (acc, y)) in sums.chunks(wide).zip(out.chunks_mut(plane)).enumerate() {
+                    requantize_wide(acc, row_len, out_w, q, row0 + row, y, 0);
+                }
             }
-            Product::Quads(u, kernel) => quads::multiply(
-                *kernel,
-                &QuadWeights::new(weights, rows, taps, zero),
-                &u.panels,
-                sums,
-            ),
+            Product::Quads(u, kernel) => {
+                let w = QuadWeights::new(weights, rows, taps, q.input_zero);
+                quads::multiply_with(*kernel, &w, &u.panels, |row, first, sums| {
+                    let y = &mut out[row * plane..(row + 1) * plane];
+                    requantize_wide(sums, row_len, out_w, q, row0 + row, y, first);
+                });
+            }
         }
+    }
+}
+
+/// Requantizes the sums of wide positions `first..first + sums.len()` of channel `oc` into its
+/// output plane `y`: wide position `p` is output `(p / row_len, p % row_len)`, and columns at
+/// or past `out_w` are discarded.
+fn requantize_wide(
+    sums: &[i32],
+    row_len: usize,
+    out_w: usize,
+    q: &ChannelQuant,
+    oc: usize,
+    y: &mut [i8],
+    first: usize,
+) {
+    if row_len == out_w {
+        let end = (first + sums.len()).min(y.len());
+        return requantize_row(&sums[..end - first], q, oc, &mut y[first..end]);
+    }
+    let mut p = first;
+    let end = first + sums.len();
+    while p < end {
+        let (oh, ow) = (p / row_len, p % row_len);
+        let run_end = end.min((oh + 1) * row_len);
+        if ow < out_w {
+            let take = (out_w - ow).min(run_end - p);
+            let at = oh * out_w + ow;
+            if at + take <= y.len() {
+                requantize_row(
+                    &sums[p - first..p - first + take],
+                    q,
+                    oc,
+                    &mut y[at..at + take],
+                );
+            }
+        }
+        p = run_end;
     }
 }
 
@@ -101,28 +157,12 @@ fn conv_group(
     let rows = p.group_out() as usize;
     let first = group * rows;
     let product = Product::unfold(p, input, q.input_zero, group, parallel);
-    let (wide, row_len) = product.layout();
     let per_task = if parallel { rows_per_task(rows) } else { rows };
     let run = |(t, chunk): (usize, &mut [i8])| {
         let row0 = first + t * per_task;
         let task_rows = chunk.len() / positions;
         let task_weights = &weights[row0 * taps..(row0 + task_rows) * taps];
-        let mut sums = vec![0i32; task_rows * wide];
-        product.multiply(task_weights, task_rows, taps, q.input_zero, &mut sums);
-        for (row, (acc, y)) in sums
-            .chunks(wide)
-            .zip(chunk.chunks_mut(positions))
-            .enumerate()
-        {
-            if row_len == out_w {
-                requantize_row(&acc[..positions], q, row0 + row, y);
-                continue;
-            }
-            // Wide rows: each output row's first `out_w` sums; the rest are discarded.
-            for (acc, y) in acc.chunks(row_len).zip(y.chunks_mut(out_w)) {
-                requantize_row(&acc[..out_w], q, row0 + row, y);
-            }
-        }
+        product.rows(task_weights, (row0, task_rows, taps), q, out_w, chunk);
     };
     if parallel {
         out.par_chunks_mut(per_task * positions)

@@ -232,12 +232,28 @@ type Acc = [[i32; 2 * COLS]; ROWS];
 
 /// Computes the product for every row of `w` into `sums` (rows × positions, row-major).
 pub fn multiply(kernel: QuadKernel, w: &QuadWeights<'_>, x: &QuadInput, sums: &mut [i32]) {
-    assert_eq!(w.quads, x.quads, "weights and input have the same taps");
     assert_eq!(
         sums.len(),
         w.rows * x.positions,
         "one sum per row and position"
     );
+    let positions = x.positions;
+    multiply_with(kernel, w, x, |row, first, lane| {
+        let at = row * positions + first;
+        sums[at..at + lane.len()].copy_from_slice(lane);
+    })
+}
+
+/// Computes the product tile by tile and hands each row's run of sums to
+/// `sink(row, first_position, sums)`, so a caller can requantize them while they are in cache
+/// instead of storing a whole sum matrix.
+pub fn multiply_with(
+    kernel: QuadKernel,
+    w: &QuadWeights<'_>,
+    x: &QuadInput,
+    mut sink: impl FnMut(usize, usize, &[i32]),
+) {
+    assert_eq!(w.quads, x.quads, "weights and input have the same taps");
     let panels = x.positions.div_ceil(COLS);
     let mut acc = [[0i32; 2 * COLS]; ROWS];
     for first_panel in (0..panels).step_by(2) {
@@ -248,12 +264,12 @@ pub fn multiply(kernel: QuadKernel, w: &QuadWeights<'_>, x: &QuadInput, sums: &m
         let width = (2 * COLS).min(x.positions - first);
         for r0 in (0..w.rows).step_by(ROWS) {
             tile(kernel, w.block(r0 / ROWS), [xa, xb], two, &mut acc);
-            for (r, lane) in acc.iter().enumerate().take(ROWS.min(w.rows - r0)) {
-                let at = (r0 + r) * x.positions + first;
+            for (r, lane) in acc.iter_mut().enumerate().take(ROWS.min(w.rows - r0)) {
                 let correction = w.corrections[r0 + r];
-                for (s, a) in sums[at..at + width].iter_mut().zip(lane) {
-                    *s = a.wrapping_sub(correction);
+                for a in lane[..width].iter_mut() {
+                    *a = a.wrapping_sub(correction);
                 }
+                sink(r0 + r, first, &lane[..width]);
             }
         }
     }

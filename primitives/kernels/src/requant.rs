@@ -201,7 +201,7 @@ mod x86 {
     }
 
     /// [`requantize_row_scalar`] sixteen lanes at a time.
-    #[target_feature(enable = "avx512f,avx512bw")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     pub(super) unsafe fn requantize_row_avx512(
         sums: &[i32],
         q: &ChannelQuant,
@@ -220,7 +220,14 @@ mod x86 {
             let bytes = requantize16(_mm512_add_epi32(acc, bias), mult, n, q.output);
             _mm_storeu_si128(out.as_mut_ptr().add(16 * i) as *mut __m128i, bytes);
         }
-        requantize_row_scalar(&sums[16 * full..], q, oc, &mut out[16 * full..]);
+        let rest = sums.len().min(out.len()) - 16 * full;
+        if rest > 0 {
+            // The last part vector through masks: nothing past either slice is touched.
+            let mask = ((1u32 << rest) - 1) as u16;
+            let acc = _mm512_maskz_loadu_epi32(mask, sums.as_ptr().add(16 * full));
+            let bytes = requantize16(_mm512_add_epi32(acc, bias), mult, n, q.output);
+            _mm_mask_storeu_epi8(out.as_mut_ptr().add(16 * full), mask, bytes);
+        }
     }
 
     /// [`requantize_channels_scalar`] sixteen lanes at a time.

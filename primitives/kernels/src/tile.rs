@@ -96,7 +96,10 @@ fn cpu() -> Cpu {
             Cpu {
                 avx2: has!("avx2"),
                 avx_vnni: has!("avxvnni"),
-                avx512_vnni: has!("avx512f") && has!("avx512bw") && has!("avx512vnni"),
+                avx512_vnni: has!("avx512f")
+                    && has!("avx512bw")
+                    && has!("avx512vl")
+                    && has!("avx512vnni"),
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
