@@ -96,6 +96,12 @@ fn depthwise_channel(
     plane: &mut [i8],
 ) {
     #[cfg(target_arch = "x86_64")]
+    if crate::tile::active() == crate::tile::Tile::Avx512Vnni {
+        // SAFETY: that tile is active only where AVX-512 F + BW are present.
+        unsafe { depthwise_channel_avx512(p, input, weights, q, c, scratch) };
+        return requantize_row(&scratch.sums[..plane.len()], q, c, plane);
+    }
+    #[cfg(target_arch = "x86_64")]
     if crate::tile::avx2() {
         // SAFETY: the CPU supports AVX2, checked just above.
         unsafe { depthwise_channel_avx2(p, input, weights, q, c, scratch) };
@@ -103,6 +109,23 @@ fn depthwise_channel(
     }
     depthwise_channel_body(p, input, weights, q, c, scratch);
     requantize_row(&scratch.sums[..plane.len()], q, c, plane)
+}
+
+/// [`depthwise_channel_body`] compiled for AVX-512.
+///
+/// # Safety
+/// The CPU must support AVX-512 F and BW.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn depthwise_channel_avx512(
+    p: &ConvParams,
+    input: &[i8],
+    weights: &[i8],
+    q: &ChannelQuant,
+    c: usize,
+    scratch: &mut DepthwiseScratch,
+) {
+    depthwise_channel_body(p, input, weights, q, c, scratch)
 }
 
 /// [`depthwise_channel_body`] compiled for AVX2.
@@ -141,21 +164,74 @@ fn depthwise_channel_body(
     let zero = q.input_zero;
     shape.fill(p, plane, &mut scratch.cells, |x| (x as i32 - zero) as i16);
     let sums = &mut scratch.sums[..];
-    sums.fill(0);
-    let wide = sums.len();
-    for b in 0..kh {
-        for e in 0..kw {
-            let start = shape.tap(p, b, e);
-            // |w · (x - z_in)| ≤ 128 · 255 fits int16: the product is exact before widening.
-            let w = taps[b * kw + e] as i16;
-            for (a, x) in sums.iter_mut().zip(&scratch.cells[start..start + wide]) {
-                *a = a.wrapping_add((w * *x) as i32);
-            }
-        }
+    let n = kh * kw;
+    if n > MAX_TAPS {
+        depthwise_taps_outer(p, taps, &scratch.cells, sums);
+    } else {
+        depthwise_chunks(p, taps, &scratch.cells, sums);
     }
     let ow = o.w as usize;
     for oh in 1..o.h as usize {
         sums.copy_within(oh * shape.phase_len..oh * shape.phase_len + ow, oh * ow);
+    }
+}
+
+/// A window's sums over the wide plane in runs of `CHUNK` outputs, each run's sums kept in
+/// registers across the taps.
+#[inline(always)]
+fn depthwise_chunks(p: &ConvParams, taps: &[i8], cells: &[i16], sums: &mut [i32]) {
+    let shape = GridShape::of(p);
+    let [_, kh, kw] = p.kernel.map(|k| k as usize);
+    let n = kh * kw;
+    let wide = sums.len();
+    let mut taps_at = [(0usize, 0i16); MAX_TAPS];
+    for b in 0..kh {
+        for e in 0..kw {
+            taps_at[b * kw + e] = (shape.tap(p, b, e), taps[b * kw + e] as i16);
+        }
+    }
+    let taps_at = &taps_at[..n];
+    const CHUNK: usize = 32;
+    let mut pos = 0;
+    while pos + CHUNK <= wide {
+        let mut acc = [0i32; CHUNK];
+        for &(start, w) in taps_at {
+            let xs: &[i16; CHUNK] = cells[start + pos..start + pos + CHUNK]
+                .try_into()
+                .expect("CHUNK cells");
+            // |w · (x - z_in)| ≤ 128 · 255 fits int16: the product is exact before widening.
+            for (a, x) in acc.iter_mut().zip(xs) {
+                *a = a.wrapping_add((w * *x) as i32);
+            }
+        }
+        sums[pos..pos + CHUNK].copy_from_slice(&acc);
+        pos += CHUNK;
+    }
+    let rest = &mut sums[pos..];
+    rest.fill(0);
+    for &(start, w) in taps_at {
+        let xs = &cells[start + pos..start + pos + rest.len()];
+        for (a, x) in rest.iter_mut().zip(xs) {
+            *a = a.wrapping_add((w * *x) as i32);
+        }
+    }
+}
+
+/// Depthwise windows of more than this many taps run tap by tap over the whole plane.
+const MAX_TAPS: usize = 64;
+
+/// A large window's sums: each tap one multiply-add pass over the wide plane.
+fn depthwise_taps_outer(p: &ConvParams, taps: &[i8], cells: &[i16], sums: &mut [i32]) {
+    let shape = GridShape::of(p);
+    let kw = p.kernel[2] as usize;
+    let wide = sums.len();
+    sums.fill(0);
+    for (t, w) in taps.iter().enumerate() {
+        let start = shape.tap(p, t / kw, t % kw);
+        let w = *w as i16;
+        for (a, x) in sums.iter_mut().zip(&cells[start..start + wide]) {
+            *a = a.wrapping_add((w * *x) as i32);
+        }
     }
 }
 

@@ -453,3 +453,35 @@ fn the_suites_run_every_tile_this_cpu_executes() {
         ran.join(", ")
     );
 }
+
+/// Depthwise windows past the register-chunked path's tap limit (64) run tap by tap: 9 × 9
+/// and 11 × 11 windows, strided and padded, on every tile.
+#[test]
+fn large_depthwise_windows_agree() {
+    let mut rng = Rng(11);
+    for (c, h, k, stride, pad) in [(6, 30, 9, 1, 4), (3, 41, 11, 2, 5), (2, 20, 8, 1, 3)] {
+        let p = ConvParams::conv2d(Shape::new(c, 1, h, h), c, k, stride, pad, 1, c).unwrap();
+        let x: Vec<i8> = (0..p.input.elements().unwrap())
+            .map(|_| rng.i8(true))
+            .collect();
+        let wts: Vec<i8> = (0..p.weight_len()).map(|_| rng.i8(true)).collect();
+        // A scale that maps these sums (up to 121 · 128 · 255) onto the int8 range unsaturated,
+        // so that any wrong tap shows.
+        let mut q = rng.quant(c as usize, true);
+        q.mult.fill(1 << 30);
+        q.shift.fill(13);
+        q.bias.fill(0);
+        q.output.zero = 0;
+        let mut a = vec![0i8; p.output.elements().unwrap() as usize];
+        Reference.conv(&p, &x, &wts, &q, &mut a).unwrap();
+        let saturated = a.iter().filter(|v| **v == -128 || **v == 127).count();
+        assert!(4 * saturated < a.len(), "most outputs are not saturated");
+        for (tile, b) in on_every_tile(|| {
+            let mut b = vec![0i8; a.len()];
+            Native.conv(&p, &x, &wts, &q, &mut b).unwrap();
+            b
+        }) {
+            assert!(a == b, "{tile:?} {p:?}");
+        }
+    }
+}
