@@ -88,6 +88,8 @@ enum Command {
 }
 
 fn main() -> Result<()> {
+    // The VM runs on this thread: make it a rayon worker, so kernels split their loops here.
+    smartvm_kernels::native::adopt_calling_thread();
     match Cli::parse().command {
         Command::Opcodes { json } => print_opcodes(json),
         Command::Asm {
