@@ -18,7 +18,7 @@ use crate::gas::{KernelClass, Work};
 use crate::interpreter::{operand, Machine};
 use crate::weights::{unavailable, LayerStream, WeightSource};
 
-fn kernel_error(qblock: i64) -> impl Fn(KernelError) -> ErrorKind {
+pub(crate) fn kernel_error(qblock: i64) -> impl Fn(KernelError) -> ErrorKind {
     move |e| match e {
         KernelError::BadOperand => ErrorKind::BadOperand,
         KernelError::ShapeMismatch => ErrorKind::ShapeMismatch,
@@ -120,8 +120,7 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
         };
         self.charge_work(class, work)?;
         let weights = self.layer_weights(wblock, p.weight_len())?;
-        let q =
-            ChannelQuant::decode(&self.block(qblock)?, p.output.c).map_err(kernel_error(qblock))?;
+        let q = self.channel_quant(qblock, p.output.c)?;
         self.produce(1, p.output, |m, out| {
             let input = &m.buffer.top()?.data;
             m.kernels
@@ -157,7 +156,7 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
             return self.fully_connected_in_bands(in_n, out_n, first, qblock);
         }
         let weights = self.layer_weights(wblock, macs)?;
-        let q = ChannelQuant::decode(&self.block(qblock)?, out_n).map_err(kernel_error(qblock))?;
+        let q = self.channel_quant(qblock, out_n)?;
         self.produce(1, Shape::flat(out_n), |m, out| {
             let input = &m.buffer.top()?.data;
             m.kernels
@@ -362,8 +361,7 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
                 let bytes = elements(&p.input)? + outputs + p.weight_len();
                 self.charge_kernel(KernelClass::ConvTranspose, p.macs(), outputs, bytes)?;
                 let weights = self.layer_weights(wblock, p.weight_len())?;
-                let q = ChannelQuant::decode(&self.block(qblock)?, p.output.c)
-                    .map_err(kernel_error(qblock))?;
+                let q = self.channel_quant(qblock, p.output.c)?;
                 self.produce(1, p.output, |m, out| {
                     m.kernels
                         .conv_transpose(&p, &m.buffer.top()?.data, as_i8(&weights), &q, out)

@@ -1,13 +1,15 @@
 //! The fetch-charge-dispatch loop and the base instruction set.
 
 use alloc::borrow::Cow;
+use alloc::collections::BTreeMap;
+use alloc::rc::Rc;
 use alloc::vec;
 use alloc::vec::Vec;
 
 use smartvm_isa::{
     code::read_immediate, validate, validate::STACK_LIMIT, Opcode, Program, ValidationError,
 };
-use smartvm_kernels::Kernels;
+use smartvm_kernels::{ChannelQuant, Kernels};
 
 use crate::buffer::{Buffer, SavedFrame};
 use crate::cnn::PartialLayer;
@@ -120,6 +122,9 @@ pub(crate) struct Machine<'a, K, W> {
     pub(crate) partial: Option<PartialLayer>,
     /// Gas used before the current instruction began.
     pub(crate) op_start: u64,
+    /// Qblocks decoded in this run, by block and channel count: a recurrent program (the
+    /// LSTM's gates, 28 steps) reads the same qblock every step. Each read is still charged.
+    quants: BTreeMap<(u32, u32), Rc<ChannelQuant>>,
 }
 
 /// Converts a stack word to a non-negative u32 operand.
@@ -174,6 +179,24 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
         self.blocks_read += 1;
         self.weight_bytes += bytes.len() as u64;
         Ok(bytes)
+    }
+
+    /// Reads qblock `qblock` (charged like every read) as the quantization of `channels`
+    /// outputs, decoding it only the first time in a run.
+    pub(crate) fn channel_quant(
+        &mut self,
+        qblock: i64,
+        channels: u32,
+    ) -> Result<Rc<ChannelQuant>, ErrorKind> {
+        let bytes = self.block(qblock)?;
+        let key = (operand(qblock)?, channels);
+        if let Some(q) = self.quants.get(&key) {
+            return Ok(q.clone());
+        }
+        let q = ChannelQuant::decode(&bytes, channels).map_err(crate::cnn::kernel_error(qblock))?;
+        let q = Rc::new(q);
+        self.quants.insert(key, q.clone());
+        Ok(q)
     }
 
     /// Checks a layer's weight length and charges for its bytes, before any block is read;
@@ -417,6 +440,7 @@ pub fn execute_slice<K: Kernels, W: WeightSource>(
         element_paid: None,
         partial: None,
         op_start: 0,
+        quants: BTreeMap::new(),
     };
     let mut pc = 0usize;
     let mut instructions = 0u64;
