@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use clap::Args;
+use smartvm_kernels::tile::Tile;
 use smartvm_kernels::{Kernels, Native, Reference};
 use smartvm_vm::{
     execute_slice, Config, Executable, Outcome, Progress, Start, WeightPack, WeightSource,
@@ -46,6 +47,23 @@ pub struct RunArgs {
     /// it paused and each snapshot's SCALE size, and checks that the outcome is the same.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     slice_gas: Option<u64>,
+    /// Native kernels' SIMD tile (default: the widest this CPU runs): portable, vnni-emulated,
+    /// avx2, avx-vnni or avx512-vnni. Every tile gives the same bytes; use it to time one
+    /// against another on the same machine.
+    #[arg(long, value_parser = parse_tile)]
+    tile: Option<Tile>,
+}
+
+fn parse_tile(name: &str) -> Result<Tile, String> {
+    let tile = Tile::parse(name).ok_or_else(|| {
+        let names: Vec<&str> = Tile::ALL.iter().map(|t| t.name()).collect();
+        format!("unknown tile (one of: {})", names.join(", "))
+    })?;
+    if tile.supported() {
+        Ok(tile)
+    } else {
+        Err(format!("this CPU cannot run the {name} tile"))
+    }
 }
 
 /// Runs `exe` in slices of `slice` gas (`u64::MAX`: in one go) with the chosen backend; the
@@ -127,6 +145,10 @@ pub fn argmax(values: &[i8]) -> usize {
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
+    if let Some(tile) = args.tile {
+        smartvm_kernels::tile::force(Some(tile))
+            .map_err(|t| anyhow!("this CPU cannot run the {} tile", t.name()))?;
+    }
     let blocks = load::blocks(&args.weights)?;
     let program = load::program(&args.program, Some(&args.weights))?;
     load::check_manifest(&program, &blocks)?;
@@ -179,7 +201,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             "instructions": out.instructions, "peak_buffer_bytes": out.peak_buffer_bytes,
             "peak_memory_bytes": out.peak_memory_bytes, "weight_blocks_read": out.weight_blocks_read,
             "weight_bytes_read": out.weight_bytes_read, "elapsed_us": elapsed.as_secs_f64() * 1e6,
-            "runs": times.len(),
+            "runs": times.len(), "tile": smartvm_kernels::tile::active().name(),
             "slices": slices.as_ref().map(|(gas, sizes)| serde_json::json!({
                 "slice_gas": gas, "pauses": sizes.len(), "snapshot_bytes": sizes,
             })),
@@ -199,8 +221,12 @@ pub fn run(args: RunArgs) -> Result<()> {
             "weight reads      {} blocks, {} bytes",
             out.weight_blocks_read, out.weight_bytes_read
         );
+        let tile = match args.backend {
+            Backend::Native => format!(", {} tile", smartvm_kernels::tile::active().name()),
+            _ => String::new(),
+        };
         println!(
-            "time              {:.3} ms ({:?} kernels, {runs})",
+            "time              {:.3} ms ({:?} kernels{tile}, {runs})",
             elapsed.as_secs_f64() * 1e3,
             args.backend
         );

@@ -116,6 +116,55 @@ fn run_reports_output_gas_and_buffer_as_json() {
     assert!(!ok && stderr.contains("out of range"), "{stderr}");
 }
 
+/// `--tile` runs the native kernels on the tile named, each giving the expected logits; the
+/// report names the tile, and a tile this CPU cannot run or does not know is a clear error.
+#[test]
+fn run_on_every_tile_this_cpu_has_gives_the_expected_logits() {
+    let dir = root().join("examples/lenet5");
+    let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let tiles = smartvm_kernels::tile::Tile::supported_tiles();
+    for tile in &tiles {
+        let (ok, stdout, stderr) = smartvm(&[
+            "run",
+            &p("lenet5.sasm"),
+            "--weights",
+            &p("weights.smw"),
+            "--input",
+            &p("inputs.bin"),
+            "--index",
+            "3",
+            "--tile",
+            tile.name(),
+            "--json",
+        ]);
+        assert!(ok, "{stderr}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(v["output"], expected["logits"][3], "{}", tile.name());
+        assert_eq!(v["tile"], tile.name());
+    }
+    println!(
+        "smartvm run checked on tiles: {}",
+        tiles
+            .iter()
+            .map(|t| t.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let (ok, _, stderr) = smartvm(&[
+        "run",
+        &p("lenet5.sasm"),
+        "--weights",
+        &p("weights.smw"),
+        "--input",
+        &p("inputs.bin"),
+        "--tile",
+        "sse9",
+    ]);
+    assert!(!ok && stderr.contains("unknown tile"), "{stderr}");
+}
+
 /// `--slice-gas` runs the program again as a job across blocks would, pausing and resuming
 /// through SCALE-encoded snapshots, and must end the same; a slice too small for one layer is a
 /// clear error, not a loop.

@@ -149,6 +149,8 @@ pub struct ModelResult {
     sqnr_db: f64,
     float_tract_ms: f64,
     int8_native_ms: f64,
+    /// The native kernels' tile the timing ran on (`smartvm_kernels::tile`).
+    native_tile: &'static str,
     accuracy_int8: Option<f64>,
     accuracy_float: Option<f64>,
     pipeline: Pipeline,
@@ -280,6 +282,7 @@ fn measure_model(
         sqnr_db: sqnr,
         float_tract_ms: float_ms,
         int8_native_ms: int_ms,
+        native_tile: smartvm_kernels::tile::active().name(),
         accuracy_int8: accuracy.map(|a| a.0),
         accuracy_float: accuracy.map(|a| a.1),
         pipeline,

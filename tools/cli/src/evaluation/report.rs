@@ -38,18 +38,12 @@ fn machine() -> String {
         })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    #[cfg(target_arch = "x86_64")]
-    let simd = if std::is_x86_feature_detected!("avx512vnni") {
-        "AVX-512 VNNI"
-    } else if std::is_x86_feature_detected!("avx2") {
-        "AVX2 (no AVX-512)"
-    } else {
-        "no AVX2"
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let simd = "portable kernels";
+    use smartvm_kernels::tile::Tile;
+    let tiles: Vec<&str> = Tile::supported_tiles().iter().map(|t| t.name()).collect();
     format!(
-        "{cpu}, {cores} cores, {simd}; SmartVM kernels on {} rayon threads",
+        "{cpu}, {cores} cores; SmartVM native tile {} (this CPU runs: {}); kernels on {} rayon threads",
+        smartvm_kernels::tile::active().name(),
+        tiles.join(", "),
         rayon_threads()
     )
 }
@@ -121,10 +115,10 @@ pub fn write(dir: &Path, m: &Measured<'_>) -> Result<()> {
         md,
         "## 1. Compute latency (batch 1, weights in memory, median)\n"
     )?;
-    writeln!(md, "| model | SmartVM int8 (native) ms | tract fp32 ms | ORT fp32 ms | ORT int8 ms | PyTorch fp32 ms | target: ≤ faster ORT | paper's SmartVM (CPU) ms |")?;
+    writeln!(md, "| model | SmartVM int8 (native) ms | tile | tract fp32 ms | ORT fp32 ms | ORT int8 ms | PyTorch fp32 ms | target: ≤ faster ORT | paper's SmartVM (CPU) ms |")?;
     writeln!(
         md,
-        "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |"
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: |"
     )?;
     for r in results {
         let a = anchor(&r.name);
@@ -136,9 +130,10 @@ pub fn write(dir: &Path, m: &Measured<'_>) -> Result<()> {
         };
         writeln!(
             md,
-            "| {} | {:.3} | {:.3} | {} | {} | {} | {verdict} | {} |",
+            "| {} | {:.3} | {} | {:.3} | {} | {} | {} | {verdict} | {} |",
             r.name,
             r.int8_native_ms,
+            r.native_tile,
             r.float_tract_ms,
             opt(a.map(|a| a.ort_fp32_ms), 3),
             opt(a.map(|a| a.ort_int8_ms), 3),
