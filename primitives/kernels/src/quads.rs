@@ -227,8 +227,12 @@ impl QuadInput {
     }
 }
 
-/// Sums of one block of rows over up to two panels: `acc[row][panel · COLS + j]`.
-type Acc = [[i32; 2 * COLS]; ROWS];
+/// Panels one tile covers: 8 rows × 3 panels keep 24 accumulators, the three panels' quads
+/// and a broadcast weight in the 32 AVX-512 registers.
+const PANELS: usize = 3;
+
+/// Sums of one block of rows over up to [`PANELS`] panels: `acc[row][panel · COLS + j]`.
+type Acc = [[i32; PANELS * COLS]; ROWS];
 
 /// Computes the product for every row of `w` into `sums` (rows × positions, row-major).
 pub fn multiply(kernel: QuadKernel, w: &QuadWeights<'_>, x: &QuadInput, sums: &mut [i32]) {
@@ -255,15 +259,15 @@ pub fn multiply_with(
 ) {
     assert_eq!(w.quads, x.quads, "weights and input have the same taps");
     let panels = x.positions.div_ceil(COLS);
-    let mut acc = [[0i32; 2 * COLS]; ROWS];
-    for first_panel in (0..panels).step_by(2) {
-        let two = first_panel + 1 < panels;
-        let xa = x.panel(first_panel);
-        let xb = if two { x.panel(first_panel + 1) } else { xa };
+    let mut acc = [[0i32; PANELS * COLS]; ROWS];
+    for first_panel in (0..panels).step_by(PANELS) {
+        let count = PANELS.min(panels - first_panel);
+        // Panels past the last one repeat it; their sums are not used.
+        let xs: [&[u8]; PANELS] = core::array::from_fn(|i| x.panel(first_panel + i.min(count - 1)));
         let first = first_panel * COLS;
-        let width = (2 * COLS).min(x.positions - first);
+        let width = (PANELS * COLS).min(x.positions - first);
         for r0 in (0..w.rows).step_by(ROWS) {
-            tile(kernel, w.block(r0 / ROWS), [xa, xb], two, &mut acc);
+            tile(kernel, w.block(r0 / ROWS), xs, count, &mut acc);
             for (r, lane) in acc.iter_mut().enumerate().take(ROWS.min(w.rows - r0)) {
                 let correction = w.corrections[r0 + r];
                 for a in lane[..width].iter_mut() {
@@ -275,9 +279,9 @@ pub fn multiply_with(
     }
 }
 
-/// One [`ROWS`] × `2 · COLS` tile (one panel's worth when `two` is off) with `kernel`.
+/// One [`ROWS`] × `count · COLS` tile (`count` ≤ [`PANELS`]) with `kernel`.
 #[inline]
-fn tile(kernel: QuadKernel, w: Block<'_>, xs: [&[u8]; 2], two: bool, acc: &mut Acc) {
+fn tile(kernel: QuadKernel, w: Block<'_>, xs: [&[u8]; PANELS], count: usize, acc: &mut Acc) {
     let quads = w.quads;
     assert!(w.in_bounds() && xs.iter().all(|x| x.len() >= quads * COLS * 4));
     match kernel {
@@ -286,22 +290,22 @@ fn tile(kernel: QuadKernel, w: Block<'_>, xs: [&[u8]; 2], two: bool, acc: &mut A
             // SAFETY: AVX-512 F + BW + VNNI are present (checked); every weight quad and both
             // panels' `quads` steps are in bounds (asserted).
             unsafe {
-                if two {
-                    x86::tile_zmm::<2>(w, xs, acc)
-                } else {
-                    x86::tile_zmm::<1>(w, xs, acc)
+                match count {
+                    1 => x86::tile_zmm::<1>(w, xs, acc),
+                    2 => x86::tile_zmm::<2>(w, xs, acc),
+                    _ => x86::tile_zmm::<3>(w, xs, acc),
                 }
             }
         }
         #[cfg(target_arch = "x86_64")]
         QuadKernel::AvxVnni if crate::tile::Tile::AvxVnni.supported() => {
-            for (half, x) in xs.iter().enumerate().take(1 + two as usize) {
+            for (half, x) in xs.iter().enumerate().take(count) {
                 // SAFETY: AVX2 + AVX-VNNI are present (checked); bounds as above.
                 unsafe { x86::tile_ymm(w, x, acc, half) }
             }
         }
         _ => {
-            for (half, x) in xs.iter().enumerate().take(1 + two as usize) {
+            for (half, x) in xs.iter().enumerate().take(count) {
                 tile_emulated(w, x, acc, half)
             }
         }
@@ -342,11 +346,15 @@ mod x86 {
     /// The CPU must support AVX-512 F, BW and VNNI; `ws` must hold `quads · ROWS` words and each
     /// used panel `quads · COLS · 4` bytes.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub(super) unsafe fn tile_zmm<const P: usize>(w: Block<'_>, xs: [&[u8]; 2], acc: &mut Acc) {
+    pub(super) unsafe fn tile_zmm<const P: usize>(
+        w: Block<'_>,
+        xs: [&[u8]; super::PANELS],
+        acc: &mut Acc,
+    ) {
         let mut c = [[_mm512_setzero_si512(); P]; ROWS];
         let rows: [*const u8; ROWS] = core::array::from_fn(|r| w.bytes.as_ptr().add(w.starts[r]));
         let mut at = 0;
-        let mut x = [xs[0].as_ptr(), xs[1].as_ptr()];
+        let mut x = [xs[0].as_ptr(), xs[1].as_ptr(), xs[2].as_ptr()];
         for _ in 0..w.quads {
             let mut v = [_mm512_setzero_si512(); P];
             for i in 0..P {
