@@ -209,15 +209,10 @@ mod x86 {
         out: &mut [i8],
     ) {
         let full = sums.len().min(out.len()) / 16;
-        let bias = _mm512_set1_epi32(q.bias[oc]);
-        let (mult, n) = (
-            _mm512_set1_epi32(q.mult[oc]),
-            _mm512_set1_epi32(31 + q.shift[oc]),
-        );
+        let row = RowScale::new(q, oc);
         for i in 0..full {
             // SAFETY: i < full, so the 16 lanes at 16·i lie inside both slices.
-            let acc = load16(sums, i);
-            let bytes = requantize16(_mm512_add_epi32(acc, bias), mult, n, q.output);
+            let bytes = row.requantize16(load16(sums, i));
             _mm_storeu_si128(out.as_mut_ptr().add(16 * i) as *mut __m128i, bytes);
         }
         let rest = sums.len().min(out.len()) - 16 * full;
@@ -225,8 +220,52 @@ mod x86 {
             // The last part vector through masks: nothing past either slice is touched.
             let mask = ((1u32 << rest) - 1) as u16;
             let acc = _mm512_maskz_loadu_epi32(mask, sums.as_ptr().add(16 * full));
-            let bytes = requantize16(_mm512_add_epi32(acc, bias), mult, n, q.output);
-            _mm_mask_storeu_epi8(out.as_mut_ptr().add(16 * full), mask, bytes);
+            _mm_mask_storeu_epi8(out.as_mut_ptr().add(16 * full), mask, row.requantize16(acc));
+        }
+    }
+
+    /// One channel's requantization with everything that does not depend on the sum worked
+    /// out once: the rounding term, the shift count and the clamp bounds relative to the zero
+    /// point (which fit int32, so the clamped values pack to 32 bits before the zero is added).
+    struct RowScale {
+        bias: __m512i,
+        mult: __m512i,
+        round: __m512i,
+        count: __m128i,
+        low: __m512i,
+        high: __m512i,
+        zero: __m512i,
+    }
+
+    impl RowScale {
+        #[target_feature(enable = "avx512f")]
+        unsafe fn new(q: &ChannelQuant, oc: usize) -> Self {
+            let n = (31 + q.shift[oc]) as u32;
+            let r = q.output;
+            RowScale {
+                bias: _mm512_set1_epi32(q.bias[oc]),
+                mult: _mm512_set1_epi32(q.mult[oc]),
+                round: _mm512_set1_epi64(1i64 << (n - 1)),
+                count: _mm_cvtsi64_si128(n as i64),
+                low: _mm512_set1_epi64(r.lo as i64 - r.zero as i64),
+                high: _mm512_set1_epi64(r.hi as i64 - r.zero as i64),
+                zero: _mm512_set1_epi32(r.zero),
+            }
+        }
+
+        /// Sixteen sums (bias not yet added) to sixteen int8 bytes.
+        #[target_feature(enable = "avx512f,avx512bw")]
+        #[inline]
+        unsafe fn requantize16(&self, sums: __m512i) -> __m128i {
+            let acc = _mm512_add_epi32(sums, self.bias);
+            let shifted = |product: __m512i| {
+                let t = _mm512_sra_epi64(_mm512_add_epi64(product, self.round), self.count);
+                _mm512_min_epi64(_mm512_max_epi64(t, self.low), self.high)
+            };
+            let even = shifted(_mm512_mul_epi32(acc, self.mult));
+            let odd = shifted(_mm512_mul_epi32(_mm512_srli_epi64::<32>(acc), self.mult));
+            let y = _mm512_mask_blend_epi32(0xaaaa, even, _mm512_slli_epi64::<32>(odd));
+            _mm512_cvtepi32_epi8(_mm512_add_epi32(y, self.zero))
         }
     }
 
