@@ -23,6 +23,9 @@ use crate::{
 /// handing a quarter-million-MAC layer to rayon costs more than it saves.
 const PARALLEL_MACS: u64 = 1 << 21;
 
+/// GEMM multiply-accumulates one depthwise multiply-accumulate is worth, for the threshold above.
+const DEPTHWISE_MAC_COST: u64 = 8;
+
 /// The native backend.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Native;
@@ -207,6 +210,10 @@ impl Kernels for Native {
         let group_len = p.group_out() as usize * (p.output.h * p.output.w) as usize;
         let parallel = p.macs() >= PARALLEL_MACS;
         if p.group_in() == 1 && p.group_out() == 1 {
+            // A depthwise MAC costs about ten GEMM MACs (its grid fill and requantization are
+            // per output, not per weight): measured on MobileNetV2, whose 14 × 14 and 7 × 7
+            // depthwise layers ran on one thread below the GEMM's threshold.
+            let parallel = p.macs() * DEPTHWISE_MAC_COST >= PARALLEL_MACS;
             rows::depthwise(p, input, weights, q, out, parallel);
             return Ok(());
         }
