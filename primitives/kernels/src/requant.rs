@@ -225,13 +225,19 @@ mod x86 {
     }
 
     /// One channel's requantization with everything that does not depend on the sum worked
-    /// out once: the rounding term, the shift count and the clamp bounds relative to the zero
-    /// point (which fit int32, so the clamped values pack to 32 bits before the zero is added).
+    /// out once: the rounding term, the shift counts and the clamp bounds.
+    ///
+    /// With `n = 31 + shift ≥ 32` (a scale under one half: most layers), the rounded shift
+    /// is the high 32 bits of `product + round`, shifted arithmetically by `n - 32` in 32-bit
+    /// lanes: exact, since `floor(floor(x / 2^32) / 2^(n-32)) = floor(x / 2^n)` and the result
+    /// fits 31 bits. Otherwise both halves are shifted and clamped in 64 bits.
     struct RowScale {
         bias: __m512i,
         mult: __m512i,
         round: __m512i,
+        /// `n` (64-bit path) or `n - 32` (32-bit path).
         count: __m128i,
+        high_half: bool,
         low: __m512i,
         high: __m512i,
         zero: __m512i,
@@ -242,13 +248,23 @@ mod x86 {
         unsafe fn new(q: &ChannelQuant, oc: usize) -> Self {
             let n = (31 + q.shift[oc]) as u32;
             let r = q.output;
+            let high_half = n >= 32;
+            let (low, high) = if high_half {
+                (_mm512_set1_epi32(r.lo), _mm512_set1_epi32(r.hi))
+            } else {
+                (
+                    _mm512_set1_epi64(r.lo as i64 - r.zero as i64),
+                    _mm512_set1_epi64(r.hi as i64 - r.zero as i64),
+                )
+            };
             RowScale {
                 bias: _mm512_set1_epi32(q.bias[oc]),
                 mult: _mm512_set1_epi32(q.mult[oc]),
                 round: _mm512_set1_epi64(1i64 << (n - 1)),
-                count: _mm_cvtsi64_si128(n as i64),
-                low: _mm512_set1_epi64(r.lo as i64 - r.zero as i64),
-                high: _mm512_set1_epi64(r.hi as i64 - r.zero as i64),
+                count: _mm_cvtsi64_si128(if high_half { n - 32 } else { n } as i64),
+                high_half,
+                low,
+                high,
                 zero: _mm512_set1_epi32(r.zero),
             }
         }
@@ -258,12 +274,23 @@ mod x86 {
         #[inline]
         unsafe fn requantize16(&self, sums: __m512i) -> __m128i {
             let acc = _mm512_add_epi32(sums, self.bias);
-            let shifted = |product: __m512i| {
-                let t = _mm512_sra_epi64(_mm512_add_epi64(product, self.round), self.count);
+            let even = _mm512_add_epi64(_mm512_mul_epi32(acc, self.mult), self.round);
+            let odd = _mm512_add_epi64(
+                _mm512_mul_epi32(_mm512_srli_epi64::<32>(acc), self.mult),
+                self.round,
+            );
+            if self.high_half {
+                // The high dwords of the even lanes move down; the odd lanes' are in place.
+                let hi = _mm512_mask_blend_epi32(0xaaaa, _mm512_srli_epi64::<32>(even), odd);
+                let t = _mm512_add_epi32(_mm512_sra_epi32(hi, self.count), self.zero);
+                let y = _mm512_min_epi32(_mm512_max_epi32(t, self.low), self.high);
+                return _mm512_cvtepi32_epi8(y);
+            }
+            let shifted = |t: __m512i| {
+                let t = _mm512_sra_epi64(t, self.count);
                 _mm512_min_epi64(_mm512_max_epi64(t, self.low), self.high)
             };
-            let even = shifted(_mm512_mul_epi32(acc, self.mult));
-            let odd = shifted(_mm512_mul_epi32(_mm512_srli_epi64::<32>(acc), self.mult));
+            let (even, odd) = (shifted(even), shifted(odd));
             let y = _mm512_mask_blend_epi32(0xaaaa, even, _mm512_slli_epi64::<32>(odd));
             _mm512_cvtepi32_epi8(_mm512_add_epi32(y, self.zero))
         }
