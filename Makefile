@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR
 SMARTVM := $(CARGO_TARGET_DIR)/release/smartvm
 LENET := examples/lenet5
 
-.PHONY: run demo e2e build-node test setup build golden fixtures zoo zoo-fidelity suite demo-model lint fmt bench fuzz flood relay zombienet weights evaluation
+.PHONY: run demo e2e build-node test setup build golden fixtures zoo zoo-fidelity suite demo-model lint fmt bench native-vs-ort fuzz flood relay zombienet weights evaluation
 FIXTURES ?= $(HOME)/.cache/smartvm/fixtures
 export SMARTVM_FIXTURES := $(FIXTURES)
 
@@ -61,8 +61,9 @@ e2e: setup build build-node
 test: setup fixtures zoo
 	@echo "== workspace tests (the node binary is built by make run, not here)"
 	cargo test --workspace --exclude smartvm-node
-	@echo "== which SIMD tiles this CPU ran against the portable definition"
-	cargo test -q -p smartvm-kernels --lib every_tile_this_cpu_runs -- --nocapture
+	@echo "== which SIMD tiles this CPU ran: GEMM tiles against their definitions, whole kernels against the reference"
+	cargo test -q -p smartvm-kernels --lib -- --nocapture every_tile_this_cpu_runs every_quad_kernel_here
+	cargo test -q -p smartvm-kernels --test cross_backend -- --nocapture the_suites_run_every_tile
 	@echo "== pallet benchmarks, run once each as tests on the mock runtime"
 	cargo test -p pallet-smartvm --features runtime-benchmarks benchmarking
 	@echo "== no_std: the VM builds for wasm32 as the runtime will use it"
@@ -135,6 +136,11 @@ fmt:
 	cargo fmt --all
 
 ## Criterion benchmark of LeNet-5 both ways, then the ratio table.
+## SmartVM's native kernels against ONNX Runtime, interleaved rounds on this machine (TILE=avx2
+## forces a tile; about a minute a round once the models are compiled).
+native-vs-ort: zoo fixtures build
+	bash scripts/native-vs-ort.sh $(SMARTVM)
+
 bench: setup build
 	cargo bench -p smartvm-vm --bench lenet5
 	cargo bench -p smartvm-kernels --features cuda --bench layers

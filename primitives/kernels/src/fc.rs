@@ -17,6 +17,10 @@ const ROWS_PER_TASK: usize = 64;
 
 /// `out[o] = requantize(bias[o] + Σ_k weights[o][k] · (input[k] - z_in))`; the caller has checked
 /// the shapes. Runs on the rayon pool with `parallel`.
+///
+/// On VNNI tiles (and their emulation) the sums go through `vpdpbusd`: `Σ W·(x - z)` as
+/// `Σ W·x' - (z + 128)·ΣW` with `x' = x + 128`, the weight sums from the same pass as dot
+/// products with ones. Elsewhere, int16 `vpmaddwd` dot products.
 pub fn fully_connected(
     input: &[i8],
     weights: &[i8],
@@ -25,68 +29,50 @@ pub fn fully_connected(
     parallel: bool,
 ) {
     let n = input.len();
-    let quads = match crate::tile::active() {
-        Tile::Avx512Vnni => Some(QuadKernel::Avx512Vnni),
-        Tile::AvxVnni => Some(QuadKernel::AvxVnni),
-        Tile::VnniEmulated => Some(QuadKernel::Emulated),
-        Tile::Avx2 | Tile::Portable => None,
-    };
-    if let Some(kernel) = quads.filter(|_| quads::zero_fits(q.input_zero)) {
-        return fully_connected_quads(kernel, input, weights, q, out, parallel);
-    }
-    // Zero-padded to whole 16-lane vectors: the padding multiplies the weight tail by 0.
-    let mut xs = vec![0i16; n.next_multiple_of(16)];
-    for (x, v) in xs.iter_mut().zip(input) {
-        *x = (*v as i32 - q.input_zero) as i16;
-    }
     let mut sums = vec![0i32; out.len()];
-    let run = |(t, chunk): (usize, &mut [i32])| {
-        let first = t * ROWS_PER_TASK;
-        dots(
-            &weights[first * n..(first + chunk.len()) * n],
-            n,
-            &xs,
-            chunk,
-        )
-    };
-    if parallel {
-        sums.par_chunks_mut(ROWS_PER_TASK).enumerate().for_each(run);
-    } else {
-        sums.chunks_mut(ROWS_PER_TASK).enumerate().for_each(run);
+    match QuadKernel::for_active_tile().filter(|_| quads::zero_fits(q.input_zero)) {
+        Some(kernel) => {
+            // Zero-padded to whole 64-byte vectors: the padding meets the tail with weight · 0.
+            let mut xs = vec![0u8; n.next_multiple_of(64)];
+            for (x, v) in xs.iter_mut().zip(input) {
+                *x = *v as u8 ^ 0x80;
+            }
+            let bias = q.input_zero + 128;
+            row_tasks(weights, n, &mut sums, parallel, |rows, chunk| {
+                quad_dots(kernel, rows, n, &xs, bias, chunk)
+            });
+        }
+        None => {
+            // Zero-padded to whole 16-lane vectors: the padding multiplies the weight tail by 0.
+            let mut xs = vec![0i16; n.next_multiple_of(16)];
+            for (x, v) in xs.iter_mut().zip(input) {
+                *x = (*v as i32 - q.input_zero) as i16;
+            }
+            row_tasks(weights, n, &mut sums, parallel, |rows, chunk| {
+                dots(rows, n, &xs, chunk)
+            });
+        }
     }
     requantize_channels(&sums, q, out)
 }
 
-/// The fully connected layer through `vpdpbusd` (or its emulation): `Σ W·(x - z)` as
-/// `Σ W·x' - (z + 128)·ΣW` with `x' = x + 128`; the weight sums come from the same pass, as
-/// dot products with ones.
-fn fully_connected_quads(
-    kernel: QuadKernel,
-    input: &[i8],
+/// Runs `dots(weight_rows, their_sums)` over tasks of [`ROWS_PER_TASK`] rows of `n` weights.
+fn row_tasks(
     weights: &[i8],
-    q: &ChannelQuant,
-    out: &mut [i8],
+    n: usize,
+    sums: &mut [i32],
     parallel: bool,
+    dots: impl Fn(&[i8], &mut [i32]) + Sync,
 ) {
-    let n = input.len();
-    // Zero-padded to whole 64-byte vectors: the padding meets the tail with weight · 0.
-    let mut xs = vec![0u8; n.next_multiple_of(64)];
-    for (x, v) in xs.iter_mut().zip(input) {
-        *x = *v as u8 ^ 0x80;
-    }
-    let bias = q.input_zero + 128;
-    let mut sums = vec![0i32; out.len()];
     let run = |(t, chunk): (usize, &mut [i32])| {
         let first = t * ROWS_PER_TASK;
-        let rows = &weights[first * n..(first + chunk.len()) * n];
-        quad_dots(kernel, rows, n, &xs, bias, chunk)
+        dots(&weights[first * n..(first + chunk.len()) * n], chunk)
     };
     if parallel {
         sums.par_chunks_mut(ROWS_PER_TASK).enumerate().for_each(run);
     } else {
         sums.chunks_mut(ROWS_PER_TASK).enumerate().for_each(run);
     }
-    requantize_channels(&sums, q, out)
 }
 
 /// `sums[r] = Σ_k rows[r][k] · (xs[k] - bias)` over `n` weights a row, wrapping.

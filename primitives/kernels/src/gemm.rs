@@ -88,15 +88,7 @@ impl PackedInput {
         parallel: bool,
         fill: impl Fn(usize, &mut [i16]) + Sync,
     ) -> Self {
-        use rayon::prelude::*;
-        let len = Self::panel_len(taps);
-        let mut halves = vec![0i16; positions.div_ceil(NR) * len];
-        let run = |(panel, chunk): (usize, &mut [i16])| fill(panel * NR, chunk);
-        if parallel {
-            halves.par_chunks_mut(len).enumerate().for_each(run);
-        } else {
-            halves.chunks_mut(len).enumerate().for_each(run);
-        }
+        let halves = build_panels(Self::panel_len(taps), positions, NR, parallel, fill);
         PackedInput {
             halves,
             pairs: taps.div_ceil(2),
@@ -113,6 +105,27 @@ impl PackedInput {
         let len = self.pairs * NR * 2;
         &self.halves[panel * len..(panel + 1) * len]
     }
+}
+
+/// Zeroed panels of `len` values, one per `width` positions, each filled by
+/// `fill(first_position, panel)`, on the rayon pool with `parallel`: what both GEMMs' inputs
+/// are made of.
+pub(crate) fn build_panels<T: Copy + Default + Send>(
+    len: usize,
+    positions: usize,
+    width: usize,
+    parallel: bool,
+    fill: impl Fn(usize, &mut [T]) + Sync,
+) -> Vec<T> {
+    use rayon::prelude::*;
+    let mut values = vec![T::default(); positions.div_ceil(width) * len];
+    let run = |(panel, chunk): (usize, &mut [T])| fill(panel * width, chunk);
+    if parallel {
+        values.par_chunks_mut(len).enumerate().for_each(run);
+    } else {
+        values.chunks_mut(len).enumerate().for_each(run);
+    }
+    values
 }
 
 /// Computes the product for every row of `w` into `sums` (rows × positions, row-major).

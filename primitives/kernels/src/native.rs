@@ -12,7 +12,6 @@ use crate::gemm::{self, PackedWeights, MR};
 use crate::quads::{self, QuadKernel, QuadWeights};
 use crate::requant::requantize_row;
 use crate::rows;
-use crate::tile::{self, Tile};
 use crate::unfold::{unfold, unfold_quads, Unfolded, UnfoldedQuads};
 use crate::{
     check_conv, check_fc, check_pool, ChannelQuant, ConvParams, ConvTransposeParams, KernelError,
@@ -62,13 +61,7 @@ enum Product {
 impl Product {
     /// Unfolds group `group` for the GEMM the active tile runs.
     fn unfold(p: &ConvParams, input: &[i8], zero: i32, group: usize, parallel: bool) -> Self {
-        let kernel = match tile::active() {
-            Tile::Avx512Vnni => Some(QuadKernel::Avx512Vnni),
-            Tile::AvxVnni => Some(QuadKernel::AvxVnni),
-            Tile::VnniEmulated => Some(QuadKernel::Emulated),
-            Tile::Avx2 | Tile::Portable => None,
-        };
-        match kernel {
+        match QuadKernel::for_active_tile() {
             Some(k) if quads::zero_fits(zero) => {
                 Product::Quads(unfold_quads(p, input, zero, group, parallel), k)
             }

@@ -29,6 +29,20 @@ pub enum QuadKernel {
     Avx512Vnni,
 }
 
+impl QuadKernel {
+    /// The kernel of the active tile, if it has one (the AVX2 and portable tiles run the
+    /// int16 paths instead).
+    pub fn for_active_tile() -> Option<QuadKernel> {
+        use crate::tile::Tile;
+        match crate::tile::active() {
+            Tile::Avx512Vnni => Some(QuadKernel::Avx512Vnni),
+            Tile::AvxVnni => Some(QuadKernel::AvxVnni),
+            Tile::VnniEmulated => Some(QuadKernel::Emulated),
+            Tile::Avx2 | Tile::Portable => None,
+        }
+    }
+}
+
 /// The zero point's correction applies to `x' = x + 128`; valid for int8 zero points only.
 pub fn zero_fits(zero: i32) -> bool {
     (-128..=127).contains(&zero)
@@ -200,15 +214,8 @@ impl QuadInput {
         parallel: bool,
         fill: impl Fn(usize, &mut [u8]) + Sync,
     ) -> Self {
-        use rayon::prelude::*;
         let len = Self::panel_len(taps);
-        let mut bytes = vec![0u8; positions.div_ceil(COLS) * len];
-        let run = |(panel, chunk): (usize, &mut [u8])| fill(panel * COLS, chunk);
-        if parallel {
-            bytes.par_chunks_mut(len).enumerate().for_each(run);
-        } else {
-            bytes.chunks_mut(len).enumerate().for_each(run);
-        }
+        let bytes = crate::gemm::build_panels(len, positions, COLS, parallel, fill);
         QuadInput {
             bytes,
             quads: taps.div_ceil(4),

@@ -17,6 +17,12 @@ use crate::grids::GridShape;
 use crate::quads::{QuadInput, COLS};
 use crate::ConvParams;
 
+/// A 1 × 1 layer with stride 1 and no padding: output position = input position, so its
+/// panels are read straight from the input.
+fn pointwise(p: &ConvParams) -> bool {
+    p.kernel == [1, 1, 1] && p.stride[1..] == [1, 1] && p.pad[1..] == [0, 0]
+}
+
 /// One group's unfolded input, with the layout of its GEMM positions.
 pub struct Unfolded {
     /// The panels.
@@ -33,7 +39,7 @@ pub fn unfold(p: &ConvParams, input: &[i8], zero: i32, group: usize, parallel: b
     let channels = p.group_in() as usize;
     let taps = p.weights_per_output() as usize;
     let group_input = &input[group * channels * plane..(group + 1) * channels * plane];
-    if p.kernel == [1, 1, 1] && p.stride[1..] == [1, 1] && p.pad[1..] == [0, 0] {
+    if pointwise(p) {
         // Output position = input position: a panel is channel pairs interleaved.
         let panels = PackedInput::build(taps, plane, parallel, |first, panel| {
             pointwise_panel(group_input, plane, first, zero, panel)
@@ -74,7 +80,7 @@ pub fn unfold_quads(
     let channels = p.group_in() as usize;
     let taps = p.weights_per_output() as usize;
     let group_input = &input[group * channels * plane..(group + 1) * channels * plane];
-    if p.kernel == [1, 1, 1] && p.stride[1..] == [1, 1] && p.pad[1..] == [0, 0] {
+    if pointwise(p) {
         let panels = QuadInput::build(taps, plane, parallel, |first, panel| {
             pointwise_quads(group_input, plane, first, panel)
         });
