@@ -86,6 +86,14 @@ fn layers() -> Vec<(&'static str, Layer)> {
             "MobileNetV2 pointwise 144x56x56 -> 24",
             conv(144, 56, 24, 1, 1, 0, 1),
         ),
+        (
+            "MobileNetV2 pointwise 32x112x112 -> 16",
+            conv(32, 112, 16, 1, 1, 0, 1),
+        ),
+        (
+            "MobileNetV2 conv1 3x224x224 -> 32, 3x3/2",
+            conv(3, 224, 32, 3, 2, 1, 1),
+        ),
     ]
 }
 

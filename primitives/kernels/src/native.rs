@@ -9,10 +9,11 @@ use rayon::prelude::*;
 
 use crate::fc;
 use crate::gemm::{self, PackedWeights, MR};
+use crate::quads::QuadInput;
 use crate::quads::{self, QuadKernel, QuadWeights};
 use crate::requant::requantize_row;
 use crate::rows;
-use crate::unfold::{unfold, unfold_quads, Unfolded, UnfoldedQuads};
+use crate::unfold::{unfold, QuadPlan, Unfolded};
 use crate::{
     check_conv, check_fc, check_pool, ChannelQuant, ConvParams, ConvTransposeParams, KernelError,
     Kernels, PairQuant, PoolParams, Reference,
@@ -24,6 +25,9 @@ const PARALLEL_MACS: u64 = 1 << 21;
 
 /// GEMM multiply-accumulates one depthwise multiply-accumulate is worth, for the threshold above.
 const DEPTHWISE_MAC_COST: u64 = 8;
+
+/// Input elements from which a depthwise layer goes parallel whatever its MACs.
+const DEPTHWISE_PARALLEL_INPUTS: u64 = 1 << 16;
 
 /// The native backend.
 #[derive(Clone, Copy, Debug, Default)]
@@ -54,26 +58,16 @@ fn rows_per_task(rows: usize) -> usize {
 enum Product {
     /// Int16 tap pairs (AVX2 `vpmaddwd`, portable).
     Pairs(Unfolded),
-    /// u8 tap quads (`vpdpbusd`, or its emulation).
-    Quads(UnfoldedQuads, QuadKernel),
+    /// u8 tap quads (`vpdpbusd`, or its emulation): the panels and the output row length.
+    Quads(QuadInput, usize, QuadKernel),
 }
 
 impl Product {
-    /// Unfolds group `group` for the GEMM the active tile runs.
-    fn unfold(p: &ConvParams, input: &[i8], zero: i32, group: usize, parallel: bool) -> Self {
-        match QuadKernel::for_active_tile() {
-            Some(k) if quads::zero_fits(zero) => {
-                Product::Quads(unfold_quads(p, input, zero, group, parallel), k)
-            }
-            _ => Product::Pairs(unfold(p, input, zero, group, parallel)),
-        }
-    }
-
     /// GEMM positions, and the length of an output row among them.
     fn layout(&self) -> (usize, usize) {
         match self {
             Product::Pairs(u) => (u.panels.positions(), u.row_len),
-            Product::Quads(u, _) => (u.panels.positions(), u.row_len),
+            Product::Quads(panels, row_len, _) => (panels.positions(), *row_len),
         }
     }
 
@@ -98,55 +92,113 @@ impl Product {
                     &mut sums,
                 );
                 for (row, (acc, y)) in sums.chunks(wide).zip(out.chunks_mut(plane)).enumerate() {
-                    requantize_wide(acc, row_len, out_w, q, row0 + row, y, 0);
+                    requantize_wide(acc, (row_len, out_w), q, row0 + row, y, 0, 0);
                 }
             }
-            Product::Quads(u, kernel) => {
+            Product::Quads(panels, _, kernel) => {
                 let w = QuadWeights::new(weights, rows, taps, q.input_zero);
-                quads::multiply_with(*kernel, &w, &u.panels, |row, first, sums| {
+                quads::multiply_with(*kernel, &w, panels, |row, first, sums| {
                     let y = &mut out[row * plane..(row + 1) * plane];
-                    requantize_wide(sums, row_len, out_w, q, row0 + row, y, first);
+                    requantize_wide(sums, (row_len, out_w), q, row0 + row, y, first, 0);
                 });
             }
         }
     }
 }
 
-/// Requantizes the sums of wide positions `first..first + sums.len()` of channel `oc` into its
-/// output plane `y`: wide position `p` is output `(p / row_len, p % row_len)`, and columns at
-/// or past `out_w` are discarded.
+/// Requantizes the sums of wide positions `first..first + sums.len()` of channel `oc` into the
+/// part of its output plane that `y` holds, outputs `origin..origin + y.len()`: wide position
+/// `p` is output `(p / row_len, p % row_len)`; columns at or past `out_w`, and outputs outside
+/// `y`, are left alone.
+#[allow(clippy::too_many_arguments)]
 fn requantize_wide(
     sums: &[i32],
-    row_len: usize,
-    out_w: usize,
+    (row_len, out_w): (usize, usize),
     q: &ChannelQuant,
     oc: usize,
     y: &mut [i8],
     first: usize,
+    origin: usize,
 ) {
-    if row_len == out_w {
-        let end = (first + sums.len()).min(y.len());
-        return requantize_row(&sums[..end - first], q, oc, &mut y[first..end]);
-    }
-    let mut p = first;
     let end = first + sums.len();
+    let (lo, hi) = (origin, origin + y.len());
+    let mut p = first;
     while p < end {
         let (oh, ow) = (p / row_len, p % row_len);
         let run_end = end.min((oh + 1) * row_len);
         if ow < out_w {
             let take = (out_w - ow).min(run_end - p);
+            // Outputs `at..at + take`, clipped to what `y` holds.
             let at = oh * out_w + ow;
-            if at + take <= y.len() {
-                requantize_row(
-                    &sums[p - first..p - first + take],
-                    q,
-                    oc,
-                    &mut y[at..at + take],
-                );
+            let (from, to) = (at.max(lo), (at + take).min(hi));
+            if from < to {
+                let s = p - first + (from - at);
+                requantize_row(&sums[s..s + (to - from)], q, oc, &mut y[from - lo..to - lo]);
             }
         }
         p = run_end;
     }
+}
+
+/// Output rows per group below which a parallel layer splits its positions among the tasks
+/// instead of its rows: with 24 rows, three row tasks kept one of two threads idle half the
+/// time (MobileNetV2's 144 × 56 × 56 → 24 took 216 µs on two threads, 113 on one).
+const FEW_ROWS: usize = 32;
+
+/// A group with few output rows: each task builds the panels of its own run of positions, runs
+/// every row over them and writes its part of every output plane.
+#[allow(clippy::too_many_arguments)]
+fn conv_group_by_positions(
+    p: &ConvParams,
+    plan: &QuadPlan<'_>,
+    kernel: QuadKernel,
+    weights: &[i8],
+    q: &ChannelQuant,
+    first_row: usize,
+    out: &mut [i8],
+) {
+    let (rows, taps) = (p.group_out() as usize, p.weights_per_output() as usize);
+    let (plane, out_w) = ((p.output.h * p.output.w) as usize, p.output.w as usize);
+    let (wide, row_len) = (plan.positions, plan.row_len);
+    let w = QuadWeights::new(
+        &weights[first_row * taps..(first_row + rows) * taps],
+        rows,
+        taps,
+        q.input_zero,
+    );
+    let panels = wide.div_ceil(quads::COLS);
+    let tasks = 4 * rayon::current_num_threads();
+    let per_task = panels.div_ceil(tasks).next_multiple_of(quads::PANELS);
+    let tasks = panels.div_ceil(per_task);
+    // The first output of wide position `p` or after it.
+    let output_at = |p: usize| ((p / row_len) * out_w + (p % row_len).min(out_w)).min(plane);
+    let bound = |t: usize| (t * per_task * quads::COLS).min(wide);
+    let mut parts: Vec<Vec<&mut [i8]>> = (0..tasks).map(|_| Vec::with_capacity(rows)).collect();
+    for channel in out.chunks_mut(plane) {
+        let (mut rest, mut at) = (channel, 0);
+        for (t, part) in parts.iter_mut().enumerate() {
+            let end = output_at(bound(t + 1));
+            let (head, tail) = rest.split_at_mut(end - at);
+            part.push(head);
+            (rest, at) = (tail, end);
+        }
+    }
+    parts.into_par_iter().enumerate().for_each(|(t, mut ys)| {
+        let (origin, start) = (output_at(bound(t)), bound(t));
+        let mine = plan.panels(start, bound(t + 1) - start, false);
+        quads::multiply_with(kernel, &w, &mine, |row, first, sums| {
+            let y = &mut ys[row];
+            requantize_wide(
+                sums,
+                (row_len, out_w),
+                q,
+                first_row + row,
+                y,
+                start + first,
+                origin,
+            );
+        });
+    });
 }
 
 /// One group of a 2-D convolution: unfold into panels, then per task of output rows pack their
@@ -164,7 +216,20 @@ fn conv_group(
     let (out_w, taps) = (p.output.w as usize, p.weights_per_output() as usize);
     let rows = p.group_out() as usize;
     let first = group * rows;
-    let product = Product::unfold(p, input, q.input_zero, group, parallel);
+    let product = match QuadKernel::for_active_tile().filter(|_| quads::zero_fits(q.input_zero)) {
+        Some(kernel) => {
+            let plan = QuadPlan::new(p, input, q.input_zero, group, parallel);
+            if parallel && rows <= FEW_ROWS {
+                return conv_group_by_positions(p, &plan, kernel, weights, q, first, out);
+            }
+            Product::Quads(
+                plan.panels(0, plan.positions, parallel),
+                plan.row_len,
+                kernel,
+            )
+        }
+        None => Product::Pairs(unfold(p, input, q.input_zero, group, parallel)),
+    };
     let per_task = if parallel { rows_per_task(rows) } else { rows };
     let run = |(t, chunk): (usize, &mut [i8])| {
         let row0 = first + t * per_task;
@@ -203,10 +268,12 @@ impl Kernels for Native {
         let group_len = p.group_out() as usize * (p.output.h * p.output.w) as usize;
         let parallel = p.macs() >= PARALLEL_MACS;
         if p.group_in() == 1 && p.group_out() == 1 {
-            // A depthwise MAC costs about ten GEMM MACs (its grid fill and requantization are
-            // per output, not per weight): measured on MobileNetV2, whose 14 × 14 and 7 × 7
-            // depthwise layers ran on one thread below the GEMM's threshold.
-            let parallel = p.macs() * DEPTHWISE_MAC_COST >= PARALLEL_MACS;
+            // A depthwise MAC costs about ten GEMM MACs, and each channel has a fixed cost
+            // (its grids, its requantization): measured per layer on MobileNetV2, whose
+            // 576 × 14 × 14 stride-2 layer took 150 µs on one thread for 0.25 M MACs.
+            let inputs = p.input.elements().unwrap_or(0);
+            let parallel = p.macs() * DEPTHWISE_MAC_COST >= PARALLEL_MACS
+                || inputs >= DEPTHWISE_PARALLEL_INPUTS;
             rows::depthwise(p, input, weights, q, out, parallel);
             return Ok(());
         }

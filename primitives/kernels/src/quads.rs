@@ -236,7 +236,7 @@ impl QuadInput {
 
 /// Panels one tile covers: 8 rows × 3 panels keep 24 accumulators, the three panels' quads
 /// and a broadcast weight in the 32 AVX-512 registers.
-const PANELS: usize = 3;
+pub const PANELS: usize = 3;
 
 /// Sums of one block of rows over up to [`PANELS`] panels: `acc[row][panel · COLS + j]`.
 type Acc = [[i32; PANELS * COLS]; ROWS];

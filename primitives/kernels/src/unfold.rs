@@ -59,44 +59,63 @@ pub fn unfold(p: &ConvParams, input: &[i8], zero: i32, group: usize, parallel: b
     }
 }
 
-/// One group's unfolded input as u8 quads (`x + 128`, padding `z + 128`) for the VNNI GEMM.
-pub struct UnfoldedQuads {
-    /// The panels.
-    pub panels: QuadInput,
+/// What a group's u8 quad panels are made from: the int8 input itself (pointwise layers) or
+/// u8 stride-phase grids. Panels can be built for any run of positions, so that a task can
+/// build the panels it multiplies (they stay in its core's cache).
+pub struct QuadPlan<'a> {
+    source: QuadSource<'a>,
+    taps: usize,
+    /// GEMM positions of the whole group.
+    pub positions: usize,
     /// As [`Unfolded::row_len`].
     pub row_len: usize,
 }
 
-/// Unfolds group `group` of `input` for `p` into u8 quads; `zero` must fit int8.
-pub fn unfold_quads(
-    p: &ConvParams,
-    input: &[i8],
-    zero: i32,
-    group: usize,
-    parallel: bool,
-) -> UnfoldedQuads {
-    let (i, o) = (p.input, p.output);
-    let plane = (i.h * i.w) as usize;
-    let channels = p.group_in() as usize;
-    let taps = p.weights_per_output() as usize;
-    let group_input = &input[group * channels * plane..(group + 1) * channels * plane];
-    if pointwise(p) {
-        let panels = QuadInput::build(taps, plane, parallel, |first, panel| {
-            pointwise_quads(group_input, plane, first, panel)
-        });
-        return UnfoldedQuads {
-            panels,
-            row_len: o.w as usize,
-        };
+enum QuadSource<'a> {
+    Pointwise { input: &'a [i8], plane: usize },
+    Grids(Grids<u8>),
+}
+
+impl<'a> QuadPlan<'a> {
+    /// Plans group `group` of `input` for `p` (filling its grids, on the rayon pool with
+    /// `parallel`); `zero` must fit int8.
+    pub fn new(p: &ConvParams, input: &'a [i8], zero: i32, group: usize, parallel: bool) -> Self {
+        let (i, o) = (p.input, p.output);
+        let plane = (i.h * i.w) as usize;
+        let channels = p.group_in() as usize;
+        let taps = p.weights_per_output() as usize;
+        let group_input = &input[group * channels * plane..(group + 1) * channels * plane];
+        if pointwise(p) {
+            return QuadPlan {
+                source: QuadSource::Pointwise {
+                    input: group_input,
+                    plane,
+                },
+                taps,
+                positions: plane,
+                row_len: o.w as usize,
+            };
+        }
+        let padding = (zero + 128) as u8;
+        let grids = Grids::fill(p, group_input, padding, |x| x as u8 ^ 0x80, parallel);
+        QuadPlan {
+            positions: grids.wide_len,
+            row_len: grids.row_len,
+            source: QuadSource::Grids(grids),
+            taps,
+        }
     }
-    let padding = (zero + 128) as u8;
-    let grids = Grids::fill(p, group_input, padding, |x| x as u8 ^ 0x80, parallel);
-    let panels = QuadInput::build(taps, grids.wide_len, parallel, |first, panel| {
-        wide_quads(&grids.cells, &grids.offsets, first, panel)
-    });
-    UnfoldedQuads {
-        panels,
-        row_len: grids.row_len,
+
+    /// The panels of positions `start..start + count` (`start` a multiple of the panel width).
+    pub fn panels(&self, start: usize, count: usize, parallel: bool) -> QuadInput {
+        QuadInput::build(self.taps, count, parallel, |first, panel| {
+            match &self.source {
+                QuadSource::Pointwise { input, plane } => {
+                    pointwise_quads(input, *plane, start + first, panel)
+                }
+                QuadSource::Grids(g) => wide_quads(&g.cells, &g.offsets, start + first, panel),
+            }
+        })
     }
 }
 

@@ -210,6 +210,10 @@ fn threaded_layers_agree_with_the_reference() {
         (Shape::new(37, 1, 31, 31), 64, 1, 1, 0, 1),
         (Shape::new(128, 1, 61, 61), 128, 5, 2, 2, 128),
         (Shape::new(3, 1, 67, 67), 64, 11, 4, 2, 1),
+        // Few output rows: tasks split the positions (pointwise, strided and padded).
+        (Shape::new(96, 1, 56, 56), 24, 1, 1, 0, 1),
+        (Shape::new(16, 1, 64, 64), 32, 3, 2, 1, 1),
+        (Shape::new(40, 1, 45, 45), 9, 3, 1, 1, 1),
     ];
     for (input, out_c, k, stride, pad, groups) in convs {
         let p = ConvParams::conv2d(input, out_c, k, stride, pad, 1, groups).unwrap();
@@ -476,6 +480,35 @@ fn large_depthwise_windows_agree() {
         Reference.conv(&p, &x, &wts, &q, &mut a).unwrap();
         let saturated = a.iter().filter(|v| **v == -128 || **v == 127).count();
         assert!(4 * saturated < a.len(), "most outputs are not saturated");
+        for (tile, b) in on_every_tile(|| {
+            let mut b = vec![0i8; a.len()];
+            Native.conv(&p, &x, &wts, &q, &mut b).unwrap();
+            b
+        }) {
+            assert!(a == b, "{tile:?} {p:?}");
+        }
+    }
+}
+
+/// Layers with few output rows split their positions among tasks. Across these widths the
+/// tasks' boundaries fall on every kind of wide position, the discarded columns past the
+/// output width included; every output must still be written once, on every tile.
+#[test]
+fn position_split_layers_agree_at_every_boundary() {
+    let mut rng = Rng(23);
+    for h in 33..72 {
+        let p = ConvParams::conv2d(Shape::new(32, 1, h, h), 8, 3, 1, 0, 1, 1).unwrap();
+        assert!(p.macs() >= 1 << 21, "{p:?} is big enough to run threaded");
+        let x: Vec<i8> = (0..p.input.elements().unwrap())
+            .map(|_| rng.i8(false))
+            .collect();
+        let wts: Vec<i8> = (0..p.weight_len()).map(|_| rng.i8(false)).collect();
+        let mut q = rng.quant(8, false);
+        q.mult.fill(1 << 30);
+        q.shift.fill(10);
+        q.output.zero = 0;
+        let mut a = vec![0i8; p.output.elements().unwrap() as usize];
+        Reference.conv(&p, &x, &wts, &q, &mut a).unwrap();
         for (tile, b) in on_every_tile(|| {
             let mut b = vec![0i8; a.len()];
             Native.conv(&p, &x, &wts, &q, &mut b).unwrap();
