@@ -518,3 +518,46 @@ fn position_split_layers_agree_at_every_boundary() {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+
+    /// Residual add and element-wise product on every tile against the spec's formula worked
+    /// in i128 with floor division (an independent computation): zero points, multipliers and
+    /// shifts across their admitted ranges, and lengths that leave vector tails.
+    #[test]
+    fn elementwise_add_and_mul_agree_on_every_tile(
+        len in 1usize..300, zeros in any::<[i8; 3]>(), mults in any::<[u32; 3]>(),
+        shift in -30i32..=31, seed in any::<u64>(),
+    ) {
+        use smartvm_kernels::{elementwise, AddQuant, PairQuant};
+        let mut rng = Rng(seed);
+        let a: Vec<i8> = (0..len).map(|_| rng.i8(true)).collect();
+        let b: Vec<i8> = (0..len).map(|_| rng.i8(true)).collect();
+        let output = OutputRange { zero: zeros[2] as i32, lo: -128, hi: 127 };
+        let m = mults.map(|m| (m >> 1) as i32);
+        let add = AddQuant {
+            a_zero: zeros[0] as i32, b_zero: zeros[1] as i32, output, a_mult: m[0], b_mult: m[1], shift,
+        };
+        let mul = PairQuant { a_zero: zeros[0] as i32, b_zero: zeros[1] as i32, output, mult: m[2], shift };
+        let finish = |t: i128| {
+            let n = 31 + shift;
+            let r = (t + (1i128 << (n - 1))).div_euclid(1i128 << n);
+            (output.zero as i128 + r).clamp(-128, 127) as i8
+        };
+        let want_add: Vec<i8> = a.iter().zip(&b).map(|(x, z)| finish(
+            (*x as i128 - add.a_zero as i128) * add.a_mult as i128
+                + (*z as i128 - add.b_zero as i128) * add.b_mult as i128)).collect();
+        let want_mul: Vec<i8> = a.iter().zip(&b).map(|(x, z)| finish(
+            (*x as i128 - mul.a_zero as i128) * (*z as i128 - mul.b_zero as i128) * mul.mult as i128)).collect();
+        for (tile, (sum, product)) in on_every_tile(|| {
+            let (mut s, mut p) = (vec![0i8; len], vec![0i8; len]);
+            elementwise::add(&a, &b, &add, &mut s).unwrap();
+            elementwise::mul(&a, &b, &mul, &mut p).unwrap();
+            (s, p)
+        }) {
+            prop_assert_eq!(&sum, &want_add, "add {:?}", tile);
+            prop_assert_eq!(&product, &want_mul, "mul {:?}", tile);
+        }
+    }
+}
