@@ -58,7 +58,7 @@ done
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
 used=$("$S" run models/lenet5-fashion/compiled/program.smvm --weights models/lenet5-fashion/compiled/weights.smw \
-  --input "$OUT/row.npy" "${tile[@]}" | grep -o '[a-z0-9-]* tile' | head -1)
+  --input "$OUT/row.npy" "${tile[@]}" | grep -o '[a-z0-9-]* tile' | head -1 || true)
 python3 - "$results" "$cpu" "$used" "$ROUNDS" <<'EOF'
 import sys, statistics
 rows = {}
