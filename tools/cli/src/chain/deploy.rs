@@ -108,8 +108,10 @@ pub async fn deploy_new(
 async fn seal(chain: &Chain, signer: &Keypair, model: u32) -> Result<()> {
     let nonce = chain.next_nonce(signer).await?;
     let call = transaction("Smartvm", "seal_model", (model,));
+    // Finalized, as for `create`: a caller's next read (`infer`'s model check) is at the
+    // finalized block.
     chain
-        .submit(&call, signer, nonce, Inclusion::BestBlock)
+        .submit(&call, signer, nonce, Inclusion::Finalized)
         .await
         .context("seal_model")?;
     Ok(())
@@ -137,8 +139,10 @@ async fn resumable_draft(chain: &Chain, signer: &Keypair, program: &[u8]) -> Res
 async fn create(chain: &Chain, signer: &Keypair, program: &[u8]) -> Result<u32> {
     let nonce = chain.next_nonce(signer).await?;
     let call = transaction("Smartvm", "create_model", (program.to_vec(),));
+    // Finalized: the reads that follow are at the finalized block, which on a parachain
+    // under a real relay chain lags the best block (zombienet: "model 1 does not exist").
     let events = chain
-        .submit(&call, signer, nonce, Inclusion::BestBlock)
+        .submit(&call, signer, nonce, Inclusion::Finalized)
         .await
         .context("create_model")?;
     let model = find::<ModelCreated>(&events.events)?.model;
