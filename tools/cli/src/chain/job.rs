@@ -222,8 +222,10 @@ pub async fn submit_and_follow(
     let started = Instant::now();
     let nonce = chain.next_nonce(signer).await?;
     let call = transaction("Smartvm", "submit_job", (model, input, limit));
+    // Finalized: the job is followed at the finalized block, which under a real relay chain
+    // lags the best one (zombienet saw the job "disappear" before its block was finalized).
     let included = chain
-        .submit(&call, signer, nonce, Inclusion::BestBlock)
+        .submit(&call, signer, nonce, Inclusion::Finalized)
         .await
         .context("submit_job")?;
     let job = find::<JobSubmitted>(&included.events)?.job;
