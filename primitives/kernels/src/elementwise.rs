@@ -31,8 +31,7 @@ fn widest<R>(body: impl FnOnce() -> R) -> R {
         unsafe fn avx512<R>(body: impl FnOnce() -> R) -> R {
             body()
         }
-        // SAFETY: that tile is active only where AVX-512 F, BW and VL are present, and every
-        // CPU with them that has VNNI has DQ.
+        // SAFETY: that tile is active only where AVX-512 F, BW, DQ and VL are present.
         return unsafe { avx512(body) };
     }
     body()

@@ -98,6 +98,7 @@ fn cpu() -> Cpu {
                 avx_vnni: has!("avxvnni"),
                 avx512_vnni: has!("avx512f")
                     && has!("avx512bw")
+                    && has!("avx512dq")
                     && has!("avx512vl")
                     && has!("avx512vnni"),
             }
