@@ -304,9 +304,16 @@ fn zoo_job(tools: &Tools, url: &str, base: &Path, name: &str, file: &str) -> Res
             "{name}: a block gave the job {slice}, more than the share"
         );
     }
+    let largest = |key: &str| slices.iter().filter_map(|s| s[key].as_u64()).max().unwrap_or(0);
     println!(
-        "{name} as a job: {} slices over {} parachain blocks, {:.1} s from submission to a finalized result, fee {}",
-        job["slices"], job["blocks_spanned"], job["seconds"].as_f64().unwrap_or(0.0), job["fee"]
+        "{name} as a job: {} slices over {} parachain blocks, {:.1} s from submission to a finalized result, \
+         at most {:.0} ms of ref_time and {:.2} MB of proof a block, fee {}",
+        job["slices"],
+        job["blocks_spanned"],
+        job["seconds"].as_f64().unwrap_or(0.0),
+        largest("ref_time") as f64 / 1e9,
+        largest("proof_size") as f64 / 1e6,
+        job["fee"]
     );
     Ok(())
 }
