@@ -174,13 +174,27 @@ fn main() {
     }
     #[cfg(feature = "cuda")]
     let gpu = gpu();
+    // `BASELINE_TILE=avx512-vnni` compares the best tile with another than AVX2.
+    let wanted = std::env::var("BASELINE_TILE")
+        .ok()
+        .and_then(|name| Tile::parse(&name))
+        .unwrap_or(Tile::Avx2);
+    let baseline = (Tile::best() > wanted && wanted.supported()).then_some(wanted);
     println!(
-        "\nthreads: {} (rayon), native tile: {}\n\n| layer | MMACs | native ms | GMAC/s | avx2 ms | avx2/native | cuda ms | native/cuda |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "\nthreads: {} (rayon), native tile: {}, baseline tile: {}\n\n| layer | MMACs | native ms | GMAC/s | baseline tile ms | baseline/native | cuda ms | native/cuda |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         rayon::current_num_threads(),
-        Tile::best().name()
+        Tile::best().name(),
+        baseline.map_or("-", Tile::name)
     );
-    let baseline = (Tile::best() > Tile::Avx2 && Tile::Avx2.supported()).then_some(Tile::Avx2);
+    // `cargo bench … -- conv5` runs the layers whose name holds `conv5`.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     for (i, (name, layer)) in layers().iter().enumerate() {
+        if !only.is_empty() && !only.iter().any(|o| name.contains(o.as_str())) {
+            continue;
+        }
         let (x_len, w_len) = match layer {
             Layer::Conv(p) => (
                 p.input.elements().unwrap() as usize,

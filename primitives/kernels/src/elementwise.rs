@@ -26,7 +26,7 @@ fn same_len(a: &[i8], b: &[i8], out: &[i8]) -> Result<(), KernelError> {
 #[inline(always)]
 fn widest<R>(body: impl FnOnce() -> R) -> R {
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
-    if crate::tile::active() == crate::tile::Tile::Avx512Vnni {
+    if crate::tile::active().avx512() {
         #[target_feature(enable = "avx512f,avx512dq,avx512bw,avx512vl")]
         unsafe fn avx512<R>(body: impl FnOnce() -> R) -> R {
             body()

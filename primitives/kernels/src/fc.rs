@@ -19,8 +19,8 @@ const ROWS_PER_TASK: usize = 64;
 /// the shapes. Runs on the rayon pool with `parallel`.
 ///
 /// On VNNI tiles (and their emulation) the sums go through `vpdpbusd`: `Σ W·(x - z)` as
-/// `Σ W·x' - (z + 128)·ΣW` with `x' = x + 128`, the weight sums from the same pass as dot
-/// products with ones. Elsewhere, int16 `vpmaddwd` dot products.
+/// `Σ W·x' - Σ W·(z + 128)` with `x' = x + 128`, the correction from the same pass as dot
+/// products with `z + 128` in every byte. Elsewhere, int16 `vpmaddwd` dot products.
 pub fn fully_connected(
     input: &[i8],
     weights: &[i8],
@@ -37,7 +37,8 @@ pub fn fully_connected(
             for (x, v) in xs.iter_mut().zip(input) {
                 *x = *v as u8 ^ 0x80;
             }
-            let bias = q.input_zero + 128;
+            // In 0..=255: `zero_fits` admitted the zero point.
+            let bias = (q.input_zero + 128) as u8;
             row_tasks(weights, n, &mut sums, parallel, |rows, chunk| {
                 quad_dots(kernel, rows, n, &xs, bias, chunk)
             });
@@ -76,10 +77,10 @@ fn row_tasks(
 }
 
 /// `sums[r] = Σ_k rows[r][k] · (xs[k] - bias)` over `n` weights a row, wrapping.
-fn quad_dots(kernel: QuadKernel, rows: &[i8], n: usize, xs: &[u8], bias: i32, sums: &mut [i32]) {
+fn quad_dots(kernel: QuadKernel, rows: &[i8], n: usize, xs: &[u8], bias: u8, sums: &mut [i32]) {
     #[cfg(target_arch = "x86_64")]
     match kernel {
-        QuadKernel::Avx512Vnni if Tile::Avx512Vnni.supported() => {
+        QuadKernel::Avx512Vnni | QuadKernel::Amx if Tile::Avx512Vnni.supported() => {
             // SAFETY: AVX-512 F + BW + VNNI are present, checked just above.
             return unsafe { x86::quad_dots_zmm(rows, n, xs, bias, sums) };
         }
@@ -91,22 +92,22 @@ fn quad_dots(kernel: QuadKernel, rows: &[i8], n: usize, xs: &[u8], bias: i32, su
     }
     let _ = kernel;
     for (sum, row) in sums.iter_mut().zip(rows.chunks_exact(n)) {
-        let (dot, total) = emulated_dot(row, xs);
-        *sum = dot.wrapping_sub(total.wrapping_mul(bias));
+        *sum = emulated_dot(row, xs, bias);
     }
 }
 
-/// `(Σ w·x', Σ w)` of one row, four products at a time as `vpdpbusd` adds them.
-fn emulated_dot(row: &[i8], xs: &[u8]) -> (i32, i32) {
-    let (mut dot, mut total) = (0i32, 0i32);
+/// `Σ w·x' - Σ w·bias` of one row (wrapping), four products at a time as `vpdpbusd` adds them:
+/// the correction is a second `vpdpbusd` of the same weights with the bias in every byte.
+fn emulated_dot(row: &[i8], xs: &[u8], bias: u8) -> i32 {
+    let (mut dot, mut correction) = (0i32, 0i32);
     for (w, x) in row.chunks(4).zip(xs.chunks(4)) {
         let (mut four_w, mut four_x) = ([0i8; 4], [0u8; 4]);
         four_w[..w.len()].copy_from_slice(w);
         four_x[..w.len()].copy_from_slice(&x[..w.len()]);
         dot = quads::dpbusd_lane(dot, four_x, four_w);
-        total = quads::dpbusd_lane(total, [1; 4], four_w);
+        correction = quads::dpbusd_lane(correction, [bias; 4], four_w);
     }
-    (dot, total)
+    dot.wrapping_sub(correction)
 }
 
 /// `sums[r]` = wrapping dot product of weight row `r` (of `n`) with `xs` (padded to 16 lanes).
@@ -230,8 +231,8 @@ mod x86 {
 
     /// Rows of `n` weights against `xs` (`x + 128`, zero-padded to 64 bytes), eight rows
     /// sharing each input load; each row's last part vector is a masked load, so nothing past
-    /// the row is read. Also adds each row's weights (dot products with ones) for the
-    /// correction.
+    /// the row is read. The correction `bias · Σ w` is a second `vpdpbusd` of the same weights
+    /// with the bias in every byte, subtracted lane-wise, so one transpose tree sums both.
     ///
     /// # Safety
     /// The CPU must support AVX-512 F, BW and VNNI.
@@ -240,16 +241,16 @@ mod x86 {
         rows: &[i8],
         n: usize,
         xs: &[u8],
-        bias: i32,
+        bias: u8,
         sums: &mut [i32],
     ) {
         assert!(xs.len() >= n.next_multiple_of(64) && rows.len() >= sums.len() * n);
         let (full, rest) = (n / 64, n % 64);
         let tail = (1u64 << rest).wrapping_sub(1);
-        let ones = _mm512_set1_epi8(1);
+        let biases = _mm512_set1_epi8(bias as i8);
         for (block, out) in sums.chunks_mut(8).enumerate() {
             let mut dot = [_mm512_setzero_si512(); 8];
-            let mut total = [_mm512_setzero_si512(); 8];
+            let mut correction = [_mm512_setzero_si512(); 8];
             // Rows past the last one (a part block) repeat it; their sums are dropped.
             let last = out.len() - 1;
             let row: [*const i8; 8] =
@@ -260,7 +261,7 @@ mod x86 {
                     // SAFETY: 64·c + 64 ≤ n: inside the row.
                     let w = _mm512_loadu_si512(row[r].add(64 * c) as *const __m512i);
                     dot[r] = _mm512_dpbusd_epi32(dot[r], xv, w);
-                    total[r] = _mm512_dpbusd_epi32(total[r], ones, w);
+                    correction[r] = _mm512_dpbusd_epi32(correction[r], biases, w);
                 }
             }
             if rest > 0 {
@@ -269,13 +270,13 @@ mod x86 {
                     // SAFETY: the mask keeps the load to the row's last `rest` bytes.
                     let w = _mm512_maskz_loadu_epi8(tail, row[r].add(64 * full));
                     dot[r] = _mm512_dpbusd_epi32(dot[r], xv, w);
-                    total[r] = _mm512_dpbusd_epi32(total[r], ones, w);
+                    correction[r] = _mm512_dpbusd_epi32(correction[r], biases, w);
                 }
             }
-            let (dots, totals) = (sum8(dot), sum8(total));
-            for (r, sum) in out.iter_mut().enumerate() {
-                *sum = dots[r].wrapping_sub(totals[r].wrapping_mul(bias));
-            }
+            let totals = sum8(core::array::from_fn(|r| {
+                _mm512_sub_epi32(dot[r], correction[r])
+            }));
+            out.copy_from_slice(&totals[..out.len()]);
         }
     }
 
@@ -289,31 +290,30 @@ mod x86 {
         rows: &[i8],
         n: usize,
         xs: &[u8],
-        bias: i32,
+        bias: u8,
         sums: &mut [i32],
     ) {
         assert!(xs.len() >= n.next_multiple_of(64) && rows.len() >= sums.len() * n);
         let full = n / 32;
-        let ones = _mm256_set1_epi8(1);
+        let biases = _mm256_set1_epi8(bias as i8);
         for (sum, row) in sums.iter_mut().zip(rows.chunks_exact(n)) {
-            let (mut dot, mut total) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+            let (mut dot, mut correction) = (_mm256_setzero_si256(), _mm256_setzero_si256());
             for c in 0..full {
                 // SAFETY: 32·c + 32 ≤ n, inside the row and inside `xs`.
                 let w = _mm256_loadu_si256(row.as_ptr().add(32 * c) as *const __m256i);
                 let xv = _mm256_loadu_si256(xs.as_ptr().add(32 * c) as *const __m256i);
                 dot = _mm256_dpbusd_avx_epi32(dot, xv, w);
-                total = _mm256_dpbusd_avx_epi32(total, ones, w);
+                correction = _mm256_dpbusd_avx_epi32(correction, biases, w);
             }
-            let mut lanes = [[0i32; 8]; 2];
-            _mm256_storeu_si256(lanes[0].as_mut_ptr() as *mut __m256i, dot);
-            _mm256_storeu_si256(lanes[1].as_mut_ptr() as *mut __m256i, total);
-            let add = |v: &[i32; 8]| v.iter().fold(0i32, |a, b| a.wrapping_add(*b));
-            let (d, t) = super::emulated_dot(&row[32 * full..], &xs[32 * full..]);
-            let (d, t) = (
-                d.wrapping_add(add(&lanes[0])),
-                t.wrapping_add(add(&lanes[1])),
-            );
-            *sum = d.wrapping_sub(t.wrapping_mul(bias));
+            let mut lanes = [0i32; 8];
+            let difference = _mm256_sub_epi32(dot, correction);
+            _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, difference);
+            let head = lanes.iter().fold(0i32, |a, b| a.wrapping_add(*b));
+            *sum = head.wrapping_add(super::emulated_dot(
+                &row[32 * full..],
+                &xs[32 * full..],
+                bias,
+            ));
         }
     }
 }

@@ -166,7 +166,7 @@ fn micro_kernel(ws: &[i32], xs: &[i16], pairs: usize, acc: &mut [[i32; NR]; MR])
     #[cfg(target_arch = "x86_64")]
     {
         let tile = crate::tile::active();
-        if tile == Tile::Avx512Vnni {
+        if tile.avx512() {
             // SAFETY: the tile is active only where AVX-512 F + VNNI are present; both slices
             // hold `pairs` steps (asserted).
             return unsafe { x86::micro_kernel_vnni(ws, xs, pairs, acc) };

@@ -10,7 +10,9 @@
 
 extern crate alloc;
 
-pub mod arith;
+#[cfg(feature = "std")]
+pub mod amx;
+mod arith;
 pub mod elementwise;
 #[cfg(feature = "std")]
 mod fc;

@@ -47,7 +47,11 @@ pub fn adopt_calling_thread() -> bool {
 
 /// Output rows of one rayon task: a multiple of both GEMMs' row blocks ([`MR`], [`quads::ROWS`]), few enough that both cores get work on
 /// the narrow layers and that a task's packed weights stay in the L2 cache on the wide ones.
-fn rows_per_task(rows: usize) -> usize {
+fn rows_per_task(rows: usize, product: &Product) -> usize {
+    if let Product::Quads(_, _, QuadKernel::Amx) = product {
+        // Whole 32-row blocks of AMX tiles: smaller tasks would pad their weights.
+        return crate::amx::BLOCK;
+    }
     let tasks = 2 * rayon::current_num_threads();
     rows.div_ceil(tasks)
         .next_multiple_of(2 * MR)
@@ -96,7 +100,7 @@ impl Product {
                 }
             }
             Product::Quads(panels, _, kernel) => {
-                let w = QuadWeights::new(weights, rows, taps, q.input_zero);
+                let w = QuadWeights::new(*kernel, weights, rows, taps, q.input_zero);
                 quads::multiply_with(*kernel, &w, panels, |row, first, sums| {
                     let y = &mut out[row * plane..(row + 1) * plane];
                     requantize_wide(sums, (row_len, out_w), q, row0 + row, y, first, 0);
@@ -161,6 +165,7 @@ fn conv_group_by_positions(
     let (plane, out_w) = ((p.output.h * p.output.w) as usize, p.output.w as usize);
     let (wide, row_len) = (plan.positions, plan.row_len);
     let w = QuadWeights::new(
+        kernel,
         &weights[first_row * taps..(first_row + rows) * taps],
         rows,
         taps,
@@ -218,6 +223,11 @@ fn conv_group(
     let first = group * rows;
     let product = match QuadKernel::for_active_tile().filter(|_| quads::zero_fits(q.input_zero)) {
         Some(kernel) => {
+            let kernel = match kernel {
+                // Tiles of 32 rows × 64 taps would be mostly padding.
+                QuadKernel::Amx if !crate::amx::fills_tiles(rows, taps) => QuadKernel::Avx512Vnni,
+                kernel => kernel,
+            };
             let plan = QuadPlan::new(p, input, q.input_zero, group, parallel);
             if parallel && rows <= FEW_ROWS {
                 return conv_group_by_positions(p, &plan, kernel, weights, q, first, out);
@@ -230,7 +240,11 @@ fn conv_group(
         }
         None => Product::Pairs(unfold(p, input, q.input_zero, group, parallel)),
     };
-    let per_task = if parallel { rows_per_task(rows) } else { rows };
+    let per_task = if parallel {
+        rows_per_task(rows, &product)
+    } else {
+        rows
+    };
     let run = |(t, chunk): (usize, &mut [i8])| {
         let row0 = first + t * per_task;
         let task_rows = chunk.len() / positions;

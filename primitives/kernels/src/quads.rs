@@ -13,6 +13,8 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
+use crate::amx::TileWeights;
+
 /// Output rows (channels) of one packed weight block.
 pub const ROWS: usize = 8;
 /// Output positions of one input panel: sixteen int32 lanes.
@@ -27,6 +29,10 @@ pub enum QuadKernel {
     AvxVnni,
     /// 512-bit AVX-512 VNNI.
     Avx512Vnni,
+    /// AMX `tdpbsud` tiles ([`crate::amx`]); outside the GEMM (the FC layers), AVX-512 VNNI.
+    Amx,
+    /// The AMX tiles' layout and steps in plain Rust: checks them on any CPU.
+    AmxEmulated,
 }
 
 impl QuadKernel {
@@ -35,6 +41,7 @@ impl QuadKernel {
     pub fn for_active_tile() -> Option<QuadKernel> {
         use crate::tile::Tile;
         match crate::tile::active() {
+            Tile::Amx => Some(QuadKernel::Amx),
             Tile::Avx512Vnni => Some(QuadKernel::Avx512Vnni),
             Tile::AvxVnni => Some(QuadKernel::AvxVnni),
             Tile::VnniEmulated => Some(QuadKernel::Emulated),
@@ -64,19 +71,23 @@ enum Source<'a> {
     Rows(&'a [i8], usize),
     /// Block `b`, quad `q`, row `r` at word `(b · quads + q) · ROWS + r`.
     Packed(Vec<i32>),
+    /// Rows laid out for AMX A tiles.
+    Tiles(TileWeights<'a>),
 }
 
 impl<'a> QuadWeights<'a> {
     /// The quad view of `rows` rows of `taps` weights (row-major) for inputs of zero point
-    /// `zero`.
-    pub fn new(weights: &'a [i8], rows: usize, taps: usize, zero: i32) -> Self {
+    /// `zero`, laid out for `kernel`.
+    pub fn new(kernel: QuadKernel, weights: &'a [i8], rows: usize, taps: usize, zero: i32) -> Self {
         let weights = &weights[..rows * taps];
         let quads = taps.div_ceil(4);
         let corrections = row_sums(weights, taps)
             .into_iter()
             .map(|sum| sum.wrapping_mul(zero + 128))
             .collect();
-        let source = if taps.is_multiple_of(4) {
+        let source = if matches!(kernel, QuadKernel::Amx | QuadKernel::AmxEmulated) {
+            Source::Tiles(TileWeights::new(weights, rows, taps))
+        } else if taps.is_multiple_of(4) {
             Source::Rows(weights, taps)
         } else {
             Source::Packed(pack(weights, rows, taps))
@@ -113,6 +124,7 @@ impl<'a> QuadWeights<'a> {
                 step: 4 * ROWS,
                 quads: self.quads,
             },
+            Source::Tiles(_) => unreachable!("AMX weights go through crate::amx"),
         }
     }
 }
@@ -228,6 +240,11 @@ impl QuadInput {
         self.positions
     }
 
+    /// The panels' bytes, quads per position and positions, for [`crate::amx`].
+    pub(crate) fn parts(&self) -> (&[u8], usize, usize) {
+        (&self.bytes, self.quads, self.positions)
+    }
+
     fn panel(&self, panel: usize) -> &[u8] {
         let len = self.quads * COLS * 4;
         &self.bytes[panel * len..(panel + 1) * len]
@@ -265,6 +282,10 @@ pub fn multiply_with(
     mut sink: impl FnMut(usize, usize, &[i32]),
 ) {
     assert_eq!(w.quads, x.quads, "weights and input have the same taps");
+    if let Source::Tiles(tiles) = &w.source {
+        let emulate = kernel != QuadKernel::Amx;
+        return crate::amx::multiply_with(tiles, &w.corrections, x, emulate, sink);
+    }
     let panels = x.positions.div_ceil(COLS);
     let mut acc = [[0i32; PANELS * COLS]; ROWS];
     for first_panel in (0..panels).step_by(PANELS) {
@@ -451,12 +472,15 @@ mod tests {
     use crate::tile::Tile;
 
     fn kernels_here() -> Vec<QuadKernel> {
-        let mut k = vec![QuadKernel::Emulated];
+        let mut k = vec![QuadKernel::Emulated, QuadKernel::AmxEmulated];
         if Tile::AvxVnni.supported() {
             k.push(QuadKernel::AvxVnni);
         }
         if Tile::Avx512Vnni.supported() {
             k.push(QuadKernel::Avx512Vnni);
+        }
+        if Tile::Amx.supported() {
+            k.push(QuadKernel::Amx);
         }
         k
     }
@@ -477,6 +501,9 @@ mod tests {
                 (16, 1001, 64, -128),
                 (9, 1024, 50, 77),
                 (3, 68, 7, -1),
+                (40, 300, 81, 9),
+                (33, 64, 16, 0),
+                (70, 27, 97, -77),
             ] {
                 let w: Vec<i8> = (0..rows * taps)
                     .map(|i| {
@@ -496,7 +523,7 @@ mod tests {
                         }
                     })
                     .collect();
-                let pw = QuadWeights::new(&w, rows, taps, zero);
+                let pw = QuadWeights::new(kernel, &w, rows, taps, zero);
                 assert_eq!(
                     pw.corrections,
                     row_sums_scalar(&w, taps)
@@ -538,10 +565,10 @@ mod tests {
     fn quad_sums_wrap_like_the_reference() {
         let (rows, taps, positions, zero) = (8, 1 << 17, 16, -128);
         let w = vec![-128i8; rows * taps];
-        let pw = QuadWeights::new(&w, rows, taps, zero);
         let px = QuadInput::build(taps, positions, false, |_, panel| panel.fill(255));
         let want = (0..taps).fold(0i32, |s, _| s.wrapping_add(-128 * 255));
         for kernel in kernels_here() {
+            let pw = QuadWeights::new(kernel, &w, rows, taps, zero);
             let mut got = vec![0i32; rows * positions];
             multiply(kernel, &pw, &px, &mut got);
             assert!(got.iter().all(|s| *s == want), "{kernel:?}");

@@ -12,7 +12,7 @@ use crate::ChannelQuant;
 /// Requantizes one output channel's int32 sums (bias not yet added), with AVX2 where present.
 pub fn requantize_row(sums: &[i32], q: &ChannelQuant, oc: usize, out: &mut [i8]) {
     #[cfg(target_arch = "x86_64")]
-    if crate::tile::active() == crate::tile::Tile::Avx512Vnni {
+    if crate::tile::active().avx512() {
         // SAFETY: that tile is active only where AVX-512 F + BW are present.
         return unsafe { x86::requantize_row_avx512(sums, q, oc, out) };
     }
@@ -34,7 +34,7 @@ fn requantize_row_scalar(sums: &[i32], q: &ChannelQuant, oc: usize, out: &mut [i
 /// Requantizes output `o`'s sum (bias not yet added) with channel `o`'s scale, for every `o`.
 pub fn requantize_channels(sums: &[i32], q: &ChannelQuant, out: &mut [i8]) {
     #[cfg(target_arch = "x86_64")]
-    if crate::tile::active() == crate::tile::Tile::Avx512Vnni {
+    if crate::tile::active().avx512() {
         // SAFETY: that tile is active only where AVX-512 F + BW are present.
         return unsafe { x86::requantize_channels_avx512(sums, q, out) };
     }

@@ -96,7 +96,7 @@ fn depthwise_channel(
     plane: &mut [i8],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if crate::tile::active() == crate::tile::Tile::Avx512Vnni {
+    if crate::tile::active().avx512() {
         // SAFETY: that tile is active only where AVX-512 F + BW are present.
         unsafe { depthwise_channel_avx512(p, input, weights, q, c, scratch) };
         return requantize_row(&scratch.sums[..plane.len()], q, c, plane);

@@ -7,7 +7,7 @@
 use core::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
 
-/// A family of inner loops, from plain Rust to AVX-512 VNNI.
+/// A family of inner loops, from plain Rust to AVX-512 VNNI and AMX.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Tile {
     /// Plain Rust everywhere: the fallback on CPUs without AVX2.
@@ -21,16 +21,20 @@ pub enum Tile {
     AvxVnni,
     /// The u8 × s8 GEMM through 512-bit AVX-512 VNNI `vpdpbusd`.
     Avx512Vnni,
+    /// The convolution GEMM through AMX `tdpbsud` tiles, everything else as under
+    /// [`Tile::Avx512Vnni`].
+    Amx,
 }
 
 impl Tile {
     /// Every tile, narrowest first.
-    pub const ALL: [Tile; 5] = [
+    pub const ALL: [Tile; 6] = [
         Tile::Portable,
         Tile::VnniEmulated,
         Tile::Avx2,
         Tile::AvxVnni,
         Tile::Avx512Vnni,
+        Tile::Amx,
     ];
 
     /// The name reports and `--tile` use.
@@ -41,6 +45,7 @@ impl Tile {
             Tile::Avx2 => "avx2",
             Tile::AvxVnni => "avx-vnni",
             Tile::Avx512Vnni => "avx512-vnni",
+            Tile::Amx => "amx",
         }
     }
 
@@ -56,6 +61,7 @@ impl Tile {
             Tile::Avx2 => cpu().avx2,
             Tile::AvxVnni => cpu().avx2 && cpu().avx_vnni,
             Tile::Avx512Vnni => cpu().avx512_vnni,
+            Tile::Amx => cpu().avx512_vnni && crate::amx::available(),
         }
     }
 
@@ -66,7 +72,7 @@ impl Tile {
 
     /// The widest tile this CPU can execute (what runs unless a tile is forced).
     pub fn best() -> Tile {
-        [Tile::Avx512Vnni, Tile::AvxVnni, Tile::Avx2]
+        [Tile::Amx, Tile::Avx512Vnni, Tile::AvxVnni, Tile::Avx2]
             .into_iter()
             .find(|t| t.supported())
             .unwrap_or(Tile::Portable)
@@ -76,6 +82,12 @@ impl Tile {
     /// may use AVX2 under this tile.
     pub fn avx2(self) -> bool {
         self != Tile::Portable && cpu().avx2
+    }
+
+    /// Whether kernels outside the GEMM use their AVX-512 versions under this tile (the
+    /// tile requires AVX-512 F, BW, DQ, VL and VNNI).
+    pub fn avx512(self) -> bool {
+        matches!(self, Tile::Avx512Vnni | Tile::Amx)
     }
 }
 

@@ -210,6 +210,9 @@ fn threaded_layers_agree_with_the_reference() {
         (Shape::new(37, 1, 31, 31), 64, 1, 1, 0, 1),
         (Shape::new(128, 1, 61, 61), 128, 5, 2, 2, 128),
         (Shape::new(3, 1, 67, 67), 64, 11, 4, 2, 1),
+        // AMX tiles: weights read in place (576 taps, 96 rows), and padded (100 taps, 70 rows).
+        (Shape::new(64, 1, 20, 20), 96, 3, 1, 1, 1),
+        (Shape::new(25, 1, 33, 33), 70, 2, 1, 0, 1),
         // Few output rows: tasks split the positions (pointwise, strided and padded).
         (Shape::new(96, 1, 56, 56), 24, 1, 1, 0, 1),
         (Shape::new(16, 1, 64, 64), 32, 3, 2, 1, 1),
