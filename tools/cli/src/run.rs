@@ -48,7 +48,7 @@ pub struct RunArgs {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     slice_gas: Option<u64>,
     /// Native kernels' SIMD tile (default: the widest this CPU runs): portable, vnni-emulated,
-    /// avx2, avx-vnni or avx512-vnni. Every tile gives the same bytes; use it to time one
+    /// avx2, avx-vnni, avx512-vnni or amx. Every tile gives the same bytes; use it to time one
     /// against another on the same machine.
     #[arg(long, value_parser = parse_tile)]
     tile: Option<Tile>,
