@@ -81,10 +81,16 @@ impl<'a> QuadWeights<'a> {
     pub fn new(kernel: QuadKernel, weights: &'a [i8], rows: usize, taps: usize, zero: i32) -> Self {
         let weights = &weights[..rows * taps];
         let quads = taps.div_ceil(4);
-        let corrections = row_sums(weights, taps)
-            .into_iter()
-            .map(|sum| sum.wrapping_mul(zero + 128))
-            .collect();
+        // Inputs after a ReLU mostly have the zero point -128: no correction, so no pass over
+        // the weights for their sums.
+        let corrections = if zero == -128 {
+            vec![0; rows]
+        } else {
+            row_sums(weights, taps)
+                .into_iter()
+                .map(|sum| sum.wrapping_mul(zero + 128))
+                .collect()
+        };
         let source = if matches!(kernel, QuadKernel::Amx | QuadKernel::AmxEmulated) {
             Source::Tiles(TileWeights::new(weights, rows, taps))
         } else if taps.is_multiple_of(4) {
