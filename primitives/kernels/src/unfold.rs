@@ -113,7 +113,9 @@ impl<'a> QuadPlan<'a> {
                 QuadSource::Pointwise { input, plane } => {
                     pointwise_quads(input, *plane, start + first, panel)
                 }
-                QuadSource::Grids(g) => wide_quads(&g.cells, &g.offsets, start + first, panel),
+                QuadSource::Grids(g) => {
+                    wide_quads(&g.cells, (&g.offsets, g.furthest), start + first, panel)
+                }
             }
         })
     }
@@ -123,6 +125,8 @@ impl<'a> QuadPlan<'a> {
 struct Grids<T> {
     cells: Vec<T>,
     offsets: Vec<usize>,
+    /// The largest of `offsets`: how far past a panel's first position its runs reach.
+    furthest: usize,
     wide_len: usize,
     row_len: usize,
 }
@@ -167,6 +171,7 @@ impl<T: Copy + Send + Sync> Grids<T> {
             .collect();
         Grids {
             cells,
+            furthest: offsets.iter().copied().max().unwrap_or(0),
             offsets,
             wide_len: shape.wide_len(p),
             row_len: shape.phase_len,
@@ -202,17 +207,31 @@ fn pointwise_quads(channels: &[i8], plane: usize, first: usize, panel: &mut [u8]
 }
 
 /// The quad panel of wide positions `first..first + COLS` from the u8 grids: tap `k` is the
-/// run at `first + offsets[k]`.
-fn wide_quads(cells: &[u8], offsets: &[usize], first: usize, panel: &mut [u8]) {
-    let run = |k: &usize| -> &[u8; COLS] {
-        let at = first + k;
-        cells[at..at + COLS].try_into().expect("COLS cells")
-    };
-    for (taps, out) in offsets.chunks(4).zip(panel.chunks_exact_mut(4 * COLS)) {
+/// run at `first + offsets[k]`, `furthest` the largest offset.
+fn wide_quads(
+    cells: &[u8],
+    (offsets, furthest): (&[usize], usize),
+    first: usize,
+    panel: &mut [u8],
+) {
+    // One bounds check for the panel instead of one per run: every run lies inside `cells`.
+    debug_assert_eq!(offsets.iter().max().copied().unwrap_or(0), furthest);
+    assert!(first + furthest + COLS <= cells.len(), "runs inside the grids");
+    // SAFETY: `first + k + COLS ≤ cells.len()` for every offset `k` (asserted above), and a
+    // `[u8; COLS]` has the alignment of u8.
+    let run = |k: usize| unsafe { &*(cells.as_ptr().add(first + k) as *const [u8; COLS]) };
+    let mut quads = offsets.chunks_exact(4);
+    let mut outs = panel.chunks_exact_mut(4 * COLS);
+    for (taps, out) in quads.by_ref().zip(outs.by_ref()) {
         let out: &mut [u8; 4 * COLS] = out.try_into().expect("one quad of the panel");
-        let last = run(&taps[0]);
-        let runs = [0, 1, 2, 3].map(|t| taps.get(t).map_or(last, run));
-        interleave4(runs, 0, out);
+        interleave4([run(taps[0]), run(taps[1]), run(taps[2]), run(taps[3])], 0, out);
+    }
+    let rest = quads.remainder();
+    if let (Some(first_tap), Some(out)) = (rest.first(), outs.next()) {
+        // The last part quad repeats its first tap; those slots meet zero weights.
+        let out: &mut [u8; 4 * COLS] = out.try_into().expect("one quad of the panel");
+        let tap = |t: usize| run(*rest.get(t).unwrap_or(first_tap));
+        interleave4([tap(0), tap(1), tap(2), tap(3)], 0, out);
     }
 }
 
