@@ -117,15 +117,27 @@ pub(crate) fn build_panels<T: Copy + Default + Send>(
     parallel: bool,
     fill: impl Fn(usize, &mut [T]) + Sync,
 ) -> Vec<T> {
-    use rayon::prelude::*;
     let mut values = vec![T::default(); positions.div_ceil(width) * len];
+    fill_panels(&mut values, len, width, parallel, fill);
+    values
+}
+
+/// Fills `values`, panels of `len` values one per `width` positions, with
+/// `fill(first_position, panel)`, on the rayon pool with `parallel`.
+pub(crate) fn fill_panels<T: Send>(
+    values: &mut [T],
+    len: usize,
+    width: usize,
+    parallel: bool,
+    fill: impl Fn(usize, &mut [T]) + Sync,
+) {
+    use rayon::prelude::*;
     let run = |(panel, chunk): (usize, &mut [T])| fill(panel * width, chunk);
     if parallel {
         values.par_chunks_mut(len).enumerate().for_each(run);
     } else {
         values.chunks_mut(len).enumerate().for_each(run);
     }
-    values
 }
 
 /// Computes the product for every row of `w` into `sums` (rows × positions, row-major).

@@ -216,7 +216,10 @@ fn wide_quads(
 ) {
     // One bounds check for the panel instead of one per run: every run lies inside `cells`.
     debug_assert_eq!(offsets.iter().max().copied().unwrap_or(0), furthest);
-    assert!(first + furthest + COLS <= cells.len(), "runs inside the grids");
+    assert!(
+        first + furthest + COLS <= cells.len(),
+        "runs inside the grids"
+    );
     // SAFETY: `first + k + COLS ≤ cells.len()` for every offset `k` (asserted above), and a
     // `[u8; COLS]` has the alignment of u8.
     let run = |k: usize| unsafe { &*(cells.as_ptr().add(first + k) as *const [u8; COLS]) };
@@ -224,7 +227,11 @@ fn wide_quads(
     let mut outs = panel.chunks_exact_mut(4 * COLS);
     for (taps, out) in quads.by_ref().zip(outs.by_ref()) {
         let out: &mut [u8; 4 * COLS] = out.try_into().expect("one quad of the panel");
-        interleave4([run(taps[0]), run(taps[1]), run(taps[2]), run(taps[3])], 0, out);
+        interleave4(
+            [run(taps[0]), run(taps[1]), run(taps[2]), run(taps[3])],
+            0,
+            out,
+        );
     }
     let rest = quads.remainder();
     if let (Some(first_tap), Some(out)) = (rest.first(), outs.next()) {
