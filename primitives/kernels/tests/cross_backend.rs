@@ -225,19 +225,23 @@ fn threaded_layers_agree_with_the_reference() {
             .map(|_| rng.i8(true))
             .collect();
         let wts: Vec<i8> = (0..p.weight_len()).map(|_| rng.i8(true)).collect();
-        let q = rng.quant(out_c as usize, true);
-        let mut a = vec![0i8; p.output.elements().unwrap() as usize];
-        let mut c = a.clone();
-        Reference.conv(&p, &x, &wts, &q, &mut a).unwrap();
-        for (tile, b) in on_every_tile(|| {
-            let mut b = vec![0i8; a.len()];
-            Native.conv(&p, &x, &wts, &q, &mut b).unwrap();
-            b
-        }) {
-            assert_eq!(a, b, "{tile:?} {p:?}");
+        let mut q = rng.quant(out_c as usize, true);
+        // The zero point after a ReLU (-128: no correction, no weight sums) and another one.
+        for zero in [-128, rng.i8(false) as i32] {
+            q.input_zero = zero;
+            let mut a = vec![0i8; p.output.elements().unwrap() as usize];
+            let mut c = a.clone();
+            Reference.conv(&p, &x, &wts, &q, &mut a).unwrap();
+            for (tile, b) in on_every_tile(|| {
+                let mut b = vec![0i8; a.len()];
+                Native.conv(&p, &x, &wts, &q, &mut b).unwrap();
+                b
+            }) {
+                assert_eq!(a, b, "{tile:?} {p:?} zero {zero}");
+            }
+            Scalar.conv(&p, &x, &wts, &q, &mut c).unwrap();
+            assert_eq!(a, c, "scalar {p:?} zero {zero}");
         }
-        Scalar.conv(&p, &x, &wts, &q, &mut c).unwrap();
-        assert_eq!(a, c, "scalar {p:?}");
     }
     // A fully connected layer split into row tasks, with a partial last task and row quad.
     let (n, outs) = (4099, 603);
