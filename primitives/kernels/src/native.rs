@@ -126,6 +126,16 @@ fn requantize_wide(
 ) {
     let end = first + sums.len();
     let (lo, hi) = (origin, origin + y.len());
+    if row_len == out_w {
+        // No wide columns (1 × 1 layers, unpadded rows): wide positions are outputs, so the
+        // run is one span, clipped to `y`, however many output rows it crosses.
+        let (from, to) = (first.max(lo), end.min(hi));
+        if from < to {
+            let s = from - first;
+            requantize_row(&sums[s..s + (to - from)], q, oc, &mut y[from - lo..to - lo]);
+        }
+        return;
+    }
     let mut p = first;
     while p < end {
         let (oh, ow) = (p / row_len, p % row_len);
