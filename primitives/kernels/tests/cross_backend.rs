@@ -503,8 +503,16 @@ fn large_depthwise_windows_agree() {
 #[test]
 fn position_split_layers_agree_at_every_boundary() {
     let mut rng = Rng(23);
-    for h in 33..72 {
-        let p = ConvParams::conv2d(Shape::new(32, 1, h, h), 8, 3, 1, 0, 1, 1).unwrap();
+    // 3 × 3 unpadded (wide rows: a run crosses output rows with columns to skip) and 1 × 1
+    // (wide positions are outputs: one span per run).
+    let layers = (33..72).flat_map(|h| {
+        [
+            ConvParams::conv2d(Shape::new(32, 1, h, h), 8, 3, 1, 0, 1, 1),
+            ConvParams::conv2d(Shape::new(256, 1, h, h), 8, 1, 1, 0, 1, 1),
+        ]
+    });
+    for p in layers {
+        let p = p.unwrap();
         assert!(p.macs() >= 1 << 21, "{p:?} is big enough to run threaded");
         let x: Vec<i8> = (0..p.input.elements().unwrap())
             .map(|_| rng.i8(false))
