@@ -81,7 +81,7 @@ fn quad_dots(kernel: QuadKernel, rows: &[i8], n: usize, xs: &[u8], bias: u8, sum
     #[cfg(target_arch = "x86_64")]
     match kernel {
         QuadKernel::Avx512Vnni | QuadKernel::Amx if Tile::Avx512Vnni.supported() => {
-            // SAFETY: AVX-512 F + BW + VNNI are present, checked just above.
+            // SAFETY: AVX-512 F, BW, VL and VNNI are present (the tile requires them), checked just above.
             return unsafe { x86::quad_dots_zmm(rows, n, xs, bias, sums) };
         }
         QuadKernel::AvxVnni if Tile::AvxVnni.supported() => {
@@ -203,11 +203,11 @@ mod x86 {
         }
     }
 
-    /// The eight lane sums of `v[0..8]`, in order: a transpose-and-add tree (three rounds of
-    /// unpacks and lane shuffles) instead of eight horizontal reductions.
+    /// The eight lane sums of `v[0..8]`, in order, in one 256-bit vector: a transpose-and-add
+    /// tree (three rounds of unpacks and lane shuffles) instead of eight horizontal reductions.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn sum8(v: [__m512i; 8]) -> [i32; 8] {
+    unsafe fn sum8(v: [__m512i; 8]) -> __m256i {
         let pair = |a: __m512i, b: __m512i| {
             _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b))
         };
@@ -217,16 +217,16 @@ mod x86 {
         // Each 128-bit lane of u0 holds partial sums of rows 0, 1, 2, 3; of u1, rows 4..8.
         let u0 = quad(pair(v[0], v[1]), pair(v[2], v[3]));
         let u1 = quad(pair(v[4], v[5]), pair(v[6], v[7]));
+        // w's 128-bit lanes: rows 0..4 twice (lanes 0, 1), rows 4..8 twice (lanes 2, 3).
         let w = _mm512_add_epi32(
             _mm512_shuffle_i32x4::<0b10_00_10_00>(u0, u1),
             _mm512_shuffle_i32x4::<0b11_01_11_01>(u0, u1),
         );
-        let t = _mm512_add_epi32(w, _mm512_shuffle_i32x4::<0b10_11_00_01>(w, w));
-        let mut lanes = [0i32; 16];
-        _mm512_storeu_si512(lanes.as_mut_ptr() as *mut __m512i, t);
-        [
-            lanes[0], lanes[1], lanes[2], lanes[3], lanes[8], lanes[9], lanes[10], lanes[11],
-        ]
+        let t = _mm512_add_epi32(
+            _mm512_shuffle_i32x4::<0b00_00_10_00>(w, w),
+            _mm512_shuffle_i32x4::<0b00_00_11_01>(w, w),
+        );
+        _mm512_castsi512_si256(t)
     }
 
     /// Rows of `n` weights against `xs` (`x + 128`, zero-padded to 64 bytes), eight rows
@@ -235,8 +235,8 @@ mod x86 {
     /// with the bias in every byte, subtracted lane-wise, so one transpose tree sums both.
     ///
     /// # Safety
-    /// The CPU must support AVX-512 F, BW and VNNI.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    /// The CPU must support AVX-512 F, BW, VL and VNNI.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     pub(super) unsafe fn quad_dots_zmm(
         rows: &[i8],
         n: usize,
@@ -276,7 +276,9 @@ mod x86 {
             let totals = sum8(core::array::from_fn(|r| {
                 _mm512_sub_epi32(dot[r], correction[r])
             }));
-            out.copy_from_slice(&totals[..out.len()]);
+            // SAFETY: the mask keeps the store to the block's `out.len()` ≤ 8 sums.
+            let mask = ((1u16 << out.len()) - 1) as u8;
+            _mm256_mask_storeu_epi32(out.as_mut_ptr(), mask, totals);
         }
     }
 
