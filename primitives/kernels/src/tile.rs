@@ -144,11 +144,13 @@ pub fn force(tile: Option<Tile>) -> Result<(), Tile> {
     }
 }
 
-/// The tile kernel calls run now.
+/// The tile kernel calls run now (asked per row by the requantization: the best tile is worked
+/// out once).
 #[inline]
 pub fn active() -> Tile {
+    static BEST: OnceLock<Tile> = OnceLock::new();
     match FORCED.load(Ordering::Relaxed) {
-        0 => Tile::best(),
+        0 => *BEST.get_or_init(Tile::best),
         i => Tile::ALL[i as usize - 1],
     }
 }
