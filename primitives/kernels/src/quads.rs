@@ -238,7 +238,10 @@ impl QuadInput {
     ) -> Self {
         let len = Self::panel_len(taps);
         let total = positions.div_ceil(COLS) * len;
-        let mut bytes = SPARE_PANELS.take();
+        // Outside a thread's life (its locals torn down) there is no spare: fresh bytes.
+        let mut bytes = SPARE_PANELS
+            .try_with(|spare| spare.take())
+            .unwrap_or_default();
         if bytes.len() < total {
             bytes.resize(total, 0);
         } else {
@@ -274,7 +277,8 @@ impl Drop for QuadInput {
     fn drop(&mut self) {
         let bytes = core::mem::take(&mut self.bytes);
         if bytes.capacity() <= MAX_SPARE {
-            SPARE_PANELS.with(|spare| {
+            // During a thread's teardown there is nowhere to keep them: they are freed.
+            let _ = SPARE_PANELS.try_with(|spare| {
                 let old = spare.take();
                 spare.set(if old.capacity() >= bytes.capacity() {
                     old
