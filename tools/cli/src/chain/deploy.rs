@@ -73,9 +73,9 @@ pub async fn run(args: DeployArgs) -> Result<()> {
     let missing: Vec<u32> = (0..blocks.len() as u32)
         .filter(|i| !present.contains(i))
         .collect();
-    upload(&chain, &signer, model, &blocks, &missing, args.batch.max(1)).await?;
+    let nonce = upload(&chain, &signer, model, &blocks, &missing, args.batch.max(1)).await?;
     if !args.no_seal {
-        seal(&chain, &signer, model).await?;
+        seal(&chain, &signer, model, nonce).await?;
     }
     let bytes: usize = program.len() + blocks.iter().map(Vec::len).sum::<usize>();
     println!(
@@ -100,13 +100,13 @@ pub async fn deploy_new(
     chain.settle(signer).await?;
     let model = create(chain, signer, program).await?;
     let all: Vec<u32> = (0..blocks.len() as u32).collect();
-    upload(chain, signer, model, blocks, &all, batch.max(1)).await?;
-    seal(chain, signer, model).await?;
+    let nonce = upload(chain, signer, model, blocks, &all, batch.max(1)).await?;
+    seal(chain, signer, model, nonce).await?;
     Ok(model)
 }
 
-async fn seal(chain: &Chain, signer: &Keypair, model: u32) -> Result<()> {
-    let nonce = chain.next_nonce(signer).await?;
+/// Seals `model` with the transaction of `nonce`, the one after the uploads' (see `upload`).
+async fn seal(chain: &Chain, signer: &Keypair, model: u32, nonce: u64) -> Result<()> {
     let call = transaction("Smartvm", "seal_model", (model,));
     // Finalized, as for `create`: a caller's next read (`infer`'s model check) is at the
     // finalized block.
@@ -176,7 +176,8 @@ async fn stored_blocks(chain: &Chain, model: u32) -> Result<BTreeSet<u32>> {
     }
 }
 
-/// Uploads `missing` blocks, `batch` transactions at a time with consecutive nonces.
+/// Uploads `missing` blocks, `batch` transactions at a time with consecutive nonces; returns
+/// the nonce after the last one.
 async fn upload(
     chain: &Chain,
     signer: &Keypair,
@@ -184,15 +185,21 @@ async fn upload(
     blocks: &[Vec<u8>],
     missing: &[u32],
     batch: usize,
-) -> Result<()> {
+) -> Result<u64> {
     let bar = ProgressBar::new(missing.len() as u64).with_style(
         ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} blocks, {elapsed}")?
             .progress_chars("=> "),
     );
     bar.set_message(format!("model {model}"));
+    // Counted here, not asked again per chunk: when a parachain's best block is retracted
+    // (two collators' forks), its transactions go back to the pool, and until the pool has them
+    // again the node's next index is too low: a chunk sent then collided with them (zombienet:
+    // "Priority is too low (37 vs 37)").
+    let mut next = chain.next_nonce(signer).await?;
     for chunk in missing.chunks(batch) {
         // Sent in nonce order, then awaited together (see `Chain::send`).
-        let first = chain.next_nonce(signer).await?;
+        let first = next;
+        next += chunk.len() as u64;
         let mut waits = Vec::with_capacity(chunk.len());
         for (&index, nonce) in chunk.iter().zip(first..) {
             let call = transaction(
@@ -218,5 +225,5 @@ async fn upload(
         }
     }
     bar.finish();
-    Ok(())
+    Ok(next)
 }
