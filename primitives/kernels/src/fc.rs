@@ -3,7 +3,8 @@
 //! channel's scale). With AVX2, `vpmaddwd` does 16 exact multiply-accumulates per instruction
 //! and four rows share every input load; rayon splits rows once a layer pays for the threads.
 
-use alloc::vec;
+use alloc::vec::Vec;
+use core::cell::Cell;
 
 use rayon::prelude::*;
 
@@ -29,32 +30,57 @@ pub fn fully_connected(
     parallel: bool,
 ) {
     let n = input.len();
-    let mut sums = vec![0i32; out.len()];
-    match QuadKernel::for_active_tile().filter(|_| quads::zero_fits(q.input_zero)) {
-        Some(kernel) => {
-            // Zero-padded to whole 64-byte vectors: the padding meets the tail with weight · 0.
-            let mut xs = vec![0u8; n.next_multiple_of(64)];
-            for (x, v) in xs.iter_mut().zip(input) {
-                *x = *v as u8 ^ 0x80;
+    with_scratch(&SUMS, out.len(), |sums| {
+        match QuadKernel::for_active_tile().filter(|_| quads::zero_fits(q.input_zero)) {
+            Some(kernel) => {
+                // Zero-padded to whole 64-byte vectors: the padding meets the tail with weight · 0.
+                with_scratch(&BYTES, n.next_multiple_of(64), |xs| {
+                    for (x, v) in xs.iter_mut().zip(input) {
+                        *x = *v as u8 ^ 0x80;
+                    }
+                    // In 0..=255: `zero_fits` admitted the zero point.
+                    let bias = (q.input_zero + 128) as u8;
+                    row_tasks(weights, n, sums, parallel, |rows, chunk| {
+                        quad_dots(kernel, rows, n, xs, bias, chunk)
+                    });
+                })
             }
-            // In 0..=255: `zero_fits` admitted the zero point.
-            let bias = (q.input_zero + 128) as u8;
-            row_tasks(weights, n, &mut sums, parallel, |rows, chunk| {
-                quad_dots(kernel, rows, n, &xs, bias, chunk)
-            });
-        }
-        None => {
-            // Zero-padded to whole 16-lane vectors: the padding multiplies the weight tail by 0.
-            let mut xs = vec![0i16; n.next_multiple_of(16)];
-            for (x, v) in xs.iter_mut().zip(input) {
-                *x = (*v as i32 - q.input_zero) as i16;
+            None => {
+                // Zero-padded to whole 16-lane vectors: the padding multiplies the weight tail by 0.
+                with_scratch(&WORDS, n.next_multiple_of(16), |xs| {
+                    for (x, v) in xs.iter_mut().zip(input) {
+                        *x = (*v as i32 - q.input_zero) as i16;
+                    }
+                    row_tasks(weights, n, sums, parallel, |rows, chunk| {
+                        dots(rows, n, xs, chunk)
+                    });
+                })
             }
-            row_tasks(weights, n, &mut sums, parallel, |rows, chunk| {
-                dots(rows, n, &xs, chunk)
-            });
         }
-    }
-    requantize_channels(&sums, q, out)
+        requantize_channels(sums, q, out)
+    })
+}
+
+std::thread_local! {
+    // The calling thread's scratch, kept between layers: an LSTM runs dozens of small layers an
+    // inference, and two heap allocations a call were a sixth of its time.
+    static SUMS: Cell<Vec<i32>> = const { Cell::new(Vec::new()) };
+    static BYTES: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    static WORDS: Cell<Vec<i16>> = const { Cell::new(Vec::new()) };
+}
+
+/// Runs `f` on `len` zeros of the thread's `scratch` (fresh ones during the thread's teardown).
+fn with_scratch<T: Copy + Default, R>(
+    scratch: &'static std::thread::LocalKey<Cell<Vec<T>>>,
+    len: usize,
+    f: impl FnOnce(&mut [T]) -> R,
+) -> R {
+    let mut kept = scratch.try_with(Cell::take).unwrap_or_default();
+    kept.clear();
+    kept.resize(len, T::default());
+    let result = f(&mut kept);
+    let _ = scratch.try_with(|cell| cell.set(kept));
+    result
 }
 
 /// Runs `dots(weight_rows, their_sums)` over tasks of [`ROWS_PER_TASK`] rows of `n` weights.
@@ -82,7 +108,14 @@ fn quad_dots(kernel: QuadKernel, rows: &[i8], n: usize, xs: &[u8], bias: u8, sum
     match kernel {
         QuadKernel::Avx512Vnni | QuadKernel::Amx if Tile::Avx512Vnni.supported() => {
             // SAFETY: AVX-512 F, BW, VL and VNNI are present (the tile requires them), checked just above.
-            return unsafe { x86::quad_dots_zmm(rows, n, xs, bias, sums) };
+            // A zero point of -128 (inputs from a ReLU or a [0, 1] image) needs no correction.
+            return unsafe {
+                if bias == 0 {
+                    x86::quad_dots_zmm::<false>(rows, n, xs, bias, sums)
+                } else {
+                    x86::quad_dots_zmm::<true>(rows, n, xs, bias, sums)
+                }
+            };
         }
         QuadKernel::AvxVnni if Tile::AvxVnni.supported() => {
             // SAFETY: AVX2 + AVX-VNNI are present, checked just above.
@@ -232,12 +265,13 @@ mod x86 {
     /// Rows of `n` weights against `xs` (`x + 128`, zero-padded to 64 bytes), eight rows
     /// sharing each input load; each row's last part vector is a masked load, so nothing past
     /// the row is read. The correction `bias · Σ w` is a second `vpdpbusd` of the same weights
-    /// with the bias in every byte, subtracted lane-wise, so one transpose tree sums both.
+    /// with the bias in every byte, subtracted lane-wise, so one transpose tree sums both;
+    /// without `CORRECT` (the caller's bias is 0) there is none.
     ///
     /// # Safety
     /// The CPU must support AVX-512 F, BW, VL and VNNI.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    pub(super) unsafe fn quad_dots_zmm(
+    pub(super) unsafe fn quad_dots_zmm<const CORRECT: bool>(
         rows: &[i8],
         n: usize,
         xs: &[u8],
@@ -261,7 +295,9 @@ mod x86 {
                     // SAFETY: 64·c + 64 ≤ n: inside the row.
                     let w = _mm512_loadu_si512(row[r].add(64 * c) as *const __m512i);
                     dot[r] = _mm512_dpbusd_epi32(dot[r], xv, w);
-                    correction[r] = _mm512_dpbusd_epi32(correction[r], biases, w);
+                    if CORRECT {
+                        correction[r] = _mm512_dpbusd_epi32(correction[r], biases, w);
+                    }
                 }
             }
             if rest > 0 {
@@ -270,7 +306,9 @@ mod x86 {
                     // SAFETY: the mask keeps the load to the row's last `rest` bytes.
                     let w = _mm512_maskz_loadu_epi8(tail, row[r].add(64 * full));
                     dot[r] = _mm512_dpbusd_epi32(dot[r], xv, w);
-                    correction[r] = _mm512_dpbusd_epi32(correction[r], biases, w);
+                    if CORRECT {
+                        correction[r] = _mm512_dpbusd_epi32(correction[r], biases, w);
+                    }
                 }
             }
             let totals = sum8(core::array::from_fn(|r| {

@@ -42,7 +42,33 @@ pub struct Buffer {
     limit: u64,
     max_limit: u64,
     max_frames: usize,
+    /// Storage of dropped small frames, handed to the next frames: a recurrent model makes and
+    /// drops thousands of small frames a run, and the allocator was a sixth of its time.
+    spare: Vec<Vec<i8>>,
 }
+
+/// Empty storage for `len` bytes: a kept one that holds them without wasting more than
+/// `max(len, 4 KiB)`, so that a frame never holds much more memory than the bytes it is charged
+/// for, else a new one.
+fn take_spare(spare: &mut Vec<Vec<i8>>, len: usize) -> Vec<i8> {
+    let most = len.saturating_mul(2).max(4096);
+    match spare
+        .iter()
+        .position(|v| v.capacity() >= len && v.capacity() <= most)
+    {
+        Some(i) => {
+            let mut data = spare.swap_remove(i);
+            data.clear();
+            data
+        }
+        None => Vec::with_capacity(len),
+    }
+}
+
+/// Most dropped frames kept for reuse.
+const SPARE_FRAMES: usize = 8;
+/// Largest storage kept for reuse, so the spares hold at most 512 KiB outside the limit.
+const SPARE_FRAME_BYTES: usize = 64 * 1024;
 
 impl Buffer {
     /// An empty Buffer with a byte limit and a frame limit.
@@ -55,6 +81,7 @@ impl Buffer {
             limit: limit as u64,
             max_limit: limit as u64,
             max_frames: max_frames as usize,
+            spare: Vec::new(),
         }
     }
 
@@ -99,6 +126,7 @@ impl Buffer {
             limit: current,
             max_limit: limit as u64,
             max_frames: max_frames as usize,
+            spare: Vec::new(),
         })
     }
 
@@ -162,6 +190,62 @@ impl Buffer {
         Ok(frame)
     }
 
+    /// Pops the top frame and keeps its storage for a later frame.
+    pub fn discard(&mut self) -> Result<(), ErrorKind> {
+        let frame = self.pop()?;
+        if frame.data.capacity() <= SPARE_FRAME_BYTES {
+            if self.spare.len() == SPARE_FRAMES {
+                // The oldest goes: recent frames' sizes are the likeliest to come again.
+                self.spare.remove(0);
+            }
+            self.spare.push(frame.data);
+        }
+        Ok(())
+    }
+
+    /// Empty storage for `len` bytes: see [`take_spare`].
+    fn spare_for(&mut self, len: usize) -> Vec<i8> {
+        take_spare(&mut self.spare, len)
+    }
+
+    /// Storage for a new frame of `len` zeros, a dropped frame's where one is kept.
+    pub fn zeroed(&mut self, len: usize) -> Vec<i8> {
+        let mut data = self.spare_for(len);
+        data.resize(len, 0);
+        data
+    }
+
+    /// Storage for a new frame holding a copy of `bytes`, a dropped frame's where one is kept.
+    pub fn copied(&mut self, bytes: &[i8]) -> Vec<i8> {
+        let mut data = self.spare_for(bytes.len());
+        data.extend_from_slice(bytes);
+        data
+    }
+
+    /// A copy of the frame `depth` below the top, in a dropped frame's storage where one is kept.
+    pub fn copy_of(&mut self, depth: usize) -> Result<Frame, ErrorKind> {
+        let len = self.get(depth)?.data.len();
+        let mut data = self.spare_for(len);
+        let frame = self.get(depth)?;
+        data.extend_from_slice(&frame.data);
+        Ok(Frame {
+            shape: frame.shape,
+            data,
+        })
+    }
+
+    /// A flat frame copying `len` bytes at `offset` of the top frame (BUF_SLICE).
+    pub fn slice_of_top(&mut self, offset: usize, len: usize) -> Result<Frame, ErrorKind> {
+        let top = self.frames.last().ok_or(ErrorKind::BufferUnderflow)?;
+        let bytes = top
+            .data
+            .get(offset..offset.saturating_add(len))
+            .ok_or(ErrorKind::BadOperand)?;
+        let mut data = take_spare(&mut self.spare, bytes.len());
+        data.extend_from_slice(bytes);
+        Ok(Frame::flat(data))
+    }
+
     /// The frame `depth` below the top (0 = top).
     pub fn get(&self, depth: usize) -> Result<&Frame, ErrorKind> {
         let n = self.frames.len();
@@ -185,7 +269,7 @@ impl Buffer {
     /// The output's bytes must have been [`reserve`](Self::reserve)d while the inputs were live.
     pub fn replace(&mut self, count: usize, frame: Frame) -> Result<(), ErrorKind> {
         for _ in 0..count {
-            self.pop()?;
+            self.discard()?;
         }
         self.push(frame)
     }
@@ -213,5 +297,63 @@ impl Buffer {
         top.shape = Shape::flat(keep as u32);
         self.live -= bytes;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(bytes: &[i8]) -> Frame {
+        Frame::flat(bytes.to_vec())
+    }
+
+    #[test]
+    fn reused_storage_starts_clean() {
+        let mut b = Buffer::new(1 << 20, 16);
+        b.push(frame(&[7; 300])).unwrap();
+        b.discard().unwrap();
+        assert_eq!(b.live_bytes(), 0);
+        assert_eq!(b.zeroed(200), vec![0i8; 200]);
+        b.push(frame(&[5; 300])).unwrap();
+        b.discard().unwrap();
+        assert_eq!(b.copied(&[1, 2, 3]), vec![1, 2, 3]);
+        b.push(frame(&[9, 8, 7, 6])).unwrap();
+        b.push(frame(&[4; 10])).unwrap();
+        b.discard().unwrap();
+        let slice = b.slice_of_top(1, 2).unwrap();
+        assert_eq!((slice.data, slice.shape), (vec![8, 7], Shape::flat(2)));
+        let copy = b.copy_of(0).unwrap();
+        assert_eq!(copy.data, vec![9, 8, 7, 6]);
+    }
+
+    #[test]
+    fn a_frame_never_holds_much_more_than_its_bytes() {
+        let mut b = Buffer::new(1 << 20, 16);
+        for _ in 0..SPARE_FRAMES {
+            b.push(frame(&[1; 60_000])).unwrap();
+        }
+        for _ in 0..SPARE_FRAMES {
+            b.discard().unwrap();
+        }
+        // 60 KB of spare storage is not handed to a 10-byte frame, nor to a 20 KB one.
+        assert!(b.zeroed(10).capacity() <= 4096);
+        assert!(b.zeroed(20_000).capacity() <= 40_000);
+        assert!(b.zeroed(40_000).capacity() >= 40_000);
+    }
+
+    #[test]
+    fn only_small_storage_is_kept() {
+        let mut b = Buffer::new(1 << 22, 16);
+        b.push(frame(&vec![1; SPARE_FRAME_BYTES + 1])).unwrap();
+        b.discard().unwrap();
+        assert!(b.spare.is_empty());
+        for _ in 0..2 * SPARE_FRAMES {
+            b.push(frame(&[1; 100])).unwrap();
+        }
+        for _ in 0..2 * SPARE_FRAMES {
+            b.discard().unwrap();
+        }
+        assert_eq!(b.spare.len(), SPARE_FRAMES);
     }
 }

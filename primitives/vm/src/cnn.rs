@@ -97,7 +97,7 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
     ) -> Result<(), ErrorKind> {
         let len = elements(&shape)?;
         self.buffer.reserve(len)?;
-        let mut out = vec![0i8; len as usize];
+        let mut out = self.buffer.zeroed(len as usize);
         compute(self, &mut out)?;
         self.buffer.replace(inputs, Frame { shape, data: out })
     }
@@ -478,7 +478,7 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
                     .memory
                     .ensure(offset, len, &mut self.meter, &self.schedule)?;
                 self.charge_bytes(r.len() as u64)?;
-                let data = as_i8(&self.memory.bytes[r]).to_vec();
+                let data = self.buffer.copied(as_i8(&self.memory.bytes[r]));
                 self.buffer.push(Frame::flat(data))
             }
             BTOM => {
@@ -515,7 +515,7 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
             BUF_CLS => {
                 let [count] = self.args()?;
                 for _ in 0..operand(count)? {
-                    self.buffer.pop()?;
+                    self.buffer.discard()?;
                 }
                 Ok(())
             }
@@ -548,7 +548,7 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
                 let len = self.buffer.get(depth)?.data.len() as u64;
                 self.buffer.reserve(len)?;
                 self.charge_bytes(len)?;
-                let copy = self.buffer.get(depth)?.clone();
+                let copy = self.buffer.copy_of(depth)?;
                 self.buffer.push(copy)
             }
             BUF_SHAPE => {
@@ -569,12 +569,8 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
                 let [offset, len] = self.args()?;
                 let (offset, len) = (operand(offset)? as usize, operand(len)? as usize);
                 self.charge_bytes(len as u64)?;
-                let data = &self.buffer.top()?.data;
-                let slice = data
-                    .get(offset..offset.saturating_add(len))
-                    .ok_or(ErrorKind::BadOperand)?
-                    .to_vec();
-                self.buffer.push(Frame::flat(slice))
+                let slice = self.buffer.slice_of_top(offset, len)?;
+                self.buffer.push(slice)
             }
             BUF_CAT => {
                 let [count] = self.args()?;
