@@ -70,6 +70,20 @@ fn layers() -> Vec<(&'static str, Layer)> {
             },
         ),
         (
+            "LSTM gates 104 -> 416",
+            Layer::Fc {
+                inputs: 104,
+                outputs: 416,
+            },
+        ),
+        (
+            "LSTM input 28 -> 416",
+            Layer::Fc {
+                inputs: 28,
+                outputs: 416,
+            },
+        ),
+        (
             "ResNet-18 conv2_x 64x56x56 -> 64, 3x3",
             conv(64, 56, 64, 3, 1, 1, 1),
         ),
@@ -110,9 +124,14 @@ fn data(len: usize, seed: u64) -> Vec<i8> {
         .collect()
 }
 
+/// `BENCH_ZERO` sets the input zero point (default -3); -128 takes the VNNI tiles' form without
+/// the zero-point correction.
 fn quant(channels: usize) -> ChannelQuant {
+    let zero = std::env::var("BENCH_ZERO")
+        .ok()
+        .and_then(|z| z.parse().ok());
     ChannelQuant {
-        input_zero: -3,
+        input_zero: zero.unwrap_or(-3),
         output: OutputRange {
             zero: 5,
             lo: 5,

@@ -168,11 +168,13 @@ proptest! {
     }
 
     #[test]
-    fn fully_connected_backends_agree(n in 1usize..2000, outs in 1usize..40, extreme in any::<bool>(), seed in any::<u64>()) {
+    fn fully_connected_backends_agree(n in 1usize..2000, outs in 1usize..40, extreme in any::<bool>(), zero in 0u8..3, seed in any::<u64>()) {
         let mut rng = Rng(seed);
         let x: Vec<i8> = (0..n).map(|_| rng.i8(extreme)).collect();
         let wts: Vec<i8> = (0..n * outs).map(|_| rng.i8(extreme)).collect();
-        let q = rng.quant(outs, extreme);
+        let mut q = rng.quant(outs, extreme);
+        // The VNNI forms: -128 (no correction) and any other; 0 as ONNX's symmetric activations.
+        q.input_zero = [-128, 0, q.input_zero][zero as usize];
         let mut a = vec![0i8; outs];
         let mut c = a.clone();
         Reference.fully_connected(&x, &wts, &q, &mut a).unwrap();
@@ -247,15 +249,18 @@ fn threaded_layers_agree_with_the_reference() {
     let (n, outs) = (4099, 603);
     let x: Vec<i8> = (0..n).map(|_| rng.i8(true)).collect();
     let wts: Vec<i8> = (0..n * outs).map(|_| rng.i8(true)).collect();
-    let q = rng.quant(outs, true);
-    let mut a = vec![0i8; outs];
-    Reference.fully_connected(&x, &wts, &q, &mut a).unwrap();
-    for (tile, b) in on_every_tile(|| {
-        let mut b = vec![0i8; outs];
-        Native.fully_connected(&x, &wts, &q, &mut b).unwrap();
-        b
-    }) {
-        assert_eq!(a, b, "{tile:?} fully connected {n} -> {outs}");
+    let mut q = rng.quant(outs, true);
+    for zero in [-128, 0, 37] {
+        q.input_zero = zero;
+        let mut a = vec![0i8; outs];
+        Reference.fully_connected(&x, &wts, &q, &mut a).unwrap();
+        for (tile, b) in on_every_tile(|| {
+            let mut b = vec![0i8; outs];
+            Native.fully_connected(&x, &wts, &q, &mut b).unwrap();
+            b
+        }) {
+            assert_eq!(a, b, "{tile:?} fully connected {n} -> {outs}, zero {zero}");
+        }
     }
     // Wide rows (the vector de-interleave of stride 2) with odd and even padding, and a
     // stride-3 window.
