@@ -109,11 +109,13 @@ fn quad_dots(kernel: QuadKernel, rows: &[i8], n: usize, xs: &[u8], bias: u8, sum
         QuadKernel::Avx512Vnni | QuadKernel::Amx if Tile::Avx512Vnni.supported() => {
             // SAFETY: AVX-512 F, BW, VL and VNNI are present (the tile requires them), checked just above.
             // A zero point of -128 (inputs from a ReLU or a [0, 1] image) needs no correction.
+            // Rows of at most 32 weights go two to a vector.
             return unsafe {
-                if bias == 0 {
-                    x86::quad_dots_zmm::<false>(rows, n, xs, bias, sums)
-                } else {
-                    x86::quad_dots_zmm::<true>(rows, n, xs, bias, sums)
+                match (bias == 0, n <= 32) {
+                    (true, false) => x86::quad_dots_zmm::<false>(rows, n, xs, bias, sums),
+                    (false, false) => x86::quad_dots_zmm::<true>(rows, n, xs, bias, sums),
+                    (true, true) => x86::short_dots_zmm::<false>(rows, n, xs, bias, sums),
+                    (false, true) => x86::short_dots_zmm::<true>(rows, n, xs, bias, sums),
                 }
             };
         }
@@ -317,6 +319,76 @@ mod x86 {
             // SAFETY: the mask keeps the store to the block's `out.len()` ≤ 8 sums.
             let mask = ((1u16 << out.len()) - 1) as u8;
             _mm256_mask_storeu_epi32(out.as_mut_ptr(), mask, totals);
+        }
+    }
+
+    /// The sixteen lane sums of sixteen rows held two to a vector (row `2j` in the low half of
+    /// `v[j]`, row `2j + 1` in the high half), in row order: three rounds of unpacks and lane
+    /// shuffles, then one permutation.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn sum16_pairs(v: [__m512i; 8]) -> __m512i {
+        let pair = |a: __m512i, b: __m512i| {
+            _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b))
+        };
+        let quad = |a: __m512i, b: __m512i| {
+            _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b))
+        };
+        // 128-bit lane L of u0 holds lane L's sums of v[0..4]; of u1, of v[4..8].
+        let u0 = quad(pair(v[0], v[1]), pair(v[2], v[3]));
+        let u1 = quad(pair(v[4], v[5]), pair(v[6], v[7]));
+        // A row's two 128-bit lanes added: rows 0, 2, 4, 6 | 1, 3, 5, 7 | 8, 10, .. | 9, 11, ..
+        let w = _mm512_add_epi32(
+            _mm512_shuffle_i32x4::<0b10_00_10_00>(u0, u1),
+            _mm512_shuffle_i32x4::<0b11_01_11_01>(u0, u1),
+        );
+        let order = _mm512_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15);
+        _mm512_permutexvar_epi32(order, w)
+    }
+
+    /// [`quad_dots_zmm`] for rows of at most 32 weights: two rows to a vector (one in each
+    /// 256-bit half, against `xs` in both), sixteen rows a block, so each row costs half the
+    /// multiplies and half the reduction.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F, BW, VL and VNNI; `n` ≤ 32.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) unsafe fn short_dots_zmm<const CORRECT: bool>(
+        rows: &[i8],
+        n: usize,
+        xs: &[u8],
+        bias: u8,
+        sums: &mut [i32],
+    ) {
+        assert!(n <= 32 && xs.len() >= 32 && rows.len() >= sums.len() * n);
+        let low = (1u64 << n) - 1;
+        let high = low << 32;
+        // `xs` holds zeros past `n`, so both halves meet the weights' masked zeros.
+        let xv = _mm512_broadcast_i64x4(_mm256_loadu_si256(xs.as_ptr() as *const __m256i));
+        let biases = _mm512_set1_epi8(bias as i8);
+        for (block, out) in sums.chunks_mut(16).enumerate() {
+            let last = out.len() - 1;
+            // Rows past the last one (a part block) repeat it; their sums are dropped.
+            let row = |r: usize| rows.as_ptr().add((16 * block + r.min(last)) * n);
+            let mut dot = [_mm512_setzero_si512(); 8];
+            let mut correction = [_mm512_setzero_si512(); 8];
+            for j in 0..8 {
+                // SAFETY: the masks keep each load to its row's `n` bytes; the high half's
+                // address is the row's start less 32, computed without leaving the slice's
+                // provenance (`wrapping_sub`), and no byte before the row is read.
+                let w = _mm512_maskz_loadu_epi8(low, row(2 * j));
+                let w = _mm512_mask_loadu_epi8(w, high, row(2 * j + 1).wrapping_sub(32));
+                dot[j] = _mm512_dpbusd_epi32(dot[j], xv, w);
+                if CORRECT {
+                    correction[j] = _mm512_dpbusd_epi32(correction[j], biases, w);
+                }
+            }
+            let totals = sum16_pairs(core::array::from_fn(|j| {
+                _mm512_sub_epi32(dot[j], correction[j])
+            }));
+            // SAFETY: the mask keeps the store to the block's `out.len()` ≤ 16 sums.
+            let mask = ((1u32 << out.len()) - 1) as u16;
+            _mm512_mask_storeu_epi32(out.as_mut_ptr(), mask, totals);
         }
     }
 

@@ -198,6 +198,54 @@ proptest! {
     }
 }
 
+/// Short rows (at most 32 weights go two to a vector on AVX-512) and the lengths around them,
+/// with part blocks of rows, at both VNNI forms of the zero point.
+#[test]
+fn short_fully_connected_rows_agree_with_the_reference() {
+    let mut rng = Rng(11);
+    for n in 1..=40 {
+        for outs in [1, 2, 15, 16, 17, 33] {
+            let x: Vec<i8> = (0..n).map(|_| rng.i8(false)).collect();
+            let wts: Vec<i8> = (0..n * outs).map(|_| rng.i8(false)).collect();
+            let mut q = rng.quant(outs, false);
+            q.bias.fill(0);
+            q.output.zero = 0;
+            q.mult.fill(1 << 30);
+            for zero in [-128, 0, 77] {
+                q.input_zero = zero;
+                // A scale (2^(-1 - shift)) that brings the largest sum to about 100, so
+                // that a sum in the wrong row shows.
+                let largest = wts
+                    .chunks(n)
+                    .map(|row| {
+                        row.iter()
+                            .zip(&x)
+                            .map(|(w, v)| *w as i64 * (*v as i64 - zero as i64))
+                            .sum::<i64>()
+                            .abs()
+                    })
+                    .max()
+                    .unwrap_or(1);
+                q.shift.fill((largest.max(200) / 100).ilog2() as i32 - 1);
+                let mut a = vec![0i8; outs];
+                Reference.fully_connected(&x, &wts, &q, &mut a).unwrap();
+                let distinct = a.iter().collect::<std::collections::BTreeSet<_>>().len();
+                assert!(
+                    outs < 15 || n < 8 || distinct > outs / 3,
+                    "{n} -> {outs}: spread"
+                );
+                for (tile, b) in on_every_tile(|| {
+                    let mut b = vec![0i8; outs];
+                    Native.fully_connected(&x, &wts, &q, &mut b).unwrap();
+                    b
+                }) {
+                    assert_eq!(a, b, "{tile:?} {n} -> {outs}, zero {zero}");
+                }
+            }
+        }
+    }
+}
+
 /// Layers big enough to take the native backend's threaded paths: row blocks of a wide layer
 /// (with a partial last block and panel), whole groups side by side, depthwise and pointwise
 /// layers, fully connected rows, and pooling split by planes. The proptest above covers the single-threaded paths.
