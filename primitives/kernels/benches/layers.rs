@@ -62,6 +62,8 @@ fn layers() -> Vec<(&'static str, Layer)> {
             "AlexNet conv3 192x13x13 -> 384, 3x3",
             conv(192, 13, 384, 3, 1, 1, 1),
         ),
+        ("AlexNet maxpool1 64x55x55 3x3/2", pool(64, 55, 3, 2, 0)),
+        ("AlexNet maxpool2 192x27x27 3x3/2", pool(192, 27, 3, 2, 0)),
         (
             "AlexNet fc6 9216 -> 4096",
             Layer::Fc {
