@@ -11,6 +11,7 @@ use smartvm_vm::{
     execute_slice, Config, Executable, Outcome, Progress, Start, WeightPack, WeightSource,
 };
 
+use crate::profile::Timed;
 use crate::{load, Backend};
 
 /// Arguments of `smartvm run`.
@@ -52,6 +53,11 @@ pub struct RunArgs {
     /// against another on the same machine.
     #[arg(long, value_parser = parse_tile)]
     tile: Option<Tile>,
+    /// Also time each kernel call over `--repeat` more runs and print where the time goes:
+    /// each layer shape's share, and what the interpreter and element-wise instructions take
+    /// outside the calls (one thread's work, whatever the cores).
+    #[arg(long)]
+    profile: bool,
 }
 
 fn parse_tile(name: &str) -> Result<Tile, String> {
@@ -76,41 +82,41 @@ fn sliced_with(
     gas: u64,
     slice: u64,
 ) -> Result<(Outcome, Vec<usize>)> {
-    fn go<K: Kernels>(
-        k: &K,
-        exe: &Executable,
-        input: &[i8],
-        blocks: &impl WeightSource,
-        gas: u64,
-        slice: u64,
-    ) -> Result<(Outcome, Vec<usize>)> {
-        use subxt::ext::codec::Encode;
-        let (mut start, mut sizes, mut last) = (Start::Input(input), Vec::new(), None);
-        loop {
-            match execute_slice(exe, start, blocks, k, &Config::default(), gas, slice)
-                .map_err(|e| anyhow!("execution failed: {e}"))?
-            {
-                Progress::Done(out) => return Ok((out, sizes)),
-                Progress::Paused(snapshot) => {
-                    if last == Some(snapshot.gas_used) {
-                        let pc = snapshot.pc;
-                        anyhow::bail!(
-                            "a slice of {slice} gas cannot hold the instruction at pc {pc}"
-                        );
-                    }
-                    last = Some(snapshot.gas_used);
-                    sizes.push(snapshot.encode().len());
-                    start = Start::Resume(Box::new(snapshot));
+    match backend {
+        Backend::Native => sliced_on(&Native, exe, input, blocks, gas, slice),
+        Backend::Reference => sliced_on(&Reference, exe, input, blocks, gas, slice),
+        Backend::Scalar => sliced_on(&smartvm_kernels::Scalar, exe, input, blocks, gas, slice),
+        #[cfg(feature = "cuda")]
+        Backend::Cuda => sliced_on(gpu()?, exe, input, blocks, gas, slice),
+    }
+}
+
+/// Runs `exe` in slices of `slice` gas on `k`; the outcome and each snapshot's SCALE size.
+fn sliced_on<K: Kernels>(
+    k: &K,
+    exe: &Executable,
+    input: &[i8],
+    blocks: &impl WeightSource,
+    gas: u64,
+    slice: u64,
+) -> Result<(Outcome, Vec<usize>)> {
+    use subxt::ext::codec::Encode;
+    let (mut start, mut sizes, mut last) = (Start::Input(input), Vec::new(), None);
+    loop {
+        match execute_slice(exe, start, blocks, k, &Config::default(), gas, slice)
+            .map_err(|e| anyhow!("execution failed: {e}"))?
+        {
+            Progress::Done(out) => return Ok((out, sizes)),
+            Progress::Paused(snapshot) => {
+                if last == Some(snapshot.gas_used) {
+                    let pc = snapshot.pc;
+                    anyhow::bail!("a slice of {slice} gas cannot hold the instruction at pc {pc}");
                 }
+                last = Some(snapshot.gas_used);
+                sizes.push(snapshot.encode().len());
+                start = Start::Resume(Box::new(snapshot));
             }
         }
-    }
-    match backend {
-        Backend::Native => go(&Native, exe, input, blocks, gas, slice),
-        Backend::Reference => go(&Reference, exe, input, blocks, gas, slice),
-        Backend::Scalar => go(&smartvm_kernels::Scalar, exe, input, blocks, gas, slice),
-        #[cfg(feature = "cuda")]
-        Backend::Cuda => go(gpu()?, exe, input, blocks, gas, slice),
     }
 }
 
@@ -239,5 +245,56 @@ pub fn run(args: RunArgs) -> Result<()> {
             );
         }
     }
+    if args.profile {
+        let runs = args.repeat;
+        let one = |timed: &dyn Fn() -> Result<()>| -> Result<Duration> {
+            let started = Instant::now();
+            for _ in 0..runs {
+                timed()?;
+            }
+            Ok(started.elapsed())
+        };
+        macro_rules! profile {
+            ($kernels:expr) => {{
+                let timed = Timed::new($kernels);
+                let total =
+                    one(&|| sliced_on(&timed, &exe, &input, &pack, args.gas, u64::MAX).map(drop))?;
+                print_profile(&timed.report(), total, runs);
+            }};
+        }
+        match args.backend {
+            Backend::Native => profile!(Native),
+            Backend::Reference => profile!(Reference),
+            Backend::Scalar => profile!(smartvm_kernels::Scalar),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda => anyhow::bail!("--profile times the CPU backends"),
+        }
+    }
     Ok(())
+}
+
+/// The profile as a markdown table: per run, each layer shape's calls, time and share of the
+/// run, then the time outside the kernel calls.
+fn print_profile(rows: &[(String, u32, Duration)], total: Duration, runs: u32) {
+    let per_run = |d: Duration| d.as_secs_f64() * 1e3 / runs as f64;
+    let share = |d: Duration| 100.0 * d.as_secs_f64() / total.as_secs_f64().max(f64::MIN_POSITIVE);
+    println!(
+        "\nprofile: {:.3} ms a run, mean of {runs}\n\n| layer | calls a run | ms a run | share |\n| --- | ---: | ---: | ---: |",
+        per_run(total)
+    );
+    for (layer, calls, time) in rows {
+        println!(
+            "| {layer} | {} | {:.3} | {:.1} % |",
+            calls / runs,
+            per_run(*time),
+            share(*time)
+        );
+    }
+    let inside: Duration = rows.iter().map(|r| r.2).sum();
+    let outside = total.saturating_sub(inside);
+    println!(
+        "| outside the kernel calls (interpreter, Buffer, element-wise, weight reads) | | {:.3} | {:.1} % |",
+        per_run(outside),
+        share(outside)
+    );
 }

@@ -116,6 +116,47 @@ fn run_reports_output_gas_and_buffer_as_json() {
     assert!(!ok && stderr.contains("out of range"), "{stderr}");
 }
 
+/// `--profile` times every kernel call: LeNet-5's seven layers (three convolutions, two pools,
+/// two fully connected) each appear with their calls a run, and the time outside the calls closes
+/// the table.
+#[test]
+fn run_profile_lists_every_layer_call() {
+    let dir = root().join("examples/lenet5");
+    let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    let (ok, stdout, stderr) = smartvm(&[
+        "run",
+        &p("lenet5.sasm"),
+        "--weights",
+        &p("weights.smw"),
+        "--input",
+        &p("inputs.bin"),
+        "--repeat",
+        "3",
+        "--profile",
+    ]);
+    assert!(ok, "{stderr}");
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| layer"))
+        .map(|l| l.split('|').map(str::trim).collect())
+        .collect();
+    let calls = |kind: &str| -> u32 {
+        rows.iter()
+            .filter(|r| r[1].starts_with(kind))
+            .map(|r| r[2].parse::<u32>().unwrap())
+            .sum()
+    };
+    assert_eq!(
+        (calls("conv "), calls("pool "), calls("fully connected ")),
+        (3, 2, 2),
+        "{stdout}"
+    );
+    assert!(
+        rows.last().unwrap()[1].starts_with("outside the kernel calls"),
+        "{stdout}"
+    );
+}
+
 /// `--tile` runs the native kernels on the tile named, each giving the expected logits; the
 /// report names the tile, and a tile this CPU cannot run or does not know is a clear error.
 #[test]
