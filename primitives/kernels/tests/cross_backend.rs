@@ -596,13 +596,19 @@ proptest! {
     #[test]
     fn elementwise_add_and_mul_agree_on_every_tile(
         len in 1usize..300, zeros in any::<[i8; 3]>(), mults in any::<[u32; 3]>(),
-        shift in -30i32..=31, seed in any::<u64>(),
+        shift in -30i32..=31, bounds in any::<[i8; 2]>(), full_range in any::<bool>(), seed in any::<u64>(),
     ) {
         use smartvm_kernels::{elementwise, AddQuant, PairQuant};
+        // The full int8 range, or a fused activation's narrower one.
+        let (lo, hi) = if full_range {
+            (-128, 127)
+        } else {
+            (bounds[0].min(bounds[1]) as i32, bounds[0].max(bounds[1]) as i32)
+        };
         let mut rng = Rng(seed);
         let a: Vec<i8> = (0..len).map(|_| rng.i8(true)).collect();
         let b: Vec<i8> = (0..len).map(|_| rng.i8(true)).collect();
-        let output = OutputRange { zero: zeros[2] as i32, lo: -128, hi: 127 };
+        let output = OutputRange { zero: zeros[2] as i32, lo, hi };
         let m = mults.map(|m| (m >> 1) as i32);
         let add = AddQuant {
             a_zero: zeros[0] as i32, b_zero: zeros[1] as i32, output, a_mult: m[0], b_mult: m[1], shift,
@@ -611,7 +617,7 @@ proptest! {
         let finish = |t: i128| {
             let n = 31 + shift;
             let r = (t + (1i128 << (n - 1))).div_euclid(1i128 << n);
-            (output.zero as i128 + r).clamp(-128, 127) as i8
+            (output.zero as i128 + r).clamp(lo as i128, hi as i128) as i8
         };
         let want_add: Vec<i8> = a.iter().zip(&b).map(|(x, z)| finish(
             (*x as i128 - add.a_zero as i128) * add.a_mult as i128
