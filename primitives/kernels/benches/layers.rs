@@ -141,7 +141,8 @@ fn quant(channels: usize) -> ChannelQuant {
         },
         bias: vec![1000; channels],
         mult: vec![1 << 30; channels],
-        shift: vec![-8; channels],
+        // A scale of 2^-8, as trained models have (n = 31 + shift = 38: the 32-bit path).
+        shift: vec![7; channels],
     }
 }
 
