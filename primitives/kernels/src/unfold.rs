@@ -49,7 +49,10 @@ pub fn unfold(p: &ConvParams, input: &[i8], zero: i32, group: usize, parallel: b
             row_len: o.w as usize,
         };
     }
-    let grids = Grids::fill(p, group_input, 0, |x| (x as i32 - zero) as i16, parallel);
+    let value = move |x: i8| (x as i32 - zero) as i16;
+    let fill =
+        |shape: &GridShape, plane: &[i8], grid: &mut [i16]| shape.fill(p, plane, grid, value);
+    let grids = Grids::fill(p, group_input, 0, fill, parallel);
     let panels = PackedInput::build(taps, grids.wide_len, parallel, |first, panel| {
         wide_panel(&grids.cells, &grids.offsets, first, panel)
     });
@@ -97,7 +100,9 @@ impl<'a> QuadPlan<'a> {
             };
         }
         let padding = (zero + 128) as u8;
-        let grids = Grids::fill(p, group_input, padding, |x| x as u8 ^ 0x80, parallel);
+        let fill =
+            |shape: &GridShape, plane: &[i8], grid: &mut [u8]| shape.fill_flipped(p, plane, grid);
+        let grids = Grids::fill(p, group_input, padding, fill, parallel);
         QuadPlan {
             positions: grids.wide_len,
             row_len: grids.row_len,
@@ -132,12 +137,12 @@ struct Grids<T> {
 }
 
 impl<T: Copy + Send + Sync> Grids<T> {
-    /// Grids holding `value(x)` for each input and `padding` elsewhere.
+    /// Grids holding what `fill_channel` writes for each input channel and `padding` elsewhere.
     fn fill(
         p: &ConvParams,
         group_input: &[i8],
         padding: T,
-        value: impl Fn(i8) -> T + Copy + Sync,
+        fill_channel: impl Fn(&GridShape, &[i8], &mut [T]) + Sync,
         parallel: bool,
     ) -> Self {
         let plane = (p.input.h * p.input.w) as usize;
@@ -147,7 +152,7 @@ impl<T: Copy + Send + Sync> Grids<T> {
         // Slack past the last channel: the wide reads of the last panel run up to NR cells over.
         let mut cells = vec![padding; channels * channel_len + NR];
         let fill = |(ci, grid): (usize, &mut [T])| {
-            shape.fill(p, &group_input[ci * plane..(ci + 1) * plane], grid, value)
+            fill_channel(&shape, &group_input[ci * plane..(ci + 1) * plane], grid)
         };
         if parallel {
             cells
