@@ -99,6 +99,10 @@ fn layers() -> Vec<(&'static str, Layer)> {
             conv(144, 56, 144, 3, 1, 1, 144),
         ),
         (
+            "MobileNetV2 depthwise 96x112x112, 3x3/2",
+            conv(96, 112, 96, 3, 2, 1, 96),
+        ),
+        (
             "MobileNetV2 pointwise 144x56x56 -> 24",
             conv(144, 56, 24, 1, 1, 0, 1),
         ),

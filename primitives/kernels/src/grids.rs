@@ -80,13 +80,31 @@ impl GridShape {
     /// stride of 4 (AlexNet's conv1) on AVX-512, 64 input bytes a step are sorted into their
     /// four column phases by one byte shuffle and one dword permutation, where the portable
     /// loop moved them one by one (a sixth of that layer's time).
+    /// Column stride 2 splits even and odd columns with two byte narrowings (`vpmovwb`).
     pub fn fill_flipped(&self, p: &ConvParams, plane: &[i8], cells: &mut [u8]) {
         #[cfg(target_arch = "x86_64")]
-        if self.strides[1] == 4 && crate::tile::active().avx512() {
-            // SAFETY: that tile is active only where AVX-512 F + BW are present.
-            return unsafe { x86::fill_stride4_avx512(self, p, plane, cells) };
+        if crate::tile::active().avx512() {
+            // SAFETY (both): that tile is active only where AVX-512 F + BW are present.
+            match self.strides[1] {
+                2 => return unsafe { x86::fill_stride2_avx512(self, p, plane, cells, x86::Flip) },
+                4 => return unsafe { x86::fill_stride4_avx512(self, p, plane, cells) },
+                _ => {}
+            }
         }
         self.fill(p, plane, cells, |x| x as u8 ^ 0x80)
+    }
+
+    /// [`fill`](Self::fill) with `x - zero` as int16 (the depthwise and int16 GEMM grids); on
+    /// AVX-512 with a column stride of 2 (MobileNetV2's downsampling depthwise layers, whose
+    /// time was two fifths this fill), as [`fill_flipped`](Self::fill_flipped) does.
+    pub fn fill_shifted(&self, p: &ConvParams, plane: &[i8], cells: &mut [i16], zero: i32) {
+        #[cfg(target_arch = "x86_64")]
+        if self.strides[1] == 2 && crate::tile::active().avx512() {
+            let shift = x86::Shift(zero as i16);
+            // SAFETY: that tile is active only where AVX-512 F + BW are present.
+            return unsafe { x86::fill_stride2_avx512(self, p, plane, cells, shift) };
+        }
+        self.fill(p, plane, cells, |x| (x as i32 - zero) as i16)
     }
 
     /// [`fill_body`](Self::fill_body) compiled for AVX2.
@@ -168,6 +186,103 @@ mod x86 {
 
     use super::GridShape;
     use crate::ConvParams;
+
+    /// How 32 input bytes become 32 cells, and stores them.
+    pub(super) trait Cells: Copy {
+        type Cell;
+        /// Stores `bytes`' first `count` values as cells at `to`.
+        ///
+        /// # Safety
+        /// AVX-512 F + BW; `to` has room for `count` ≤ 32 cells.
+        unsafe fn store(self, bytes: __m256i, to: &mut [Self::Cell], count: usize);
+    }
+
+    /// `x + 128` as u8.
+    #[derive(Clone, Copy)]
+    pub(super) struct Flip;
+
+    /// `x - zero` as int16 (exact: both fit int8 widened).
+    #[derive(Clone, Copy)]
+    pub(super) struct Shift(pub i16);
+
+    impl Cells for Flip {
+        type Cell = u8;
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+        unsafe fn store(self, bytes: __m256i, to: &mut [u8], count: usize) {
+            let v = _mm256_xor_si256(bytes, _mm256_set1_epi8(i8::MIN));
+            let mask = if count >= 32 {
+                u32::MAX
+            } else {
+                (1u32 << count) - 1
+            };
+            // SAFETY (caller): the mask keeps the store to `to`'s `count` bytes.
+            _mm256_mask_storeu_epi8(to.as_mut_ptr() as *mut i8, mask, v);
+        }
+    }
+
+    impl Cells for Shift {
+        type Cell = i16;
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+        unsafe fn store(self, bytes: __m256i, to: &mut [i16], count: usize) {
+            let v = _mm512_sub_epi16(_mm512_cvtepi8_epi16(bytes), _mm512_set1_epi16(self.0));
+            let mask = if count >= 32 {
+                u32::MAX
+            } else {
+                (1u32 << count) - 1
+            };
+            // SAFETY (caller): the mask keeps the store to `to`'s `count` cells.
+            _mm512_mask_storeu_epi16(to.as_mut_ptr(), mask, v);
+        }
+    }
+
+    /// [`GridShape::fill`] for a column stride of 2: input column `x` goes to padded column
+    /// `x + pw`, phase `(x + pw) % 2`, cell `(x + pw) / 2`. In a step of 64 columns, the even
+    /// ones (the low bytes of 16-bit lanes, narrowed by `vpmovwb`) and the odd ones (the high
+    /// bytes) are 32 consecutive cells each.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F and BW; `shape` is `p`'s, with a column stride of 2.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub(super) unsafe fn fill_stride2_avx512<C: Cells>(
+        shape: &GridShape,
+        p: &ConvParams,
+        plane: &[i8],
+        cells: &mut [C::Cell],
+        cell: C,
+    ) {
+        let [sh, sw] = shape.strides;
+        assert_eq!(sw, 2);
+        let [_, ph, pw] = p.pad.map(|s| s as usize);
+        let (width, phase_len, grid_len) = (p.input.w as usize, shape.phase_len, shape.grid_len());
+        for (ih, row) in plane.chunks_exact(width).enumerate() {
+            let r = ih + ph;
+            let grid_row = (r % sh) * sw * grid_len + (r / sh) * phase_len;
+            let start: [usize; 2] =
+                core::array::from_fn(|g| grid_row + ((g + pw) % 2) * grid_len + (g + pw) / 2);
+            for step in 0..width.div_ceil(64) {
+                let x = 64 * step;
+                let rest = width - x;
+                let mask = if rest >= 64 {
+                    u64::MAX
+                } else {
+                    (1u64 << rest) - 1
+                };
+                // SAFETY: the mask keeps the load to the row's columns x..width.
+                let v = _mm512_maskz_loadu_epi8(mask, row.as_ptr().add(x));
+                let halves = [
+                    _mm512_cvtepi16_epi8(v),
+                    _mm512_cvtepi16_epi8(_mm512_srli_epi16::<8>(v)),
+                ];
+                for (g, bytes) in halves.into_iter().enumerate() {
+                    let count = rest.saturating_sub(g).div_ceil(2).min(32);
+                    if count > 0 {
+                        let at = start[g] + 32 * step;
+                        cell.store(bytes, &mut cells[at..at + count], count);
+                    }
+                }
+            }
+        }
+    }
 
     /// [`GridShape::fill_flipped`] for a column stride of 4. Input column `x` goes to padded
     /// column `x + pw`: phase `(x + pw) % 4`, cell `(x + pw) / 4`. Within a step of 64 columns

@@ -162,7 +162,7 @@ fn depthwise_channel_body(
     let taps = &weights[c * kh * kw..(c + 1) * kh * kw];
     let shape = scratch.shape;
     let zero = q.input_zero;
-    shape.fill(p, plane, &mut scratch.cells, |x| (x as i32 - zero) as i16);
+    shape.fill_shifted(p, plane, &mut scratch.cells, zero);
     let sums = &mut scratch.sums[..];
     let n = kh * kw;
     if n > MAX_TAPS {

@@ -49,9 +49,9 @@ pub fn unfold(p: &ConvParams, input: &[i8], zero: i32, group: usize, parallel: b
             row_len: o.w as usize,
         };
     }
-    let value = move |x: i8| (x as i32 - zero) as i16;
-    let fill =
-        |shape: &GridShape, plane: &[i8], grid: &mut [i16]| shape.fill(p, plane, grid, value);
+    let fill = |shape: &GridShape, plane: &[i8], grid: &mut [i16]| {
+        shape.fill_shifted(p, plane, grid, zero)
+    };
     let grids = Grids::fill(p, group_input, 0, fill, parallel);
     let panels = PackedInput::build(taps, grids.wide_len, parallel, |first, panel| {
         wide_panel(&grids.cells, &grids.offsets, first, panel)

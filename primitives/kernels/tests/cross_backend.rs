@@ -107,15 +107,19 @@ proptest! {
         conv_agrees(&p, extreme, seed)?;
     }
 
-    /// Column stride 4 (AlexNet's conv1), whose u8 grids AVX-512 fills 64 columns a step:
-    /// widths past one and two steps, every padding phase, any row stride.
+    /// Column strides 2 and 4, whose grids (u8 for the GEMM, int16 for depthwise layers) AVX-512
+    /// fills 64 columns a step: widths past one and two steps, every padding phase, any row
+    /// stride.
     #[test]
-    fn column_stride_four_agrees(
-        c in 1u32..4, out_c in 1u32..5, h in 1u32..8, w in 1u32..150, k in 1u32..6,
-        row_stride in 1u32..5, pad in [0u32..4, 0u32..4], extreme in any::<bool>(), seed in any::<u64>(),
+    fn strided_grids_agree(
+        c in 1u32..4, out_c in 1u32..5, h in 1u32..8, w in 1u32..150, k in 1u32..6, four in any::<bool>(),
+        depthwise in any::<bool>(), row_stride in 1u32..5, pad in [0u32..4, 0u32..4], extreme in any::<bool>(),
+        seed in any::<u64>(),
     ) {
         let input = Shape::new(c, 1, h, w);
-        let p = ConvParams::new(input, out_c, [1, k, k], [1, row_stride, 4], [0, pad[0], pad[1]], [1, 1, 1], 1);
+        let (out_c, groups) = if depthwise { (c, c) } else { (out_c, 1) };
+        let stride = [1, row_stride, if four { 4 } else { 2 }];
+        let p = ConvParams::new(input, out_c, [1, k, k], stride, [0, pad[0], pad[1]], [1, 1, 1], groups);
         prop_assume!(p.is_ok());
         conv_agrees(&p.unwrap(), extreme, seed)?;
     }
