@@ -238,20 +238,30 @@ mod x86 {
         }
     }
 
-    /// The eight lane sums of `v[0..8]`, in order, in one 256-bit vector: a transpose-and-add
-    /// tree (three rounds of unpacks and lane shuffles) instead of eight horizontal reductions.
+    /// Two rounds of unpacks: 128-bit lane L of the first result holds the sums of lane L of
+    /// `v[0]`, `v[1]`, `v[2]` and `v[3]`, in that order; of the second, of `v[4..8]`.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn sum8(v: [__m512i; 8]) -> __m256i {
+    unsafe fn lane_sums(v: [__m512i; 8]) -> [__m512i; 2] {
         let pair = |a: __m512i, b: __m512i| {
             _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b))
         };
         let quad = |a: __m512i, b: __m512i| {
             _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b))
         };
+        [
+            quad(pair(v[0], v[1]), pair(v[2], v[3])),
+            quad(pair(v[4], v[5]), pair(v[6], v[7])),
+        ]
+    }
+
+    /// The eight lane sums of `v[0..8]`, in order, in one 256-bit vector: a transpose-and-add
+    /// tree (three rounds of unpacks and lane shuffles) instead of eight horizontal reductions.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn sum8(v: [__m512i; 8]) -> __m256i {
         // Each 128-bit lane of u0 holds partial sums of rows 0, 1, 2, 3; of u1, rows 4..8.
-        let u0 = quad(pair(v[0], v[1]), pair(v[2], v[3]));
-        let u1 = quad(pair(v[4], v[5]), pair(v[6], v[7]));
+        let [u0, u1] = lane_sums(v);
         // w's 128-bit lanes: rows 0..4 twice (lanes 0, 1), rows 4..8 twice (lanes 2, 3).
         let w = _mm512_add_epi32(
             _mm512_shuffle_i32x4::<0b10_00_10_00>(u0, u1),
@@ -328,15 +338,8 @@ mod x86 {
     #[target_feature(enable = "avx512f")]
     #[inline]
     unsafe fn sum16_pairs(v: [__m512i; 8]) -> __m512i {
-        let pair = |a: __m512i, b: __m512i| {
-            _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b))
-        };
-        let quad = |a: __m512i, b: __m512i| {
-            _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b))
-        };
         // 128-bit lane L of u0 holds lane L's sums of v[0..4]; of u1, of v[4..8].
-        let u0 = quad(pair(v[0], v[1]), pair(v[2], v[3]));
-        let u1 = quad(pair(v[4], v[5]), pair(v[6], v[7]));
+        let [u0, u1] = lane_sums(v);
         // A row's two 128-bit lanes added: rows 0, 2, 4, 6 | 1, 3, 5, 7 | 8, 10, .. | 9, 11, ..
         let w = _mm512_add_epi32(
             _mm512_shuffle_i32x4::<0b10_00_10_00>(u0, u1),

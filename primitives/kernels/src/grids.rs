@@ -250,36 +250,57 @@ mod x86 {
         cells: &mut [C::Cell],
         cell: C,
     ) {
+        for_each_step::<2>(shape, p, plane, |v, rest, starts| {
+            let halves = [
+                _mm512_cvtepi16_epi8(v),
+                _mm512_cvtepi16_epi8(_mm512_srli_epi16::<8>(v)),
+            ];
+            for (g, bytes) in halves.into_iter().enumerate() {
+                let count = rest.saturating_sub(g).div_ceil(2).min(32);
+                if count > 0 {
+                    cell.store(bytes, &mut cells[starts[g]..starts[g] + count], count);
+                }
+            }
+        })
+    }
+
+    /// Calls `step(v, rest, starts)` for each 64-column step of each input row of `plane`, for
+    /// a column stride of `S`: `v` holds the step's columns (zeros past the row), `rest` is how
+    /// many columns the row has from the step's first, and `starts[g]` is the cell of the
+    /// step's first column ≡ g (mod S): input column `x` is padded column `x + pw`, phase
+    /// `(x + pw) % S`, cell `(x + pw) / S`, so a step's columns ≡ g are `64 / S` consecutive
+    /// cells of one phase.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F and BW; `shape` is `p`'s, with a column stride of `S`.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    #[inline]
+    unsafe fn for_each_step<const S: usize>(
+        shape: &GridShape,
+        p: &ConvParams,
+        plane: &[i8],
+        mut step: impl FnMut(__m512i, usize, [usize; S]),
+    ) {
         let [sh, sw] = shape.strides;
-        assert_eq!(sw, 2);
+        assert_eq!(sw, S);
         let [_, ph, pw] = p.pad.map(|s| s as usize);
         let (width, phase_len, grid_len) = (p.input.w as usize, shape.phase_len, shape.grid_len());
         for (ih, row) in plane.chunks_exact(width).enumerate() {
             let r = ih + ph;
             let grid_row = (r % sh) * sw * grid_len + (r / sh) * phase_len;
-            let start: [usize; 2] =
-                core::array::from_fn(|g| grid_row + ((g + pw) % 2) * grid_len + (g + pw) / 2);
-            for step in 0..width.div_ceil(64) {
-                let x = 64 * step;
-                let rest = width - x;
+            for k in 0..width.div_ceil(64) {
+                let rest = width - 64 * k;
                 let mask = if rest >= 64 {
                     u64::MAX
                 } else {
                     (1u64 << rest) - 1
                 };
-                // SAFETY: the mask keeps the load to the row's columns x..width.
-                let v = _mm512_maskz_loadu_epi8(mask, row.as_ptr().add(x));
-                let halves = [
-                    _mm512_cvtepi16_epi8(v),
-                    _mm512_cvtepi16_epi8(_mm512_srli_epi16::<8>(v)),
-                ];
-                for (g, bytes) in halves.into_iter().enumerate() {
-                    let count = rest.saturating_sub(g).div_ceil(2).min(32);
-                    if count > 0 {
-                        let at = start[g] + 32 * step;
-                        cell.store(bytes, &mut cells[at..at + count], count);
-                    }
-                }
+                // SAFETY: the mask keeps the load to the row's columns 64·k..width.
+                let v = _mm512_maskz_loadu_epi8(mask, row.as_ptr().add(64 * k));
+                let starts = core::array::from_fn(|g| {
+                    grid_row + ((g + pw) % S) * grid_len + (g + pw) / S + (64 / S) * k
+                });
+                step(v, rest, starts);
             }
         }
     }
@@ -298,10 +319,6 @@ mod x86 {
         plane: &[i8],
         cells: &mut [u8],
     ) {
-        let [sh, sw] = shape.strides;
-        assert_eq!(sw, 4);
-        let [_, ph, pw] = p.pad.map(|s| s as usize);
-        let (width, phase_len, grid_len) = (p.input.w as usize, shape.phase_len, shape.grid_len());
         // Each 16-byte lane sorted by column mod 4 (four bytes each), then the lanes' groups
         // gathered: 128-bit lane g of the result holds the sixteen columns ≡ g.
         let by_phase = _mm512_broadcast_i32x4(_mm_setr_epi8(
@@ -309,46 +326,25 @@ mod x86 {
         ));
         let gather = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
         let flip = _mm512_set1_epi8(i8::MIN);
-        for (ih, row) in plane.chunks_exact(width).enumerate() {
-            let r = ih + ph;
-            let grid_row = (r % sh) * sw * grid_len + (r / sh) * phase_len;
-            // Where group g's first cell goes.
-            let start: [usize; 4] =
-                core::array::from_fn(|g| grid_row + ((g + pw) % 4) * grid_len + (g + pw) / 4);
-            for step in 0..width.div_ceil(64) {
-                let x = 64 * step;
-                let rest = width - x;
-                let mask = if rest >= 64 {
-                    u64::MAX
-                } else {
-                    (1u64 << rest) - 1
-                };
-                // SAFETY: the mask keeps the load to the row's columns x..width.
-                let v = _mm512_maskz_loadu_epi8(mask, row.as_ptr().add(x));
-                let v = _mm512_xor_si512(v, flip);
-                let v = _mm512_permutexvar_epi32(gather, _mm512_shuffle_epi8(v, by_phase));
-                let groups: [__m128i; 4] = [
-                    _mm512_extracti32x4_epi32::<0>(v),
-                    _mm512_extracti32x4_epi32::<1>(v),
-                    _mm512_extracti32x4_epi32::<2>(v),
-                    _mm512_extracti32x4_epi32::<3>(v),
-                ];
-                for (g, group) in groups.into_iter().enumerate() {
-                    // Columns x + g, x + g + 4, … below the row's width.
-                    let count = rest.saturating_sub(g).div_ceil(4).min(16);
-                    if count == 0 {
-                        continue;
-                    }
-                    let at = start[g] + 16 * step;
-                    let to = &mut cells[at..at + count];
+        for_each_step::<4>(shape, p, plane, |v, rest, starts| {
+            let v = _mm512_xor_si512(v, flip);
+            let v = _mm512_permutexvar_epi32(gather, _mm512_shuffle_epi8(v, by_phase));
+            let groups: [__m128i; 4] = [
+                _mm512_extracti32x4_epi32::<0>(v),
+                _mm512_extracti32x4_epi32::<1>(v),
+                _mm512_extracti32x4_epi32::<2>(v),
+                _mm512_extracti32x4_epi32::<3>(v),
+            ];
+            for (g, group) in groups.into_iter().enumerate() {
+                // Columns g, g + 4, … of the step, below the row's width.
+                let count = rest.saturating_sub(g).div_ceil(4).min(16);
+                if count > 0 {
+                    let to = &mut cells[starts[g]..starts[g] + count];
                     // SAFETY: the mask keeps the store to `to`'s `count` bytes.
-                    _mm_mask_storeu_epi8(
-                        to.as_mut_ptr() as *mut i8,
-                        ((1u32 << count) - 1) as u16,
-                        group,
-                    );
+                    let mask = ((1u32 << count) - 1) as u16;
+                    _mm_mask_storeu_epi8(to.as_mut_ptr() as *mut i8, mask, group);
                 }
             }
-        }
+        })
     }
 }
