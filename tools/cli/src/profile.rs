@@ -122,3 +122,29 @@ impl<K: Kernels> Kernels for Timed<K> {
         self.time(key, || self.inner.matmul(dims, a, b, q, out))
     }
 }
+
+/// The profile as a markdown table: per run, each layer shape's calls, time and share of the
+/// run, then the time outside the kernel calls.
+pub fn print_profile(rows: &[(String, u32, Duration)], total: Duration, runs: u32) {
+    let per_run = |d: Duration| d.as_secs_f64() * 1e3 / runs as f64;
+    let share = |d: Duration| 100.0 * d.as_secs_f64() / total.as_secs_f64().max(f64::MIN_POSITIVE);
+    println!(
+        "\nprofile: {:.3} ms a run, mean of {runs}\n\n| layer | calls a run | ms a run | share |\n| --- | ---: | ---: | ---: |",
+        per_run(total)
+    );
+    for (layer, calls, time) in rows {
+        println!(
+            "| {layer} | {} | {:.3} | {:.1} % |",
+            calls / runs,
+            per_run(*time),
+            share(*time)
+        );
+    }
+    let inside: Duration = rows.iter().map(|r| r.2).sum();
+    let outside = total.saturating_sub(inside);
+    println!(
+        "| outside the kernel calls (interpreter, Buffer, element-wise, weight reads) | | {:.3} | {:.1} % |",
+        per_run(outside),
+        share(outside)
+    );
+}

@@ -11,7 +11,7 @@ use smartvm_vm::{
     execute_slice, Config, Executable, Outcome, Progress, Start, WeightPack, WeightSource,
 };
 
-use crate::profile::Timed;
+use crate::profile::{print_profile, Timed};
 use crate::{load, Backend};
 
 /// Arguments of `smartvm run`.
@@ -247,18 +247,18 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     if args.profile {
         let runs = args.repeat;
-        let one = |timed: &dyn Fn() -> Result<()>| -> Result<Duration> {
+        let time_runs = |run: &dyn Fn() -> Result<()>| -> Result<Duration> {
             let started = Instant::now();
             for _ in 0..runs {
-                timed()?;
+                run()?;
             }
             Ok(started.elapsed())
         };
         macro_rules! profile {
             ($kernels:expr) => {{
                 let timed = Timed::new($kernels);
-                let total =
-                    one(&|| sliced_on(&timed, &exe, &input, &pack, args.gas, u64::MAX).map(drop))?;
+                let run = || sliced_on(&timed, &exe, &input, &pack, args.gas, u64::MAX).map(drop);
+                let total = time_runs(&run)?;
                 print_profile(&timed.report(), total, runs);
             }};
         }
@@ -271,30 +271,4 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The profile as a markdown table: per run, each layer shape's calls, time and share of the
-/// run, then the time outside the kernel calls.
-fn print_profile(rows: &[(String, u32, Duration)], total: Duration, runs: u32) {
-    let per_run = |d: Duration| d.as_secs_f64() * 1e3 / runs as f64;
-    let share = |d: Duration| 100.0 * d.as_secs_f64() / total.as_secs_f64().max(f64::MIN_POSITIVE);
-    println!(
-        "\nprofile: {:.3} ms a run, mean of {runs}\n\n| layer | calls a run | ms a run | share |\n| --- | ---: | ---: | ---: |",
-        per_run(total)
-    );
-    for (layer, calls, time) in rows {
-        println!(
-            "| {layer} | {} | {:.3} | {:.1} % |",
-            calls / runs,
-            per_run(*time),
-            share(*time)
-        );
-    }
-    let inside: Duration = rows.iter().map(|r| r.2).sum();
-    let outside = total.saturating_sub(inside);
-    println!(
-        "| outside the kernel calls (interpreter, Buffer, element-wise, weight reads) | | {:.3} | {:.1} % |",
-        per_run(outside),
-        share(outside)
-    );
 }
