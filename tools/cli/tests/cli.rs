@@ -80,21 +80,20 @@ fn run_output(dir: &std::path::Path, input: &str) -> serde_json::Value {
     serde_json::from_str::<serde_json::Value>(&stdout).unwrap()["output"].clone()
 }
 
+/// `smartvm run` on the committed LeNet-5 example with its inputs, then `extra` arguments.
+fn run_lenet5(extra: &[&str]) -> (bool, String, String) {
+    let dir = root().join("examples/lenet5");
+    let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    let (program, weights, inputs) = (p("lenet5.sasm"), p("weights.smw"), p("inputs.bin"));
+    let mut args = vec!["run", &program, "--weights", &weights, "--input", &inputs];
+    args.extend_from_slice(extra);
+    smartvm(&args)
+}
+
 #[test]
 fn run_reports_output_gas_and_buffer_as_json() {
     let dir = root().join("examples/lenet5");
-    let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
-    let (ok, stdout, stderr) = smartvm(&[
-        "run",
-        &p("lenet5.sasm"),
-        "--weights",
-        &p("weights.smw"),
-        "--input",
-        &p("inputs.bin"),
-        "--index",
-        "2",
-        "--json",
-    ]);
+    let (ok, stdout, stderr) = run_lenet5(&["--index", "2", "--json"]);
     assert!(ok, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let expected: serde_json::Value =
@@ -103,16 +102,7 @@ fn run_reports_output_gas_and_buffer_as_json() {
     assert_eq!(v["argmax"], expected["argmax"][2]);
     assert_eq!(v["peak_buffer_bytes"], 5880);
     assert!(v["gas_used"].as_u64().unwrap() > 0);
-    let (ok, _, stderr) = smartvm(&[
-        "run",
-        &p("lenet5.sasm"),
-        "--weights",
-        &p("weights.smw"),
-        "--input",
-        &p("inputs.bin"),
-        "--index",
-        "9",
-    ]);
+    let (ok, _, stderr) = run_lenet5(&["--index", "9"]);
     assert!(!ok && stderr.contains("out of range"), "{stderr}");
 }
 
@@ -121,19 +111,7 @@ fn run_reports_output_gas_and_buffer_as_json() {
 /// the table.
 #[test]
 fn run_profile_lists_every_layer_call() {
-    let dir = root().join("examples/lenet5");
-    let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
-    let (ok, stdout, stderr) = smartvm(&[
-        "run",
-        &p("lenet5.sasm"),
-        "--weights",
-        &p("weights.smw"),
-        "--input",
-        &p("inputs.bin"),
-        "--repeat",
-        "3",
-        "--profile",
-    ]);
+    let (ok, stdout, stderr) = run_lenet5(&["--repeat", "3", "--profile"]);
     assert!(ok, "{stderr}");
     let rows: Vec<Vec<&str>> = stdout
         .lines()
@@ -162,24 +140,11 @@ fn run_profile_lists_every_layer_call() {
 #[test]
 fn run_on_every_tile_this_cpu_has_gives_the_expected_logits() {
     let dir = root().join("examples/lenet5");
-    let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
     let expected: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
     let tiles = smartvm_kernels::tile::Tile::supported_tiles();
     for tile in &tiles {
-        let (ok, stdout, stderr) = smartvm(&[
-            "run",
-            &p("lenet5.sasm"),
-            "--weights",
-            &p("weights.smw"),
-            "--input",
-            &p("inputs.bin"),
-            "--index",
-            "3",
-            "--tile",
-            tile.name(),
-            "--json",
-        ]);
+        let (ok, stdout, stderr) = run_lenet5(&["--index", "3", "--tile", tile.name(), "--json"]);
         assert!(ok, "{stderr}");
         let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
         assert_eq!(v["output"], expected["logits"][3], "{}", tile.name());
@@ -193,16 +158,7 @@ fn run_on_every_tile_this_cpu_has_gives_the_expected_logits() {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let (ok, _, stderr) = smartvm(&[
-        "run",
-        &p("lenet5.sasm"),
-        "--weights",
-        &p("weights.smw"),
-        "--input",
-        &p("inputs.bin"),
-        "--tile",
-        "sse9",
-    ]);
+    let (ok, _, stderr) = run_lenet5(&["--tile", "sse9"]);
     assert!(!ok && stderr.contains("unknown tile"), "{stderr}");
 }
 
