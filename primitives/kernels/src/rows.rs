@@ -330,7 +330,7 @@ fn max_pool_plane_body(p: &PoolParams, plane: &[i8], out: &mut [i8]) {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use alloc::vec;
+    use alloc::vec::Vec;
     use core::arch::x86_64::*;
 
     use crate::PoolParams;
@@ -355,7 +355,16 @@ mod x86 {
         }
         // The padded row of column maxima, with room for whole vectors past the last window.
         let reach = (iw + 2 * pad).max((ow - 1) * s + k);
-        let mut maxima = vec![i8::MIN; reach.next_multiple_of(64) + 64 + k];
+        // On the stack for planes up to about 380 columns: the call is per plane, so a heap
+        // allocation would be made hundreds of times a layer.
+        let len = reach.next_multiple_of(64) + 64 + k;
+        let (mut stack, mut heap) = ([i8::MIN; 512], Vec::new());
+        let maxima: &mut [i8] = if len <= stack.len() {
+            &mut stack[..len]
+        } else {
+            heap.resize(len, i8::MIN);
+            &mut heap
+        };
         let floor = _mm512_set1_epi8(i8::MIN);
         let part = |len: usize| -> u64 {
             if len >= 64 {
