@@ -69,7 +69,8 @@ std::thread_local! {
     static WORDS: Cell<Vec<i16>> = const { Cell::new(Vec::new()) };
 }
 
-/// Runs `f` on `len` zeros of the thread's `scratch` (fresh ones during the thread's teardown).
+/// Runs `f` on `len` zeros of the thread's `scratch` (fresh ones during the thread's teardown or
+/// after a layer too large to keep them).
 fn with_scratch<T: Copy + Default, R>(
     scratch: &'static std::thread::LocalKey<Cell<Vec<T>>>,
     len: usize,
@@ -79,9 +80,16 @@ fn with_scratch<T: Copy + Default, R>(
     kept.clear();
     kept.resize(len, T::default());
     let result = f(&mut kept);
-    let _ = scratch.try_with(|cell| cell.set(kept));
+    // A layer's scratch is kept only when small: one huge layer must not leave a worker thread
+    // holding its megabytes.
+    if kept.capacity() * core::mem::size_of::<T>() <= MAX_KEPT_SCRATCH {
+        let _ = scratch.try_with(|cell| cell.set(kept));
+    }
     result
 }
+
+/// The most scratch bytes of each kind a thread keeps between layers.
+const MAX_KEPT_SCRATCH: usize = 1 << 20;
 
 /// Runs `dots(weight_rows, their_sums)` over tasks of [`ROWS_PER_TASK`] rows of `n` weights.
 fn row_tasks(
