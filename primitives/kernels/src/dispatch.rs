@@ -3,8 +3,8 @@
 //! CPU path. Every backend gives the same bytes, so the choice changes only the time taken.
 
 use crate::{
-    ChannelQuant, ConvParams, ConvTransposeParams, KernelError, Kernels, Native, PairQuant,
-    PoolParams,
+    ChannelQuant, ConvParams, ConvTransposeParams, KernelError, Kernels, Native, PackedFc,
+    PairQuant, PoolParams,
 };
 
 /// Default smallest layer (in multiply-accumulates) sent to the GPU: below about a million MACs
@@ -99,6 +99,23 @@ impl Kernels for Dispatch {
     ) -> Result<(), KernelError> {
         self.pick(weights.len() as u64)
             .fully_connected(input, weights, q, out)
+    }
+
+    fn pack_fully_connected(&self, weights: &[i8], inputs: usize) -> Option<PackedFc> {
+        self.pick(weights.len() as u64)
+            .pack_fully_connected(weights, inputs)
+    }
+
+    fn fully_connected_packed(
+        &self,
+        input: &[i8],
+        weights: &[i8],
+        packed: &PackedFc,
+        q: &ChannelQuant,
+        out: &mut [i8],
+    ) -> Result<(), KernelError> {
+        self.pick(weights.len() as u64)
+            .fully_connected_packed(input, weights, packed, q, out)
     }
 
     fn matmul(

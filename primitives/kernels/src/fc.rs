@@ -8,6 +8,7 @@ use core::cell::Cell;
 
 use rayon::prelude::*;
 
+use crate::packed_fc::{PackedFc, BLOCK_ROWS};
 use crate::quads::{self, QuadKernel};
 use crate::requant::requantize_channels;
 use crate::tile::Tile;
@@ -59,6 +60,75 @@ pub fn fully_connected(
         }
         requantize_channels(sums, q, out)
     })
+}
+
+/// [`fully_connected`] over weights [`PackedFc`] rearranged, sixteen rows to a vector: the same
+/// int32 sums, so the same outputs. `false` (and nothing written) where the active tile has no
+/// `vpdpbusd` kernel or the input zero point is no int8: the caller then runs the row-major path.
+pub fn fully_connected_packed(
+    input: &[i8],
+    packed: &PackedFc,
+    q: &ChannelQuant,
+    out: &mut [i8],
+    parallel: bool,
+) -> bool {
+    let Some(kernel) = QuadKernel::for_active_tile().filter(|_| quads::zero_fits(q.input_zero))
+    else {
+        return false;
+    };
+    with_scratch(&SUMS, out.len(), |sums| {
+        // Zero-padded to whole quads: the padding meets zero weights.
+        with_scratch(&BYTES, 4 * packed.quads(), |xs| {
+            for (x, v) in xs.iter_mut().zip(input) {
+                *x = *v as u8 ^ 0x80;
+            }
+            // In 0..=255: `zero_fits` admitted the zero point.
+            let bias = (q.input_zero + 128) as u8;
+            let run = |(t, chunk): (usize, &mut [i32])| {
+                packed_dots(
+                    kernel,
+                    packed,
+                    xs,
+                    bias,
+                    t * ROWS_PER_TASK / BLOCK_ROWS,
+                    chunk,
+                )
+            };
+            if parallel {
+                sums.par_chunks_mut(ROWS_PER_TASK).enumerate().for_each(run);
+            } else {
+                sums.chunks_mut(ROWS_PER_TASK).enumerate().for_each(run);
+            }
+        });
+        requantize_channels(sums, q, out)
+    });
+    true
+}
+
+/// The sums of `sums.len()` rows of `packed` from block `first_block` on (see
+/// [`PackedFc::dots_emulated`]).
+fn packed_dots(
+    kernel: QuadKernel,
+    packed: &PackedFc,
+    xs: &[u8],
+    bias: u8,
+    first_block: usize,
+    sums: &mut [i32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    match kernel {
+        QuadKernel::Avx512Vnni | QuadKernel::Amx if Tile::Avx512Vnni.supported() => {
+            // SAFETY: AVX-512 F, BW, VL and VNNI are present (the tile requires them), checked just above.
+            return unsafe { x86::packed_dots_zmm(packed, xs, bias, first_block, sums) };
+        }
+        QuadKernel::AvxVnni if Tile::AvxVnni.supported() => {
+            // SAFETY: AVX2 + AVX-VNNI are present, checked just above.
+            return unsafe { x86::packed_dots_ymm(packed, xs, bias, first_block, sums) };
+        }
+        _ => {}
+    }
+    let _ = kernel;
+    packed.dots_emulated(xs, bias, first_block, sums)
 }
 
 std::thread_local! {
@@ -171,6 +241,8 @@ fn dots(rows: &[i8], n: usize, xs: &[i16], sums: &mut [i32]) {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use core::arch::x86_64::*;
+
+    use crate::packed_fc::{PackedFc, BLOCK_ROWS};
 
     /// Sixteen weights from `rows[at..]`, widened to int16; past the slice's end, zeros. Lanes
     /// past a row's end read the next row, which is harmless: they meet the input's zero padding.
@@ -437,6 +509,137 @@ mod x86 {
                 &xs[32 * full..],
                 bias,
             ));
+        }
+    }
+
+    /// Blocks of [`PackedFc`] a pass keeps in flight: eight independent `vpdpbusd` chains
+    /// cover the instruction's latency.
+    const BLOCKS_IN_FLIGHT: usize = 8;
+
+    /// [`super::packed_dots`] with 512-bit `vpdpbusd`: one vector a block of sixteen rows,
+    /// [`BLOCKS_IN_FLIGHT`] blocks sharing each broadcast quad of inputs.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F, BW, VL and VNNI.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) unsafe fn packed_dots_zmm(
+        packed: &PackedFc,
+        xs: &[u8],
+        bias: u8,
+        first_block: usize,
+        sums: &mut [i32],
+    ) {
+        let (quads, row0) = (packed.quads(), first_block * BLOCK_ROWS);
+        let blocks = sums.len().div_ceil(BLOCK_ROWS);
+        assert!(
+            xs.len() >= 4 * quads
+                && packed.bytes().len() >= (first_block + blocks) * quads * 64
+                && packed.row_sums().len() >= row0 + sums.len()
+        );
+        let mut done = 0;
+        while done < blocks {
+            let (from, rows) = (done * BLOCK_ROWS, &mut sums[done * BLOCK_ROWS..]);
+            let row_sums = &packed.row_sums()[row0 + from..];
+            // SAFETY (each arm): the blocks from `first_block + done` lie inside the packed
+            // bytes and `xs` holds every quad (asserted above).
+            done += match blocks - done {
+                BLOCKS_IN_FLIGHT.. => zmm_blocks::<BLOCKS_IN_FLIGHT>(
+                    packed,
+                    first_block + done,
+                    xs,
+                    bias,
+                    row_sums,
+                    rows,
+                ),
+                4.. => zmm_blocks::<4>(packed, first_block + done, xs, bias, row_sums, rows),
+                2.. => zmm_blocks::<2>(packed, first_block + done, xs, bias, row_sums, rows),
+                _ => zmm_blocks::<1>(packed, first_block + done, xs, bias, row_sums, rows),
+            };
+        }
+    }
+
+    /// `N` blocks from `block` into the first (up to) `16·N` of `sums`; returns `N`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    #[inline]
+    unsafe fn zmm_blocks<const N: usize>(
+        packed: &PackedFc,
+        block: usize,
+        xs: &[u8],
+        bias: u8,
+        row_sums: &[i32],
+        sums: &mut [i32],
+    ) -> usize {
+        let quads = packed.quads();
+        let base = packed.bytes().as_ptr().add(block * quads * 64);
+        let mut acc = [_mm512_setzero_si512(); N];
+        for g in 0..quads {
+            let x = _mm512_set1_epi32((xs.as_ptr().add(4 * g) as *const i32).read_unaligned());
+            for (b, acc) in acc.iter_mut().enumerate() {
+                let w = _mm512_loadu_si512(base.add((b * quads + g) * 64) as *const __m512i);
+                *acc = _mm512_dpbusd_epi32(*acc, x, w);
+            }
+        }
+        let biases = _mm512_set1_epi32(bias as i32);
+        for (b, acc) in acc.into_iter().enumerate() {
+            let rows = sums.len().saturating_sub(b * BLOCK_ROWS).min(BLOCK_ROWS);
+            if rows == 0 {
+                break;
+            }
+            // SAFETY: the mask keeps both accesses to the block's `rows` rows.
+            let mask = ((1u32 << rows) - 1) as u16;
+            let at = b * BLOCK_ROWS;
+            let total = if bias == 0 {
+                acc
+            } else {
+                let weight_sums = _mm512_maskz_loadu_epi32(mask, row_sums.as_ptr().add(at));
+                _mm512_sub_epi32(acc, _mm512_mullo_epi32(weight_sums, biases))
+            };
+            _mm512_mask_storeu_epi32(sums.as_mut_ptr().add(at), mask, total);
+        }
+        N
+    }
+
+    /// [`packed_dots_zmm`] with 256-bit AVX-VNNI: each block as two vectors of eight rows.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and AVX-VNNI.
+    #[target_feature(enable = "avx2,avxvnni")]
+    pub(super) unsafe fn packed_dots_ymm(
+        packed: &PackedFc,
+        xs: &[u8],
+        bias: u8,
+        first_block: usize,
+        sums: &mut [i32],
+    ) {
+        let (quads, row0) = (packed.quads(), first_block * BLOCK_ROWS);
+        let blocks = sums.len().div_ceil(BLOCK_ROWS);
+        assert!(
+            xs.len() >= 4 * quads
+                && packed.bytes().len() >= (first_block + blocks) * quads * 64
+                && packed.row_sums().len() >= row0 + sums.len()
+        );
+        for b in 0..blocks {
+            let base = packed.bytes().as_ptr().add((first_block + b) * quads * 64);
+            let (mut low, mut high) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+            for g in 0..quads {
+                // SAFETY: quad `g` of the block and the inputs' quad `g` are inside (asserted).
+                let x = _mm256_set1_epi32((xs.as_ptr().add(4 * g) as *const i32).read_unaligned());
+                let w = base.add(g * 64);
+                low = _mm256_dpbusd_avx_epi32(low, x, _mm256_loadu_si256(w as *const __m256i));
+                high = _mm256_dpbusd_avx_epi32(
+                    high,
+                    x,
+                    _mm256_loadu_si256(w.add(32) as *const __m256i),
+                );
+            }
+            let mut lanes = [0i32; BLOCK_ROWS];
+            _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, low);
+            _mm256_storeu_si256(lanes.as_mut_ptr().add(8) as *mut __m256i, high);
+            let rows = &mut sums[b * BLOCK_ROWS..];
+            let weight_sums = &packed.row_sums()[row0 + b * BLOCK_ROWS..];
+            for ((sum, lane), w) in rows.iter_mut().zip(lanes).zip(weight_sums) {
+                *sum = lane.wrapping_sub(w.wrapping_mul(bias as i32));
+            }
         }
     }
 }

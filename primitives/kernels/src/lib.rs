@@ -20,6 +20,7 @@ mod fc;
 pub mod gemm;
 #[cfg(feature = "std")]
 mod grids;
+pub mod packed_fc;
 pub mod params;
 #[cfg(feature = "std")]
 pub mod quads;
@@ -47,6 +48,7 @@ pub use cuda::Cuda;
 pub use dispatch::Dispatch;
 #[cfg(feature = "std")]
 pub use native::Native;
+pub use packed_fc::PackedFc;
 pub use params::{
     AddQuant, ChannelQuant, ConvParams, ConvTransposeParams, OutputRange, PairQuant, PoolKind,
     PoolParams, SoftmaxTable, MAX_WINDOW,
@@ -184,6 +186,29 @@ pub trait Kernels {
         q: &ChannelQuant,
         out: &mut [i8],
     ) -> Result<(), KernelError>;
+
+    /// The weights of a fully-connected layer with `inputs` inputs that this execution will
+    /// multiply again (an LSTM's gates, once a step), rearranged for
+    /// [`Kernels::fully_connected_packed`]; `None`, the default, where the backend gains
+    /// nothing from it.
+    fn pack_fully_connected(&self, weights: &[i8], inputs: usize) -> Option<PackedFc> {
+        let _ = (weights, inputs);
+        None
+    }
+
+    /// [`Kernels::fully_connected`] given also `packed`, what [`Kernels::pack_fully_connected`]
+    /// made of `weights`: the same output bit for bit.
+    fn fully_connected_packed(
+        &self,
+        input: &[i8],
+        weights: &[i8],
+        packed: &PackedFc,
+        q: &ChannelQuant,
+        out: &mut [i8],
+    ) -> Result<(), KernelError> {
+        let _ = packed;
+        self.fully_connected(input, weights, q, out)
+    }
 
     /// Matrix product of an M × K and a K × N matrix: SPEC.md "Matrix product".
     fn matmul(

@@ -16,7 +16,7 @@ use crate::rows;
 use crate::unfold::{unfold, QuadPlan, Unfolded};
 use crate::{
     check_conv, check_fc, check_pool, ChannelQuant, ConvParams, ConvTransposeParams, KernelError,
-    Kernels, PairQuant, PoolParams, Reference,
+    Kernels, PackedFc, PairQuant, PoolParams, Reference,
 };
 
 /// Below this many multiply-accumulates a call runs on the calling thread: measured on LeNet-5,
@@ -352,6 +352,31 @@ impl Kernels for Native {
         check_fc(input, weights, q, out)?;
         let parallel = (input.len() * out.len()) as u64 >= PARALLEL_MACS;
         fc::fully_connected(input, weights, q, out, parallel);
+        Ok(())
+    }
+
+    fn pack_fully_connected(&self, weights: &[i8], inputs: usize) -> Option<PackedFc> {
+        // Only the `vpdpbusd` tiles read the packed layout.
+        QuadKernel::for_active_tile()?;
+        PackedFc::new(weights, inputs)
+    }
+
+    fn fully_connected_packed(
+        &self,
+        input: &[i8],
+        weights: &[i8],
+        packed: &PackedFc,
+        q: &ChannelQuant,
+        out: &mut [i8],
+    ) -> Result<(), KernelError> {
+        check_fc(input, weights, q, out)?;
+        if (packed.inputs(), packed.outputs()) != (input.len(), out.len()) {
+            return Err(KernelError::ShapeMismatch);
+        }
+        let parallel = (input.len() * out.len()) as u64 >= PARALLEL_MACS;
+        if !fc::fully_connected_packed(input, packed, q, out, parallel) {
+            fc::fully_connected(input, weights, q, out, parallel);
+        }
         Ok(())
     }
 

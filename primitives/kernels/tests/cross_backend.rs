@@ -5,9 +5,10 @@
 mod support;
 
 use proptest::prelude::*;
+use smartvm_kernels::tile::Tile;
 use smartvm_kernels::{
-    ChannelQuant, ConvParams, Kernels, Native, OutputRange, PoolKind, PoolParams, Reference,
-    Scalar, Shape, MAX_WINDOW,
+    ChannelQuant, ConvParams, Kernels, Native, OutputRange, PackedFc, PoolKind, PoolParams,
+    Reference, Scalar, Shape, MAX_WINDOW,
 };
 use support::{on_every_tile, Rng};
 
@@ -202,6 +203,14 @@ proptest! {
         }) {
             prop_assert_eq!(&a, &b, "{:?}", tile);
         }
+        let packed = PackedFc::new(&wts, n).unwrap();
+        for (tile, b) in on_every_tile(|| {
+            let mut b = vec![0i8; outs];
+            Native.fully_connected_packed(&x, &wts, &packed, &q, &mut b).unwrap();
+            b
+        }) {
+            prop_assert_eq!(&a, &b, "{:?}, packed", tile);
+        }
         Scalar.fully_connected(&x, &wts, &q, &mut c).unwrap();
         prop_assert_eq!(a, c, "scalar");
     }
@@ -261,6 +270,70 @@ fn short_fully_connected_rows_agree_with_the_reference() {
             }
         }
     }
+}
+
+/// The packed path of repeated layers (an LSTM's gates) against the reference: row counts
+/// around the 16-row blocks and the 8-block passes, rows with and without a part quad, each
+/// VNNI zero-point form, and a layer big enough to split across threads. Outputs are spread so
+/// that a sum in the wrong lane or block shows.
+#[test]
+fn packed_fully_connected_agrees_with_the_reference() {
+    let mut rng = Rng(23);
+    for (n, outs) in [
+        (1, 1),
+        (3, 17),
+        (4, 16),
+        (5, 130),
+        (28, 416),
+        (104, 416),
+        (129, 33),
+        (600, 4000),
+    ] {
+        let x: Vec<i8> = (0..n).map(|_| rng.i8(false)).collect();
+        let wts: Vec<i8> = (0..n * outs).map(|_| rng.i8(false)).collect();
+        let packed = PackedFc::new(&wts, n).unwrap();
+        let mut q = rng.quant(outs, false);
+        q.output.zero = 0;
+        for zero in [-128, 0, 77] {
+            q.input_zero = zero;
+            let largest = wts
+                .chunks(n)
+                .map(|row| {
+                    let dot = row.iter().zip(&x);
+                    dot.map(|(w, v)| *w as i64 * (*v as i64 - zero as i64))
+                        .sum::<i64>()
+                        .abs()
+                })
+                .max()
+                .unwrap_or(1);
+            q.bias.fill(0);
+            q.mult.fill(1 << 30);
+            q.shift.fill((largest.max(200) / 100).ilog2() as i32 - 1);
+            let mut a = vec![0i8; outs];
+            Reference.fully_connected(&x, &wts, &q, &mut a).unwrap();
+            let distinct = a.iter().collect::<std::collections::BTreeSet<_>>().len();
+            assert!(outs < 16 || n < 4 || distinct > outs.min(60) / 3, "{n} -> {outs}: spread");
+            for (tile, (b, packs)) in on_every_tile(|| {
+                let mut b = vec![0i8; outs];
+                Native
+                    .fully_connected_packed(&x, &wts, &packed, &q, &mut b)
+                    .unwrap();
+                (b, Native.pack_fully_connected(&wts, n).is_some())
+            }) {
+                assert_eq!(a, b, "{tile:?} {n} -> {outs}, zero {zero}");
+                let quad_tile = !matches!(tile, Tile::Portable | Tile::Avx2);
+                assert_eq!(packs, quad_tile, "{tile:?} packs only for vpdpbusd");
+            }
+        }
+    }
+    // A packed form of another shape is refused, not used.
+    let packed = PackedFc::new(&[1; 12], 4).unwrap();
+    let q = rng.quant(4, false);
+    let (x, w, mut out) = ([1i8; 3], [1i8; 12], [0i8; 4]);
+    assert_eq!(
+        Native.fully_connected_packed(&x, &w, &packed, &q, &mut out),
+        Err(smartvm_kernels::KernelError::ShapeMismatch)
+    );
 }
 
 /// Layers big enough to take the native backend's threaded paths: row blocks of a wide layer

@@ -157,11 +157,18 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
         }
         let weights = self.layer_weights(wblock, macs)?;
         let q = self.channel_quant(qblock, out_n)?;
+        let key = (first, in_n, out_n as u64);
+        let packed = self.packed.get(key, self.kernels, as_i8(&weights));
         self.produce(1, Shape::flat(out_n), |m, out| {
             let input = &m.buffer.top()?.data;
-            m.kernels
-                .fully_connected(input, as_i8(&weights), &q, out)
-                .map_err(kernel_error(qblock))
+            match &packed {
+                Some(packed) => {
+                    m.kernels
+                        .fully_connected_packed(input, as_i8(&weights), packed, &q, out)
+                }
+                None => m.kernels.fully_connected(input, as_i8(&weights), &q, out),
+            }
+            .map_err(kernel_error(qblock))
         })
     }
 

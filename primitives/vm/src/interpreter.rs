@@ -16,6 +16,7 @@ use crate::cnn::PartialLayer;
 use crate::error::{ErrorKind, VmError};
 use crate::gas::{KernelClass, Meter, Schedule, Work};
 use crate::memory::Memory;
+use crate::packed_layers::PackedLayers;
 use crate::weights::{gather, unavailable, WeightSource};
 use crate::Config;
 
@@ -125,6 +126,8 @@ pub(crate) struct Machine<'a, K, W> {
     /// Qblocks decoded in this run, by block and channel count: a recurrent program (the
     /// LSTM's gates, 28 steps) reads the same qblock every step. Each read is still charged.
     quants: BTreeMap<(u32, u32), Rc<ChannelQuant>>,
+    /// Fully-connected layers run more than once, packed for the backend.
+    pub(crate) packed: PackedLayers,
 }
 
 /// Converts a stack word to a non-negative u32 operand.
@@ -441,6 +444,7 @@ pub fn execute_slice<K: Kernels, W: WeightSource>(
         partial: None,
         op_start: 0,
         quants: BTreeMap::new(),
+        packed: PackedLayers::default(),
     };
     let mut pc = 0usize;
     let mut instructions = 0u64;

@@ -19,6 +19,7 @@ mod error;
 pub mod gas;
 mod interpreter;
 mod memory;
+mod packed_layers;
 #[cfg(feature = "std")]
 mod prefetch;
 mod weights;

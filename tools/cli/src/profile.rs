@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use smartvm_kernels::{
-    ChannelQuant, ConvParams, ConvTransposeParams, KernelError, Kernels, PairQuant, PoolParams,
+    ChannelQuant, ConvParams, ConvTransposeParams, KernelError, Kernels, PackedFc, PairQuant,
+    PoolParams,
 };
 
 /// A backend whose calls are timed, per layer kind and shape.
@@ -108,6 +109,32 @@ impl<K: Kernels> Kernels for Timed<K> {
         let outputs = out.len();
         let key = || format!("fully connected {} -> {outputs}", input.len());
         self.time(key, || self.inner.fully_connected(input, weights, q, out))
+    }
+
+    fn pack_fully_connected(&self, weights: &[i8], inputs: usize) -> Option<PackedFc> {
+        let key = || {
+            format!(
+                "packing fully connected {inputs} -> {}",
+                weights.len() / inputs
+            )
+        };
+        self.time(key, || self.inner.pack_fully_connected(weights, inputs))
+    }
+
+    fn fully_connected_packed(
+        &self,
+        input: &[i8],
+        weights: &[i8],
+        packed: &PackedFc,
+        q: &ChannelQuant,
+        out: &mut [i8],
+    ) -> Result<(), KernelError> {
+        let outputs = out.len();
+        let key = || format!("fully connected {} -> {outputs}, packed", input.len());
+        self.time(key, || {
+            self.inner
+                .fully_connected_packed(input, weights, packed, q, out)
+        })
     }
 
     fn matmul(

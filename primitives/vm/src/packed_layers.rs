@@ -1,0 +1,162 @@
+//! Fully-connected weights packed once per execution for the backend's repeated-layer path.
+//!
+//! An LSTM multiplies the same two matrices at each of its steps; a backend that computes
+//! faster from a rearranged copy of the weights ([`Kernels::pack_fully_connected`]) gets one
+//! when a layer runs for the second time in an execution, and keeps it for the rest. Nothing
+//! here changes what a program computes or pays: the kernels' outputs are bit-identical and
+//! each weight read is charged as before. The copies live on the backend's side (natively, in
+//! the node's memory); inside the wasm runtime the backend packs nothing and this holds nothing.
+
+use alloc::rc::Rc;
+use alloc::vec::Vec;
+
+use smartvm_kernels::{Kernels, PackedFc};
+
+/// A layer's identity within one execution: its first weight block, inputs and outputs. The
+/// weight source does not change during an execution, so equal keys mean equal weights.
+pub(crate) type LayerKey = (u32, u64, u64);
+
+/// Most weight bytes of one layer worth packing: the LSTM's gates are 43 KB; the layers whose
+/// weights are megabytes run once.
+const MAX_LAYER_BYTES: usize = 1 << 20;
+
+/// Most bytes all packed layers of one execution hold.
+const MAX_TOTAL_BYTES: usize = 8 << 20;
+
+/// Layers seen once that are remembered, waiting for a second run.
+const MAX_SEEN: usize = 64;
+
+/// The layers of one execution seen once, and those packed.
+#[derive(Default)]
+pub(crate) struct PackedLayers {
+    seen: Vec<LayerKey>,
+    packed: Vec<(LayerKey, Rc<PackedFc>)>,
+    bytes: usize,
+}
+
+impl PackedLayers {
+    /// The packed form of the layer `key` if it ran before in this execution and the backend
+    /// packs it (packing it now at its second run); `None` for a first run, a layer too large,
+    /// or once the bounds are reached.
+    pub(crate) fn get<K: Kernels>(
+        &mut self,
+        key: LayerKey,
+        kernels: &K,
+        weights: &[i8],
+    ) -> Option<Rc<PackedFc>> {
+        if let Some((_, packed)) = self.packed.iter().find(|(k, _)| *k == key) {
+            return Some(packed.clone());
+        }
+        if weights.len() > MAX_LAYER_BYTES || self.bytes >= MAX_TOTAL_BYTES {
+            return None;
+        }
+        let Some(at) = self.seen.iter().position(|k| *k == key) else {
+            if self.seen.len() < MAX_SEEN {
+                self.seen.push(key);
+            }
+            return None;
+        };
+        self.seen.swap_remove(at);
+        let packed = Rc::new(kernels.pack_fully_connected(weights, key.1 as usize)?);
+        self.bytes += packed.heap_bytes();
+        self.packed.push((key, packed.clone()));
+        Some(packed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smartvm_kernels::{ChannelQuant, ConvParams, KernelError, PairQuant, PoolParams};
+
+    /// A backend that packs every layer (the reference backend packs none).
+    struct Packing;
+
+    impl Kernels for Packing {
+        fn conv(
+            &self,
+            _: &ConvParams,
+            _: &[i8],
+            _: &[i8],
+            _: &ChannelQuant,
+            _: &mut [i8],
+        ) -> Result<(), KernelError> {
+            unreachable!()
+        }
+        fn conv_transpose(
+            &self,
+            _: &smartvm_kernels::ConvTransposeParams,
+            _: &[i8],
+            _: &[i8],
+            _: &ChannelQuant,
+            _: &mut [i8],
+        ) -> Result<(), KernelError> {
+            unreachable!()
+        }
+        fn pool(&self, _: &PoolParams, _: &[i8], _: &mut [i8]) -> Result<(), KernelError> {
+            unreachable!()
+        }
+        fn fully_connected(
+            &self,
+            _: &[i8],
+            _: &[i8],
+            _: &ChannelQuant,
+            _: &mut [i8],
+        ) -> Result<(), KernelError> {
+            unreachable!()
+        }
+        fn matmul(
+            &self,
+            _: [u32; 3],
+            _: &[i8],
+            _: &[i8],
+            _: &PairQuant,
+            _: &mut [i8],
+        ) -> Result<(), KernelError> {
+            unreachable!()
+        }
+        fn pack_fully_connected(&self, weights: &[i8], inputs: usize) -> Option<PackedFc> {
+            PackedFc::new(weights, inputs)
+        }
+    }
+
+    #[test]
+    fn a_layer_is_packed_at_its_second_run_and_kept() {
+        let mut layers = PackedLayers::default();
+        let weights = [1i8; 12];
+        let key = (3, 4, 3);
+        assert!(layers.get(key, &Packing, &weights).is_none());
+        let second = layers
+            .get(key, &Packing, &weights)
+            .expect("packed at the second run");
+        let third = layers.get(key, &Packing, &weights).expect("kept");
+        assert!(Rc::ptr_eq(&second, &third));
+        // Another layer (other first block) starts over.
+        assert!(layers.get((4, 4, 3), &Packing, &weights).is_none());
+    }
+
+    #[test]
+    fn large_layers_and_a_full_cache_pack_nothing() {
+        let mut layers = PackedLayers::default();
+        let big = alloc::vec![0i8; MAX_LAYER_BYTES + 1];
+        let key = (0, 1, big.len() as u64);
+        assert!(layers.get(key, &Packing, &big).is_none());
+        assert!(layers.get(key, &Packing, &big).is_none());
+        layers.bytes = MAX_TOTAL_BYTES;
+        let small = [1i8; 4];
+        assert!(layers.get((1, 2, 2), &Packing, &small).is_none());
+        assert!(layers.get((1, 2, 2), &Packing, &small).is_none());
+    }
+
+    #[test]
+    fn a_backend_that_packs_nothing_holds_nothing() {
+        let mut layers = PackedLayers::default();
+        let weights = [1i8; 12];
+        for _ in 0..3 {
+            assert!(layers
+                .get((0, 4, 3), &smartvm_kernels::Reference, &weights)
+                .is_none());
+        }
+        assert_eq!(layers.bytes, 0);
+    }
+}
