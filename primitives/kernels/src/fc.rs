@@ -84,26 +84,24 @@ pub fn fully_connected_packed(
             }
             // In 0..=255: `zero_fits` admitted the zero point.
             let bias = (q.input_zero + 128) as u8;
-            let run = |(t, chunk): (usize, &mut [i32])| {
-                packed_dots(
-                    kernel,
-                    packed,
-                    xs,
-                    bias,
-                    t * ROWS_PER_TASK / BLOCK_ROWS,
-                    chunk,
-                )
-            };
             if parallel {
-                sums.par_chunks_mut(ROWS_PER_TASK).enumerate().for_each(run);
+                let rows = PACKED_BLOCKS_PER_TASK * BLOCK_ROWS;
+                sums.par_chunks_mut(rows)
+                    .enumerate()
+                    .for_each(|(t, chunk)| {
+                        packed_dots(kernel, packed, xs, bias, t * PACKED_BLOCKS_PER_TASK, chunk)
+                    });
             } else {
-                sums.chunks_mut(ROWS_PER_TASK).enumerate().for_each(run);
+                packed_dots(kernel, packed, xs, bias, 0, sums);
             }
         });
         requantize_channels(sums, q, out)
     });
     true
 }
+
+/// Blocks of one rayon task of the packed path: one pass of the AVX-512 kernel.
+const PACKED_BLOCKS_PER_TASK: usize = 8;
 
 /// The sums of `sums.len()` rows of `packed` from block `first_block` on (see
 /// [`PackedFc::dots_emulated`]).

@@ -312,7 +312,10 @@ fn packed_fully_connected_agrees_with_the_reference() {
             let mut a = vec![0i8; outs];
             Reference.fully_connected(&x, &wts, &q, &mut a).unwrap();
             let distinct = a.iter().collect::<std::collections::BTreeSet<_>>().len();
-            assert!(outs < 16 || n < 4 || distinct > outs.min(60) / 3, "{n} -> {outs}: spread");
+            assert!(
+                outs < 16 || n < 4 || distinct > outs.min(60) / 3,
+                "{n} -> {outs}: spread"
+            );
             for (tile, (b, packs)) in on_every_tile(|| {
                 let mut b = vec![0i8; outs];
                 Native
