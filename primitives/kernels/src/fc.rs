@@ -100,6 +100,19 @@ pub fn fully_connected_packed(
     true
 }
 
+/// [`PackedFc::new`], with AVX-512 under the tiles that have it: sixteen rows' 64-byte runs
+/// transposed as 16 × 16 words, each row's weight sum from the same vectors.
+pub fn pack(weights: &[i8], inputs: usize) -> Option<PackedFc> {
+    #[cfg(target_arch = "x86_64")]
+    if crate::tile::active().avx512() && inputs > 0 && weights.len().is_multiple_of(inputs) {
+        let outputs = weights.len() / inputs;
+        // SAFETY: that tile is active only where AVX-512 F, BW and VNNI are present.
+        let (words, sums) = unsafe { x86::pack_zmm(weights, inputs) };
+        return PackedFc::from_parts(inputs, outputs, words, sums);
+    }
+    PackedFc::new(weights, inputs)
+}
+
 /// Blocks of one rayon task of the packed path: one pass of the AVX-512 kernel.
 const PACKED_BLOCKS_PER_TASK: usize = 8;
 
@@ -639,5 +652,92 @@ mod x86 {
                 *sum = lane.wrapping_sub(w.wrapping_mul(bias as i32));
             }
         }
+    }
+
+    /// Words `[col][row]` of sixteen rows' words `[row][col]`: unpacks of 32- and 64-bit
+    /// lanes within 128-bit lanes, then two rounds of 128-bit lane shuffles.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn transpose16(r: [__m512i; 16]) -> [__m512i; 16] {
+        // t[2i], lane L: rows 2i, 2i+1 at columns 4L, 4L+1; t[2i+1]: at 4L+2, 4L+3.
+        let t: [__m512i; 16] = core::array::from_fn(|k| {
+            let (a, b) = (r[k & !1], r[k | 1]);
+            if k % 2 == 0 {
+                _mm512_unpacklo_epi32(a, b)
+            } else {
+                _mm512_unpackhi_epi32(a, b)
+            }
+        });
+        // u[4i + j], lane L: rows 4i..4i+4 at column 4L + j.
+        let u: [__m512i; 16] = core::array::from_fn(|k| {
+            let (i, j) = (k / 4, k % 4);
+            let (a, b) = (t[4 * i + j / 2], t[4 * i + 2 + j / 2]);
+            if j % 2 == 0 {
+                _mm512_unpacklo_epi64(a, b)
+            } else {
+                _mm512_unpackhi_epi64(a, b)
+            }
+        });
+        let mut out = [_mm512_setzero_si512(); 16];
+        for j in 0..4 {
+            let a = _mm512_shuffle_i32x4::<0x88>(u[j], u[4 + j]);
+            let b = _mm512_shuffle_i32x4::<0xdd>(u[j], u[4 + j]);
+            let c = _mm512_shuffle_i32x4::<0x88>(u[8 + j], u[12 + j]);
+            let d = _mm512_shuffle_i32x4::<0xdd>(u[8 + j], u[12 + j]);
+            out[j] = _mm512_shuffle_i32x4::<0x88>(a, c);
+            out[4 + j] = _mm512_shuffle_i32x4::<0x88>(b, d);
+            out[8 + j] = _mm512_shuffle_i32x4::<0xdd>(a, c);
+            out[12 + j] = _mm512_shuffle_i32x4::<0xdd>(b, d);
+        }
+        out
+    }
+
+    /// [`super::pack`]'s words and row sums: each block's rows read in 64-byte runs (the last
+    /// one masked, so a part quad gets zero weights), transposed, stored, and added to the
+    /// rows' sums with `vpdpbusd` against ones.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F, BW and VNNI; `inputs` > 0 divides `weights.len()`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn pack_zmm(weights: &[i8], inputs: usize) -> (Vec<u32>, Vec<i32>) {
+        let outputs = weights.len() / inputs;
+        assert!(inputs > 0 && outputs * inputs == weights.len());
+        let (quads, blocks) = (inputs.div_ceil(4), outputs.div_ceil(BLOCK_ROWS));
+        let mut words = vec![0u32; blocks * quads * BLOCK_ROWS];
+        let mut sums = vec![0i32; blocks * BLOCK_ROWS];
+        let ones = _mm512_set1_epi8(1);
+        for b in 0..blocks {
+            let rows = (outputs - b * BLOCK_ROWS).min(BLOCK_ROWS);
+            let mut total = _mm512_setzero_si512();
+            for chunk in 0..quads.div_ceil(16) {
+                let at = 64 * chunk;
+                let len = (inputs - at).min(64);
+                let mask = if len == 64 {
+                    u64::MAX
+                } else {
+                    (1u64 << len) - 1
+                };
+                let runs: [__m512i; 16] = core::array::from_fn(|r| {
+                    if r < rows {
+                        // SAFETY: the mask keeps the load to the row's bytes `at..at + len`.
+                        let row = weights.as_ptr().add((b * BLOCK_ROWS + r) * inputs + at);
+                        _mm512_maskz_loadu_epi8(mask, row)
+                    } else {
+                        _mm512_setzero_si512()
+                    }
+                });
+                let columns = transpose16(runs);
+                for (c, column) in columns.iter().enumerate().take(quads - 16 * chunk) {
+                    let word = (b * quads + 16 * chunk + c) * BLOCK_ROWS;
+                    // SAFETY: quad 16·chunk + c < quads of block b lies inside `words`.
+                    _mm512_storeu_si512(words.as_mut_ptr().add(word) as *mut __m512i, *column);
+                    total = _mm512_dpbusd_epi32(total, ones, *column);
+                }
+            }
+            // SAFETY: block b's sixteen sums lie inside `sums`.
+            _mm512_storeu_si512(sums.as_mut_ptr().add(b * BLOCK_ROWS) as *mut __m512i, total);
+        }
+        sums.truncate(outputs);
+        (words, sums)
     }
 }

@@ -358,7 +358,7 @@ impl Kernels for Native {
     fn pack_fully_connected(&self, weights: &[i8], inputs: usize) -> Option<PackedFc> {
         // Only the `vpdpbusd` tiles read the packed layout.
         QuadKernel::for_active_tile()?;
-        PackedFc::new(weights, inputs)
+        fc::pack(weights, inputs)
     }
 
     fn fully_connected_packed(

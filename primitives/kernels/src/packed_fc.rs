@@ -75,6 +75,24 @@ impl PackedFc {
         })
     }
 
+    /// A packed layer from its parts, as a vectorized packer made them: `words` in the layout
+    /// of [`PackedFc::bytes`] over `outputs` rows (rounded up to whole blocks) of `inputs`
+    /// weights, and each row's weight sum. `None` when the lengths disagree.
+    pub fn from_parts(
+        inputs: usize,
+        outputs: usize,
+        words: Vec<u32>,
+        row_sums: Vec<i32>,
+    ) -> Option<PackedFc> {
+        let expected = outputs.div_ceil(BLOCK_ROWS) * inputs.div_ceil(4) * BLOCK_ROWS;
+        (inputs > 0 && words.len() == expected && row_sums.len() == outputs).then_some(PackedFc {
+            inputs,
+            outputs,
+            words,
+            row_sums,
+        })
+    }
+
     /// Inputs of the layer (weights a row).
     pub fn inputs(&self) -> usize {
         self.inputs
