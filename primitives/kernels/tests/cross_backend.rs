@@ -328,7 +328,10 @@ fn packed_fully_connected_agrees_with_the_reference() {
                 // Each tile's packer (AVX-512 transposes) makes the portable packer's bytes.
                 let quad_tile = !matches!(tile, Tile::Portable | Tile::Avx2);
                 let expected = quad_tile.then(|| packed.clone());
-                assert_eq!(packs, expected, "{tile:?} packs only for vpdpbusd");
+                assert_eq!(
+                    packs, expected,
+                    "{tile:?}: packs for vpdpbusd only, as the portable packer"
+                );
             }
         }
     }
