@@ -735,4 +735,22 @@ proptest! {
             prop_assert_eq!(&product, &want_mul, "mul {:?}", tile);
         }
     }
+
+    #[test]
+    fn table_lookups_agree_on_every_tile(len in 1usize..300, seed in any::<u64>()) {
+        let mut rng = Rng(seed);
+        let table: Vec<u8> = (0..256).map(|_| rng.i8(false) as u8).collect();
+        // Every byte value, then random ones: both halves of the table and every lane.
+        let data: Vec<i8> = (0..len)
+            .map(|i| if i < 256 { i as u8 as i8 } else { rng.i8(true) })
+            .collect();
+        let want: Vec<i8> = data.iter().map(|x| table[*x as u8 as usize] as i8).collect();
+        for (tile, got) in on_every_tile(|| {
+            let mut got = data.clone();
+            smartvm_kernels::elementwise::lut(&table, &mut got).unwrap();
+            got
+        }) {
+            prop_assert_eq!(&got, &want, "{:?}", tile);
+        }
+    }
 }
