@@ -236,6 +236,7 @@ impl Opcode {
     }
 
     /// True for the CNN-oriented instructions and their extensions (0x21..=0x44).
+    #[inline]
     pub fn is_cnn(self) -> bool {
         (0x21..=0x44).contains(&(self as u8))
     }
