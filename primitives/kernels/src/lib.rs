@@ -34,6 +34,8 @@ pub mod scalar;
 pub mod tile;
 #[cfg(feature = "std")]
 mod unfold;
+#[cfg(feature = "std")]
+mod warm;
 
 #[cfg(feature = "cuda")]
 pub mod cuda;

@@ -14,6 +14,7 @@ use crate::quads::{self, QuadKernel, QuadWeights};
 use crate::requant::requantize_row;
 use crate::rows;
 use crate::unfold::{unfold, QuadPlan, Unfolded};
+use crate::warm;
 use crate::{
     check_conv, check_fc, check_pool, ChannelQuant, ConvParams, ConvTransposeParams, KernelError,
     Kernels, PackedFc, PairQuant, PoolParams, Reference,
@@ -291,6 +292,9 @@ impl Kernels for Native {
         }
         let group_len = p.group_out() as usize * (p.output.h * p.output.w) as usize;
         let parallel = p.macs() >= PARALLEL_MACS;
+        if parallel {
+            warm::parallel_layer();
+        }
         if p.group_in() == 1 && p.group_out() == 1 {
             // A depthwise MAC costs about ten GEMM MACs, and each channel has a fixed cost
             // (its grids, its requantization): measured per layer on MobileNetV2, whose
@@ -298,6 +302,9 @@ impl Kernels for Native {
             let inputs = p.input.elements().unwrap_or(0);
             let parallel = p.macs() * DEPTHWISE_MAC_COST >= PARALLEL_MACS
                 || inputs >= DEPTHWISE_PARALLEL_INPUTS;
+            if parallel {
+                warm::parallel_layer();
+            }
             rows::depthwise(p, input, weights, q, out, parallel);
             return Ok(());
         }
@@ -335,6 +342,7 @@ impl Kernels for Native {
             rows::pool_plane(p, &input[c * plane_in..(c + 1) * plane_in], o)
         };
         if p.output.elements().unwrap_or(0) * ((p.k * p.k) as u64) >= PARALLEL_MACS / 4 {
+            warm::parallel_layer();
             out.par_chunks_mut(plane_out).enumerate().for_each(run);
         } else {
             out.chunks_mut(plane_out).enumerate().for_each(run);
@@ -351,6 +359,9 @@ impl Kernels for Native {
     ) -> Result<(), KernelError> {
         check_fc(input, weights, q, out)?;
         let parallel = (input.len() * out.len()) as u64 >= PARALLEL_MACS;
+        if parallel {
+            warm::parallel_layer();
+        }
         fc::fully_connected(input, weights, q, out, parallel);
         Ok(())
     }
