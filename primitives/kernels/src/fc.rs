@@ -654,42 +654,35 @@ mod x86 {
         }
     }
 
-    /// Words `[col][row]` of sixteen rows' words `[row][col]`: unpacks of 32- and 64-bit
-    /// lanes within 128-bit lanes, then two rounds of 128-bit lane shuffles.
+    /// Words `[col][row]` into `t` of sixteen rows' words `[row][col]` in `v` (which it
+    /// overwrites): unpacks of 32- and 64-bit lanes within 128-bit lanes, then two rounds of
+    /// 128-bit lane shuffles. Both through references: arrays of vectors passed or assigned by
+    /// value went through `memcpy`.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn transpose16(r: [__m512i; 16]) -> [__m512i; 16] {
+    unsafe fn transpose16(v: &mut [__m512i; 16], t: &mut [__m512i; 16]) {
         // t[2i], lane L: rows 2i, 2i+1 at columns 4L, 4L+1; t[2i+1]: at 4L+2, 4L+3.
-        let t: [__m512i; 16] = core::array::from_fn(|k| {
-            let (a, b) = (r[k & !1], r[k | 1]);
-            if k % 2 == 0 {
-                _mm512_unpacklo_epi32(a, b)
-            } else {
-                _mm512_unpackhi_epi32(a, b)
-            }
-        });
-        // u[4i + j], lane L: rows 4i..4i+4 at column 4L + j.
-        let u: [__m512i; 16] = core::array::from_fn(|k| {
-            let (i, j) = (k / 4, k % 4);
-            let (a, b) = (t[4 * i + j / 2], t[4 * i + 2 + j / 2]);
-            if j % 2 == 0 {
-                _mm512_unpacklo_epi64(a, b)
-            } else {
-                _mm512_unpackhi_epi64(a, b)
-            }
-        });
-        let mut out = [_mm512_setzero_si512(); 16];
-        for j in 0..4 {
-            let a = _mm512_shuffle_i32x4::<0x88>(u[j], u[4 + j]);
-            let b = _mm512_shuffle_i32x4::<0xdd>(u[j], u[4 + j]);
-            let c = _mm512_shuffle_i32x4::<0x88>(u[8 + j], u[12 + j]);
-            let d = _mm512_shuffle_i32x4::<0xdd>(u[8 + j], u[12 + j]);
-            out[j] = _mm512_shuffle_i32x4::<0x88>(a, c);
-            out[4 + j] = _mm512_shuffle_i32x4::<0x88>(b, d);
-            out[8 + j] = _mm512_shuffle_i32x4::<0xdd>(a, c);
-            out[12 + j] = _mm512_shuffle_i32x4::<0xdd>(b, d);
+        for i in 0..8 {
+            t[2 * i] = _mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]);
         }
-        out
+        // v[4i + j], lane L: rows 4i..4i+4 at column 4L + j.
+        for i in 0..4 {
+            v[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+            v[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+            v[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+            v[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+        }
+        for j in 0..4 {
+            let a = _mm512_shuffle_i32x4::<0x88>(v[j], v[4 + j]);
+            let b = _mm512_shuffle_i32x4::<0xdd>(v[j], v[4 + j]);
+            let c = _mm512_shuffle_i32x4::<0x88>(v[8 + j], v[12 + j]);
+            let d = _mm512_shuffle_i32x4::<0xdd>(v[8 + j], v[12 + j]);
+            t[j] = _mm512_shuffle_i32x4::<0x88>(a, c);
+            t[4 + j] = _mm512_shuffle_i32x4::<0x88>(b, d);
+            t[8 + j] = _mm512_shuffle_i32x4::<0xdd>(a, c);
+            t[12 + j] = _mm512_shuffle_i32x4::<0xdd>(b, d);
+        }
     }
 
     /// [`super::pack`]'s words and row sums: each block's rows read in 64-byte runs (the last
@@ -717,16 +710,14 @@ mod x86 {
                 } else {
                     (1u64 << len) - 1
                 };
-                let runs: [__m512i; 16] = core::array::from_fn(|r| {
-                    if r < rows {
-                        // SAFETY: the mask keeps the load to the row's bytes `at..at + len`.
-                        let row = weights.as_ptr().add((b * BLOCK_ROWS + r) * inputs + at);
-                        _mm512_maskz_loadu_epi8(mask, row)
-                    } else {
-                        _mm512_setzero_si512()
-                    }
-                });
-                let columns = transpose16(runs);
+                let (mut runs, mut columns) =
+                    ([_mm512_setzero_si512(); 16], [_mm512_setzero_si512(); 16]);
+                for (r, run) in runs.iter_mut().enumerate().take(rows) {
+                    // SAFETY: the mask keeps the load to the row's bytes `at..at + len`.
+                    let row = weights.as_ptr().add((b * BLOCK_ROWS + r) * inputs + at);
+                    *run = _mm512_maskz_loadu_epi8(mask, row);
+                }
+                transpose16(&mut runs, &mut columns);
                 for (c, column) in columns.iter().enumerate().take(quads - 16 * chunk) {
                     let word = (b * quads + 16 * chunk + c) * BLOCK_ROWS;
                     // SAFETY: quad 16·chunk + c < quads of block b lies inside `words`.
