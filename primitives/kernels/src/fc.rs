@@ -696,7 +696,9 @@ mod x86 {
         let outputs = weights.len() / inputs;
         assert!(inputs > 0 && outputs * inputs == weights.len());
         let (quads, blocks) = (inputs.div_ceil(4), outputs.div_ceil(BLOCK_ROWS));
-        let mut words = vec![0u32; blocks * quads * BLOCK_ROWS];
+        // Every word is stored below (each block's quads `16·chunk + c` cover `0..quads`), so
+        // the buffer is not zeroed first.
+        let mut words: Vec<u32> = Vec::with_capacity(blocks * quads * BLOCK_ROWS);
         let mut sums = vec![0i32; blocks * BLOCK_ROWS];
         let ones = _mm512_set1_epi8(1);
         for b in 0..blocks {
@@ -720,7 +722,7 @@ mod x86 {
                 transpose16(&mut runs, &mut columns);
                 for (c, column) in columns.iter().enumerate().take(quads - 16 * chunk) {
                     let word = (b * quads + 16 * chunk + c) * BLOCK_ROWS;
-                    // SAFETY: quad 16·chunk + c < quads of block b lies inside `words`.
+                    // SAFETY: quad 16·chunk + c < quads of block b lies inside `words`' capacity.
                     _mm512_storeu_si512(words.as_mut_ptr().add(word) as *mut __m512i, *column);
                     total = _mm512_dpbusd_epi32(total, ones, *column);
                 }
@@ -728,6 +730,8 @@ mod x86 {
             // SAFETY: block b's sixteen sums lie inside `sums`.
             _mm512_storeu_si512(sums.as_mut_ptr().add(b * BLOCK_ROWS) as *mut __m512i, total);
         }
+        // SAFETY: the loops above stored every word of the capacity (see its allocation).
+        words.set_len(blocks * quads * BLOCK_ROWS);
         sums.truncate(outputs);
         (words, sums)
     }
