@@ -654,14 +654,15 @@ mod x86 {
         }
     }
 
-    /// Words `[col][row]` into `t` of sixteen rows' words `[row][col]` in `v` (which it
-    /// overwrites): unpacks of 32- and 64-bit lanes within 128-bit lanes, then two rounds of
-    /// 128-bit lane shuffles. Both through references: arrays of vectors passed or assigned by
-    /// value went through `memcpy`.
+    /// Column `c` (`W[0..16][c]`) of sixteen rows' sixteen words `v[row][c]`, handed to `emit`
+    /// for each `c`: unpacks of 32- and 64-bit lanes within 128-bit lanes, then two rounds of
+    /// 128-bit lane shuffles. `v` is worked in place, and each column goes straight from a
+    /// register to `emit`: arrays of vectors returned or copied went through `memcpy`.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn transpose16(v: &mut [__m512i; 16], t: &mut [__m512i; 16]) {
+    unsafe fn transpose16(v: &mut [__m512i; 16], mut emit: impl FnMut(usize, __m512i)) {
         // t[2i], lane L: rows 2i, 2i+1 at columns 4L, 4L+1; t[2i+1]: at 4L+2, 4L+3.
+        let mut t = [_mm512_setzero_si512(); 16];
         for i in 0..8 {
             t[2 * i] = _mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]);
             t[2 * i + 1] = _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]);
@@ -678,10 +679,10 @@ mod x86 {
             let b = _mm512_shuffle_i32x4::<0xdd>(v[j], v[4 + j]);
             let c = _mm512_shuffle_i32x4::<0x88>(v[8 + j], v[12 + j]);
             let d = _mm512_shuffle_i32x4::<0xdd>(v[8 + j], v[12 + j]);
-            t[j] = _mm512_shuffle_i32x4::<0x88>(a, c);
-            t[4 + j] = _mm512_shuffle_i32x4::<0x88>(b, d);
-            t[8 + j] = _mm512_shuffle_i32x4::<0xdd>(a, c);
-            t[12 + j] = _mm512_shuffle_i32x4::<0xdd>(b, d);
+            emit(j, _mm512_shuffle_i32x4::<0x88>(a, c));
+            emit(4 + j, _mm512_shuffle_i32x4::<0x88>(b, d));
+            emit(8 + j, _mm512_shuffle_i32x4::<0xdd>(a, c));
+            emit(12 + j, _mm512_shuffle_i32x4::<0xdd>(b, d));
         }
     }
 
@@ -712,20 +713,23 @@ mod x86 {
                 } else {
                     (1u64 << len) - 1
                 };
-                let (mut runs, mut columns) =
-                    ([_mm512_setzero_si512(); 16], [_mm512_setzero_si512(); 16]);
+                let mut runs = [_mm512_setzero_si512(); 16];
                 for (r, run) in runs.iter_mut().enumerate().take(rows) {
                     // SAFETY: the mask keeps the load to the row's bytes `at..at + len`.
                     let row = weights.as_ptr().add((b * BLOCK_ROWS + r) * inputs + at);
                     *run = _mm512_maskz_loadu_epi8(mask, row);
                 }
-                transpose16(&mut runs, &mut columns);
-                for (c, column) in columns.iter().enumerate().take(quads - 16 * chunk) {
-                    let word = (b * quads + 16 * chunk + c) * BLOCK_ROWS;
-                    // SAFETY: quad 16·chunk + c < quads of block b lies inside `words`' capacity.
-                    _mm512_storeu_si512(words.as_mut_ptr().add(word) as *mut __m512i, *column);
-                    total = _mm512_dpbusd_epi32(total, ones, *column);
-                }
+                let (count, first) = (quads - 16 * chunk, (b * quads + 16 * chunk) * BLOCK_ROWS);
+                let out = words.as_mut_ptr().add(first);
+                transpose16(&mut runs, |c, column| {
+                    if c < count {
+                        // SAFETY: quad 16·chunk + c < quads of block b lies inside `words`'
+                        // capacity.
+                        _mm512_storeu_si512(out.add(c * BLOCK_ROWS) as *mut __m512i, column);
+                    }
+                    // Columns past the last quad hold the masked loads' zeros: they add nothing.
+                    total = _mm512_dpbusd_epi32(total, ones, column);
+                });
             }
             // SAFETY: block b's sixteen sums lie inside `sums`.
             _mm512_storeu_si512(sums.as_mut_ptr().add(b * BLOCK_ROWS) as *mut __m512i, total);
