@@ -523,6 +523,24 @@ mod x86 {
         }
     }
 
+    /// Quads a row, the first row and the blocks of a packed call, checked to lie inside the
+    /// packed layer and the inputs: what makes the kernels' unchecked loads sound.
+    fn packed_extent(
+        packed: &PackedFc,
+        xs: &[u8],
+        first_block: usize,
+        sums: &[i32],
+    ) -> (usize, usize, usize) {
+        let (quads, row0) = (packed.quads(), first_block * BLOCK_ROWS);
+        let blocks = sums.len().div_ceil(BLOCK_ROWS);
+        assert!(
+            xs.len() >= 4 * quads
+                && packed.bytes().len() >= (first_block + blocks) * quads * 64
+                && packed.row_sums().len() >= row0 + sums.len()
+        );
+        (quads, row0, blocks)
+    }
+
     /// Blocks of [`PackedFc`] a pass keeps in flight: eight independent `vpdpbusd` chains
     /// cover the instruction's latency.
     const BLOCKS_IN_FLIGHT: usize = 8;
@@ -540,13 +558,7 @@ mod x86 {
         first_block: usize,
         sums: &mut [i32],
     ) {
-        let (quads, row0) = (packed.quads(), first_block * BLOCK_ROWS);
-        let blocks = sums.len().div_ceil(BLOCK_ROWS);
-        assert!(
-            xs.len() >= 4 * quads
-                && packed.bytes().len() >= (first_block + blocks) * quads * 64
-                && packed.row_sums().len() >= row0 + sums.len()
-        );
+        let (_, row0, blocks) = packed_extent(packed, xs, first_block, sums);
         let mut done = 0;
         while done < blocks {
             let (from, rows) = (done * BLOCK_ROWS, &mut sums[done * BLOCK_ROWS..]);
@@ -622,13 +634,7 @@ mod x86 {
         first_block: usize,
         sums: &mut [i32],
     ) {
-        let (quads, row0) = (packed.quads(), first_block * BLOCK_ROWS);
-        let blocks = sums.len().div_ceil(BLOCK_ROWS);
-        assert!(
-            xs.len() >= 4 * quads
-                && packed.bytes().len() >= (first_block + blocks) * quads * 64
-                && packed.row_sums().len() >= row0 + sums.len()
-        );
+        let (quads, row0, blocks) = packed_extent(packed, xs, first_block, sums);
         for b in 0..blocks {
             let base = packed.bytes().as_ptr().add((first_block + b) * quads * 64);
             let (mut low, mut high) = (_mm256_setzero_si256(), _mm256_setzero_si256());
