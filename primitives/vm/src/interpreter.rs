@@ -127,7 +127,7 @@ pub(crate) struct Machine<'a, K, W> {
     /// LSTM's gates, 28 steps) reads the same qblock every step. Each read is still charged.
     quants: BTreeMap<(u32, u32), Rc<ChannelQuant>>,
     /// Fully-connected layers run more than once, packed for the backend.
-    pub(crate) packed: PackedLayers,
+    pub(crate) packed: &'a mut PackedLayers,
 }
 
 /// Converts a stack word to a non-negative u32 operand.
@@ -410,6 +410,36 @@ pub fn execute_slice<K: Kernels, W: WeightSource>(
     gas_limit: u64,
     slice_gas: u64,
 ) -> Result<Progress, VmError> {
+    let mut packed = PackedLayers::default();
+    execute_slice_packed(
+        exe,
+        start,
+        weights,
+        kernels,
+        config,
+        gas_limit,
+        slice_gas,
+        &mut packed,
+    )
+}
+
+/// [`execute_slice`] keeping the fully-connected layers the backend packs in `packed`, so that
+/// later runs of the same program on the same weights start with them packed, as ONNX Runtime
+/// prepacks a session's weights once. `packed` must serve one weight source whose blocks do
+/// not change between the runs (a loaded model file, one version of a deployed model): a
+/// layer is known by its first block and shape. Outputs and gas are those of
+/// [`execute_slice`].
+#[allow(clippy::too_many_arguments)]
+pub fn execute_slice_packed<K: Kernels, W: WeightSource>(
+    exe: &Executable,
+    start: Start<'_>,
+    weights: &W,
+    kernels: &K,
+    config: &Config,
+    gas_limit: u64,
+    slice_gas: u64,
+    packed: &mut PackedLayers,
+) -> Result<Progress, VmError> {
     let program = &exe.program;
     // Out of gas consumes the whole limit; any other fault what was spent up to it.
     let fault = |pc: usize, kind, used: u64| VmError {
@@ -444,7 +474,7 @@ pub fn execute_slice<K: Kernels, W: WeightSource>(
         partial: None,
         op_start: 0,
         quants: BTreeMap::new(),
-        packed: PackedLayers::default(),
+        packed,
     };
     let mut pc = 0usize;
     let mut instructions = 0u64;

@@ -29,8 +29,10 @@ pub use cnn::PartialLayer;
 pub use error::{ErrorKind, VmError};
 pub use gas::{KernelClass, Schedule, Work, WorkPrice};
 pub use interpreter::{
-    execute, execute_slice, Executable, Outcome, Progress, Snapshot, Start, CNN_GAS_RECORD_LIMIT,
+    execute, execute_slice, execute_slice_packed, Executable, Outcome, Progress, Snapshot, Start,
+    CNN_GAS_RECORD_LIMIT,
 };
+pub use packed_layers::PackedLayers;
 #[cfg(feature = "std")]
 pub use prefetch::{with_read_ahead, ReadAhead};
 pub use weights::{BlockList, ByteBudget, WeightPack, WeightSource};

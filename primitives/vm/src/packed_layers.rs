@@ -1,8 +1,10 @@
-//! Fully-connected weights packed once per execution for the backend's repeated-layer path.
+//! Fully-connected weights packed for the backend's repeated-layer path.
 //!
 //! An LSTM multiplies the same two matrices at each of its steps; a backend that computes
 //! faster from a rearranged copy of the weights ([`Kernels::pack_fully_connected`]) gets one
-//! when a layer runs for the second time in an execution, and keeps it for the rest. Nothing
+//! when a layer runs for the second time, and keeps it for the rest of the execution, or for
+//! later executions too where the caller keeps the [`PackedLayers`]
+//! ([`crate::execute_slice_packed`]). Nothing
 //! here changes what a program computes or pays: the kernels' outputs are bit-identical and
 //! each weight read is charged as before. The copies live on the backend's side (natively, in
 //! the node's memory); inside the wasm runtime the backend packs nothing and this holds nothing.
@@ -12,23 +14,24 @@ use alloc::vec::Vec;
 
 use smartvm_kernels::{Kernels, PackedFc};
 
-/// A layer's identity within one execution: its first weight block, inputs and outputs. The
-/// weight source does not change during an execution, so equal keys mean equal weights.
+/// A layer's identity: its first weight block, inputs and outputs. The weight source does not
+/// change during an execution (nor, by [`crate::execute_slice_packed`]'s contract, between the
+/// executions that share a [`PackedLayers`]), so equal keys mean equal weights.
 pub(crate) type LayerKey = (u32, u64, u64);
 
 /// Most weight bytes of one layer worth packing: the LSTM's gates are 43 KB; the layers whose
 /// weights are megabytes run once.
 const MAX_LAYER_BYTES: usize = 1 << 20;
 
-/// Most bytes all packed layers of one execution hold.
+/// Most bytes all packed layers of one [`PackedLayers`] hold.
 const MAX_TOTAL_BYTES: usize = 8 << 20;
 
 /// Layers seen once that are remembered, waiting for a second run.
 const MAX_SEEN: usize = 64;
 
-/// The layers of one execution seen once, and those packed.
+/// Fully-connected layers seen once, and those packed, of one program on one weight source.
 #[derive(Default)]
-pub(crate) struct PackedLayers {
+pub struct PackedLayers {
     seen: Vec<LayerKey>,
     packed: Vec<(LayerKey, Rc<PackedFc>)>,
     bytes: usize,

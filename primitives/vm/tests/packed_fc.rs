@@ -62,3 +62,50 @@ fn a_recurrent_layer_computes_and_costs_the_same_packed() {
         tile::force(None).expect("the best tile");
     }
 }
+
+#[test]
+fn layers_packed_in_one_run_serve_the_next_runs_unchanged() {
+    use smartvm_vm::{execute_slice_packed, PackedLayers, Progress, Start};
+    let n = 104;
+    let q = common::fc_quant(n);
+    let blocks = vec![q.encode(), weights(n * n, 7), weights(n * n, 13)];
+    let exe = recurrence(n, 2);
+    let mut packed = PackedLayers::default();
+    for seed in 0..3 {
+        let input: Vec<i8> = (0..n)
+            .map(|i| ((i * 37 + seed * 11) % 256) as u8 as i8)
+            .collect();
+        let reference = run(&exe, &input, &blocks, false);
+        // The last run in five slices: it also resumes with packed layers.
+        let (mut start, gas, mut pauses) = (Start::Input(&input), u64::MAX / 4, 0);
+        let outcome = loop {
+            let source = BlockList(&blocks);
+            let config = Config::default();
+            let slice = if seed == 2 {
+                reference.gas_used / 5
+            } else {
+                u64::MAX
+            };
+            match execute_slice_packed(
+                &exe,
+                start,
+                &source,
+                &Native,
+                &config,
+                gas,
+                slice,
+                &mut packed,
+            )
+            .expect("runs")
+            {
+                Progress::Done(outcome) => break outcome,
+                Progress::Paused(snapshot) => {
+                    pauses += 1;
+                    start = Start::Resume(Box::new(snapshot));
+                }
+            }
+        };
+        assert_eq!(outcome, reference, "run {seed}");
+        assert_eq!(pauses > 0, seed == 2, "only the last run is sliced");
+    }
+}
