@@ -76,13 +76,13 @@ fn layers_packed_in_one_run_serve_the_next_runs_unchanged() {
             .map(|i| ((i * 37 + seed * 11) % 256) as u8 as i8)
             .collect();
         let reference = run(&exe, &input, &blocks, false);
-        // The last run in five slices: it also resumes with packed layers.
+        // The last run in slices of half its gas: it also resumes with packed layers.
         let (mut start, gas, mut pauses) = (Start::Input(&input), u64::MAX / 4, 0);
         let outcome = loop {
             let source = BlockList(&blocks);
             let config = Config::default();
             let slice = if seed == 2 {
-                reference.gas_used / 5
+                reference.gas_used / 2
             } else {
                 u64::MAX
             };
@@ -100,6 +100,7 @@ fn layers_packed_in_one_run_serve_the_next_runs_unchanged() {
             {
                 Progress::Done(outcome) => break outcome,
                 Progress::Paused(snapshot) => {
+                    assert!(pauses < 100, "the slices make progress");
                     pauses += 1;
                     start = Start::Resume(Box::new(snapshot));
                 }
