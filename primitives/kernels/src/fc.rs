@@ -8,7 +8,7 @@ use core::cell::Cell;
 
 use rayon::prelude::*;
 
-use crate::packed_fc::{PackedFc, BLOCK_ROWS};
+use crate::packed_fc::{PackedFc, BLOCK_ROWS, QUAD_BYTES};
 use crate::quads::{self, QuadKernel};
 use crate::requant::requantize_channels;
 use crate::tile::Tile;
@@ -117,7 +117,7 @@ pub fn pack(weights: &[i8], inputs: usize) -> Option<PackedFc> {
 const PACKED_BLOCKS_PER_TASK: usize = 8;
 
 /// The sums of `sums.len()` rows of `packed` from block `first_block` on (see
-/// [`PackedFc::dots_emulated`]).
+/// [`packed_dots_emulated`]).
 fn packed_dots(
     kernel: QuadKernel,
     packed: &PackedFc,
@@ -139,7 +139,41 @@ fn packed_dots(
         _ => {}
     }
     let _ = kernel;
-    packed.dots_emulated(xs, bias, first_block, sums)
+    packed_dots_emulated(packed, xs, bias, first_block, sums)
+}
+
+/// `sums[row] = Σ_k W[row][k] · (x'[k] - bias)` for the rows of `sums` from `first_block` on,
+/// with `x'` as unsigned bytes zero-padded to whole quads: the `vpdpbusd` kernels' arithmetic
+/// through the emulated instruction, so that a CPU without VNNI still checks the packed layout
+/// and the correction.
+fn packed_dots_emulated(
+    packed: &PackedFc,
+    xs: &[u8],
+    bias: u8,
+    first_block: usize,
+    sums: &mut [i32],
+) {
+    let block_bytes = packed.quads() * QUAD_BYTES;
+    for (b, sums) in sums.chunks_mut(BLOCK_ROWS).enumerate() {
+        let block = first_block + b;
+        let quads = &packed.bytes()[block * block_bytes..(block + 1) * block_bytes];
+        for (r, sum) in sums.iter_mut().enumerate() {
+            let dot = quads.chunks_exact(QUAD_BYTES).zip(xs.chunks_exact(4)).fold(
+                0i32,
+                |acc, (quad, x)| {
+                    let w = [
+                        quad[4 * r],
+                        quad[4 * r + 1],
+                        quad[4 * r + 2],
+                        quad[4 * r + 3],
+                    ];
+                    quads::dpbusd_lane(acc, [x[0], x[1], x[2], x[3]], w)
+                },
+            );
+            let row_sum = packed.row_sums()[block * BLOCK_ROWS + r];
+            *sum = dot.wrapping_sub(row_sum.wrapping_mul(bias as i32));
+        }
+    }
 }
 
 std::thread_local! {

@@ -16,7 +16,7 @@ use alloc::vec::Vec;
 pub const BLOCK_ROWS: usize = 16;
 
 /// Bytes of one block's quad: four weights of each of its rows.
-const QUAD_BYTES: usize = 4 * BLOCK_ROWS;
+pub const QUAD_BYTES: usize = 4 * BLOCK_ROWS;
 
 /// Weights of one fully-connected layer in blocks of [`BLOCK_ROWS`] rows × quads of four
 /// inputs, zero past the last row and input, with each row's weight sum.
@@ -126,35 +126,6 @@ impl PackedFc {
     /// Each row's weight sum, wrapping.
     pub fn row_sums(&self) -> &[i32] {
         &self.row_sums
-    }
-
-    /// `sums[row] = Σ_k W[row][k] · (x'[k] - bias)` for the rows of `sums` from `first_block`
-    /// on, with `x'` as unsigned bytes zero-padded to whole quads: the arithmetic of the
-    /// `vpdpbusd` kernels in plain Rust (four products a lane, wrapping), so that a CPU without
-    /// VNNI still checks the layout and the correction.
-    pub fn dots_emulated(&self, xs: &[u8], bias: u8, first_block: usize, sums: &mut [i32]) {
-        let quads = self.quads();
-        for (b, sums) in sums.chunks_mut(BLOCK_ROWS).enumerate() {
-            let block = first_block + b;
-            let quads_of =
-                &self.bytes()[block * quads * QUAD_BYTES..(block + 1) * quads * QUAD_BYTES];
-            for (r, sum) in sums.iter_mut().enumerate() {
-                let dot = quads_of
-                    .chunks_exact(QUAD_BYTES)
-                    .zip(xs.chunks_exact(4))
-                    .fold(0i32, |acc, (quad, x)| {
-                        let w = [
-                            quad[4 * r],
-                            quad[4 * r + 1],
-                            quad[4 * r + 2],
-                            quad[4 * r + 3],
-                        ];
-                        (0..4).fold(acc, |a, t| a.wrapping_add(x[t] as i32 * w[t] as i32))
-                    });
-                let row = block * BLOCK_ROWS + r;
-                *sum = dot.wrapping_sub(self.row_sums[row].wrapping_mul(bias as i32));
-            }
-        }
     }
 }
 
