@@ -32,7 +32,7 @@ pub fn fully_connected(
 ) {
     let n = input.len();
     with_scratch(&SUMS, out.len(), |sums| {
-        match QuadKernel::for_active_tile().filter(|_| quads::zero_fits(q.input_zero)) {
+        match QuadKernel::for_fully_connected().filter(|_| quads::zero_fits(q.input_zero)) {
             Some(kernel) => {
                 // Zero-padded to whole 64-byte vectors: the padding meets the tail with weight · 0.
                 with_scratch(&BYTES, n.next_multiple_of(64), |xs| {
@@ -72,7 +72,7 @@ pub fn fully_connected_packed(
     out: &mut [i8],
     parallel: bool,
 ) -> bool {
-    let Some(kernel) = QuadKernel::for_active_tile().filter(|_| quads::zero_fits(q.input_zero))
+    let Some(kernel) = QuadKernel::for_fully_connected().filter(|_| quads::zero_fits(q.input_zero))
     else {
         return false;
     };

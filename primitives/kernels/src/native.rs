@@ -368,7 +368,7 @@ impl Kernels for Native {
 
     fn pack_fully_connected(&self, weights: &[i8], inputs: usize) -> Option<PackedFc> {
         // Only the `vpdpbusd` tiles read the packed layout.
-        QuadKernel::for_active_tile()?;
+        QuadKernel::for_fully_connected()?;
         fc::pack(weights, inputs)
     }
 

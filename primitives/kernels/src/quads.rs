@@ -33,11 +33,17 @@ pub enum QuadKernel {
     Amx,
     /// The AMX tiles' layout and steps in plain Rust: checks them on any CPU.
     AmxEmulated,
+    /// AVX2 without VNNI: each quad's even and odd input bytes, widened to int16 in the
+    /// register, meet weights split the same way at packing time, so two `vpmaddwd` give the
+    /// lane what one `vpdpbusd` would (every product and pair sum is exact in int32). The u8
+    /// panels are half the bytes of the int16 pairs and share the quad tiles' unfolding and
+    /// fused requantization. Used for convolutions only: fully connected rows stay int16.
+    Avx2,
 }
 
 impl QuadKernel {
-    /// The kernel of the active tile, if it has one (the AVX2 and portable tiles run the
-    /// int16 paths instead).
+    /// The kernel of the active tile, if it has one (the portable tile runs the int16 paths
+    /// instead).
     pub fn for_active_tile() -> Option<QuadKernel> {
         use crate::tile::Tile;
         match crate::tile::active() {
@@ -45,8 +51,16 @@ impl QuadKernel {
             Tile::Avx512Vnni => Some(QuadKernel::Avx512Vnni),
             Tile::AvxVnni => Some(QuadKernel::AvxVnni),
             Tile::VnniEmulated => Some(QuadKernel::Emulated),
-            Tile::Avx2 | Tile::Portable => None,
+            Tile::Avx2 => Some(QuadKernel::Avx2),
+            Tile::Portable => None,
         }
+    }
+
+    /// The kernel of the active tile for fully connected layers: those with `vpdpbusd` (or its
+    /// emulation). Under the AVX2 tile a row-major FC row meets its input once per output, so
+    /// splitting its quads would cost more than the int16 dot products it replaces.
+    pub fn for_fully_connected() -> Option<QuadKernel> {
+        Self::for_active_tile().filter(|k| *k != QuadKernel::Avx2)
     }
 }
 
@@ -73,6 +87,10 @@ enum Source<'a> {
     Packed(Vec<i32>),
     /// Rows laid out for AMX A tiles.
     Tiles(TileWeights<'a>),
+    /// For [`QuadKernel::Avx2`]: row `r`'s quad `q` (weights `w0..w3`, zero past the row's
+    /// end) as the int16 pairs `(w0, w2)` and `(w1, w3)`, words `2 · (r · quads + q)` and
+    /// the one after.
+    Split(Vec<i32>),
 }
 
 impl<'a> QuadWeights<'a> {
@@ -93,6 +111,8 @@ impl<'a> QuadWeights<'a> {
         };
         let source = if matches!(kernel, QuadKernel::Amx | QuadKernel::AmxEmulated) {
             Source::Tiles(TileWeights::new(weights, rows, taps))
+        } else if kernel == QuadKernel::Avx2 {
+            Source::Split(split_pairs(weights, rows, taps))
         } else if taps.is_multiple_of(4) {
             Source::Rows(weights, taps)
         } else {
@@ -122,12 +142,28 @@ impl<'a> QuadWeights<'a> {
                     }) * taps
                 }),
                 step: 4,
+                width: 4,
                 quads: self.quads,
             },
             Source::Packed(words) => Block {
                 bytes: words_as_bytes(words),
                 starts: core::array::from_fn(|r| (block * self.quads * ROWS + r) * 4),
                 step: 4 * ROWS,
+                width: 4,
+                quads: self.quads,
+            },
+            Source::Split(words) => Block {
+                bytes: words_as_bytes(words),
+                starts: core::array::from_fn(|r| {
+                    let row = if first + r < self.rows {
+                        first + r
+                    } else {
+                        first
+                    };
+                    row * self.quads * 8
+                }),
+                step: 8,
+                width: 8,
                 quads: self.quads,
             },
             Source::Tiles(_) => unreachable!("AMX weights go through crate::amx"),
@@ -135,20 +171,21 @@ impl<'a> QuadWeights<'a> {
     }
 }
 
-/// The weights of one block of rows: quad `q` of row `r` is the four bytes at
-/// `starts[r] + q · step`.
+/// The weights of one block of rows: quad `q` of row `r` is the `width` bytes at
+/// `starts[r] + q · step` (four int8 weights, or for [`Source::Split`] their two int16 pairs).
 #[derive(Clone, Copy)]
 struct Block<'a> {
     bytes: &'a [u8],
     starts: [usize; ROWS],
     step: usize,
+    width: usize,
     quads: usize,
 }
 
 impl Block<'_> {
     /// Whether every quad of every row lies inside `bytes`: what the SIMD tiles rely on.
     fn in_bounds(&self) -> bool {
-        let span = (self.quads.max(1) - 1) * self.step + 4;
+        let span = (self.quads.max(1) - 1) * self.step + self.width;
         self.starts.iter().all(|s| s + span <= self.bytes.len())
     }
 
@@ -184,6 +221,35 @@ fn pack(weights: &[i8], rows: usize, taps: usize) -> Vec<i32> {
         }
     }
     words
+}
+
+/// The weights of `rows` rows of `taps` as [`Source::Split`] lays them out.
+fn split_pairs(weights: &[i8], rows: usize, taps: usize) -> Vec<i32> {
+    let quads = taps.div_ceil(4);
+    let mut words = vec![0i32; rows * quads * 2];
+    for (row, out) in weights
+        .chunks_exact(taps)
+        .zip(words.chunks_exact_mut(quads * 2))
+    {
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if crate::tile::avx2() {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            done = unsafe { x86::split_row_avx2(row, out) };
+        }
+        for (q, pair) in out.chunks_exact_mut(2).enumerate().skip(done) {
+            let w = |t: usize| row.get(4 * q + t).map_or(0, |w| *w as i16);
+            pair[0] = int16_pair(w(0), w(2));
+            pair[1] = int16_pair(w(1), w(3));
+        }
+    }
+    words
+}
+
+/// Two int16 values in one word, the low half first, as `vpmaddwd` reads them.
+#[inline(always)]
+fn int16_pair(lo: i16, hi: i16) -> i32 {
+    (lo as u16 as u32 | (hi as u16 as u32) << 16) as i32
 }
 
 /// Each row's weight sum, wrapping to int32 (exact: a row of under 2^24 weights cannot
@@ -379,9 +445,45 @@ fn tile(kernel: QuadKernel, w: Block<'_>, xs: [&[u8]; PANELS], count: usize, acc
                 unsafe { x86::tile_ymm(w, x, acc, half) }
             }
         }
+        #[cfg(target_arch = "x86_64")]
+        QuadKernel::Avx2 if crate::tile::Tile::Avx2.supported() => {
+            for (half, x) in xs.iter().enumerate().take(count) {
+                // SAFETY: AVX2 is present (checked); bounds as above.
+                unsafe { x86::tile_split_avx2(w, x, acc, half) }
+            }
+        }
+        QuadKernel::Avx2 => {
+            for (half, x) in xs.iter().enumerate().take(count) {
+                tile_split_portable(w, x, acc, half)
+            }
+        }
         _ => {
             for (half, x) in xs.iter().enumerate().take(count) {
                 tile_emulated(w, x, acc, half)
+            }
+        }
+    }
+}
+
+/// [`QuadKernel::Avx2`]'s tile in plain Rust over one panel: per lane, the even bytes' pair
+/// product plus the odd bytes', as two `vpmaddwd` give it. Runs where the kernel is asked for
+/// without AVX2 (never by default).
+fn tile_split_portable(w: Block<'_>, xs: &[u8], acc: &mut Acc, half: usize) {
+    let pair = |word: i32| [word as i16 as i32, (word >> 16) as i16 as i32];
+    for (r, row) in acc.iter_mut().enumerate() {
+        let lanes = &mut row[half * COLS..(half + 1) * COLS];
+        lanes.fill(0);
+        for q in 0..w.quads {
+            let at = w.starts[r] + q * w.step;
+            let word = |i: usize| {
+                i32::from_le_bytes(w.bytes[at + 4 * i..at + 4 * i + 4].try_into().expect("4"))
+            };
+            let ([w0, w2], [w1, w3]) = (pair(word(0)), pair(word(1)));
+            let x = &xs[q * COLS * 4..(q + 1) * COLS * 4];
+            for (lane, f) in lanes.iter_mut().zip(x.chunks_exact(4)) {
+                let even = f[0] as i32 * w0 + f[2] as i32 * w2;
+                let odd = f[1] as i32 * w1 + f[3] as i32 * w3;
+                *lane = lane.wrapping_add(even).wrapping_add(odd);
             }
         }
     }
@@ -479,6 +581,84 @@ mod x86 {
             .collect()
     }
 
+    /// [`super::QuadKernel::Avx2`]'s tile over one panel, four rows at a time: per quad, the
+    /// panel's two vectors split into even and odd bytes (as int16) and, per row, two
+    /// broadcast weight pairs and four `vpmaddwd`; eight accumulators, four split inputs and
+    /// two broadcasts fill fourteen of the sixteen registers.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2; `w` must be a [`super::Source::Split`] block with every quad
+    /// in bounds and `xs` must hold `quads · COLS · 4` bytes.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn tile_split_avx2(w: Block<'_>, xs: &[u8], acc: &mut Acc, half: usize) {
+        let low_bytes = _mm256_set1_epi16(0xff);
+        for four in 0..ROWS / 4 {
+            let mut c = [[_mm256_setzero_si256(); 2]; 4];
+            let rows: [*const u8; 4] =
+                core::array::from_fn(|r| w.bytes.as_ptr().add(w.starts[4 * four + r]));
+            let mut at = 0;
+            let mut x = xs.as_ptr();
+            for _ in 0..w.quads {
+                let lo = _mm256_loadu_si256(x as *const __m256i);
+                let hi = _mm256_loadu_si256(x.add(32) as *const __m256i);
+                let (lo_even, lo_odd) = (_mm256_and_si256(lo, low_bytes), _mm256_srli_epi16(lo, 8));
+                let (hi_even, hi_odd) = (_mm256_and_si256(hi, low_bytes), _mm256_srli_epi16(hi, 8));
+                for (row, start) in c.iter_mut().zip(rows) {
+                    let even = _mm256_set1_epi32((start.add(at) as *const i32).read_unaligned());
+                    let odd = _mm256_set1_epi32((start.add(at + 4) as *const i32).read_unaligned());
+                    row[0] = _mm256_add_epi32(
+                        row[0],
+                        _mm256_add_epi32(
+                            _mm256_madd_epi16(lo_even, even),
+                            _mm256_madd_epi16(lo_odd, odd),
+                        ),
+                    );
+                    row[1] = _mm256_add_epi32(
+                        row[1],
+                        _mm256_add_epi32(
+                            _mm256_madd_epi16(hi_even, even),
+                            _mm256_madd_epi16(hi_odd, odd),
+                        ),
+                    );
+                }
+                at += w.step;
+                x = x.add(COLS * 4);
+            }
+            for (r, [lo, hi]) in c.into_iter().enumerate() {
+                let out = acc[4 * four + r].as_mut_ptr().add(half * COLS);
+                _mm256_storeu_si256(out as *mut __m256i, lo);
+                _mm256_storeu_si256(out.add(8) as *mut __m256i, hi);
+            }
+        }
+    }
+
+    /// [`super::split_pairs`] for one row, eight quads (32 weights) a vector: each 16-bit
+    /// word's low byte sign-extended gives the even pairs, its high byte the odd ones, and
+    /// unpacking interleaves them as `(even, odd)` per quad. Returns the quads done.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2; `out` must hold two words per quad of `row`.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn split_row_avx2(row: &[i8], out: &mut [i32]) -> usize {
+        let vectors = row.len() / 32;
+        assert!(out.len() >= vectors * 16);
+        for v in 0..vectors {
+            // SAFETY: 32·v + 32 ≤ row.len(), and 16·v + 16 ≤ out.len() (asserted).
+            let w = _mm256_loadu_si256(row.as_ptr().add(32 * v) as *const __m256i);
+            let even = _mm256_srai_epi16(_mm256_slli_epi16(w, 8), 8);
+            let odd = _mm256_srai_epi16(w, 8);
+            // Per 128-bit lane: quads 0, 1 (lo) and 2, 3 (hi) of the lane's four.
+            let (lo, hi) = (
+                _mm256_unpacklo_epi32(even, odd),
+                _mm256_unpackhi_epi32(even, odd),
+            );
+            let to = out.as_mut_ptr().add(16 * v) as *mut __m256i;
+            _mm256_storeu_si256(to, _mm256_permute2x128_si256::<0x20>(lo, hi));
+            _mm256_storeu_si256(to.add(1), _mm256_permute2x128_si256::<0x31>(lo, hi));
+        }
+        vectors * 8
+    }
+
     /// One panel with 256-bit AVX-VNNI, four rows at a time (eight accumulators fit the sixteen
     /// registers with the loads), into `acc`'s columns of panel `half`.
     ///
@@ -520,6 +700,9 @@ mod tests {
 
     fn kernels_here() -> Vec<QuadKernel> {
         let mut k = vec![QuadKernel::Emulated, QuadKernel::AmxEmulated];
+        if Tile::Avx2.supported() {
+            k.push(QuadKernel::Avx2);
+        }
         if Tile::AvxVnni.supported() {
             k.push(QuadKernel::AvxVnni);
         }

@@ -15,7 +15,8 @@ pub enum Tile {
     /// The exact u8 × s8 GEMM with `vpdpbusd` emulated in plain Rust (AVX2 elsewhere where the
     /// CPU has it): checks the VNNI packing and correction on any CPU. Never chosen by default.
     VnniEmulated,
-    /// Int16 pairs through AVX2 `vpmaddwd`.
+    /// AVX2 `vpmaddwd`: convolutions on the u8 quads split into even and odd bytes
+    /// ([`crate::quads::QuadKernel::Avx2`]), fully connected layers on int16 rows.
     Avx2,
     /// The u8 × s8 GEMM through 256-bit AVX-VNNI `vpdpbusd`.
     AvxVnni,
