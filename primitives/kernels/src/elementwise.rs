@@ -46,6 +46,12 @@ pub fn add(a: &[i8], b: &[i8], q: &AddQuant, out: &mut [i8]) -> Result<(), Kerne
         unsafe { x86::add_avx512(a, b, q, out) };
         return Ok(());
     }
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if crate::tile::avx2() && x86::Narrow::fits(q.shift, [q.a_zero, q.b_zero, q.output.zero]) {
+        // SAFETY: the CPU supports AVX2 (checked); the shift and zero points are in range.
+        unsafe { x86::add_avx2(a, b, q, out) };
+        return Ok(());
+    }
     widest(|| add_body(a, b, q, out));
     Ok(())
 }
@@ -70,6 +76,12 @@ pub fn mul(a: &[i8], b: &[i8], q: &PairQuant, out: &mut [i8]) -> Result<(), Kern
         unsafe { x86::mul_avx512(a, b, q, out) };
         return Ok(());
     }
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if crate::tile::avx2() && x86::Narrow::fits(q.shift, [q.a_zero, q.b_zero, q.output.zero]) {
+        // SAFETY: the CPU supports AVX2 (checked); the shift and zero points are in range.
+        unsafe { x86::mul_avx2(a, b, q, out) };
+        return Ok(());
+    }
     widest(|| mul_body(a, b, q, out));
     Ok(())
 }
@@ -84,7 +96,7 @@ fn mul_body(a: &[i8], b: &[i8], q: &PairQuant, out: &mut [i8]) {
     }
 }
 
-/// [`add`] and [`mul`] written out for AVX-512: the compiler's vectorisation of the 64-bit
+/// [`add`] and [`mul`] written out for AVX-512 and AVX2: the compiler's vectorisation of the 64-bit
 /// bodies spent most of an LSTM's element-wise time on 64 × 64-bit multiplies (`vpmullq`, three
 /// µops) where `vpmuldq`'s 32 × 32 → 64 is exact here (each factor fits 32 bits), and on the
 /// loop tails. The same arithmetic, checked against an i128 formula on every tile.
@@ -153,6 +165,135 @@ mod x86 {
             );
             _mm512_cvtepi32_epi8(_mm512_add_epi32(y, self.zero))
         }
+    }
+
+    /// The end of [`super::add`] and [`super::mul`] under AVX2, which has no 64-bit
+    /// arithmetic shift, min or max. For shifts of at least 0 (`n ≥ 31`), the usual case, the
+    /// rounded value is small (|t| < 2^47, so it is under 2^16): `t + 2^62` is non-negative and
+    /// its logical shift floors, the `2^(62 - n)` that adds comes off in 32-bit lanes, and the
+    /// clamp is 32-bit.
+    pub(super) struct Narrow {
+        offset: __m256i,
+        count: __m128i,
+        moved: __m256i,
+        low: __m256i,
+        high: __m256i,
+        zero: __m256i,
+    }
+
+    impl Narrow {
+        /// Whether this path applies: a shift of at least 0 and int8 zero points.
+        pub(super) fn fits(shift: i32, zeros: [i32; 3]) -> bool {
+            (0..=crate::arith::MAX_SHIFT).contains(&shift)
+                && zeros.iter().all(|z| (-128..=127).contains(z))
+        }
+
+        #[target_feature(enable = "avx2")]
+        unsafe fn new(shift: i32, r: OutputRange) -> Self {
+            let n = (31 + shift) as i64;
+            Narrow {
+                offset: _mm256_set1_epi64x((1i64 << 62) + (1i64 << (n - 1))),
+                count: _mm_cvtsi64_si128(n),
+                moved: _mm256_set1_epi32((1i64 << (62 - n)) as i32),
+                low: _mm256_set1_epi32(r.lo - r.zero),
+                high: _mm256_set1_epi32(r.hi - r.zero),
+                zero: _mm256_set1_epi32(r.zero),
+            }
+        }
+
+        /// `zero + round_shift(t, n)` clamped, for `t` of the even lanes and of the odd
+        /// lanes, as eight int32 lanes in lane order.
+        #[target_feature(enable = "avx2")]
+        #[inline]
+        unsafe fn lanes(&self, even: __m256i, odd: __m256i) -> __m256i {
+            let shifted =
+                |t: __m256i| _mm256_srl_epi64(_mm256_add_epi64(t, self.offset), self.count);
+            let t = _mm256_blend_epi32::<0b1010_1010>(
+                shifted(even),
+                _mm256_slli_epi64::<32>(shifted(odd)),
+            );
+            let v = _mm256_sub_epi32(t, self.moved);
+            let v = _mm256_min_epi32(_mm256_max_epi32(v, self.low), self.high);
+            _mm256_add_epi32(v, self.zero)
+        }
+    }
+
+    /// Runs `eight(a, b)` (each eight int8 lanes widened to int32) over the slices, eight
+    /// lanes a step, and stores the clamped int32 lanes it returns as bytes; the tail goes
+    /// through a zero-padded copy.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn steps_avx2(
+        a: &[i8],
+        b: &[i8],
+        out: &mut [i8],
+        eight: impl Fn(__m256i, __m256i) -> __m256i,
+    ) {
+        let widen = |v: &[i8], at: usize| {
+            // SAFETY (caller of the closure): 8 bytes at `at` lie inside `v`.
+            _mm256_cvtepi8_epi32(_mm_loadl_epi64(v.as_ptr().add(at) as *const __m128i))
+        };
+        let bytes = |y: __m256i| {
+            let y16 = _mm256_packs_epi32(y, y);
+            let y8 = _mm256_packs_epi16(y16, y16);
+            (_mm256_cvtsi256_si32(y8) as u32 as u64)
+                | ((_mm256_extract_epi32::<4>(y8) as u32 as u64) << 32)
+        };
+        let full = out.len() / 8;
+        for i in 0..full {
+            let y = eight(widen(a, 8 * i), widen(b, 8 * i));
+            // SAFETY: 8·i + 8 ≤ out.len() = a.len() = b.len().
+            core::ptr::write_unaligned(out.as_mut_ptr().add(8 * i) as *mut u64, bytes(y).to_le());
+        }
+        let rest = out.len() - 8 * full;
+        if rest > 0 {
+            let (mut x, mut z) = ([0i8; 8], [0i8; 8]);
+            x[..rest].copy_from_slice(&a[8 * full..]);
+            z[..rest].copy_from_slice(&b[8 * full..]);
+            let y = bytes(eight(widen(&x, 0), widen(&z, 0))).to_le_bytes();
+            for (o, v) in out[8 * full..].iter_mut().zip(y) {
+                *o = v as i8;
+            }
+        }
+    }
+
+    /// [`super::add`] eight lanes a step for [`Narrow::fits`] quantizations.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2; the three slices have one length; `Narrow::fits` holds.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn add_avx2(a: &[i8], b: &[i8], q: &AddQuant, out: &mut [i8]) {
+        assert!(a.len() == b.len() && a.len() == out.len());
+        let finish = Narrow::new(q.shift, q.output);
+        let (za, zb) = (_mm256_set1_epi32(q.a_zero), _mm256_set1_epi32(q.b_zero));
+        let (ma, mb) = (_mm256_set1_epi32(q.a_mult), _mm256_set1_epi32(q.b_mult));
+        steps_avx2(a, b, out, |x, z| {
+            // |x - za| ≤ 255 and 0 ≤ mult < 2^31: each product fits 40 bits.
+            let (x, z) = (_mm256_sub_epi32(x, za), _mm256_sub_epi32(z, zb));
+            let sum = |x: __m256i, z: __m256i| {
+                _mm256_add_epi64(_mm256_mul_epi32(x, ma), _mm256_mul_epi32(z, mb))
+            };
+            let odd = |v: __m256i| _mm256_srli_epi64::<32>(v);
+            finish.lanes(sum(x, z), sum(odd(x), odd(z)))
+        });
+    }
+
+    /// [`super::mul`] eight lanes a step for [`Narrow::fits`] quantizations: the
+    /// zero-shifted product fits 17 bits, so it is formed in 32-bit lanes first.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2; the three slices have one length; `Narrow::fits` holds.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn mul_avx2(a: &[i8], b: &[i8], q: &PairQuant, out: &mut [i8]) {
+        assert!(a.len() == b.len() && a.len() == out.len());
+        let finish = Narrow::new(q.shift, q.output);
+        let (za, zb) = (_mm256_set1_epi32(q.a_zero), _mm256_set1_epi32(q.b_zero));
+        let mult = _mm256_set1_epi32(q.mult);
+        steps_avx2(a, b, out, |x, z| {
+            let p = _mm256_mullo_epi32(_mm256_sub_epi32(x, za), _mm256_sub_epi32(z, zb));
+            let odd = _mm256_srli_epi64::<32>(p);
+            finish.lanes(_mm256_mul_epi32(p, mult), _mm256_mul_epi32(odd, mult))
+        });
     }
 
     /// Sixteen int8 lanes widened to int32, less `zero`; past `mask`, zeros.
