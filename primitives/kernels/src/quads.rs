@@ -797,6 +797,56 @@ mod tests {
         );
     }
 
+    /// The plain-Rust split tile, which only a CPU without AVX2 would run, on the split
+    /// weights: each lane equals the direct sum `Σ W·x'` (before the correction), at the
+    /// extremes and with taps that are no multiple of four.
+    #[test]
+    fn the_portable_split_tile_matches_direct_sums() {
+        for (rows, taps) in [(8, 1), (8, 7), (5, 64), (8, 99)] {
+            let w: Vec<i8> = (0..rows * taps)
+                .map(|i| {
+                    if i % 3 == 0 {
+                        -128
+                    } else {
+                        (i * 37 % 256) as u8 as i8
+                    }
+                })
+                .collect();
+            let x: Vec<u8> = (0..taps * COLS)
+                .map(|i| {
+                    if i % 5 == 0 {
+                        255
+                    } else {
+                        (i * 53 % 256) as u8
+                    }
+                })
+                .collect();
+            let pw = QuadWeights::new(QuadKernel::Avx2, &w, rows, taps, -128);
+            let px = QuadInput::build(taps, COLS, false, |_, panel| {
+                panel.fill(0);
+                for k in 0..taps {
+                    for j in 0..COLS {
+                        panel[QuadInput::slot(k, j)] = x[k * COLS + j];
+                    }
+                }
+            });
+            let mut acc = [[0i32; PANELS * COLS]; ROWS];
+            tile_split_portable(pw.block(0), px.panel(0), &mut acc, 1);
+            for (r, lanes) in acc.iter().enumerate().take(rows) {
+                for j in 0..COLS {
+                    let want = (0..taps).fold(0i32, |s, k| {
+                        s.wrapping_add(w[r * taps + k] as i32 * x[k * COLS + j] as i32)
+                    });
+                    assert_eq!(
+                        lanes[COLS + j],
+                        want,
+                        "rows {rows} taps {taps} row {r} lane {j}"
+                    );
+                }
+            }
+        }
+    }
+
     /// Sums that wrap: 2^17 taps of -128 · 255 overflow int32; every kernel wraps like the
     /// reference.
     #[test]

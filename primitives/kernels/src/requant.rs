@@ -124,7 +124,9 @@ mod x86 {
         oc: usize,
         out: &mut [i8],
     ) {
-        if q.shift[oc] >= 0 {
+        // The scale's admitted ranges (what parsing checks), shift ≥ 0: the rounded product
+        // fits int32.
+        if q.mult[oc] >= 0 && (0..=crate::arith::MAX_SHIFT).contains(&q.shift[oc]) {
             return requantize_row_narrow(sums, q, oc, out);
         }
         let full = sums.len().min(out.len()) / 8;
