@@ -47,7 +47,9 @@ pub fn add(a: &[i8], b: &[i8], q: &AddQuant, out: &mut [i8]) -> Result<(), Kerne
         return Ok(());
     }
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
-    if crate::tile::avx2() && x86::Narrow::fits(q.shift, [q.a_zero, q.b_zero, q.output.zero]) {
+    if crate::tile::avx2()
+        && x86::Narrow::fits(q.shift, [q.a_zero, q.b_zero, q.output.zero], x86::ADD_BITS)
+    {
         // SAFETY: the CPU supports AVX2 (checked); the shift and zero points are in range.
         unsafe { x86::add_avx2(a, b, q, out) };
         return Ok(());
@@ -77,7 +79,9 @@ pub fn mul(a: &[i8], b: &[i8], q: &PairQuant, out: &mut [i8]) -> Result<(), Kern
         return Ok(());
     }
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
-    if crate::tile::avx2() && x86::Narrow::fits(q.shift, [q.a_zero, q.b_zero, q.output.zero]) {
+    if crate::tile::avx2()
+        && x86::Narrow::fits(q.shift, [q.a_zero, q.b_zero, q.output.zero], x86::MUL_BITS)
+    {
         // SAFETY: the CPU supports AVX2 (checked); the shift and zero points are in range.
         unsafe { x86::mul_avx2(a, b, q, out) };
         return Ok(());
@@ -167,11 +171,18 @@ mod x86 {
         }
     }
 
+    /// |t| < 2^ADD_BITS for a residual add: two products of |x − z| ≤ 255 by mult < 2^31.
+    pub(super) const ADD_BITS: i32 = 40;
+    /// |t| < 2^MUL_BITS for an element-wise product: (x − za)·(y − zb) < 2^16 times mult.
+    pub(super) const MUL_BITS: i32 = 47;
+
     /// The end of [`super::add`] and [`super::mul`] under AVX2, which has no 64-bit
-    /// arithmetic shift, min or max. For shifts of at least 0 (`n ≥ 31`), the usual case, the
-    /// rounded value is small (|t| < 2^47, so it is under 2^16): `t + 2^62` is non-negative and
-    /// its logical shift floors, the `2^(62 - n)` that adds comes off in 32-bit lanes, and the
-    /// clamp is 32-bit.
+    /// arithmetic shift, min or max. `t + 2^62` is non-negative (|t| < 2^47), so its logical
+    /// shift floors, giving `2^(62 - n) + r` for the rounded `r`. Where |t| < 2^bits and
+    /// `n ≥ bits − 30`, |r| ≤ 2^30 + 1: the low 32 bits then hold `r` exactly once the low 32
+    /// bits of `2^(62 - n)` come off (zero for n ≤ 30; the subtraction wraps), and the clamp is
+    /// 32-bit. That admits every shift ≥ 0 and the negative ones of layers whose output scale
+    /// is finer than their inputs' (an LSTM's gate sums, ResNet's residual adds: shift −1).
     pub(super) struct Narrow {
         offset: __m256i,
         count: __m128i,
@@ -182,9 +193,10 @@ mod x86 {
     }
 
     impl Narrow {
-        /// Whether this path applies: a shift of at least 0 and int8 zero points.
-        pub(super) fn fits(shift: i32, zeros: [i32; 3]) -> bool {
-            (0..=crate::arith::MAX_SHIFT).contains(&shift)
+        /// Whether this path applies to values |t| < 2^bits: `n = 31 + shift ≥ bits − 30`
+        /// (within the admitted shifts) and int8 zero points.
+        pub(super) fn fits(shift: i32, zeros: [i32; 3], bits: i32) -> bool {
+            (crate::arith::MIN_SHIFT.max(bits - 61)..=crate::arith::MAX_SHIFT).contains(&shift)
                 && zeros.iter().all(|z| (-128..=127).contains(z))
         }
 

@@ -688,6 +688,68 @@ fn position_split_layers_agree_at_every_boundary() {
     }
 }
 
+/// The most negative shifts with the largest values the operands admit: random multipliers
+/// (as in the proptest below) almost always saturate there, which hides a rounded value that
+/// no longer fits the 32-bit lanes some tiles finish in. Every shift from −30 to −5, the
+/// largest multiplier, and |x − z| = 255 on both signs, against i128.
+#[test]
+fn elementwise_add_and_mul_are_exact_at_the_most_negative_shifts() {
+    use smartvm_kernels::{elementwise, AddQuant, PairQuant};
+    let output = OutputRange {
+        zero: 0,
+        lo: -128,
+        hi: 127,
+    };
+    // x − za = +255 (x = 127, za = −128) and −255 (x = −128, za = 127), with a smaller
+    // multiplier too, so that r lands on both sides of the clamp for some shifts.
+    let cases = [(127i8, -128i32), (-128, 127)];
+    for shift in -30..=-5 {
+        for mult in [i32::MAX, 1 << 20, 3] {
+            for (x, za) in cases {
+                for (z, zb) in cases {
+                    let (a, b) = (vec![x; 19], vec![z; 19]);
+                    let add = AddQuant {
+                        a_zero: za,
+                        b_zero: zb,
+                        output,
+                        a_mult: mult,
+                        b_mult: mult,
+                        shift,
+                    };
+                    let mul = PairQuant {
+                        a_zero: za,
+                        b_zero: zb,
+                        output,
+                        mult,
+                        shift,
+                    };
+                    let finish = |t: i128| {
+                        let n = 31 + shift;
+                        let r = (t + (1i128 << (n - 1))).div_euclid(1i128 << n);
+                        r.clamp(-128, 127) as i8
+                    };
+                    let (dx, dz) = ((x as i32 - za) as i128, (z as i32 - zb) as i128);
+                    let want_add = finish((dx + dz) * mult as i128);
+                    let want_mul = finish(dx * dz * mult as i128);
+                    for (tile, (sum, product)) in on_every_tile(|| {
+                        let (mut s, mut p) = (vec![0i8; 19], vec![0i8; 19]);
+                        elementwise::add(&a, &b, &add, &mut s).unwrap();
+                        elementwise::mul(&a, &b, &mul, &mut p).unwrap();
+                        (s, p)
+                    }) {
+                        let case = format!("{tile:?} shift {shift} mult {mult} x {x} z {z}");
+                        assert!(sum.iter().all(|v| *v == want_add), "add {case}: {sum:?}");
+                        assert!(
+                            product.iter().all(|v| *v == want_mul),
+                            "mul {case}: {product:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
 
