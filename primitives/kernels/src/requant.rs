@@ -213,11 +213,54 @@ mod x86 {
         for i in 0..full {
             // SAFETY: i < full, so the 8 lanes at 8·i lie inside every slice.
             let acc = _mm256_add_epi32(load(sums, i), load(&q.bias, i));
-            let n = _mm256_add_epi32(load(&q.shift, i), _mm256_set1_epi32(31));
-            let bytes = requantize8(acc, load(&q.mult, i), n, q.output);
+            let (mult, shift) = (load(&q.mult, i), load(&q.shift, i));
+            let n = _mm256_add_epi32(shift, _mm256_set1_epi32(31));
+            // Multipliers ≥ 0 and shifts ≥ 0 in all eight lanes: the 32-bit finish applies.
+            let negative = _mm256_or_si256(mult, shift);
+            let bytes = if _mm256_movemask_ps(_mm256_castsi256_ps(negative)) == 0 {
+                requantize8_narrow(acc, mult, n, q.output)
+            } else {
+                requantize8(acc, mult, n, q.output)
+            };
             core::ptr::write_unaligned(out.as_mut_ptr().add(8 * i) as *mut u64, bytes.to_le());
         }
         requantize_channels_scalar(sums, q, 8 * full, out);
+    }
+
+    /// [`requantize8`] for lanes whose multipliers and shifts are all at least 0 (`n ≥ 31`),
+    /// as [`requantize_row_narrow`] argues: each rounded product fits int32, so only the
+    /// multiply and the shift are 64-bit (per lane, `vpsrlvq`), and the clamp is 32-bit. A
+    /// fully connected layer's per-output scales (an LSTM's gates) take it.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn requantize8_narrow(acc: __m256i, mult: __m256i, n: __m256i, r: OutputRange) -> u64 {
+        let one = _mm256_set1_epi64x(1);
+        let low32 = _mm256_set1_epi64x(0xffff_ffff);
+        // `p + 2^62 + 2^(n-1)` is non-negative, so the logical shift floors and rounds; it
+        // adds `2^(62 - n)`, whose low 32 bits come off again per lane (`vpsllvd` gives 0
+        // for counts past 31, which is right modulo 2^32).
+        let shifted = |p: __m256i, n: __m256i| {
+            let round = _mm256_sllv_epi64(one, _mm256_sub_epi64(n, one));
+            let offset = _mm256_add_epi64(_mm256_set1_epi64x(1 << 62), round);
+            _mm256_srlv_epi64(_mm256_add_epi64(p, offset), n)
+        };
+        let even = shifted(_mm256_mul_epi32(acc, mult), _mm256_and_si256(n, low32));
+        let odd = shifted(
+            _mm256_mul_epi32(_mm256_srli_epi64::<32>(acc), _mm256_srli_epi64::<32>(mult)),
+            _mm256_srli_epi64::<32>(n),
+        );
+        let t = _mm256_blend_epi32::<0b1010_1010>(even, _mm256_slli_epi64::<32>(odd));
+        let moved = _mm256_sllv_epi32(
+            _mm256_set1_epi32(1),
+            _mm256_sub_epi32(_mm256_set1_epi32(62), n),
+        );
+        let v = _mm256_sub_epi32(t, moved);
+        let v = _mm256_max_epi32(v, _mm256_set1_epi32(r.lo - r.zero));
+        let v = _mm256_min_epi32(v, _mm256_set1_epi32(r.hi - r.zero));
+        let y = _mm256_add_epi32(v, _mm256_set1_epi32(r.zero));
+        let y8 = _mm256_packs_epi16(_mm256_packs_epi32(y, y), _mm256_setzero_si256());
+        (_mm256_cvtsi256_si32(y8) as u32 as u64)
+            | ((_mm256_extract_epi32::<4>(y8) as u32 as u64) << 32)
     }
     /// Eight 64-bit products and their shifts `n` in, eight clamped int8 values (in 64-bit
     /// lanes) out.
@@ -416,7 +459,13 @@ mod tests {
                     } else {
                         (next() >> 33) as i32
                     },
-                    (next() % 62) as i32 - 30,
+                    // Every admitted shift, or (half the cases) only those ≥ 0, so that
+                    // whole vectors take the 32-bit paths.
+                    if case % 2 == 0 {
+                        (next() % 62) as i32 - 30
+                    } else {
+                        (next() % 32) as i32
+                    },
                 )
             };
             let channels: Vec<(i32, i32, i32)> = (0..len.max(1)).map(&mut channel).collect();
