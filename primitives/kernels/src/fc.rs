@@ -8,7 +8,7 @@ use core::cell::Cell;
 
 use rayon::prelude::*;
 
-use crate::packed_fc::{PackedFc, BLOCK_ROWS, QUAD_BYTES};
+use crate::packed_fc::{PackedFc, PackedForm, BLOCK_ROWS, QUAD_BYTES};
 use crate::quads::{self, QuadKernel};
 use crate::requant::requantize_channels;
 use crate::tile::Tile;
@@ -63,8 +63,9 @@ pub fn fully_connected(
 }
 
 /// [`fully_connected`] over weights [`PackedFc`] rearranged, sixteen rows to a vector: the same
-/// int32 sums, so the same outputs. `false` (and nothing written) where the active tile has no
-/// `vpdpbusd` kernel or the input zero point is no int8: the caller then runs the row-major path.
+/// int32 sums, so the same outputs. `false` (and nothing written) for quads where the active
+/// tile has no `vpdpbusd` kernel or the input zero point is no int8: the caller then runs the
+/// row-major path. Pairs run on every tile (with AVX2 where the tile allows it).
 pub fn fully_connected_packed(
     input: &[i8],
     packed: &PackedFc,
@@ -72,6 +73,10 @@ pub fn fully_connected_packed(
     out: &mut [i8],
     parallel: bool,
 ) -> bool {
+    if packed.form() == PackedForm::Pairs {
+        fully_connected_pairs(input, packed, q, out, parallel);
+        return true;
+    }
     let Some(kernel) = QuadKernel::for_fully_connected().filter(|_| quads::zero_fits(q.input_zero))
     else {
         return false;
@@ -98,6 +103,83 @@ pub fn fully_connected_packed(
         requantize_channels(sums, q, out)
     });
     true
+}
+
+/// [`fully_connected_packed`] for [`PackedForm::Pairs`]: the inputs less their zero point as
+/// int16 (exact: |x - z| ≤ 255), two a word, multiplied straight into each row's sum.
+fn fully_connected_pairs(
+    input: &[i8],
+    packed: &PackedFc,
+    q: &ChannelQuant,
+    out: &mut [i8],
+    parallel: bool,
+) {
+    with_scratch(&SUMS, out.len(), |sums| {
+        // Zero-padded to whole pairs: the padding meets zero weights.
+        with_scratch(&WORDS, 2 * packed.units(), |xs| {
+            for (x, v) in xs.iter_mut().zip(input) {
+                *x = (*v as i32 - q.input_zero) as i16;
+            }
+            let run = |(t, chunk): (usize, &mut [i32])| {
+                pair_dots(packed, xs, t * PACKED_BLOCKS_PER_TASK, chunk)
+            };
+            let rows = PACKED_BLOCKS_PER_TASK * BLOCK_ROWS;
+            if parallel {
+                sums.par_chunks_mut(rows).enumerate().for_each(run);
+            } else {
+                sums.chunks_mut(rows).enumerate().for_each(run);
+            }
+        });
+        requantize_channels(sums, q, out)
+    })
+}
+
+/// `sums[row] = Σ_k W[row][k] · xs[k]` (wrapping) for the rows of `sums` from block
+/// `first_block` on, over [`PackedForm::Pairs`] weights and `xs` padded to whole pairs.
+fn pair_dots(packed: &PackedFc, xs: &[i16], first_block: usize, sums: &mut [i32]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::tile::avx2() {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { x86::pair_dots_avx2(packed, xs, first_block, sums) };
+    }
+    pair_dots_portable(packed, xs, first_block, sums)
+}
+
+/// [`pair_dots`] in plain Rust, a word (two products) at a time as `vpmaddwd` adds them.
+fn pair_dots_portable(packed: &PackedFc, xs: &[i16], first_block: usize, sums: &mut [i32]) {
+    let units = packed.units();
+    let block_words = units * BLOCK_ROWS;
+    for (b, sums) in sums.chunks_mut(BLOCK_ROWS).enumerate() {
+        let block = first_block + b;
+        let words = &packed.words()[block * block_words..(block + 1) * block_words];
+        for (r, sum) in sums.iter_mut().enumerate() {
+            *sum = words.chunks_exact(BLOCK_ROWS).zip(xs.chunks_exact(2)).fold(
+                0i32,
+                |acc, (unit, x)| {
+                    let (low, high) = (unit[r] as u16 as i16, (unit[r] >> 16) as u16 as i16);
+                    acc.wrapping_add(low as i32 * x[0] as i32 + high as i32 * x[1] as i32)
+                },
+            );
+        }
+    }
+}
+
+/// [`PackedFc::pairs`], with AVX2 where the tile allows it: eight rows' runs of sixteen
+/// weights widened and transposed as 8 × 8 words. Packing runs once a layer and execution, and
+/// the plain packer cost a tenth of an LSTM's inference.
+pub fn pack_pairs(weights: &[i8], inputs: usize) -> Option<PackedFc> {
+    #[cfg(target_arch = "x86_64")]
+    if crate::tile::avx2()
+        && inputs > 0
+        && weights.len().is_multiple_of(inputs)
+        && !weights.is_empty()
+    {
+        let outputs = weights.len() / inputs;
+        // SAFETY: the CPU supports AVX2, checked just above.
+        let words = unsafe { x86::pack_pairs_avx2(weights, inputs) };
+        return PackedFc::from_pair_words(inputs, outputs, words);
+    }
+    PackedFc::pairs(weights, inputs)
 }
 
 /// [`PackedFc::new`], with AVX-512 under the tiles that have it: sixteen rows' 64-byte runs
@@ -287,7 +369,9 @@ fn dots(rows: &[i8], n: usize, xs: &[i16], sums: &mut [i32]) {
 mod x86 {
     use core::arch::x86_64::*;
 
-    use crate::packed_fc::{PackedFc, BLOCK_ROWS};
+    use alloc::vec::Vec;
+
+    use crate::packed_fc::{PackedFc, PackedForm, BLOCK_ROWS};
 
     /// Sixteen weights from `rows[at..]`, widened to int16; past the slice's end, zeros. Lanes
     /// past a row's end read the next row, which is harmless: they meet the input's zero padding.
@@ -555,6 +639,155 @@ mod x86 {
                 bias,
             ));
         }
+    }
+
+    /// Blocks of [`PackedForm::Pairs`] a pass of [`pair_dots_avx2`] keeps in flight: eight
+    /// accumulators, two a block, and the broadcast pair fill twelve of the sixteen registers.
+    const PAIR_BLOCKS_IN_FLIGHT: usize = 4;
+
+    /// [`super::pair_dots`] with `vpmaddwd`: each block as two vectors of eight rows,
+    /// [`PAIR_BLOCKS_IN_FLIGHT`] blocks sharing each broadcast pair of inputs.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn pair_dots_avx2(
+        packed: &PackedFc,
+        xs: &[i16],
+        first_block: usize,
+        sums: &mut [i32],
+    ) {
+        let units = packed.units();
+        let blocks = sums.len().div_ceil(BLOCK_ROWS);
+        assert!(
+            packed.form() == PackedForm::Pairs
+                && xs.len() >= 2 * units
+                && packed.words().len() >= (first_block + blocks) * units * BLOCK_ROWS
+        );
+        let mut done = 0;
+        while done < blocks {
+            let rows = &mut sums[done * BLOCK_ROWS..];
+            // SAFETY (each arm): the blocks from `first_block + done` lie inside the words and
+            // `xs` holds every pair (asserted above).
+            done += match blocks - done {
+                PAIR_BLOCKS_IN_FLIGHT.. => {
+                    pair_blocks::<PAIR_BLOCKS_IN_FLIGHT>(packed, first_block + done, xs, rows)
+                }
+                2.. => pair_blocks::<2>(packed, first_block + done, xs, rows),
+                _ => pair_blocks::<1>(packed, first_block + done, xs, rows),
+            };
+        }
+    }
+
+    /// `N` blocks of pairs from `block` into the first (up to) `16·N` of `sums`; returns `N`.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn pair_blocks<const N: usize>(
+        packed: &PackedFc,
+        block: usize,
+        xs: &[i16],
+        sums: &mut [i32],
+    ) -> usize {
+        let units = packed.units();
+        let base = packed.words().as_ptr().add(block * units * BLOCK_ROWS);
+        let mut acc = [[_mm256_setzero_si256(); 2]; N];
+        for g in 0..units {
+            let x = _mm256_set1_epi32((xs.as_ptr().add(2 * g) as *const i32).read_unaligned());
+            for (b, acc) in acc.iter_mut().enumerate() {
+                let w = base.add((b * units + g) * BLOCK_ROWS) as *const __m256i;
+                acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(_mm256_loadu_si256(w), x));
+                acc[1] =
+                    _mm256_add_epi32(acc[1], _mm256_madd_epi16(_mm256_loadu_si256(w.add(1)), x));
+            }
+        }
+        for (b, acc) in acc.iter().enumerate() {
+            let at = b * BLOCK_ROWS;
+            let rows = sums.len().saturating_sub(at).min(BLOCK_ROWS);
+            if rows == BLOCK_ROWS {
+                // SAFETY: the block's sixteen rows lie inside `sums`.
+                _mm256_storeu_si256(sums.as_mut_ptr().add(at) as *mut __m256i, acc[0]);
+                _mm256_storeu_si256(sums.as_mut_ptr().add(at + 8) as *mut __m256i, acc[1]);
+            } else if rows > 0 {
+                let mut lanes = [0i32; BLOCK_ROWS];
+                _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, acc[0]);
+                _mm256_storeu_si256(lanes.as_mut_ptr().add(8) as *mut __m256i, acc[1]);
+                sums[at..at + rows].copy_from_slice(&lanes[..rows]);
+            }
+        }
+        N
+    }
+
+    /// [`super::pack_pairs`]: for each half block of eight rows and each run of eight pairs,
+    /// the rows' sixteen weights widened to int16 (eight words each) and transposed so that
+    /// each pair's eight words land as one vector. Runs past a row's end go through a
+    /// zero-padded copy, rows past the last one are zeros.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2; `inputs > 0` divides `weights.len()`.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn pack_pairs_avx2(weights: &[i8], inputs: usize) -> Vec<u32> {
+        let outputs = weights.len() / inputs;
+        let units = inputs.div_ceil(2);
+        let mut words = alloc::vec![0u32; outputs.div_ceil(BLOCK_ROWS) * units * BLOCK_ROWS];
+        let run = |row: usize, c: usize| -> __m256i {
+            let at = 16 * c;
+            if row >= outputs || at >= inputs {
+                return _mm256_setzero_si256();
+            }
+            let weights = &weights[row * inputs..(row + 1) * inputs];
+            let bytes = if at + 16 <= inputs {
+                // SAFETY: the 16 bytes at `at` lie inside the row.
+                _mm_loadu_si128(weights.as_ptr().add(at) as *const __m128i)
+            } else {
+                let mut tail = [0i8; 16];
+                tail[..inputs - at].copy_from_slice(&weights[at..]);
+                _mm_loadu_si128(tail.as_ptr() as *const __m128i)
+            };
+            _mm256_cvtepi8_epi16(bytes)
+        };
+        for half in 0..outputs.div_ceil(8) {
+            let (block, lane) = (half / 2, 8 * (half % 2));
+            for c in 0..units.div_ceil(8) {
+                let v: [__m256i; 8] = core::array::from_fn(|i| run(8 * half + i, c));
+                // Words of pair 8c + j of rows 8·half.. : column j of the 8 × 8 words.
+                let t = |a: usize, b: usize, high: bool| {
+                    if high {
+                        _mm256_unpackhi_epi32(v[a], v[b])
+                    } else {
+                        _mm256_unpacklo_epi32(v[a], v[b])
+                    }
+                };
+                let (t0, t1, t2, t3) =
+                    (t(0, 1, false), t(0, 1, true), t(2, 3, false), t(2, 3, true));
+                let (t4, t5, t6, t7) =
+                    (t(4, 5, false), t(4, 5, true), t(6, 7, false), t(6, 7, true));
+                let u = [
+                    _mm256_unpacklo_epi64(t0, t2),
+                    _mm256_unpackhi_epi64(t0, t2),
+                    _mm256_unpacklo_epi64(t1, t3),
+                    _mm256_unpackhi_epi64(t1, t3),
+                    _mm256_unpacklo_epi64(t4, t6),
+                    _mm256_unpackhi_epi64(t4, t6),
+                    _mm256_unpacklo_epi64(t5, t7),
+                    _mm256_unpackhi_epi64(t5, t7),
+                ];
+                for j in 0..8 {
+                    let g = 8 * c + j;
+                    if g >= units {
+                        break;
+                    }
+                    let column = if j < 4 {
+                        _mm256_permute2x128_si256::<0x20>(u[j], u[j + 4])
+                    } else {
+                        _mm256_permute2x128_si256::<0x31>(u[j - 4], u[j])
+                    };
+                    let at = (block * units + g) * BLOCK_ROWS + lane;
+                    // SAFETY: g < units and the half block's eight words lie inside `words`.
+                    _mm256_storeu_si256(words.as_mut_ptr().add(at) as *mut __m256i, column);
+                }
+            }
+        }
+        words
     }
 
     /// Quads a row, the first row and the blocks of a packed call, checked to lie inside the

@@ -50,7 +50,7 @@ pub use cuda::Cuda;
 pub use dispatch::Dispatch;
 #[cfg(feature = "std")]
 pub use native::Native;
-pub use packed_fc::PackedFc;
+pub use packed_fc::{PackedFc, PackedForm};
 pub use params::{
     AddQuant, ChannelQuant, ConvParams, ConvTransposeParams, OutputRange, PairQuant, PoolKind,
     PoolParams, SoftmaxTable, MAX_WINDOW,

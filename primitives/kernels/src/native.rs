@@ -367,9 +367,11 @@ impl Kernels for Native {
     }
 
     fn pack_fully_connected(&self, weights: &[i8], inputs: usize) -> Option<PackedFc> {
-        // Only the `vpdpbusd` tiles read the packed layout.
-        QuadKernel::for_fully_connected()?;
-        fc::pack(weights, inputs)
+        // Quads for the `vpdpbusd` tiles, int16 pairs for AVX2, nothing for the portable tile.
+        match QuadKernel::for_active_tile()? {
+            QuadKernel::Avx2 => fc::pack_pairs(weights, inputs),
+            _ => fc::pack(weights, inputs),
+        }
     }
 
     fn fully_connected_packed(

@@ -8,6 +8,11 @@
 //! quad of products to each of sixteen rows' sums and no horizontal sum remains. Each row's
 //! weight sum is kept for the zero-point correction (`Σ W·(x - z) = Σ W·x' - (z + 128)·Σ W`,
 //! `x' = x + 128`), so a call reads the weights once.
+//!
+//! CPUs with AVX2 but no `vpdpbusd` take the same block and lane order with a pair of inputs
+//! per word instead of a quad ([`PackedForm::Pairs`]): each word is two weights widened to
+//! int16, and one `vpmaddwd` of a broadcast pair of `x - z` (int16, exact) adds two products
+//! to each of eight rows' sums. No correction, so no row sums.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -18,16 +23,38 @@ pub const BLOCK_ROWS: usize = 16;
 /// Bytes of one block's quad: four weights of each of its rows.
 pub const QUAD_BYTES: usize = 4 * BLOCK_ROWS;
 
-/// Weights of one fully-connected layer in blocks of [`BLOCK_ROWS`] rows × quads of four
-/// inputs, zero past the last row and input, with each row's weight sum.
+/// What a packed layer's words hold, and so which kernels read it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PackedForm {
+    /// Four int8 weights a word (inputs `4g..4g + 4`), for `vpdpbusd` and its emulation.
+    Quads,
+    /// Two weights widened to int16 a word (inputs `2g`, `2g + 1`, the first in the low half),
+    /// for AVX2 `vpmaddwd`.
+    Pairs,
+}
+
+impl PackedForm {
+    /// Inputs of one word.
+    pub fn inputs_per_word(self) -> usize {
+        match self {
+            PackedForm::Quads => 4,
+            PackedForm::Pairs => 2,
+        }
+    }
+}
+
+/// Weights of one fully-connected layer in blocks of [`BLOCK_ROWS`] rows × words of four
+/// inputs (or two, [`PackedForm::Pairs`]), zero past the last row and input, with each row's
+/// weight sum for the quads' correction.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PackedFc {
     inputs: usize,
     outputs: usize,
-    /// Block `b`, quad `g`, row `r`: word `(b · quads + g) · 16 + r`, whose bytes in memory
-    /// order are the row's weights `4g..4g + 4`.
+    form: PackedForm,
+    /// Block `b`, word `g`, row `r`: word `(b · units + g) · 16 + r`, holding the row's
+    /// weights of unit `g` (`units` words a row, as [`PackedForm`] says).
     words: Vec<u32>,
-    /// `Σ_k W[row][k]`, wrapping, for each of the `outputs` rows.
+    /// `Σ_k W[row][k]`, wrapping, for each of the `outputs` rows; empty for pairs.
     row_sums: Vec<i32>,
 }
 
@@ -70,8 +97,49 @@ impl PackedFc {
         Some(PackedFc {
             inputs,
             outputs,
+            form: PackedForm::Quads,
             words,
             row_sums,
+        })
+    }
+
+    /// Rearranges row-major `weights` of rows of `inputs` weights as int16 pairs
+    /// ([`PackedForm::Pairs`]); `None` when they are no whole number of rows. The definition
+    /// that a vectorized packer must match.
+    pub fn pairs(weights: &[i8], inputs: usize) -> Option<PackedFc> {
+        if inputs == 0 || weights.is_empty() || !weights.len().is_multiple_of(inputs) {
+            return None;
+        }
+        let outputs = weights.len() / inputs;
+        let units = inputs.div_ceil(2);
+        let mut words = vec![0u32; outputs.div_ceil(BLOCK_ROWS) * units * BLOCK_ROWS];
+        for (row, weights) in weights.chunks_exact(inputs).enumerate() {
+            let (block, r) = (row / BLOCK_ROWS, row % BLOCK_ROWS);
+            let lane = &mut words[block * units * BLOCK_ROWS + r..];
+            for (g, two) in weights.chunks(2).enumerate() {
+                let high = two.get(1).copied().unwrap_or(0);
+                lane[g * BLOCK_ROWS] = pair_word(two[0], high);
+            }
+        }
+        Some(PackedFc {
+            inputs,
+            outputs,
+            form: PackedForm::Pairs,
+            words,
+            row_sums: Vec::new(),
+        })
+    }
+
+    /// A [`PackedForm::Pairs`] layer from the words a vectorized packer made in that layout;
+    /// `None` when their number disagrees.
+    pub fn from_pair_words(inputs: usize, outputs: usize, words: Vec<u32>) -> Option<PackedFc> {
+        let expected = outputs.div_ceil(BLOCK_ROWS) * inputs.div_ceil(2) * BLOCK_ROWS;
+        (inputs > 0 && words.len() == expected).then_some(PackedFc {
+            inputs,
+            outputs,
+            form: PackedForm::Pairs,
+            words,
+            row_sums: Vec::new(),
         })
     }
 
@@ -88,9 +156,25 @@ impl PackedFc {
         (inputs > 0 && words.len() == expected && row_sums.len() == outputs).then_some(PackedFc {
             inputs,
             outputs,
+            form: PackedForm::Quads,
             words,
             row_sums,
         })
+    }
+
+    /// What the words hold.
+    pub fn form(&self) -> PackedForm {
+        self.form
+    }
+
+    /// Words a row in a block: quads or pairs of inputs, the last one completed with zeros.
+    pub fn units(&self) -> usize {
+        self.inputs.div_ceil(self.form.inputs_per_word())
+    }
+
+    /// The words in block, unit, row order (see [`PackedFc`]).
+    pub fn words(&self) -> &[u32] {
+        &self.words
     }
 
     /// Inputs of the layer (weights a row).
@@ -123,10 +207,16 @@ impl PackedFc {
         }
     }
 
-    /// Each row's weight sum, wrapping.
+    /// Each row's weight sum, wrapping (empty for pairs).
     pub fn row_sums(&self) -> &[i32] {
         &self.row_sums
     }
+}
+
+/// One word of [`PackedForm::Pairs`]: `low` and `high` widened to int16, `low` in the low half
+/// (where `vpmaddwd` meets the first input of the pair).
+pub fn pair_word(low: i8, high: i8) -> u32 {
+    (low as i16 as u16 as u32) | ((high as i16 as u16 as u32) << 16)
 }
 
 #[cfg(test)]
@@ -156,6 +246,42 @@ mod tests {
             .iter()
             .all(|b| *b == 0));
         assert_eq!(p.row_sums()[1], (7..14).sum::<i32>());
+    }
+
+    #[test]
+    fn each_pair_of_weights_lands_widened_in_its_rows_lane() {
+        let (inputs, outputs) = (5, 18);
+        let weights: Vec<i8> = (0..inputs * outputs)
+            .map(|i| (i * 37 % 256) as u8 as i8)
+            .collect();
+        let p = PackedFc::pairs(&weights, inputs).unwrap();
+        assert_eq!(
+            (p.form(), p.units(), p.outputs()),
+            (PackedForm::Pairs, 3, 18)
+        );
+        assert_eq!(p.words().len(), 2 * 3 * BLOCK_ROWS);
+        let w = |row: usize, k: usize| {
+            if row < outputs && k < inputs {
+                weights[row * inputs + k] as i32
+            } else {
+                0
+            }
+        };
+        for row in 0..2 * BLOCK_ROWS {
+            for g in 0..3 {
+                let word = p.words()[((row / 16) * 3 + g) * BLOCK_ROWS + row % 16];
+                // Low half: input 2g; high half: input 2g + 1; each sign-extended int16.
+                let (low, high) = (word as u16 as i16 as i32, (word >> 16) as u16 as i16 as i32);
+                assert_eq!(
+                    (low, high),
+                    (w(row, 2 * g), w(row, 2 * g + 1)),
+                    "row {row}, pair {g}"
+                );
+            }
+        }
+        assert!(p.row_sums().is_empty());
+        assert_eq!(PackedFc::pairs(&[1, 2, 3], 2), None);
+        assert!(PackedFc::from_pair_words(5, 18, vec![0; 95]).is_none());
     }
 
     #[test]

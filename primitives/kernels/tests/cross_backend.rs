@@ -203,13 +203,15 @@ proptest! {
         }) {
             prop_assert_eq!(&a, &b, "{:?}", tile);
         }
-        let packed = PackedFc::new(&wts, n).unwrap();
-        for (tile, b) in on_every_tile(|| {
-            let mut b = vec![0i8; outs];
-            Native.fully_connected_packed(&x, &wts, &packed, &q, &mut b).unwrap();
-            b
-        }) {
-            prop_assert_eq!(&a, &b, "{:?}, packed", tile);
+        // Both packed forms on every tile (pairs in plain Rust under the portable tile).
+        for packed in [PackedFc::new(&wts, n).unwrap(), PackedFc::pairs(&wts, n).unwrap()] {
+            for (tile, b) in on_every_tile(|| {
+                let mut b = vec![0i8; outs];
+                Native.fully_connected_packed(&x, &wts, &packed, &q, &mut b).unwrap();
+                b
+            }) {
+                prop_assert_eq!(&a, &b, "{:?}, packed as {:?}", tile, packed.form());
+            }
         }
         Scalar.fully_connected(&x, &wts, &q, &mut c).unwrap();
         prop_assert_eq!(a, c, "scalar");
@@ -272,10 +274,11 @@ fn short_fully_connected_rows_agree_with_the_reference() {
     }
 }
 
-/// The packed path of repeated layers (an LSTM's gates) against the reference: row counts
-/// around the 16-row blocks and the 8-block passes, rows with and without a part quad, each
-/// VNNI zero-point form, and a layer big enough to split across threads. Outputs are spread so
-/// that a sum in the wrong lane or block shows.
+/// The packed path of repeated layers (an LSTM's gates) against the reference, in both packed
+/// forms (quads for `vpdpbusd`, int16 pairs for AVX2) on every tile: row counts around the
+/// 16-row blocks and the 8-block passes, rows with and without a part quad or pair, each VNNI
+/// zero-point form, and a layer big enough to split across threads. Outputs are spread so that
+/// a sum in the wrong lane or block shows. Each tile's own packer makes the plain packer's form.
 #[test]
 fn packed_fully_connected_agrees_with_the_reference() {
     let mut rng = Rng(23);
@@ -288,11 +291,14 @@ fn packed_fully_connected_agrees_with_the_reference() {
         (28, 416),
         (104, 416),
         (129, 33),
+        (17, 72),
+        (31, 20),
         (600, 4000),
     ] {
         let x: Vec<i8> = (0..n).map(|_| rng.i8(false)).collect();
         let wts: Vec<i8> = (0..n * outs).map(|_| rng.i8(false)).collect();
-        let packed = PackedFc::new(&wts, n).unwrap();
+        let quads = PackedFc::new(&wts, n).unwrap();
+        let pairs = PackedFc::pairs(&wts, n).unwrap();
         let mut q = rng.quant(outs, false);
         q.output.zero = 0;
         for zero in [-128, 0, 77] {
@@ -317,20 +323,27 @@ fn packed_fully_connected_agrees_with_the_reference() {
                 outs < 16 || n < 4 || distinct > outs.min(60) / 3,
                 "{n} -> {outs}: spread"
             );
-            for (tile, (b, packs)) in on_every_tile(|| {
-                let mut b = vec![0i8; outs];
+            for (tile, (b, c, packs)) in on_every_tile(|| {
+                let (mut b, mut c) = (vec![0i8; outs], vec![0i8; outs]);
                 Native
-                    .fully_connected_packed(&x, &wts, &packed, &q, &mut b)
+                    .fully_connected_packed(&x, &wts, &quads, &q, &mut b)
                     .unwrap();
-                (b, Native.pack_fully_connected(&wts, n))
+                Native
+                    .fully_connected_packed(&x, &wts, &pairs, &q, &mut c)
+                    .unwrap();
+                (b, c, Native.pack_fully_connected(&wts, n))
             }) {
-                assert_eq!(a, b, "{tile:?} {n} -> {outs}, zero {zero}");
-                // Each tile's packer (AVX-512 transposes) makes the portable packer's bytes.
-                let quad_tile = !matches!(tile, Tile::Portable | Tile::Avx2);
-                let expected = quad_tile.then(|| packed.clone());
+                assert_eq!(a, b, "{tile:?} {n} -> {outs}, zero {zero}, quads");
+                assert_eq!(a, c, "{tile:?} {n} -> {outs}, zero {zero}, pairs");
+                // Each tile's packer (AVX-512 and AVX2 transpose) makes the plain packer's words.
+                let expected = match tile {
+                    Tile::Portable => None,
+                    Tile::Avx2 => Some(pairs.clone()),
+                    _ => Some(quads.clone()),
+                };
                 assert_eq!(
                     packs, expected,
-                    "{tile:?}: packs for vpdpbusd only, as the portable packer"
+                    "{tile:?}: its packed form, as the plain packer"
                 );
             }
         }
