@@ -107,6 +107,14 @@ fn layers() -> Vec<(&'static str, Layer)> {
             conv(144, 56, 24, 1, 1, 0, 1),
         ),
         (
+            "MobileNetV2 pointwise 16x112x112 -> 96",
+            conv(16, 112, 96, 1, 1, 0, 1),
+        ),
+        (
+            "MobileNetV2 pointwise 24x56x56 -> 144",
+            conv(24, 56, 144, 1, 1, 0, 1),
+        ),
+        (
             "MobileNetV2 pointwise 32x112x112 -> 16",
             conv(32, 112, 16, 1, 1, 0, 1),
         ),

@@ -75,8 +75,9 @@ fn steps(quads: usize) -> usize {
     quads.div_ceil(TILE_ROWS).max(1)
 }
 
-/// Computes `W · x'` minus each row's `corrections[row]` block by block and hands each row's
-/// run of sums to `sink(row, first_position, sums)`, as [`crate::quads::multiply_with`] does.
+/// Computes `W · x'` block by block and hands each row's run of sums with the correction still
+/// to subtract to `sink(row, first_position, sums, corrections[row])`, as
+/// [`crate::quads::multiply_with`] does.
 /// With `emulate`, the tile instructions run as plain Rust (any CPU); otherwise the CPU must
 /// have AMX with the tile data granted ([`available`]).
 pub fn multiply_with(
@@ -84,7 +85,7 @@ pub fn multiply_with(
     corrections: &[i32],
     x: &QuadInput,
     emulate: bool,
-    mut sink: impl FnMut(usize, usize, &[i32]),
+    mut sink: impl FnMut(usize, usize, &[i32], i32),
 ) {
     let (bytes, quads, positions) = x.parts();
     let steps = steps(quads);
@@ -154,12 +155,8 @@ pub fn multiply_with(
                 )
             };
         }
-        for (r, lane) in c.iter_mut().enumerate().take(BLOCK.min(w.rows - r0)) {
-            let correction = corrections[r0 + r];
-            for s in lane[..width].iter_mut() {
-                *s = s.wrapping_sub(correction);
-            }
-            sink(r0 + r, first, &lane[..width]);
+        for (r, lane) in c.iter().enumerate().take(BLOCK.min(w.rows - r0)) {
+            sink(r0 + r, first, &lane[..width], corrections[r0 + r]);
         }
     }
 }

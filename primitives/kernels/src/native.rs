@@ -97,30 +97,32 @@ impl Product {
                     &mut sums,
                 );
                 for (row, (acc, y)) in sums.chunks(wide).zip(out.chunks_mut(plane)).enumerate() {
-                    requantize_wide(acc, (row_len, out_w), q, row0 + row, y, 0, 0);
+                    requantize_wide(acc, (row_len, out_w), q, (row0 + row, 0), y, 0, 0);
                 }
             }
             Product::Quads(panels, _, kernel) => {
                 let w = QuadWeights::new(*kernel, weights, rows, taps, q.input_zero);
-                quads::multiply_with(*kernel, &w, panels, |row, first, sums| {
+                quads::multiply_with(*kernel, &w, panels, |row, first, sums, less| {
                     let y = &mut out[row * plane..(row + 1) * plane];
-                    requantize_wide(sums, (row_len, out_w), q, row0 + row, y, first, 0);
+                    let channel = (row0 + row, less);
+                    requantize_wide(sums, (row_len, out_w), q, channel, y, first, 0);
                 });
             }
         }
     }
 }
 
-/// Requantizes the sums of wide positions `first..first + sums.len()` of channel `oc` into the
-/// part of its output plane that `y` holds, outputs `origin..origin + y.len()`: wide position
-/// `p` is output `(p / row_len, p % row_len)`; columns at or past `out_w`, and outputs outside
-/// `y`, are left alone.
-#[allow(clippy::too_many_arguments)]
+/// Requantizes the sums (less `less`, a GEMM's correction) of wide positions
+/// `first..first + sums.len()` of channel `oc` into the part of its output plane that `y`
+/// holds, outputs `origin..origin + y.len()`: wide position `p` is output
+/// `(p / row_len, p % row_len)`; columns at or past `out_w`, and outputs outside `y`, are
+/// left alone.
+#[inline]
 fn requantize_wide(
     sums: &[i32],
     (row_len, out_w): (usize, usize),
     q: &ChannelQuant,
-    oc: usize,
+    (oc, less): (usize, i32),
     y: &mut [i8],
     first: usize,
     origin: usize,
@@ -133,7 +135,13 @@ fn requantize_wide(
         let (from, to) = (first.max(lo), end.min(hi));
         if from < to {
             let s = from - first;
-            requantize_row(&sums[s..s + (to - from)], q, oc, &mut y[from - lo..to - lo]);
+            requantize_row(
+                &sums[s..s + (to - from)],
+                q,
+                oc,
+                less,
+                &mut y[from - lo..to - lo],
+            );
         }
         return;
     }
@@ -148,7 +156,13 @@ fn requantize_wide(
             let (from, to) = (at.max(lo), (at + take).min(hi));
             if from < to {
                 let s = p - first + (from - at);
-                requantize_row(&sums[s..s + (to - from)], q, oc, &mut y[from - lo..to - lo]);
+                requantize_row(
+                    &sums[s..s + (to - from)],
+                    q,
+                    oc,
+                    less,
+                    &mut y[from - lo..to - lo],
+                );
             }
         }
         p = run_end;
@@ -202,13 +216,13 @@ fn conv_group_by_positions(
     parts.into_par_iter().enumerate().for_each(|(t, mut ys)| {
         let (origin, start) = (output_at(bound(t)), bound(t));
         let mine = plan.panels(start, bound(t + 1) - start, false);
-        quads::multiply_with(kernel, &w, &mine, |row, first, sums| {
+        quads::multiply_with(kernel, &w, &mine, |row, first, sums, less| {
             let y = &mut ys[row];
             requantize_wide(
                 sums,
                 (row_len, out_w),
                 q,
-                first_row + row,
+                (first_row + row, less),
                 y,
                 start + first,
                 origin,

@@ -368,8 +368,24 @@ std::thread_local! {
 /// and a broadcast weight in the 32 AVX-512 registers.
 pub const PANELS: usize = 3;
 
-/// Sums of one block of rows over up to [`PANELS`] panels: `acc[row][panel · COLS + j]`.
-type Acc = [[i32; PANELS * COLS]; ROWS];
+/// Most panels whose sums one block of rows hands to the sink at once: runs of
+/// `SPAN · COLS` sums, so that the requantization's cost per call (its constants, the calls)
+/// spreads over 192 outputs rather than 48. A multiple of [`PANELS`].
+pub const SPAN: usize = 4 * PANELS;
+
+/// Bytes of panels a run of [`SPAN`] may hold: the run's panels are read once per block of
+/// rows, so they should stay in the L2 cache (deep layers run [`PANELS`] at a time, as before).
+const SPAN_BYTES: usize = 96 << 10;
+
+/// Panels of one run for panels of `quads` quads: as many as [`SPAN_BYTES`] holds, a multiple
+/// of [`PANELS`] from [`PANELS`] to [`SPAN`].
+fn span(quads: usize) -> usize {
+    let fit = SPAN_BYTES / (quads * COLS * 4).max(1);
+    (fit / PANELS * PANELS).clamp(PANELS, SPAN)
+}
+
+/// Sums of one block of rows over up to [`SPAN`] panels: `acc[row][panel · COLS + j]`.
+type Acc = [[i32; SPAN * COLS]; ROWS];
 
 /// Computes the product for every row of `w` into `sums` (rows × positions, row-major).
 pub fn multiply(kernel: QuadKernel, w: &QuadWeights<'_>, x: &QuadInput, sums: &mut [i32]) {
@@ -379,20 +395,24 @@ pub fn multiply(kernel: QuadKernel, w: &QuadWeights<'_>, x: &QuadInput, sums: &m
         "one sum per row and position"
     );
     let positions = x.positions;
-    multiply_with(kernel, w, x, |row, first, lane| {
+    multiply_with(kernel, w, x, |row, first, lane, correction| {
         let at = row * positions + first;
-        sums[at..at + lane.len()].copy_from_slice(lane);
+        for (sum, v) in sums[at..at + lane.len()].iter_mut().zip(lane) {
+            *sum = v.wrapping_sub(correction);
+        }
     })
 }
 
 /// Computes the product tile by tile and hands each row's run of sums to
-/// `sink(row, first_position, sums)`, so a caller can requantize them while they are in cache
-/// instead of storing a whole sum matrix.
+/// `sink(row, first_position, sums, correction)`, so a caller can requantize them while they
+/// are in cache instead of storing a whole sum matrix. The products are `sums - correction`
+/// (wrapping): the caller folds the row's correction into its bias, once a run instead of a
+/// pass over the sums.
 pub fn multiply_with(
     kernel: QuadKernel,
     w: &QuadWeights<'_>,
     x: &QuadInput,
-    mut sink: impl FnMut(usize, usize, &[i32]),
+    mut sink: impl FnMut(usize, usize, &[i32], i32),
 ) {
     assert_eq!(w.quads, x.quads, "weights and input have the same taps");
     if let Source::Tiles(tiles) = &w.source {
@@ -400,31 +420,42 @@ pub fn multiply_with(
         return crate::amx::multiply_with(tiles, &w.corrections, x, emulate, sink);
     }
     let panels = x.positions.div_ceil(COLS);
-    let mut acc = [[0i32; PANELS * COLS]; ROWS];
-    for first_panel in (0..panels).step_by(PANELS) {
-        let count = PANELS.min(panels - first_panel);
-        // Panels past the last one repeat it; their sums are not used.
-        let xs: [&[u8]; PANELS] = core::array::from_fn(|i| x.panel(first_panel + i.min(count - 1)));
+    let span = span(x.quads);
+    let mut acc = [[0i32; SPAN * COLS]; ROWS];
+    for first_panel in (0..panels).step_by(span) {
+        let run = span.min(panels - first_panel);
         let first = first_panel * COLS;
-        let width = (PANELS * COLS).min(x.positions - first);
+        let width = (run * COLS).min(x.positions - first);
         for r0 in (0..w.rows).step_by(ROWS) {
-            tile(kernel, w.block(r0 / ROWS), xs, count, &mut acc);
-            for (r, lane) in acc.iter_mut().enumerate().take(ROWS.min(w.rows - r0)) {
-                let correction = w.corrections[r0 + r];
-                for a in lane[..width].iter_mut() {
-                    *a = a.wrapping_sub(correction);
-                }
-                sink(r0 + r, first, &lane[..width]);
+            for base in (0..run).step_by(PANELS) {
+                let count = PANELS.min(run - base);
+                // Panels past the last one repeat it; their sums are not used.
+                let xs: [&[u8]; PANELS] =
+                    core::array::from_fn(|i| x.panel(first_panel + base + i.min(count - 1)));
+                tile(kernel, w.block(r0 / ROWS), xs, count, &mut acc, base);
+            }
+            for (r, lane) in acc.iter().enumerate().take(ROWS.min(w.rows - r0)) {
+                sink(r0 + r, first, &lane[..width], w.corrections[r0 + r]);
             }
         }
     }
 }
 
-/// One [`ROWS`] × `count · COLS` tile (`count` ≤ [`PANELS`]) with `kernel`.
+/// One [`ROWS`] × `count · COLS` tile (`count` ≤ [`PANELS`]) with `kernel`, into `acc`'s
+/// columns from panel `base` on.
 #[inline]
-fn tile(kernel: QuadKernel, w: Block<'_>, xs: [&[u8]; PANELS], count: usize, acc: &mut Acc) {
+fn tile(
+    kernel: QuadKernel,
+    w: Block<'_>,
+    xs: [&[u8]; PANELS],
+    count: usize,
+    acc: &mut Acc,
+    base: usize,
+) {
     let quads = w.quads;
     assert!(w.in_bounds() && xs.iter().all(|x| x.len() >= quads * COLS * 4));
+    // The kernels store whole panels of sums from column `base · COLS` on.
+    assert!(count <= PANELS && base + count <= SPAN);
     match kernel {
         #[cfg(target_arch = "x86_64")]
         QuadKernel::Avx512Vnni if crate::tile::Tile::Avx512Vnni.supported() => {
@@ -432,9 +463,9 @@ fn tile(kernel: QuadKernel, w: Block<'_>, xs: [&[u8]; PANELS], count: usize, acc
             // panels' `quads` steps are in bounds (asserted).
             unsafe {
                 match count {
-                    1 => x86::tile_zmm::<1>(w, xs, acc),
-                    2 => x86::tile_zmm::<2>(w, xs, acc),
-                    _ => x86::tile_zmm::<3>(w, xs, acc),
+                    1 => x86::tile_zmm::<1>(w, xs, acc, base),
+                    2 => x86::tile_zmm::<2>(w, xs, acc, base),
+                    _ => x86::tile_zmm::<3>(w, xs, acc, base),
                 }
             }
         }
@@ -442,24 +473,24 @@ fn tile(kernel: QuadKernel, w: Block<'_>, xs: [&[u8]; PANELS], count: usize, acc
         QuadKernel::AvxVnni if crate::tile::Tile::AvxVnni.supported() => {
             for (half, x) in xs.iter().enumerate().take(count) {
                 // SAFETY: AVX2 + AVX-VNNI are present (checked); bounds as above.
-                unsafe { x86::tile_ymm(w, x, acc, half) }
+                unsafe { x86::tile_ymm(w, x, acc, base + half) }
             }
         }
         #[cfg(target_arch = "x86_64")]
         QuadKernel::Avx2 if crate::tile::Tile::Avx2.supported() => {
             for (half, x) in xs.iter().enumerate().take(count) {
                 // SAFETY: AVX2 is present (checked); bounds as above.
-                unsafe { x86::tile_split_avx2(w, x, acc, half) }
+                unsafe { x86::tile_split_avx2(w, x, acc, base + half) }
             }
         }
         QuadKernel::Avx2 => {
             for (half, x) in xs.iter().enumerate().take(count) {
-                tile_split_portable(w, x, acc, half)
+                tile_split_portable(w, x, acc, base + half)
             }
         }
         _ => {
             for (half, x) in xs.iter().enumerate().take(count) {
-                tile_emulated(w, x, acc, half)
+                tile_emulated(w, x, acc, base + half)
             }
         }
     }
@@ -527,6 +558,7 @@ mod x86 {
         w: Block<'_>,
         xs: [&[u8]; super::PANELS],
         acc: &mut Acc,
+        base: usize,
     ) {
         let mut c = [[_mm512_setzero_si512(); P]; ROWS];
         let rows: [*const u8; ROWS] = core::array::from_fn(|r| w.bytes.as_ptr().add(w.starts[r]));
@@ -548,7 +580,7 @@ mod x86 {
         }
         for (out, row) in acc.iter_mut().zip(c) {
             for (i, v) in row.into_iter().enumerate() {
-                _mm512_storeu_si512(out.as_mut_ptr().add(i * COLS) as *mut __m512i, v);
+                _mm512_storeu_si512(out.as_mut_ptr().add((base + i) * COLS) as *mut __m512i, v);
             }
         }
     }
@@ -830,7 +862,7 @@ mod tests {
                     }
                 }
             });
-            let mut acc = [[0i32; PANELS * COLS]; ROWS];
+            let mut acc = [[0i32; SPAN * COLS]; ROWS];
             tile_split_portable(pw.block(0), px.panel(0), &mut acc, 1);
             for (r, lanes) in acc.iter().enumerate().take(rows) {
                 for j in 0..COLS {

@@ -9,23 +9,29 @@
 use crate::arith::requantize;
 use crate::ChannelQuant;
 
-/// Requantizes one output channel's int32 sums (bias not yet added), with AVX2 where present.
-pub fn requantize_row(sums: &[i32], q: &ChannelQuant, oc: usize, out: &mut [i8]) {
+/// Requantizes one output channel's int32 sums (bias not yet added) less `less` (a GEMM's
+/// zero-point correction, wrapping; 0 for none), with AVX2 where present.
+pub fn requantize_row(sums: &[i32], q: &ChannelQuant, oc: usize, less: i32, out: &mut [i8]) {
     #[cfg(target_arch = "x86_64")]
     if crate::tile::active().avx512() {
         // SAFETY: that tile is active only where AVX-512 F + BW are present.
-        return unsafe { x86::requantize_row_avx512(sums, q, oc, out) };
+        return unsafe { x86::requantize_row_avx512(sums, q, oc, less, out) };
     }
     #[cfg(target_arch = "x86_64")]
     if crate::tile::avx2() {
         // SAFETY: the CPU supports AVX2, checked just above.
-        return unsafe { x86::requantize_row_avx2(sums, q, oc, out) };
+        return unsafe { x86::requantize_row_avx2(sums, q, oc, less, out) };
     }
-    requantize_row_scalar(sums, q, oc, out)
+    requantize_row_scalar(sums, q, oc, less, out)
 }
 
-fn requantize_row_scalar(sums: &[i32], q: &ChannelQuant, oc: usize, out: &mut [i8]) {
-    let (bias, mult, shift, r) = (q.bias[oc], q.mult[oc], q.shift[oc], q.output);
+fn requantize_row_scalar(sums: &[i32], q: &ChannelQuant, oc: usize, less: i32, out: &mut [i8]) {
+    let (bias, mult, shift, r) = (
+        q.bias[oc].wrapping_sub(less),
+        q.mult[oc],
+        q.shift[oc],
+        q.output,
+    );
     for (y, acc) in out.iter_mut().zip(sums) {
         *y = requantize(bias.wrapping_add(*acc), mult, shift, r.zero, r.lo, r.hi);
     }
@@ -122,15 +128,16 @@ mod x86 {
         sums: &[i32],
         q: &ChannelQuant,
         oc: usize,
+        less: i32,
         out: &mut [i8],
     ) {
         // The scale's admitted ranges (what parsing checks), shift ≥ 0: the rounded product
         // fits int32.
         if q.mult[oc] >= 0 && (0..=crate::arith::MAX_SHIFT).contains(&q.shift[oc]) {
-            return requantize_row_narrow(sums, q, oc, out);
+            return requantize_row_narrow(sums, q, oc, less, out);
         }
         let full = sums.len().min(out.len()) / 8;
-        let bias = _mm256_set1_epi32(q.bias[oc]);
+        let bias = _mm256_set1_epi32(q.bias[oc].wrapping_sub(less));
         let (mult, n) = (
             _mm256_set1_epi32(q.mult[oc]),
             _mm256_set1_epi32(31 + q.shift[oc]),
@@ -141,18 +148,26 @@ mod x86 {
             let bytes = requantize8(_mm256_add_epi32(acc, bias), mult, n, q.output);
             core::ptr::write_unaligned(out.as_mut_ptr().add(8 * i) as *mut u64, bytes.to_le());
         }
-        requantize_row_scalar(&sums[8 * full..], q, oc, &mut out[8 * full..]);
+        requantize_row_scalar(&sums[8 * full..], q, oc, less, &mut out[8 * full..]);
     }
 
     /// [`requantize_row_avx2`] for a shift of at least 0 (`n ≥ 31`), the usual case: with
     /// `mult ≥ 0` every rounded product then fits int32 (at most `2^31 - 2` and at least
     /// `1 - 2^31` for `n = 31`), so after the 64-bit multiply and shift the lanes go back to
-    /// 32 bits, where AVX2 has min and max: half the instructions of the general path.
+    /// 32 bits, where AVX2 has min and max: half the instructions of the general path. A GEMM
+    /// hands it runs of 48 sums, so the runs of 32 and 16 both store whole vectors.
     #[target_feature(enable = "avx2")]
-    unsafe fn requantize_row_narrow(sums: &[i32], q: &ChannelQuant, oc: usize, out: &mut [i8]) {
+    unsafe fn requantize_row_narrow(
+        sums: &[i32],
+        q: &ChannelQuant,
+        oc: usize,
+        less: i32,
+        out: &mut [i8],
+    ) {
         let len = sums.len().min(out.len());
         let n = (31 + q.shift[oc]) as i64;
-        let (bias, mult) = (_mm256_set1_epi32(q.bias[oc]), _mm256_set1_epi32(q.mult[oc]));
+        let bias = _mm256_set1_epi32(q.bias[oc].wrapping_sub(less));
+        let mult = _mm256_set1_epi32(q.mult[oc]);
         // `p + 2^62` is non-negative, so the logical shift floors; it adds `2^(62 - n)` to
         // the result, taken off again in 32 bits (wrapping, exact since the result fits).
         let offset = _mm256_set1_epi64x((1i64 << 62) + (1i64 << (n - 1)));
@@ -174,28 +189,47 @@ mod x86 {
             let v = _mm256_sub_epi32(t, moved);
             _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(v, low), high), zero)
         };
+        // SAFETY (the closure's callers): the 8 lanes at `i + 8k` lie inside `sums`.
+        let at =
+            |i: usize, k: usize| _mm256_loadu_si256(sums.as_ptr().add(i + 8 * k) as *const __m256i);
         let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
         let mut i = 0;
         while i + 32 <= len {
             // SAFETY: i + 32 ≤ len, so the 32 lanes at i lie inside both slices.
-            let at = |k: usize| _mm256_loadu_si256(sums.as_ptr().add(i + 8 * k) as *const __m256i);
-            let (a, b, c, d) = (eight(at(0)), eight(at(1)), eight(at(2)), eight(at(3)));
+            let (a, b, c, d) = (
+                eight(at(i, 0)),
+                eight(at(i, 1)),
+                eight(at(i, 2)),
+                eight(at(i, 3)),
+            );
             // In-lane packing leaves the four-value groups as a0 b0 c0 d0 | a1 b1 c1 d1.
             let bytes = _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
             let bytes = _mm256_permutevar8x32_epi32(bytes, order);
             _mm256_storeu_si256(out.as_mut_ptr().add(i) as *mut __m256i, bytes);
             i += 32;
         }
-        while i + 8 <= len {
+        if i + 16 <= len {
+            // SAFETY: i + 16 ≤ len. Packing leaves the four-value groups as a0 b0 | a1 b1
+            // in the low eight bytes of each lane; `order` gathers a0 a1 b0 b1.
+            let words = _mm256_packs_epi32(eight(at(i, 0)), eight(at(i, 1)));
+            let bytes = _mm256_packs_epi16(words, words);
+            let bytes = _mm256_permutevar8x32_epi32(bytes, order);
+            _mm_storeu_si128(
+                out.as_mut_ptr().add(i) as *mut __m128i,
+                _mm256_castsi256_si128(bytes),
+            );
+            i += 16;
+        }
+        if i + 8 <= len {
             // SAFETY: i + 8 ≤ len.
-            let y = eight(_mm256_loadu_si256(sums.as_ptr().add(i) as *const __m256i));
+            let y = eight(at(i, 0));
             let y8 = _mm256_packs_epi16(_mm256_packs_epi32(y, y), _mm256_setzero_si256());
             let word = (_mm256_cvtsi256_si32(y8) as u32 as u64)
                 | ((_mm256_extract_epi32::<4>(y8) as u32 as u64) << 32);
             core::ptr::write_unaligned(out.as_mut_ptr().add(i) as *mut u64, word.to_le());
             i += 8;
         }
-        requantize_row_scalar(&sums[i..len], q, oc, &mut out[i..len]);
+        requantize_row_scalar(&sums[i..len], q, oc, less, &mut out[i..len]);
     }
 
     /// [`requantize_channels_scalar`] eight lanes at a time.
@@ -308,10 +342,11 @@ mod x86 {
         sums: &[i32],
         q: &ChannelQuant,
         oc: usize,
+        less: i32,
         out: &mut [i8],
     ) {
         let full = sums.len().min(out.len()) / 16;
-        let row = RowScale::new(q, oc);
+        let row = RowScale::new(q, oc, less);
         for i in 0..full {
             // SAFETY: i < full, so the 16 lanes at 16·i lie inside both slices.
             let bytes = row.requantize16(load16(sums, i));
@@ -347,7 +382,7 @@ mod x86 {
 
     impl RowScale {
         #[target_feature(enable = "avx512f")]
-        unsafe fn new(q: &ChannelQuant, oc: usize) -> Self {
+        unsafe fn new(q: &ChannelQuant, oc: usize, less: i32) -> Self {
             let n = (31 + q.shift[oc]) as u32;
             let r = q.output;
             let high_half = n >= 32;
@@ -360,7 +395,7 @@ mod x86 {
                 )
             };
             RowScale {
-                bias: _mm512_set1_epi32(q.bias[oc]),
+                bias: _mm512_set1_epi32(q.bias[oc].wrapping_sub(less)),
                 mult: _mm512_set1_epi32(q.mult[oc]),
                 round: _mm512_set1_epi64(1i64 << (n - 1)),
                 count: _mm_cvtsi64_si128(if high_half { n - 32 } else { n } as i64),
@@ -480,25 +515,30 @@ mod tests {
                 mult: channels.iter().map(|c| c.1).collect(),
                 shift: channels.iter().map(|c| c.2).collect(),
             };
+            // A GEMM's correction (half the cases), checked against sums it was taken from.
+            let less = if case % 4 < 2 { 0 } else { next() as i32 };
+            let corrected: Vec<i32> = sums.iter().map(|s| s.wrapping_sub(less)).collect();
             let (mut fast, mut slow) = (vec![0i8; len], vec![0i8; len]);
-            requantize_row(&sums, &q, 0, &mut fast);
-            requantize_row_scalar(&sums, &q, 0, &mut slow);
-            assert_eq!(fast, slow, "one channel: {q:?} {sums:?}");
+            requantize_row(&sums, &q, 0, less, &mut fast);
+            requantize_row_scalar(&corrected, &q, 0, 0, &mut slow);
+            assert_eq!(fast, slow, "one channel: {q:?} {sums:?} less {less}");
+            requantize_row_scalar(&sums, &q, 0, less, &mut fast);
+            assert_eq!(fast, slow, "scalar, less {less}");
             requantize_channels(&sums, &q, &mut fast);
             requantize_channels_scalar(&sums, &q, 0, &mut slow);
             assert_eq!(fast, slow, "per-output channels: {q:?} {sums:?}");
             #[cfg(target_arch = "x86_64")]
             {
                 use crate::tile::Tile;
-                requantize_row_scalar(&sums, &q, 0, &mut slow);
+                requantize_row_scalar(&corrected, &q, 0, 0, &mut slow);
                 if Tile::Avx2.supported() {
                     // SAFETY: AVX2 checked.
-                    unsafe { x86::requantize_row_avx2(&sums, &q, 0, &mut fast) };
+                    unsafe { x86::requantize_row_avx2(&sums, &q, 0, less, &mut fast) };
                     assert_eq!(fast, slow, "AVX2 row: {q:?} {sums:?}");
                 }
                 if Tile::Avx512Vnni.supported() {
                     // SAFETY: AVX-512 F + BW checked (the tile requires them).
-                    unsafe { x86::requantize_row_avx512(&sums, &q, 0, &mut fast) };
+                    unsafe { x86::requantize_row_avx512(&sums, &q, 0, less, &mut fast) };
                     assert_eq!(fast, slow, "AVX-512 row: {q:?} {sums:?}");
                 }
                 requantize_channels_scalar(&sums, &q, 0, &mut slow);

@@ -99,16 +99,16 @@ fn depthwise_channel(
     if crate::tile::active().avx512() {
         // SAFETY: that tile is active only where AVX-512 F + BW are present.
         unsafe { depthwise_channel_avx512(p, input, weights, q, c, scratch) };
-        return requantize_row(&scratch.sums[..plane.len()], q, c, plane);
+        return requantize_row(&scratch.sums[..plane.len()], q, c, 0, plane);
     }
     #[cfg(target_arch = "x86_64")]
     if crate::tile::avx2() {
         // SAFETY: the CPU supports AVX2, checked just above.
         unsafe { depthwise_channel_avx2(p, input, weights, q, c, scratch) };
-        return requantize_row(&scratch.sums[..plane.len()], q, c, plane);
+        return requantize_row(&scratch.sums[..plane.len()], q, c, 0, plane);
     }
     depthwise_channel_body(p, input, weights, q, c, scratch);
-    requantize_row(&scratch.sums[..plane.len()], q, c, plane)
+    requantize_row(&scratch.sums[..plane.len()], q, c, 0, plane)
 }
 
 /// [`depthwise_channel_body`] compiled for AVX-512.
