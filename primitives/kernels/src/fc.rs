@@ -165,8 +165,8 @@ fn pair_dots_portable(packed: &PackedFc, xs: &[i16], first_block: usize, sums: &
 }
 
 /// [`PackedFc::pairs`], with AVX2 where the tile allows it: eight rows' runs of sixteen
-/// weights widened and transposed as 8 × 8 words. Packing runs once a layer and execution, and
-/// the plain packer cost a tenth of an LSTM's inference.
+/// weights widened and transposed as 8 × 8 words. Packing runs once a layer and execution, so
+/// it sits inside every timed LSTM run; the plain packer moves the weights two at a time.
 pub fn pack_pairs(weights: &[i8], inputs: usize) -> Option<PackedFc> {
     #[cfg(target_arch = "x86_64")]
     if crate::tile::avx2()

@@ -154,8 +154,9 @@ mod x86 {
     /// [`requantize_row_avx2`] for a shift of at least 0 (`n ≥ 31`), the usual case: with
     /// `mult ≥ 0` every rounded product then fits int32 (at most `2^31 - 2` and at least
     /// `1 - 2^31` for `n = 31`), so after the 64-bit multiply and shift the lanes go back to
-    /// 32 bits, where AVX2 has min and max: half the instructions of the general path. A GEMM
-    /// hands it runs of 48 sums, so the runs of 32 and 16 both store whole vectors.
+    /// 32 bits, where AVX2 has min and max: half the instructions of the general path. The quad
+    /// GEMM hands it runs of whole panels (multiples of 16 sums, up to 192), which the steps of
+    /// 32 and 16 store as whole vectors.
     #[target_feature(enable = "avx2")]
     unsafe fn requantize_row_narrow(
         sums: &[i32],
