@@ -132,8 +132,10 @@ mod x86 {
         out: &mut [i8],
     ) {
         // The scale's admitted ranges (what parsing checks), shift ≥ 0: the rounded product
-        // fits int32.
-        if q.mult[oc] >= 0 && (0..=crate::arith::MAX_SHIFT).contains(&q.shift[oc]) {
+        // fits int32; and an int8 output range (also checked at parsing): the clamp is int8.
+        let r = q.output;
+        let int8 = [r.zero, r.lo, r.hi].iter().all(|v| i8::try_from(*v).is_ok());
+        if q.mult[oc] >= 0 && (0..=crate::arith::MAX_SHIFT).contains(&q.shift[oc]) && int8 {
             return requantize_row_narrow(sums, q, oc, less, out);
         }
         let full = sums.len().min(out.len()) / 8;
@@ -154,11 +156,35 @@ mod x86 {
     /// [`requantize_row_avx2`] for a shift of at least 0 (`n ≥ 31`), the usual case: with
     /// `mult ≥ 0` every rounded product then fits int32 (at most `2^31 - 2` and at least
     /// `1 - 2^31` for `n = 31`), so after the 64-bit multiply and shift the lanes go back to
-    /// 32 bits, where AVX2 has min and max: half the instructions of the general path. The quad
-    /// GEMM hands it runs of whole panels (multiples of 16 sums, up to 192), which the steps of
-    /// 32 and 16 store as whole vectors.
+    /// 32 bits: half the instructions of the general path. The quad GEMM hands it runs of whole
+    /// panels (multiples of 16 sums, up to 192), which the steps of 32 and 16 store as whole
+    /// vectors.
     #[target_feature(enable = "avx2")]
     unsafe fn requantize_row_narrow(
+        sums: &[i32],
+        q: &ChannelQuant,
+        oc: usize,
+        less: i32,
+        out: &mut [i8],
+    ) {
+        if q.shift[oc] == 0 {
+            requantize_row_narrow_with::<false>(sums, q, oc, less, out)
+        } else {
+            requantize_row_narrow_with::<true>(sums, q, oc, less, out)
+        }
+    }
+
+    /// [`requantize_row_narrow`]'s body; `SHIFTED` when `n ≥ 32`.
+    ///
+    /// Per eight sums: the odd lanes' products are shifted right by `n - 32` (left by one
+    /// for `n = 31`), which leaves each result in its lane's high half where the blend takes
+    /// it. The clamp costs nothing per eight: packing to int16 saturates (a result past the
+    /// int16 range is past every int8 bound, on the same side), the output zero point is a
+    /// saturating int16 add, packing to int8 saturates to -128..=127, and a fused activation's
+    /// narrower range is one byte min and max per 32 outputs.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn requantize_row_narrow_with<const SHIFTED: bool>(
         sums: &[i32],
         q: &ChannelQuant,
         oc: usize,
@@ -173,23 +199,26 @@ mod x86 {
         // the result, taken off again in 32 bits (wrapping, exact since the result fits).
         let offset = _mm256_set1_epi64x((1i64 << 62) + (1i64 << (n - 1)));
         let count = _mm_cvtsi64_si128(n);
+        let high_count = _mm_cvtsi64_si128(if SHIFTED { n - 32 } else { 1 });
         let moved = _mm256_set1_epi32((1i64 << (62 - n)) as i32);
         let r = q.output;
-        let (low, high) = (
-            _mm256_set1_epi32(r.lo - r.zero),
-            _mm256_set1_epi32(r.hi - r.zero),
-        );
-        let zero = _mm256_set1_epi32(r.zero);
+        let zero = _mm256_set1_epi16(r.zero as i16);
+        let (low, high) = (_mm256_set1_epi8(r.lo as i8), _mm256_set1_epi8(r.hi as i8));
         let eight = |acc: __m256i| {
             let acc = _mm256_add_epi32(acc, bias);
             let even =
                 _mm256_srl_epi64(_mm256_add_epi64(_mm256_mul_epi32(acc, mult), offset), count);
-            let odd = _mm256_mul_epi32(_mm256_srli_epi64::<32>(acc), mult);
-            let odd = _mm256_srl_epi64(_mm256_add_epi64(odd, offset), count);
-            let t = _mm256_blend_epi32::<0b1010_1010>(even, _mm256_slli_epi64::<32>(odd));
-            let v = _mm256_sub_epi32(t, moved);
-            _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(v, low), high), zero)
+            let odd = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64::<32>(acc), mult), offset);
+            let odd = if SHIFTED {
+                _mm256_srl_epi64(odd, high_count)
+            } else {
+                _mm256_sll_epi64(odd, high_count)
+            };
+            _mm256_sub_epi32(_mm256_blend_epi32::<0b1010_1010>(even, odd), moved)
         };
+        // Two vectors of results as int16, saturated, with the zero point added (saturating).
+        let words = |a: __m256i, b: __m256i| _mm256_adds_epi16(_mm256_packs_epi32(a, b), zero);
+        let clamp = |bytes: __m256i| _mm256_min_epi8(_mm256_max_epi8(bytes, low), high);
         // SAFETY (the closure's callers): the 8 lanes at `i + 8k` lie inside `sums`.
         let at =
             |i: usize, k: usize| _mm256_loadu_si256(sums.as_ptr().add(i + 8 * k) as *const __m256i);
@@ -197,14 +226,10 @@ mod x86 {
         let mut i = 0;
         while i + 32 <= len {
             // SAFETY: i + 32 ≤ len, so the 32 lanes at i lie inside both slices.
-            let (a, b, c, d) = (
-                eight(at(i, 0)),
-                eight(at(i, 1)),
-                eight(at(i, 2)),
-                eight(at(i, 3)),
-            );
+            let ab = words(eight(at(i, 0)), eight(at(i, 1)));
+            let cd = words(eight(at(i, 2)), eight(at(i, 3)));
             // In-lane packing leaves the four-value groups as a0 b0 c0 d0 | a1 b1 c1 d1.
-            let bytes = _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
+            let bytes = clamp(_mm256_packs_epi16(ab, cd));
             let bytes = _mm256_permutevar8x32_epi32(bytes, order);
             _mm256_storeu_si256(out.as_mut_ptr().add(i) as *mut __m256i, bytes);
             i += 32;
@@ -212,8 +237,8 @@ mod x86 {
         if i + 16 <= len {
             // SAFETY: i + 16 ≤ len. Packing leaves the four-value groups as a0 b0 | a1 b1
             // in the low eight bytes of each lane; `order` gathers a0 a1 b0 b1.
-            let words = _mm256_packs_epi32(eight(at(i, 0)), eight(at(i, 1)));
-            let bytes = _mm256_packs_epi16(words, words);
+            let ab = words(eight(at(i, 0)), eight(at(i, 1)));
+            let bytes = clamp(_mm256_packs_epi16(ab, ab));
             let bytes = _mm256_permutevar8x32_epi32(bytes, order);
             _mm_storeu_si128(
                 out.as_mut_ptr().add(i) as *mut __m128i,
@@ -224,7 +249,7 @@ mod x86 {
         if i + 8 <= len {
             // SAFETY: i + 8 ≤ len.
             let y = eight(at(i, 0));
-            let y8 = _mm256_packs_epi16(_mm256_packs_epi32(y, y), _mm256_setzero_si256());
+            let y8 = clamp(_mm256_packs_epi16(words(y, y), _mm256_setzero_si256()));
             let word = (_mm256_cvtsi256_si32(y8) as u32 as u64)
                 | ((_mm256_extract_epi32::<4>(y8) as u32 as u64) << 32);
             core::ptr::write_unaligned(out.as_mut_ptr().add(i) as *mut u64, word.to_le());
