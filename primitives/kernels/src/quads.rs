@@ -226,7 +226,8 @@ fn pack(weights: &[i8], rows: usize, taps: usize) -> Vec<i32> {
 /// The weights of `rows` rows of `taps` as [`Source::Split`] lays them out.
 fn split_pairs(weights: &[i8], rows: usize, taps: usize) -> Vec<i32> {
     let quads = taps.div_ceil(4);
-    let mut words = vec![0i32; rows * quads * 2];
+    // Every word is written below: each row's vector part, then its remaining quads.
+    let mut words = take_spare(&SPARE_SPLIT, rows * quads * 2);
     for (row, out) in weights
         .chunks_exact(taps)
         .zip(words.chunks_exact_mut(quads * 2))
@@ -304,15 +305,7 @@ impl QuadInput {
     ) -> Self {
         let len = Self::panel_len(taps);
         let total = positions.div_ceil(COLS) * len;
-        // Outside a thread's life (its locals torn down) there is no spare: fresh bytes.
-        let mut bytes = SPARE_PANELS
-            .try_with(|spare| spare.take())
-            .unwrap_or_default();
-        if bytes.len() < total {
-            bytes.resize(total, 0);
-        } else {
-            bytes.truncate(total);
-        }
+        let mut bytes = take_spare(&SPARE_PANELS, total);
         crate::gemm::fill_panels(&mut bytes, len, COLS, parallel, fill);
         QuadInput {
             bytes,
@@ -341,27 +334,58 @@ impl Drop for QuadInput {
     /// Keeps the larger of this thread's spare and these bytes for the next panels, up to
     /// [`MAX_SPARE`].
     fn drop(&mut self) {
-        let bytes = core::mem::take(&mut self.bytes);
-        if bytes.capacity() <= MAX_SPARE {
-            // During a thread's teardown there is nowhere to keep them: they are freed.
-            let _ = SPARE_PANELS.try_with(|spare| {
-                let old = spare.take();
-                spare.set(if old.capacity() >= bytes.capacity() {
-                    old
-                } else {
-                    bytes
-                });
-            });
-        }
+        keep_spare(&SPARE_PANELS, core::mem::take(&mut self.bytes), MAX_SPARE);
     }
 }
 
 /// The most panel bytes a thread keeps between layers.
 const MAX_SPARE: usize = 32 << 20;
 
+/// The most split-weight words a thread keeps between layers (16 MiB).
+const MAX_SPARE_SPLIT: usize = 4 << 20;
+
+/// Storage kept on one thread for the next buffer of its kind.
+type Spare<T> = std::thread::LocalKey<core::cell::Cell<Vec<T>>>;
+
 std::thread_local! {
     /// The bytes of this thread's last dropped [`QuadInput`], for the next one.
     static SPARE_PANELS: core::cell::Cell<Vec<u8>> = const { core::cell::Cell::new(Vec::new()) };
+    /// The words of this thread's last dropped [`Source::Split`] weights, for the next ones.
+    static SPARE_SPLIT: core::cell::Cell<Vec<i32>> = const { core::cell::Cell::new(Vec::new()) };
+}
+
+/// `len` elements in this thread's `spare` storage where it has some: stale but initialized
+/// values, which the caller overwrites (only growth past the spare's length is zeroed).
+/// Outside a thread's life (its locals torn down) there is no spare: fresh zeros.
+fn take_spare<T: Copy + Default + 'static>(spare: &'static Spare<T>, len: usize) -> Vec<T> {
+    let mut v = spare.try_with(|s| s.take()).unwrap_or_default();
+    if v.len() < len {
+        v.resize(len, T::default());
+    } else {
+        v.truncate(len);
+    }
+    v
+}
+
+/// Keeps the larger of this thread's `spare` and `v` (if it holds at most `most` elements).
+fn keep_spare<T: 'static>(spare: &'static Spare<T>, v: Vec<T>, most: usize) {
+    if v.capacity() <= most {
+        // During a thread's teardown there is nowhere to keep it: it is freed.
+        let _ = spare.try_with(|s| {
+            let old = s.take();
+            s.set(if old.capacity() >= v.capacity() { old } else { v });
+        });
+    }
+}
+
+impl Drop for QuadWeights<'_> {
+    /// Keeps split weights' storage for this thread's next layer: allocating and zeroing it
+    /// afresh for every task of every layer was a third of MobileNetV2's memset.
+    fn drop(&mut self) {
+        if let Source::Split(words) = &mut self.source {
+            keep_spare(&SPARE_SPLIT, core::mem::take(words), MAX_SPARE_SPLIT);
+        }
+    }
 }
 
 /// Panels one tile covers: 8 rows × 3 panels keep 24 accumulators, the three panels' quads
@@ -807,6 +831,8 @@ mod tests {
                         }
                     })
                     .collect();
+                // Stale words in this thread's kept split-weight storage must not matter.
+                SPARE_SPLIT.set(vec![0x5a5a_5a5a; 2 * rows * taps + 64]);
                 let pw = QuadWeights::new(kernel, &w, rows, taps, zero);
                 assert_eq!(
                     pw.corrections,
