@@ -12,16 +12,22 @@ use smartvm_kernels::{
 };
 use support::{on_every_tile, Rng};
 
+/// What the reference's and the other backends' output buffers hold before a kernel runs: two
+/// different values, so an output byte some backend leaves unwritten shows as a mismatch (the
+/// VM hands kernels unzeroed storage).
+const REFERENCE_MARK: i8 = 0x5b;
+const BACKEND_MARK: i8 = -0x5c;
+
 /// The reference and native pooling of a random extreme input agree.
 fn pool_agrees(p: &PoolParams, seed: u64) -> Result<(), TestCaseError> {
     let mut rng = Rng(seed);
     let x: Vec<i8> = (0..p.input.elements().unwrap())
         .map(|_| rng.i8(true))
         .collect();
-    let mut a = vec![0i8; p.output.elements().unwrap() as usize];
+    let mut a = vec![REFERENCE_MARK; p.output.elements().unwrap() as usize];
     Reference.pool(p, &x, &mut a).unwrap();
     for (tile, b) in on_every_tile(|| {
-        let mut b = vec![0i8; a.len()];
+        let mut b = vec![BACKEND_MARK; a.len()];
         Native.pool(p, &x, &mut b).unwrap();
         b
     }) {
@@ -39,11 +45,11 @@ fn conv_agrees(p: &ConvParams, extreme: bool, seed: u64) -> Result<(), TestCaseE
         .collect();
     let wts: Vec<i8> = (0..p.weight_len()).map(|_| rng.i8(extreme)).collect();
     let q = rng.quant(p.output.c as usize, extreme);
-    let mut a = vec![0i8; p.output.elements().unwrap() as usize];
+    let mut a = vec![REFERENCE_MARK; p.output.elements().unwrap() as usize];
     let mut c = a.clone();
     Reference.conv(p, &x, &wts, &q, &mut a).unwrap();
     for (tile, b) in on_every_tile(|| {
-        let mut b = vec![0i8; a.len()];
+        let mut b = vec![BACKEND_MARK; a.len()];
         Native.conv(p, &x, &wts, &q, &mut b).unwrap();
         b
     }) {
@@ -193,11 +199,11 @@ proptest! {
         let mut q = rng.quant(outs, extreme);
         // The VNNI forms: -128 (no correction) and any other; 0 as ONNX's symmetric activations.
         q.input_zero = [-128, 0, q.input_zero][zero as usize];
-        let mut a = vec![0i8; outs];
+        let mut a = vec![REFERENCE_MARK; outs];
         let mut c = a.clone();
         Reference.fully_connected(&x, &wts, &q, &mut a).unwrap();
         for (tile, b) in on_every_tile(|| {
-            let mut b = vec![0i8; outs];
+            let mut b = vec![BACKEND_MARK; outs];
             Native.fully_connected(&x, &wts, &q, &mut b).unwrap();
             b
         }) {
@@ -206,7 +212,7 @@ proptest! {
         // Both packed forms on every tile (pairs in plain Rust under the portable tile).
         for packed in [PackedFc::new(&wts, n).unwrap(), PackedFc::pairs(&wts, n).unwrap()] {
             for (tile, b) in on_every_tile(|| {
-                let mut b = vec![0i8; outs];
+                let mut b = vec![BACKEND_MARK; outs];
                 Native.fully_connected_packed(&x, &wts, &packed, &q, &mut b).unwrap();
                 b
             }) {
@@ -255,7 +261,7 @@ fn short_fully_connected_rows_agree_with_the_reference() {
                     .max()
                     .unwrap_or(1);
                 q.shift.fill((largest.max(200) / 100).ilog2() as i32 - 1);
-                let mut a = vec![0i8; outs];
+                let mut a = vec![REFERENCE_MARK; outs];
                 Reference.fully_connected(&x, &wts, &q, &mut a).unwrap();
                 let distinct = a.iter().collect::<std::collections::BTreeSet<_>>().len();
                 assert!(
@@ -263,7 +269,7 @@ fn short_fully_connected_rows_agree_with_the_reference() {
                     "{n} -> {outs}: spread"
                 );
                 for (tile, b) in on_every_tile(|| {
-                    let mut b = vec![0i8; outs];
+                    let mut b = vec![BACKEND_MARK; outs];
                     Native.fully_connected(&x, &wts, &q, &mut b).unwrap();
                     b
                 }) {
@@ -316,7 +322,7 @@ fn packed_fully_connected_agrees_with_the_reference() {
             q.bias.fill(0);
             q.mult.fill(1 << 30);
             q.shift.fill((largest.max(200) / 100).ilog2() as i32 - 1);
-            let mut a = vec![0i8; outs];
+            let mut a = vec![REFERENCE_MARK; outs];
             Reference.fully_connected(&x, &wts, &q, &mut a).unwrap();
             let distinct = a.iter().collect::<std::collections::BTreeSet<_>>().len();
             assert!(
@@ -324,7 +330,7 @@ fn packed_fully_connected_agrees_with_the_reference() {
                 "{n} -> {outs}: spread"
             );
             for (tile, (b, c, packs)) in on_every_tile(|| {
-                let (mut b, mut c) = (vec![0i8; outs], vec![0i8; outs]);
+                let (mut b, mut c) = (vec![BACKEND_MARK; outs], vec![BACKEND_MARK; outs]);
                 Native
                     .fully_connected_packed(&x, &wts, &quads, &q, &mut b)
                     .unwrap();
@@ -391,11 +397,11 @@ fn threaded_layers_agree_with_the_reference() {
         // The zero point after a ReLU (-128: no correction, no weight sums) and another one.
         for zero in [-128, rng.i8(false) as i32] {
             q.input_zero = zero;
-            let mut a = vec![0i8; p.output.elements().unwrap() as usize];
+            let mut a = vec![REFERENCE_MARK; p.output.elements().unwrap() as usize];
             let mut c = a.clone();
             Reference.conv(&p, &x, &wts, &q, &mut a).unwrap();
             for (tile, b) in on_every_tile(|| {
-                let mut b = vec![0i8; a.len()];
+                let mut b = vec![BACKEND_MARK; a.len()];
                 Native.conv(&p, &x, &wts, &q, &mut b).unwrap();
                 b
             }) {
@@ -412,10 +418,10 @@ fn threaded_layers_agree_with_the_reference() {
     let mut q = rng.quant(outs, true);
     for zero in [-128, 0, 37] {
         q.input_zero = zero;
-        let mut a = vec![0i8; outs];
+        let mut a = vec![REFERENCE_MARK; outs];
         Reference.fully_connected(&x, &wts, &q, &mut a).unwrap();
         for (tile, b) in on_every_tile(|| {
-            let mut b = vec![0i8; outs];
+            let mut b = vec![BACKEND_MARK; outs];
             Native.fully_connected(&x, &wts, &q, &mut b).unwrap();
             b
         }) {
@@ -440,10 +446,10 @@ fn threaded_layers_agree_with_the_reference() {
         let x: Vec<i8> = (0..p.input.elements().unwrap())
             .map(|_| rng.i8(true))
             .collect();
-        let mut a = vec![0i8; p.output.elements().unwrap() as usize];
+        let mut a = vec![REFERENCE_MARK; p.output.elements().unwrap() as usize];
         Reference.pool(&p, &x, &mut a).unwrap();
         for (tile, b) in on_every_tile(|| {
-            let mut b = vec![0i8; a.len()];
+            let mut b = vec![BACKEND_MARK; a.len()];
             Native.pool(&p, &x, &mut b).unwrap();
             b
         }) {
@@ -563,8 +569,8 @@ fn a_depth_one_input_with_depth_padding_is_computed_not_a_panic() {
         };
         let x = vec![7i8; c as usize];
         let w = vec![3i8; c as usize];
-        let mut a = vec![0i8; 27];
-        let mut b = vec![0i8; 27];
+        let mut a = vec![REFERENCE_MARK; 27];
+        let mut b = vec![BACKEND_MARK; 27];
         Reference.conv(&p, &x, &w, &q, &mut a).unwrap();
         Native.conv(&p, &x, &w, &q, &mut b).unwrap();
         let mut s: Vec<i8> = a.iter().map(|v| !v).collect();
@@ -602,8 +608,8 @@ fn a_depth_one_output_that_reads_only_depth_padding_is_the_bias() {
     };
     let x: Vec<i8> = (0..2500).map(|i| (i % 97) as i8 - 40).collect();
     let w = vec![3i8, -7];
-    let mut a = vec![0i8; 8];
-    let mut b = vec![0i8; 8];
+    let mut a = vec![REFERENCE_MARK; 8];
+    let mut b = vec![BACKEND_MARK; 8];
     Reference.conv(&p, &x, &w, &q, &mut a).unwrap();
     Native.conv(&p, &x, &w, &q, &mut b).unwrap();
     let mut c: Vec<i8> = a.iter().map(|v| !v).collect();
@@ -650,12 +656,12 @@ fn large_depthwise_windows_agree() {
         q.shift.fill(13);
         q.bias.fill(0);
         q.output.zero = 0;
-        let mut a = vec![0i8; p.output.elements().unwrap() as usize];
+        let mut a = vec![REFERENCE_MARK; p.output.elements().unwrap() as usize];
         Reference.conv(&p, &x, &wts, &q, &mut a).unwrap();
         let saturated = a.iter().filter(|v| **v == -128 || **v == 127).count();
         assert!(4 * saturated < a.len(), "most outputs are not saturated");
         for (tile, b) in on_every_tile(|| {
-            let mut b = vec![0i8; a.len()];
+            let mut b = vec![BACKEND_MARK; a.len()];
             Native.conv(&p, &x, &wts, &q, &mut b).unwrap();
             b
         }) {
@@ -689,10 +695,10 @@ fn position_split_layers_agree_at_every_boundary() {
         q.mult.fill(1 << 30);
         q.shift.fill(10);
         q.output.zero = 0;
-        let mut a = vec![0i8; p.output.elements().unwrap() as usize];
+        let mut a = vec![REFERENCE_MARK; p.output.elements().unwrap() as usize];
         Reference.conv(&p, &x, &wts, &q, &mut a).unwrap();
         for (tile, b) in on_every_tile(|| {
-            let mut b = vec![0i8; a.len()];
+            let mut b = vec![BACKEND_MARK; a.len()];
             Native.conv(&p, &x, &wts, &q, &mut b).unwrap();
             b
         }) {
@@ -745,7 +751,7 @@ fn elementwise_add_and_mul_are_exact_at_the_most_negative_shifts() {
                     let want_add = finish((dx + dz) * mult as i128);
                     let want_mul = finish(dx * dz * mult as i128);
                     for (tile, (sum, product)) in on_every_tile(|| {
-                        let (mut s, mut p) = (vec![0i8; 19], vec![0i8; 19]);
+                        let (mut s, mut p) = (vec![REFERENCE_MARK; 19], vec![BACKEND_MARK; 19]);
                         elementwise::add(&a, &b, &add, &mut s).unwrap();
                         elementwise::mul(&a, &b, &mul, &mut p).unwrap();
                         (s, p)
@@ -801,7 +807,7 @@ proptest! {
         let want_mul: Vec<i8> = a.iter().zip(&b).map(|(x, z)| finish(
             (*x as i128 - mul.a_zero as i128) * (*z as i128 - mul.b_zero as i128) * mul.mult as i128)).collect();
         for (tile, (sum, product)) in on_every_tile(|| {
-            let (mut s, mut p) = (vec![0i8; len], vec![0i8; len]);
+            let (mut s, mut p) = (vec![REFERENCE_MARK; len], vec![BACKEND_MARK; len]);
             elementwise::add(&a, &b, &add, &mut s).unwrap();
             elementwise::mul(&a, &b, &mul, &mut p).unwrap();
             (s, p)

@@ -97,7 +97,7 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
     ) -> Result<(), ErrorKind> {
         let len = elements(&shape)?;
         self.buffer.reserve(len)?;
-        let mut out = self.buffer.zeroed(len as usize);
+        let mut out = self.buffer.for_output(len as usize);
         compute(self, &mut out)?;
         self.buffer.replace(inputs, Frame { shape, data: out })
     }
