@@ -373,7 +373,11 @@ fn keep_spare<T: 'static>(spare: &'static Spare<T>, v: Vec<T>, most: usize) {
         // During a thread's teardown there is nowhere to keep it: it is freed.
         let _ = spare.try_with(|s| {
             let old = s.take();
-            s.set(if old.capacity() >= v.capacity() { old } else { v });
+            s.set(if old.capacity() >= v.capacity() {
+                old
+            } else {
+                v
+            });
         });
     }
 }

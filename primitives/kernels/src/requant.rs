@@ -134,7 +134,9 @@ mod x86 {
         // The scale's admitted ranges (what parsing checks), shift ≥ 0: the rounded product
         // fits int32; and an int8 output range (also checked at parsing): the clamp is int8.
         let r = q.output;
-        let int8 = [r.zero, r.lo, r.hi].iter().all(|v| i8::try_from(*v).is_ok());
+        let int8 = [r.zero, r.lo, r.hi]
+            .iter()
+            .all(|v| i8::try_from(*v).is_ok());
         if q.mult[oc] >= 0 && (0..=crate::arith::MAX_SHIFT).contains(&q.shift[oc]) && int8 {
             return requantize_row_narrow(sums, q, oc, less, out);
         }
@@ -208,7 +210,8 @@ mod x86 {
             let acc = _mm256_add_epi32(acc, bias);
             let even =
                 _mm256_srl_epi64(_mm256_add_epi64(_mm256_mul_epi32(acc, mult), offset), count);
-            let odd = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64::<32>(acc), mult), offset);
+            let odd =
+                _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64::<32>(acc), mult), offset);
             let odd = if SHIFTED {
                 _mm256_srl_epi64(odd, high_count)
             } else {
