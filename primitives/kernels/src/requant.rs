@@ -258,7 +258,9 @@ mod x86 {
             core::ptr::write_unaligned(out.as_mut_ptr().add(i) as *mut u64, word.to_le());
             i += 8;
         }
-        requantize_row_scalar(&sums[i..len], q, oc, less, &mut out[i..len]);
+        if i < len {
+            requantize_row_scalar(&sums[i..len], q, oc, less, &mut out[i..len]);
+        }
     }
 
     /// [`requantize_channels_scalar`] eight lanes at a time.
