@@ -108,6 +108,13 @@ pub fn inference<T: Config>() -> Vec<Allocation> {
             largest: buffer,
             peak: 2 * class(buffer),
         },
+        // Dropped frames kept for later layers' outputs: separate allocations, each wasting
+        // up to half its class, as the frames.
+        Allocation {
+            what: "Buffer spares: dropped frames kept for reuse (up to the peak, 4 MiB)",
+            largest: smartvm_vm::Buffer::most_spare_bytes(buffer),
+            peak: 2 * class(smartvm_vm::Buffer::most_spare_bytes(buffer)),
+        },
         fixed(
             "one layer's weights gathered from storage (VM weight_chunk)",
             vm.weight_chunk as u64

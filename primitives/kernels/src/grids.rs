@@ -376,7 +376,10 @@ mod x86 {
             [_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v)]
         };
         // Input column `x` is padded column `x + pw`: phase `(x + pw) % 2`, cell `(x + pw) / 2`.
-        let (even_at, odd_at) = ((pw % 2) * grid_len + pw / 2, (1 - pw % 2) * grid_len + (1 + pw) / 2);
+        let (even_at, odd_at) = (
+            (pw % 2) * grid_len + pw / 2,
+            (1 - pw % 2) * grid_len + (1 + pw) / 2,
+        );
         for (ih, (row, grid_row)) in shape.rows(p, plane).enumerate() {
             let src = plane.as_ptr().add(ih * width);
             let (even, odd) = (grid_row + even_at, grid_row + odd_at);

@@ -66,7 +66,7 @@ const SPARE_FRAMES: usize = 8;
 /// Bytes the spares may always hold outside the limit.
 const SPARE_BYTES: usize = 512 * 1024;
 /// Most bytes the spares hold outside the limit, however large the program's peak.
-const MAX_SPARE_BYTES: usize = 8 << 20;
+const MAX_SPARE_BYTES: usize = 4 << 20;
 
 impl Buffer {
     /// An empty Buffer with a byte limit and a frame limit.
@@ -203,10 +203,16 @@ impl Buffer {
     }
 
     /// Bytes the spares may hold: 512 KiB, or as many as the program once held live (its
-    /// peak), up to 8 MiB. A model's large feature maps are then reused from layer to layer,
+    /// peak), up to 4 MiB. A model's large feature maps are then reused from layer to layer,
     /// and no program holds more than twice the memory it was charged for.
     fn spare_bound(&self) -> usize {
         SPARE_BYTES.max((self.peak as usize).min(MAX_SPARE_BYTES))
+    }
+
+    /// The most bytes of dropped frames a Buffer of byte limit `limit` keeps for reuse, outside
+    /// the limit (for the runtime's memory budget): its peak is within the limit.
+    pub fn most_spare_bytes(limit: u64) -> u64 {
+        (SPARE_BYTES as u64).max(limit.min(MAX_SPARE_BYTES as u64))
     }
 
     /// Bytes the kept storage holds.
@@ -369,7 +375,7 @@ mod tests {
     }
 
     #[test]
-    fn spares_hold_at_most_the_peak_and_never_past_eight_mib() {
+    fn spares_hold_at_most_the_peak_and_never_past_four_mib() {
         // A program that held one 600 KB frame at a time keeps one such frame.
         let mut b = Buffer::new(1 << 26, 64);
         for _ in 0..3 {
@@ -377,7 +383,7 @@ mod tests {
             b.discard().unwrap();
         }
         assert_eq!(b.spare_bytes(), 600_000);
-        // A frame past 8 MiB is never kept.
+        // A frame past 4 MiB is never kept.
         b.push(frame(&vec![1; MAX_SPARE_BYTES + 1])).unwrap();
         b.discard().unwrap();
         assert_eq!(b.spare_bytes(), 600_000);
@@ -401,7 +407,7 @@ mod tests {
         let kept = b.spare[0].as_ptr();
         let reused = b.for_output(900_000);
         assert_eq!(reused.as_ptr(), kept, "the oldest fitting spare is reused");
-        // And one that held 40 MB keeps no more than 8 MiB.
+        // And one that held 40 MB keeps no more than 4 MiB.
         let mut b = Buffer::new(1 << 26, 64);
         for _ in 0..20 {
             b.push(frame(&vec![1; 2_000_000])).unwrap();
@@ -410,6 +416,7 @@ mod tests {
             b.discard().unwrap();
         }
         assert!(b.spare_bytes() <= MAX_SPARE_BYTES);
-        assert_eq!(b.spare.len(), 4);
+        assert_eq!(b.spare.len(), 2);
+        assert!(b.spare_bytes() as u64 <= Buffer::most_spare_bytes(1 << 26));
     }
 }
