@@ -62,7 +62,7 @@ fn take_spare(spare: &mut Vec<Vec<i8>>, len: usize) -> Vec<i8> {
 }
 
 /// Most dropped frames kept for reuse.
-const SPARE_FRAMES: usize = 8;
+const SPARE_FRAMES: usize = 32;
 /// Bytes the spares may always hold outside the limit.
 const SPARE_BYTES: usize = 512 * 1024;
 /// Most bytes the spares hold outside the limit, however large the program's peak.
@@ -202,17 +202,37 @@ impl Buffer {
         Ok(())
     }
 
-    /// Bytes the spares may hold: 512 KiB, or as many as the program once held live (its
-    /// peak), up to 4 MiB. A model's large feature maps are then reused from layer to layer,
-    /// and no program holds more than twice the memory it was charged for.
+    /// Bytes the spares may hold: 512 KiB, or twice as many as the program once held live
+    /// (its peak), up to 4 MiB. A model's feature maps of every size are then reused from
+    /// layer to layer (with the peak alone, MobileNetV2's largest maps crowded out the rest),
+    /// and no program holds more than three times the memory it was charged for.
     fn spare_bound(&self) -> usize {
-        SPARE_BYTES.max((self.peak as usize).min(MAX_SPARE_BYTES))
+        SPARE_BYTES.max((2 * self.peak as usize).min(MAX_SPARE_BYTES))
     }
 
     /// The most bytes of dropped frames a Buffer of byte limit `limit` keeps for reuse, outside
     /// the limit (for the runtime's memory budget): its peak is within the limit.
     pub fn most_spare_bytes(limit: u64) -> u64 {
         (SPARE_BYTES as u64).max(limit.min(MAX_SPARE_BYTES as u64))
+    }
+
+    /// Takes `spares` (another Buffer's kept storage) as its own, within the most any Buffer
+    /// keeps (32 frames, 4 MiB): the first ones that fit.
+    pub(crate) fn adopt_spares(&mut self, spares: Vec<Vec<i8>>) {
+        let mut bytes = 0;
+        self.spare = spares
+            .into_iter()
+            .filter(|v| {
+                bytes += v.capacity();
+                bytes <= MAX_SPARE_BYTES
+            })
+            .take(SPARE_FRAMES)
+            .collect();
+    }
+
+    /// Gives up its kept storage (for [`Buffer::adopt_spares`]).
+    pub(crate) fn take_spares(&mut self) -> Vec<Vec<i8>> {
+        core::mem::take(&mut self.spare)
     }
 
     /// Bytes the kept storage holds.
@@ -362,10 +382,10 @@ mod tests {
     #[test]
     fn a_frame_never_holds_much_more_than_its_bytes() {
         let mut b = Buffer::new(1 << 20, 16);
-        for _ in 0..SPARE_FRAMES {
+        for _ in 0..8 {
             b.push(frame(&[1; 60_000])).unwrap();
         }
-        for _ in 0..SPARE_FRAMES {
+        for _ in 0..8 {
             b.discard().unwrap();
         }
         // 60 KB of spare storage is not handed to a 10-byte frame, nor to a 20 KB one.
@@ -375,18 +395,30 @@ mod tests {
     }
 
     #[test]
-    fn spares_hold_at_most_the_peak_and_never_past_four_mib() {
-        // A program that held one 600 KB frame at a time keeps one such frame.
+    fn adopted_spares_stay_within_the_frame_count_and_four_mib() {
+        let mut b = Buffer::new(1 << 26, 64);
+        b.adopt_spares(vec![vec![0; 1 << 20]; 6]);
+        assert_eq!(b.spare.len(), 4);
+        assert!(b.spare_bytes() <= MAX_SPARE_BYTES);
+        b.adopt_spares(vec![vec![0; 100]; SPARE_FRAMES + 8]);
+        assert_eq!(b.spare.len(), SPARE_FRAMES);
+        assert_eq!(b.take_spares().len(), SPARE_FRAMES);
+        assert!(b.spare.is_empty());
+    }
+
+    #[test]
+    fn spares_hold_at_most_twice_the_peak_and_never_past_four_mib() {
+        // A program that held one 600 KB frame at a time keeps two such frames.
         let mut b = Buffer::new(1 << 26, 64);
         for _ in 0..3 {
             b.push(frame(&vec![1; 600_000])).unwrap();
             b.discard().unwrap();
         }
-        assert_eq!(b.spare_bytes(), 600_000);
+        assert_eq!(b.spare_bytes(), 1_200_000);
         // A frame past 4 MiB is never kept.
         b.push(frame(&vec![1; MAX_SPARE_BYTES + 1])).unwrap();
         b.discard().unwrap();
-        assert_eq!(b.spare_bytes(), 600_000);
+        assert_eq!(b.spare_bytes(), 1_200_000);
         let mut b = Buffer::new(1 << 26, 64);
         for _ in 0..2 * SPARE_FRAMES {
             b.push(frame(&[1; 100])).unwrap();
@@ -395,15 +427,19 @@ mod tests {
             b.discard().unwrap();
         }
         assert_eq!(b.spare.len(), SPARE_FRAMES);
-        // One that held 3 MB live keeps up to 3 MB: a large feature map is reused.
+        // One that held 2 MB live keeps up to 4 MB: large feature maps are reused.
         let mut b = Buffer::new(1 << 26, 64);
-        for _ in 0..3 {
+        for _ in 0..2 {
             b.push(frame(&vec![1; 1_000_000])).unwrap();
         }
-        for _ in 0..3 {
+        for _ in 0..2 {
             b.discard().unwrap();
         }
-        assert_eq!(b.spare_bytes(), 3_000_000);
+        b.push(frame(&vec![1; 1_000_000])).unwrap();
+        b.push(frame(&vec![1; 1_000_000])).unwrap();
+        b.discard().unwrap();
+        b.discard().unwrap();
+        assert_eq!(b.spare_bytes(), 4_000_000);
         let kept = b.spare[0].as_ptr();
         let reused = b.for_output(900_000);
         assert_eq!(reused.as_ptr(), kept, "the oldest fitting spare is reused");

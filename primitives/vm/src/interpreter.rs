@@ -515,6 +515,7 @@ pub fn execute_slice_packed<K: Kernels, W: WeightSource>(
             instructions = s.instructions;
         }
     }
+    m.buffer.adopt_spares(m.packed.take_frames());
     let slicing = slice_gas != u64::MAX;
     if slicing {
         m.meter.slice_end = m.meter.used.saturating_add(slice_gas);
@@ -563,6 +564,7 @@ pub fn execute_slice_packed<K: Kernels, W: WeightSource>(
             Err(kind) => break Err((pc, kind)),
         }
     };
+    m.packed.keep_frames(m.buffer.take_spares());
     match result {
         // Only a sliced run undoes a stopped instruction: without a slice's end, a source that
         // refuses a read for its budget faults the run (`SliceEnd`) rather than pausing it.

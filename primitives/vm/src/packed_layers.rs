@@ -29,15 +29,29 @@ const MAX_TOTAL_BYTES: usize = 8 << 20;
 /// Layers seen once that are remembered, waiting for a second run.
 const MAX_SEEN: usize = 64;
 
-/// Fully-connected layers seen once, and those packed, of one program on one weight source.
+/// Fully-connected layers seen once, and those packed, of one program on one weight source;
+/// and the storage of the feature maps the last execution dropped, for the next one's.
 #[derive(Default)]
 pub struct PackedLayers {
     seen: Vec<LayerKey>,
     packed: Vec<(LayerKey, Rc<PackedFc>)>,
     bytes: usize,
+    frames: Vec<Vec<i8>>,
 }
 
 impl PackedLayers {
+    /// The frame storage the last execution left (see [`crate::Buffer`]'s kept frames): a run
+    /// that starts with it writes its layers' outputs into memory already in use, where a
+    /// fresh Buffer zeroed about half of MobileNetV2's outputs' bytes on one thread.
+    pub(crate) fn take_frames(&mut self) -> Vec<Vec<i8>> {
+        core::mem::take(&mut self.frames)
+    }
+
+    /// Keeps an execution's frame storage for the next one.
+    pub(crate) fn keep_frames(&mut self, frames: Vec<Vec<i8>>) {
+        self.frames = frames;
+    }
+
     /// The packed form of the layer `key` if it ran before in this execution and the backend
     /// packs it (packing it now at its second run); `None` for a first run, a layer too large,
     /// or once the bounds are reached.

@@ -142,3 +142,31 @@ fn weight_pack_and_read_ahead_change_nothing_but_speed() {
         assert_eq!(ahead, plain);
     }
 }
+
+/// Runs that share a `PackedLayers` hand each other the Buffer's kept frames, so a later run's
+/// layers write into storage holding an earlier run's feature maps: every input still gives
+/// numpy's logits, in any order (debug builds mark that storage first, too).
+#[test]
+fn runs_sharing_kept_frames_give_the_numpy_logits() {
+    use smartvm_vm::{execute_slice_packed, PackedLayers, Progress, Start};
+    let (blocks, inputs, expected) = fixtures();
+    let cnn = load("lenet5.sasm", &blocks);
+    let mut packed = PackedLayers::default();
+    for i in [0, 1, 2, 3, 2, 0, 3, 1] {
+        let done = execute_slice_packed(
+            &cnn,
+            Start::Input(&inputs[i]),
+            &BlockList(&blocks),
+            &Native,
+            &Config::default(),
+            u64::MAX,
+            u64::MAX,
+            &mut packed,
+        )
+        .expect("runs");
+        let Progress::Done(out) = done else {
+            panic!("an unsliced run finishes")
+        };
+        assert_eq!(out.output, expected[i], "input {i}");
+    }
+}
