@@ -378,7 +378,7 @@ mod x86 {
         // Input column `x` is padded column `x + pw`: phase `(x + pw) % 2`, cell `(x + pw) / 2`.
         let (even_at, odd_at) = (
             (pw % 2) * grid_len + pw / 2,
-            (1 - pw % 2) * grid_len + (1 + pw) / 2,
+            (1 - pw % 2) * grid_len + pw.div_ceil(2),
         );
         for (ih, (row, grid_row)) in shape.rows(p, plane).enumerate() {
             let src = plane.as_ptr().add(ih * width);
