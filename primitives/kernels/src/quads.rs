@@ -780,6 +780,27 @@ mod tests {
     use super::*;
     use crate::tile::Tile;
 
+    /// `len` bytes, every `every`-th the extreme `edge`, the rest spread by `step` over 0..=255.
+    fn spread(len: usize, every: usize, edge: u8, step: usize) -> Vec<u8> {
+        (0..len)
+            .map(|i| {
+                if i % every == 0 {
+                    edge
+                } else {
+                    (i * step % 256) as u8
+                }
+            })
+            .collect()
+    }
+
+    /// [`spread`] as int8.
+    fn spread_i8(len: usize, every: usize, edge: i8, step: usize) -> Vec<i8> {
+        spread(len, every, edge as u8, step)
+            .into_iter()
+            .map(|b| b as i8)
+            .collect()
+    }
+
     fn kernels_here() -> Vec<QuadKernel> {
         let mut k = vec![QuadKernel::Emulated, QuadKernel::AmxEmulated];
         if Tile::Avx2.supported() {
@@ -817,24 +838,8 @@ mod tests {
                 (33, 64, 16, 0),
                 (70, 27, 97, -77),
             ] {
-                let w: Vec<i8> = (0..rows * taps)
-                    .map(|i| {
-                        if i % 3 == 0 {
-                            -128
-                        } else {
-                            (i * 37 % 255) as i8
-                        }
-                    })
-                    .collect();
-                let x: Vec<i8> = (0..taps * positions)
-                    .map(|i| {
-                        if i % 5 == 0 {
-                            -128
-                        } else {
-                            (i * 53 % 256) as u8 as i8
-                        }
-                    })
-                    .collect();
+                let w = spread_i8(rows * taps, 3, -128, 37);
+                let x = spread_i8(taps * positions, 5, -128, 53);
                 // Stale words in this thread's kept split-weight storage must not matter.
                 SPARE_SPLIT.set(vec![0x5a5a_5a5a; 2 * rows * taps + 64]);
                 let pw = QuadWeights::new(kernel, &w, rows, taps, zero);
@@ -889,24 +894,8 @@ mod tests {
     #[test]
     fn the_portable_split_tile_matches_direct_sums() {
         for (rows, taps) in [(8, 1), (8, 7), (5, 64), (8, 99)] {
-            let w: Vec<i8> = (0..rows * taps)
-                .map(|i| {
-                    if i % 3 == 0 {
-                        -128
-                    } else {
-                        (i * 37 % 256) as u8 as i8
-                    }
-                })
-                .collect();
-            let x: Vec<u8> = (0..taps * COLS)
-                .map(|i| {
-                    if i % 5 == 0 {
-                        255
-                    } else {
-                        (i * 53 % 256) as u8
-                    }
-                })
-                .collect();
+            let w = spread_i8(rows * taps, 3, -128, 37);
+            let x = spread(taps * COLS, 5, 255, 53);
             let pw = QuadWeights::new(QuadKernel::Avx2, &w, rows, taps, -128);
             let px = QuadInput::build(taps, COLS, false, |_, panel| {
                 panel.fill(0);
