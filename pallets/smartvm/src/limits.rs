@@ -111,7 +111,7 @@ pub fn inference<T: Config>() -> Vec<Allocation> {
         // Dropped frames kept for later layers' outputs: separate allocations, each wasting
         // up to half its class, as the frames.
         Allocation {
-            what: "Buffer spares: dropped frames kept for reuse (up to the peak, 4 MiB)",
+            what: "Buffer spares: dropped frames kept for reuse (twice the peak, 4 MiB)",
             largest: smartvm_vm::Buffer::most_spare_bytes(buffer),
             peak: 2 * class(smartvm_vm::Buffer::most_spare_bytes(buffer)),
         },

@@ -211,18 +211,19 @@ impl Buffer {
     }
 
     /// The most bytes of dropped frames a Buffer of byte limit `limit` keeps for reuse, outside
-    /// the limit (for the runtime's memory budget): its peak is within the limit.
+    /// the limit (for the runtime's memory budget): its peak is within the limit, so its
+    /// spares within twice that, and never past 4 MiB.
     pub fn most_spare_bytes(limit: u64) -> u64 {
-        (SPARE_BYTES as u64).max(limit.min(MAX_SPARE_BYTES as u64))
+        (SPARE_BYTES as u64).max(limit.saturating_mul(2).min(MAX_SPARE_BYTES as u64))
     }
 
     /// Takes `spares` (another Buffer's kept storage) as its own, within the most any Buffer
-    /// keeps (32 frames, 4 MiB): the first ones that fit.
+    /// keeps (32 frames, 4 MiB): the leading ones that fit.
     pub(crate) fn adopt_spares(&mut self, spares: Vec<Vec<i8>>) {
         let mut bytes = 0;
         self.spare = spares
             .into_iter()
-            .filter(|v| {
+            .take_while(|v| {
                 bytes += v.capacity();
                 bytes <= MAX_SPARE_BYTES
             })
@@ -454,5 +455,8 @@ mod tests {
         assert!(b.spare_bytes() <= MAX_SPARE_BYTES);
         assert_eq!(b.spare.len(), 2);
         assert!(b.spare_bytes() as u64 <= Buffer::most_spare_bytes(1 << 26));
+        // A Buffer whose limit is 1 MB may keep twice that, as the 600 KB case above shows.
+        assert_eq!(Buffer::most_spare_bytes(1_000_000), 2_000_000);
+        assert_eq!(Buffer::most_spare_bytes(1_000), SPARE_BYTES as u64);
     }
 }
