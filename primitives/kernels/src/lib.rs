@@ -13,6 +13,8 @@ extern crate alloc;
 #[cfg(feature = "std")]
 pub mod amx;
 mod arith;
+#[cfg(feature = "std")]
+mod byte_pairs;
 pub mod elementwise;
 #[cfg(feature = "std")]
 mod fc;

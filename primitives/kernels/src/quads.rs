@@ -14,6 +14,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::amx::TileWeights;
+use crate::byte_pairs::{byte_pairs, maddubs_lane, BytePairs, Fix};
 
 /// Output rows (channels) of one packed weight block.
 pub const ROWS: usize = 8;
@@ -33,11 +34,12 @@ pub enum QuadKernel {
     Amx,
     /// The AMX tiles' layout and steps in plain Rust: checks them on any CPU.
     AmxEmulated,
-    /// AVX2 without VNNI: each quad's even and odd input bytes, widened to int16 in the
-    /// register, meet weights split the same way at packing time, so two `vpmaddwd` give the
-    /// lane what one `vpdpbusd` would (every product and pair sum is exact in int32). The u8
-    /// panels are half the bytes of the int16 pairs and share the quad tiles' unfolding and
-    /// fused requantization. Used for convolutions only: fully connected rows stay int16.
+    /// AVX2 without VNNI, on the u8 panels of the quad tiles (their unfolding and fused
+    /// requantization). Weights go in one of two layouts ([`Avx2Form`]): as bytes whose pairs
+    /// `vpmaddubsw` sums without saturating, the few other pairs halved and their remainders
+    /// added as fixes ([`crate::byte_pairs`]); or, where too many pairs need fixes, split into
+    /// int16 pairs of even and odd taps that two `vpmaddwd` multiply. Both give the lane what
+    /// one `vpdpbusd` would. Used for convolutions only: fully connected rows stay int16.
     Avx2,
 }
 
@@ -63,6 +65,32 @@ impl QuadKernel {
         Self::for_active_tile().filter(|k| *k != QuadKernel::Avx2)
     }
 }
+
+/// How [`QuadKernel::Avx2`] lays out its weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Avx2Form {
+    /// Bytes with fixes for rows of at least [`MIN_BYTE_TAPS`] taps where at most one quad in
+    /// [`MOST_FIXED`] needs a fix; split otherwise.
+    Chosen,
+    /// Bytes for `vpmaddubsw`, with fixes for the pairs it would saturate on.
+    Bytes,
+    /// Even and odd int16 pairs for `vpmaddwd`.
+    Split,
+}
+
+/// Shortest rows that [`Avx2Form::Chosen`] lays out as bytes. Both loops issue the same
+/// multiplies per product (two `vpmaddwd`, or a `vpmaddubsw` and a `vpmaddwd`, per 32), which
+/// bound them on this class of CPU; the byte loop saves adds and the splitting, a tenth of the
+/// loop, and pays for its fixes and for laying the weights out. That wins on long rows with
+/// few fixes (AlexNet 10.1 → 9.3 ms, ResNet-18 20.0 → 17.9 on an AVX2-only AMD EPYC) and lost
+/// on MobileNetV2's short 1 × 1 rows, whose folded batch norms need fixes for 10–30% of quads
+/// (6.15 → 6.5 ms with rows of 128 taps and one fix in eight allowed).
+pub const MIN_BYTE_TAPS: usize = 512;
+
+/// Above one fixed quad in this many, [`Avx2Form::Chosen`] keeps the split layout. Trained
+/// convolutions with long rows need fixes for 1.5–5% of their quads; weights built to need
+/// them everywhere get the split loop, as before the byte loop existed.
+pub const MOST_FIXED: usize = 16;
 
 /// The zero point's correction applies to `x' = x + 128`; valid for int8 zero points only.
 pub fn zero_fits(zero: i32) -> bool {
@@ -91,12 +119,28 @@ enum Source<'a> {
     /// end) as the int16 pairs `(w0, w2)` and `(w1, w3)`, words `2 · (r · quads + q)` and
     /// the one after.
     Split(Vec<i32>),
+    /// For [`QuadKernel::Avx2`]: exact `vpmaddubsw` quads, row `r`'s quad `q` at word
+    /// `r · quads + q`, and each row's fixes.
+    Bytes(BytePairs),
 }
 
 impl<'a> QuadWeights<'a> {
     /// The quad view of `rows` rows of `taps` weights (row-major) for inputs of zero point
     /// `zero`, laid out for `kernel`.
     pub fn new(kernel: QuadKernel, weights: &'a [i8], rows: usize, taps: usize, zero: i32) -> Self {
+        Self::with_form(kernel, Avx2Form::Chosen, weights, rows, taps, zero)
+    }
+
+    /// [`QuadWeights::new`] with [`QuadKernel::Avx2`]'s layout chosen by `form` (tests and
+    /// benchmarks pin each one; other kernels ignore it).
+    pub fn with_form(
+        kernel: QuadKernel,
+        form: Avx2Form,
+        weights: &'a [i8],
+        rows: usize,
+        taps: usize,
+        zero: i32,
+    ) -> Self {
         let weights = &weights[..rows * taps];
         let quads = taps.div_ceil(4);
         // Inputs after a ReLU mostly have the zero point -128: no correction, so no pass over
@@ -112,7 +156,7 @@ impl<'a> QuadWeights<'a> {
         let source = if matches!(kernel, QuadKernel::Amx | QuadKernel::AmxEmulated) {
             Source::Tiles(TileWeights::new(weights, rows, taps))
         } else if kernel == QuadKernel::Avx2 {
-            Source::Split(split_pairs(weights, rows, taps))
+            avx2_source(form, weights, rows, taps)
         } else if taps.is_multiple_of(4) {
             Source::Rows(weights, taps)
         } else {
@@ -126,24 +170,31 @@ impl<'a> QuadWeights<'a> {
         }
     }
 
+    /// Whether [`QuadKernel::Avx2`] runs these weights as bytes with fixes.
+    pub fn avx2_bytes(&self) -> bool {
+        matches!(self.source, Source::Bytes(_))
+    }
+
     /// Where the rows of block `block` start, and the bytes from one quad to the next. Rows
     /// past the last one (in a part block) repeat the block's first row: their sums are
     /// discarded.
     fn block(&self, block: usize) -> Block<'_> {
         let first = block * ROWS;
+        let row_of = |r: usize| {
+            if first + r < self.rows {
+                first + r
+            } else {
+                first
+            }
+        };
         match &self.source {
             Source::Rows(w, taps) => Block {
                 bytes: as_u8(w),
-                starts: core::array::from_fn(|r| {
-                    (if first + r < self.rows {
-                        first + r
-                    } else {
-                        first
-                    }) * taps
-                }),
+                starts: core::array::from_fn(|r| row_of(r) * taps),
                 step: 4,
                 width: 4,
                 quads: self.quads,
+                fixes: None,
             },
             Source::Packed(words) => Block {
                 bytes: words_as_bytes(words),
@@ -151,20 +202,23 @@ impl<'a> QuadWeights<'a> {
                 step: 4 * ROWS,
                 width: 4,
                 quads: self.quads,
+                fixes: None,
             },
             Source::Split(words) => Block {
                 bytes: words_as_bytes(words),
-                starts: core::array::from_fn(|r| {
-                    let row = if first + r < self.rows {
-                        first + r
-                    } else {
-                        first
-                    };
-                    row * self.quads * 8
-                }),
+                starts: core::array::from_fn(|r| row_of(r) * self.quads * 8),
                 step: 8,
                 width: 8,
                 quads: self.quads,
+                fixes: None,
+            },
+            Source::Bytes(pairs) => Block {
+                bytes: words_as_bytes(&pairs.words),
+                starts: core::array::from_fn(|r| row_of(r) * self.quads * 4),
+                step: 4,
+                width: 4,
+                quads: self.quads,
+                fixes: Some(pairs),
             },
             Source::Tiles(_) => unreachable!("AMX weights go through crate::amx"),
         }
@@ -172,7 +226,9 @@ impl<'a> QuadWeights<'a> {
 }
 
 /// The weights of one block of rows: quad `q` of row `r` is the `width` bytes at
-/// `starts[r] + q · step` (four int8 weights, or for [`Source::Split`] their two int16 pairs).
+/// `starts[r] + q · step` (four int8 weights, or for [`Source::Split`] their two int16 pairs),
+/// and for [`Source::Bytes`] row `r` adds [`Block::fixes`] after its quads. Under
+/// [`QuadKernel::Avx2`] a width of 4 means bytes, 8 the split pairs.
 #[derive(Clone, Copy)]
 struct Block<'a> {
     bytes: &'a [u8],
@@ -180,13 +236,28 @@ struct Block<'a> {
     step: usize,
     width: usize,
     quads: usize,
+    fixes: Option<&'a BytePairs>,
 }
 
 impl Block<'_> {
-    /// Whether every quad of every row lies inside `bytes`: what the SIMD tiles rely on.
+    /// Whether every quad of every row lies inside `bytes`: what the SIMD tiles rely on (with
+    /// every fix's quad below `quads`, which [`avx2_source`] checks once).
     fn in_bounds(&self) -> bool {
         let span = (self.quads.max(1) - 1) * self.step + self.width;
         self.starts.iter().all(|s| s + span <= self.bytes.len())
+    }
+
+    /// Row `r`'s fixes: none but for [`Source::Bytes`], whose row `r` starts at byte
+    /// `row · quads · 4`.
+    #[inline(always)]
+    fn fixes(&self, r: usize) -> &[Fix] {
+        match self.fixes {
+            Some(pairs) if self.quads > 0 => {
+                let row = self.starts[r] / (4 * self.quads);
+                &pairs.fixes[pairs.firsts[row] as usize..pairs.firsts[row + 1] as usize]
+            }
+            _ => &[],
+        }
     }
 
     /// Quad `q` of row `r` as one word.
@@ -221,6 +292,29 @@ fn pack(weights: &[i8], rows: usize, taps: usize) -> Vec<i32> {
         }
     }
     words
+}
+
+/// [`QuadKernel::Avx2`]'s weights as `form` asks: for [`Avx2Form::Chosen`], bytes unless more
+/// than one quad in [`MOST_FIXED`] needs a fix.
+fn avx2_source(form: Avx2Form, weights: &[i8], rows: usize, taps: usize) -> Source<'static> {
+    if form == Avx2Form::Split {
+        return Source::Split(split_pairs(weights, rows, taps));
+    }
+    if form == Avx2Form::Chosen && taps < MIN_BYTE_TAPS {
+        return Source::Split(split_pairs(weights, rows, taps));
+    }
+    let words = take_spare(&SPARE_SPLIT, rows * taps.div_ceil(4));
+    let pairs = byte_pairs(weights, rows, taps, words);
+    // The byte tile reads a panel's quad per fix unchecked.
+    assert!(pairs
+        .fixes
+        .iter()
+        .all(|f| (f.quad as usize) < taps.div_ceil(4)));
+    if form == Avx2Form::Chosen && pairs.fixes.len() * MOST_FIXED > pairs.words.len() {
+        keep_spare(&SPARE_SPLIT, pairs.words, MAX_SPARE_SPLIT);
+        return Source::Split(split_pairs(weights, rows, taps));
+    }
+    Source::Bytes(pairs)
 }
 
 /// The weights of `rows` rows of `taps` as [`Source::Split`] lays them out.
@@ -383,10 +477,10 @@ fn keep_spare<T: 'static>(spare: &'static Spare<T>, v: Vec<T>, most: usize) {
 }
 
 impl Drop for QuadWeights<'_> {
-    /// Keeps split weights' storage for this thread's next layer: allocating and zeroing it
-    /// afresh for every task of every layer was a third of MobileNetV2's memset.
+    /// Keeps split or byte weights' storage for this thread's next layer: allocating and
+    /// zeroing it afresh for every task of every layer was a third of MobileNetV2's memset.
     fn drop(&mut self) {
-        if let Source::Split(words) = &mut self.source {
+        if let Source::Split(words) | Source::Bytes(BytePairs { words, .. }) = &mut self.source {
             keep_spare(&SPARE_SPLIT, core::mem::take(words), MAX_SPARE_SPLIT);
         }
     }
@@ -529,13 +623,24 @@ fn tile(
         #[cfg(target_arch = "x86_64")]
         QuadKernel::Avx2 if crate::tile::Tile::Avx2.supported() => {
             for (half, x) in xs.iter().enumerate().take(count) {
-                // SAFETY: AVX2 is present (checked); bounds as above.
-                unsafe { x86::tile_split_avx2(w, x, acc, base + half) }
+                // SAFETY: AVX2 is present (checked); bounds as above, and every fix's quad is
+                // below `quads` (checked when the weights were laid out).
+                unsafe {
+                    if w.width == 4 {
+                        x86::tile_bytes_avx2(w, x, acc, base + half)
+                    } else {
+                        x86::tile_split_avx2(w, x, acc, base + half)
+                    }
+                }
             }
         }
         QuadKernel::Avx2 => {
             for (half, x) in xs.iter().enumerate().take(count) {
-                tile_split_portable(w, x, acc, base + half)
+                if w.width == 4 {
+                    tile_bytes_portable(w, x, acc, base + half)
+                } else {
+                    tile_split_portable(w, x, acc, base + half)
+                }
             }
         }
         _ => {
@@ -565,6 +670,26 @@ fn tile_split_portable(w: Block<'_>, xs: &[u8], acc: &mut Acc, half: usize) {
                 let even = f[0] as i32 * w0 + f[2] as i32 * w2;
                 let odd = f[1] as i32 * w1 + f[3] as i32 * w3;
                 *lane = lane.wrapping_add(even).wrapping_add(odd);
+            }
+        }
+    }
+}
+
+/// [`QuadKernel::Avx2`]'s byte tile in plain Rust over one panel: per lane, `vpmaddubsw`'s
+/// saturated pair sums of each quad and then of each fix, as the AVX2 loop adds them. Runs
+/// where the kernel is asked for without AVX2 (never by default), and checks the fixes.
+fn tile_bytes_portable(w: Block<'_>, xs: &[u8], acc: &mut Acc, half: usize) {
+    for (r, row) in acc.iter_mut().enumerate() {
+        let lanes = &mut row[half * COLS..(half + 1) * COLS];
+        lanes.fill(0);
+        let quads = (0..w.quads).map(|q| (q, w.word(r, q)));
+        let fixes = w.fixes(r).iter().map(|f| (f.quad as usize, f.word));
+        for (q, word) in quads.chain(fixes) {
+            let w = word.to_le_bytes().map(|b| b as i8);
+            let x = &xs[q * COLS * 4..(q + 1) * COLS * 4];
+            for (lane, four) in lanes.iter_mut().zip(x.chunks_exact(4)) {
+                let four = [four[0], four[1], four[2], four[3]];
+                *lane = lane.wrapping_add(maddubs_lane(four, w));
             }
         }
     }
@@ -714,6 +839,53 @@ mod x86 {
         }
     }
 
+    /// [`super::QuadKernel::Avx2`]'s byte tile over one panel, four rows at a time: per quad,
+    /// the panel's two vectors and, per row, one broadcast quad, two `vpmaddubsw` (exact: see
+    /// [`crate::byte_pairs`]), two `vpmaddwd` against ones and two `vpaddd`; then each row's
+    /// fixes the same way, one quad of the panel each.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2; `w` must be a [`super::Source::Bytes`] block with every quad
+    /// and fix in bounds and `xs` must hold `quads · COLS · 4` bytes.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn tile_bytes_avx2(w: Block<'_>, xs: &[u8], acc: &mut Acc, half: usize) {
+        let ones = _mm256_set1_epi16(1);
+        let product = |x: __m256i, b: __m256i| _mm256_madd_epi16(_mm256_maddubs_epi16(x, b), ones);
+        for four in 0..ROWS / 4 {
+            let mut c = [[_mm256_setzero_si256(); 2]; 4];
+            let rows: [*const u8; 4] =
+                core::array::from_fn(|r| w.bytes.as_ptr().add(w.starts[4 * four + r]));
+            let mut at = 0;
+            let mut x = xs.as_ptr();
+            for _ in 0..w.quads {
+                let lo = _mm256_loadu_si256(x as *const __m256i);
+                let hi = _mm256_loadu_si256(x.add(32) as *const __m256i);
+                for (row, start) in c.iter_mut().zip(rows) {
+                    let b = _mm256_set1_epi32((start.add(at) as *const i32).read_unaligned());
+                    row[0] = _mm256_add_epi32(row[0], product(lo, b));
+                    row[1] = _mm256_add_epi32(row[1], product(hi, b));
+                }
+                at += w.step;
+                x = x.add(COLS * 4);
+            }
+            for (r, row) in c.iter_mut().enumerate() {
+                for fix in w.fixes(4 * four + r) {
+                    let x = xs.as_ptr().add(fix.quad as usize * COLS * 4);
+                    let lo = _mm256_loadu_si256(x as *const __m256i);
+                    let hi = _mm256_loadu_si256(x.add(32) as *const __m256i);
+                    let b = _mm256_set1_epi32(fix.word);
+                    row[0] = _mm256_add_epi32(row[0], product(lo, b));
+                    row[1] = _mm256_add_epi32(row[1], product(hi, b));
+                }
+            }
+            for (r, [lo, hi]) in c.into_iter().enumerate() {
+                let out = acc[4 * four + r].as_mut_ptr().add(half * COLS);
+                _mm256_storeu_si256(out as *mut __m256i, lo);
+                _mm256_storeu_si256(out.add(8) as *mut __m256i, hi);
+            }
+        }
+    }
+
     /// [`super::split_pairs`] for one row, eight quads (32 weights) a vector: each 16-bit
     /// word's low byte sign-extended gives the even pairs, its high byte the odd ones, and
     /// unpacking interleaves them as `(even, odd)` per quad. Returns the quads done.
@@ -824,7 +996,14 @@ mod tests {
     #[test]
     fn every_quad_kernel_here_matches_direct_sums() {
         let mut ran = Vec::new();
-        for kernel in kernels_here() {
+        let forms = |k: QuadKernel| match k {
+            QuadKernel::Avx2 => vec![Avx2Form::Bytes, Avx2Form::Split, Avx2Form::Chosen],
+            _ => vec![Avx2Form::Chosen],
+        };
+        for (kernel, form) in kernels_here()
+            .into_iter()
+            .flat_map(|k| forms(k).into_iter().map(move |f| (k, f)))
+        {
             for (rows, taps, positions, zero) in [
                 (1, 1, 1, 0),
                 (5, 9, 17, -128),
@@ -842,7 +1021,7 @@ mod tests {
                 let x = spread_i8(taps * positions, 5, -128, 53);
                 // Stale words in this thread's kept split-weight storage must not matter.
                 SPARE_SPLIT.set(vec![0x5a5a_5a5a; 2 * rows * taps + 64]);
-                let pw = QuadWeights::new(kernel, &w, rows, taps, zero);
+                let pw = QuadWeights::with_form(kernel, form, &w, rows, taps, zero);
                 assert_eq!(
                     pw.corrections,
                     row_sums_scalar(&w, taps)
@@ -876,11 +1055,12 @@ mod tests {
                             let v = x[k * positions + p] as i32 - zero;
                             s.wrapping_add(w[r * taps + k] as i32 * v)
                         });
-                        assert_eq!(got[r * positions + p], want, "{kernel:?} row {r} pos {p}");
+                        let at = format!("{kernel:?} {form:?} row {r} pos {p}");
+                        assert_eq!(got[r * positions + p], want, "{at}");
                     }
                 }
             }
-            ran.push(format!("{kernel:?}"));
+            ran.push(format!("{kernel:?} ({form:?})"));
         }
         println!(
             "u8 x s8 quad kernels checked on this CPU: {}",
@@ -896,7 +1076,8 @@ mod tests {
         for (rows, taps) in [(8, 1), (8, 7), (5, 64), (8, 99)] {
             let w = spread_i8(rows * taps, 3, -128, 37);
             let x = spread(taps * COLS, 5, 255, 53);
-            let pw = QuadWeights::new(QuadKernel::Avx2, &w, rows, taps, -128);
+            let pw =
+                QuadWeights::with_form(QuadKernel::Avx2, Avx2Form::Split, &w, rows, taps, -128);
             let px = QuadInput::build(taps, COLS, false, |_, panel| {
                 panel.fill(0);
                 for k in 0..taps {
@@ -920,6 +1101,91 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The plain-Rust byte tile, which emulates `vpmaddubsw`'s saturation, on weights whose
+    /// pairs mostly saturate (127s and -128s against inputs of 255): with their fixes each
+    /// lane equals the direct sum, and without them it would not, so the fixes are what make
+    /// the layout exact.
+    #[test]
+    fn the_portable_byte_tile_is_exact_only_with_its_fixes() {
+        for (rows, taps) in [(8, 1), (8, 7), (5, 64), (8, 99)] {
+            let w = spread_i8(rows * taps, 2, 127, 37)
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| if i % 5 == 1 { -128 } else { v })
+                .collect::<Vec<_>>();
+            let x = spread(taps * COLS, 3, 255, 53);
+            let pw =
+                QuadWeights::with_form(QuadKernel::Avx2, Avx2Form::Bytes, &w, rows, taps, -128);
+            assert!(pw.avx2_bytes());
+            let px = QuadInput::build(taps, COLS, false, |_, panel| {
+                panel.fill(0);
+                for k in 0..taps {
+                    for j in 0..COLS {
+                        panel[QuadInput::slot(k, j)] = x[k * COLS + j];
+                    }
+                }
+            });
+            let want = |r: usize, j: usize| {
+                (0..taps).fold(0i32, |s, k| {
+                    s.wrapping_add(w[r * taps + k] as i32 * x[k * COLS + j] as i32)
+                })
+            };
+            let mut acc = [[0i32; SPAN * COLS]; ROWS];
+            tile_bytes_portable(pw.block(0), px.panel(0), &mut acc, 1);
+            for (r, lanes) in acc.iter().enumerate().take(rows) {
+                for j in 0..COLS {
+                    assert_eq!(
+                        lanes[COLS + j],
+                        want(r, j),
+                        "rows {rows} taps {taps} row {r}"
+                    );
+                }
+            }
+            if taps > 1 {
+                let unfixed = Block {
+                    fixes: None,
+                    ..pw.block(0)
+                };
+                tile_bytes_portable(unfixed, px.panel(0), &mut acc, 1);
+                let wrong = (0..rows).any(|r| (0..COLS).any(|j| acc[r][COLS + j] != want(r, j)));
+                assert!(
+                    wrong,
+                    "rows {rows} taps {taps}: the fixes made no difference"
+                );
+            }
+        }
+    }
+
+    /// The layout long rows of trained weights get (few fixes), and the one short rows or
+    /// weights built to need fixes everywhere get: bytes for the first, the split pairs for the
+    /// others.
+    #[test]
+    fn the_chosen_avx2_form_follows_the_taps_and_fixes() {
+        let rows = 16;
+        // Small weights with a rare large one, like a trained layer's.
+        let trained = |taps: usize| -> Vec<i8> {
+            (0..rows * taps)
+                .map(|i| {
+                    if i % 211 == 0 {
+                        127
+                    } else {
+                        ((i * 7919) % 41) as i8 - 20
+                    }
+                })
+                .collect()
+        };
+        let chosen =
+            |w: &[i8], taps| QuadWeights::new(QuadKernel::Avx2, w, rows, taps, 0).avx2_bytes();
+        let long = trained(MIN_BYTE_TAPS);
+        let fixes = byte_pairs(&long, rows, MIN_BYTE_TAPS, Vec::new())
+            .fixes
+            .len();
+        assert!(fixes > 0 && fixes * MOST_FIXED <= rows * MIN_BYTE_TAPS / 4);
+        assert!(chosen(&long, MIN_BYTE_TAPS));
+        assert!(!chosen(&trained(MIN_BYTE_TAPS - 4), MIN_BYTE_TAPS - 4));
+        assert!(!chosen(&vec![127i8; rows * MIN_BYTE_TAPS], MIN_BYTE_TAPS));
     }
 
     /// Sums that wrap: 2^17 taps of -128 · 255 overflow int32; every kernel wraps like the

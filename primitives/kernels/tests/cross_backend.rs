@@ -458,6 +458,49 @@ fn threaded_layers_agree_with_the_reference() {
     }
 }
 
+/// Long rows of weights like a trained layer's (small, with a rare ±127 or -128) take the AVX2
+/// tile's byte loop, with fixes for the pairs `vpmaddubsw` would saturate on: against inputs at
+/// the extremes, every tile agrees with the reference. Rows of whole quads (576 taps, split in
+/// one run) and of a part quad (531 taps, split row by row), both zero points.
+#[test]
+fn trained_like_long_rows_agree_on_the_byte_loop() {
+    use smartvm_kernels::quads::{QuadKernel, QuadWeights, MIN_BYTE_TAPS};
+    let mut rng = Rng(11);
+    for (in_c, out_c) in [(64, 96), (59, 40)] {
+        let p = ConvParams::conv2d(Shape::new(in_c, 1, 20, 20), out_c, 3, 1, 1, 1, 1).unwrap();
+        let taps = p.weights_per_output() as usize;
+        assert!(taps >= MIN_BYTE_TAPS);
+        let wts: Vec<i8> = (0..p.weight_len())
+            .map(|_| match rng.next() % 150 {
+                0 => 127,
+                1 => -128,
+                r => (r % 41) as i8 - 20,
+            })
+            .collect();
+        let avx2 = QuadWeights::new(QuadKernel::Avx2, &wts, out_c as usize, taps, 0);
+        assert!(
+            avx2.avx2_bytes(),
+            "{taps} taps of trained-like weights take the byte loop"
+        );
+        let x: Vec<i8> = (0..p.input.elements().unwrap())
+            .map(|_| rng.i8(true))
+            .collect();
+        let mut q = rng.quant(out_c as usize, false);
+        for zero in [-128, 17] {
+            q.input_zero = zero;
+            let mut a = vec![REFERENCE_MARK; p.output.elements().unwrap() as usize];
+            Reference.conv(&p, &x, &wts, &q, &mut a).unwrap();
+            for (tile, b) in on_every_tile(|| {
+                let mut b = vec![BACKEND_MARK; a.len()];
+                Native.conv(&p, &x, &wts, &q, &mut b).unwrap();
+                b
+            }) {
+                assert_eq!(a, b, "{tile:?} {p:?} zero {zero}");
+            }
+        }
+    }
+}
+
 /// A long reduction at the extremes: 16384 products of (-128 - 127) · 127 overflow int32, so
 /// the result is only right if every backend wraps exactly as the spec says.
 #[test]
