@@ -99,6 +99,14 @@ fn layers() -> Vec<(&'static str, Layer)> {
             conv(144, 56, 144, 3, 1, 1, 144),
         ),
         (
+            "MobileNetV2 depthwise 384x14x14, 3x3",
+            conv(384, 14, 384, 3, 1, 1, 384),
+        ),
+        (
+            "MobileNetV2 depthwise 960x7x7, 3x3",
+            conv(960, 7, 960, 3, 1, 1, 960),
+        ),
+        (
             "MobileNetV2 depthwise 96x112x112, 3x3/2",
             conv(96, 112, 96, 3, 2, 1, 96),
         ),

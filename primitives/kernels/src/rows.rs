@@ -66,24 +66,34 @@ pub fn depthwise(
 }
 
 /// Per-task buffers of [`depthwise`], reused across its channels: one channel's stride-phase
-/// grids (see [`crate::grids`]) and the int32 sums of its wide output plane. Each tap is then
-/// one run over the whole plane rather than a row.
+/// grids (see [`crate::grids`]) and the int32 sums of its wide output plane, each with room for
+/// a last whole run of [`CHUNK`] sums (its extra sums read cells past the plane's and are
+/// dropped); and the taps' offsets in the grids, the same for every channel. Each tap is then
+/// one run over the whole plane rather than a row. Before, a plane's last partial run took a
+/// loop of its own per tap, and each channel worked out the offsets again: MobileNetV2's
+/// 960 × 7 × 7 layer (63 wide sums a channel) went 0.24 → 0.14 ms on one thread.
 struct DepthwiseScratch {
     shape: GridShape,
     cells: Vec<i16>,
     sums: Vec<i32>,
+    offsets: Vec<usize>,
 }
 
 impl DepthwiseScratch {
     fn new(p: &ConvParams) -> Self {
         let shape = GridShape::of(p);
+        let [_, kh, kw] = p.kernel.map(|k| k as usize);
         Self {
             shape,
-            cells: vec![0; shape.channel_len()],
-            sums: vec![0; shape.wide_len(p)],
+            cells: vec![0; shape.channel_len() + CHUNK],
+            sums: vec![0; shape.wide_len(p).next_multiple_of(CHUNK)],
+            offsets: (0..kh * kw).map(|t| shape.tap(p, t / kw, t % kw)).collect(),
         }
     }
 }
+
+/// Outputs whose sums [`depthwise_chunks`] keeps in registers across a window's taps.
+const CHUNK: usize = 32;
 
 /// One channel of a depthwise convolution into its output `plane`.
 fn depthwise_channel(
@@ -168,7 +178,7 @@ fn depthwise_channel_body(
     if n > MAX_TAPS {
         depthwise_taps_outer(p, taps, &scratch.cells, sums);
     } else {
-        depthwise_chunks(p, taps, &scratch.cells, sums);
+        depthwise_chunks(&scratch.offsets, taps, &scratch.cells, sums);
     }
     let ow = o.w as usize;
     for oh in 1..o.h as usize {
@@ -176,26 +186,20 @@ fn depthwise_channel_body(
     }
 }
 
-/// A window's sums over the wide plane in runs of `CHUNK` outputs, each run's sums kept in
-/// registers across the taps.
+/// A window's sums over the wide plane (`sums`, a whole number of [`CHUNK`]s) in runs of
+/// [`CHUNK`] outputs, each run's sums kept in registers across the taps; tap `t` reads the
+/// cells from `offsets[t]` on.
 #[inline(always)]
-fn depthwise_chunks(p: &ConvParams, taps: &[i8], cells: &[i16], sums: &mut [i32]) {
-    let shape = GridShape::of(p);
-    let [_, kh, kw] = p.kernel.map(|k| k as usize);
-    let n = kh * kw;
-    let wide = sums.len();
-    let mut taps_at = [(0usize, 0i16); MAX_TAPS];
-    for b in 0..kh {
-        for e in 0..kw {
-            taps_at[b * kw + e] = (shape.tap(p, b, e), taps[b * kw + e] as i16);
-        }
+fn depthwise_chunks(offsets: &[usize], taps: &[i8], cells: &[i16], sums: &mut [i32]) {
+    let mut wide_taps = [0i16; MAX_TAPS];
+    for (to, w) in wide_taps.iter_mut().zip(taps) {
+        *to = *w as i16;
     }
-    let taps_at = &taps_at[..n];
-    const CHUNK: usize = 32;
-    let mut pos = 0;
-    while pos + CHUNK <= wide {
+    let taps_at = offsets.iter().zip(&wide_taps[..offsets.len()]);
+    for (pos, run) in sums.chunks_exact_mut(CHUNK).enumerate() {
+        let pos = pos * CHUNK;
         let mut acc = [0i32; CHUNK];
-        for &(start, w) in taps_at {
+        for (&start, &w) in taps_at.clone() {
             let xs: &[i16; CHUNK] = cells[start + pos..start + pos + CHUNK]
                 .try_into()
                 .expect("CHUNK cells");
@@ -204,16 +208,7 @@ fn depthwise_chunks(p: &ConvParams, taps: &[i8], cells: &[i16], sums: &mut [i32]
                 *a = a.wrapping_add((w * *x) as i32);
             }
         }
-        sums[pos..pos + CHUNK].copy_from_slice(&acc);
-        pos += CHUNK;
-    }
-    let rest = &mut sums[pos..];
-    rest.fill(0);
-    for &(start, w) in taps_at {
-        let xs = &cells[start + pos..start + pos + rest.len()];
-        for (a, x) in rest.iter_mut().zip(xs) {
-            *a = a.wrapping_add((w * *x) as i32);
-        }
+        run.copy_from_slice(&acc);
     }
 }
 
