@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Native anchors for `smartvm bench --report`: ONNX Runtime fp32 and int8 (QDQ, per-channel weights,
 calibrated on the same inputs SmartVM calibrates on) and PyTorch fp32 latency of each model, batch 1,
-2 intra-op threads, median of timed runs. Writes one JSON object:
+2 intra-op threads (ORT_THREADS sets another count), median of timed runs. Writes one JSON object:
 {model: {"ort_fp32_ms", "ort_int8_ms", "torch_fp32_ms", ...}}.
 PyTorch runs the same ONNX graph converted to a torch.fx module by onnx2torch, in eager CPU mode.
 It is measured only where torch imports: its PyPI wheel brings ~3 GB of CUDA libraries, so it lives
@@ -28,7 +28,7 @@ except ImportError:
 from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
                                       quantize_static)
 
-THREADS = 2
+THREADS = int(os.environ.get("ORT_THREADS", "2"))
 RUNS = 30
 
 

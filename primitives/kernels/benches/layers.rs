@@ -123,6 +123,14 @@ fn layers() -> Vec<(&'static str, Layer)> {
             conv(24, 56, 144, 1, 1, 0, 1),
         ),
         (
+            "MobileNetV2 pointwise 96x14x14 -> 576",
+            conv(96, 14, 576, 1, 1, 0, 1),
+        ),
+        (
+            "MobileNetV2 pointwise 320x7x7 -> 1280",
+            conv(320, 7, 1280, 1, 1, 0, 1),
+        ),
+        (
             "MobileNetV2 pointwise 32x112x112 -> 16",
             conv(32, 112, 16, 1, 1, 0, 1),
         ),
