@@ -576,7 +576,9 @@ fn multiply_into(
                 // Panels past the last one repeat it; their sums are not used.
                 let xs: [&[u8]; PANELS] =
                     core::array::from_fn(|i| x.panel(first_panel + base + i.min(count - 1)));
-                tile(kernel, w.block(r0 / ROWS), xs, count, acc, base);
+                let last = first_panel + base + count - 1;
+                let narrow = x.positions - last * COLS <= COLS / 2;
+                tile(kernel, w.block(r0 / ROWS), xs, (count, narrow), acc, base);
             }
             for (r, lane) in acc.iter().enumerate().take(ROWS.min(w.rows - r0)) {
                 sink(r0 + r, first, &lane[..width], w.corrections[r0 + r]);
@@ -586,13 +588,15 @@ fn multiply_into(
 }
 
 /// One [`ROWS`] × `count · COLS` tile (`count` ≤ [`PANELS`]) with `kernel`, into `acc`'s
-/// columns from panel `base` on.
+/// columns from panel `base` on. With `narrow`, the last panel holds at most `COLS / 2`
+/// positions, and the AVX2 tiles compute only its first half (a 7 × 7 layer's fourth panel
+/// holds one position of its 16).
 #[inline]
 fn tile(
     kernel: QuadKernel,
     w: Block<'_>,
     xs: [&[u8]; PANELS],
-    count: usize,
+    (count, narrow): (usize, bool),
     acc: &mut Acc,
     base: usize,
 ) {
@@ -623,13 +627,15 @@ fn tile(
         #[cfg(target_arch = "x86_64")]
         QuadKernel::Avx2 if crate::tile::Tile::Avx2.supported() => {
             for (half, x) in xs.iter().enumerate().take(count) {
+                let at = base + half;
                 // SAFETY: AVX2 is present (checked); bounds as above, and every fix's quad is
                 // below `quads` (checked when the weights were laid out).
                 unsafe {
-                    if w.width == 4 {
-                        x86::tile_bytes_avx2(w, x, acc, base + half)
-                    } else {
-                        x86::tile_split_avx2(w, x, acc, base + half)
+                    match (w.width == 4, narrow && half + 1 == count) {
+                        (true, false) => x86::tile_bytes_avx2::<true>(w, x, acc, at),
+                        (true, true) => x86::tile_bytes_avx2::<false>(w, x, acc, at),
+                        (false, false) => x86::tile_split_avx2::<true>(w, x, acc, at),
+                        (false, true) => x86::tile_split_avx2::<false>(w, x, acc, at),
                     }
                 }
             }
@@ -797,8 +803,19 @@ mod x86 {
     /// The CPU must support AVX2; `w` must be a [`super::Source::Split`] block with every quad
     /// in bounds and `xs` must hold `quads · COLS · 4` bytes.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn tile_split_avx2(w: Block<'_>, xs: &[u8], acc: &mut Acc, half: usize) {
+    pub(super) unsafe fn tile_split_avx2<const WIDE: bool>(
+        w: Block<'_>,
+        xs: &[u8],
+        acc: &mut Acc,
+        half: usize,
+    ) {
         let low_bytes = _mm256_set1_epi16(0xff);
+        let product = |x: __m256i, even: __m256i, odd: __m256i| {
+            _mm256_add_epi32(
+                _mm256_madd_epi16(_mm256_and_si256(x, low_bytes), even),
+                _mm256_madd_epi16(_mm256_srli_epi16(x, 8), odd),
+            )
+        };
         for four in 0..ROWS / 4 {
             let mut c = [[_mm256_setzero_si256(); 2]; 4];
             let rows: [*const u8; 4] =
@@ -807,33 +824,40 @@ mod x86 {
             let mut x = xs.as_ptr();
             for _ in 0..w.quads {
                 let lo = _mm256_loadu_si256(x as *const __m256i);
-                let hi = _mm256_loadu_si256(x.add(32) as *const __m256i);
-                let (lo_even, lo_odd) = (_mm256_and_si256(lo, low_bytes), _mm256_srli_epi16(lo, 8));
-                let (hi_even, hi_odd) = (_mm256_and_si256(hi, low_bytes), _mm256_srli_epi16(hi, 8));
+                let hi = if WIDE {
+                    _mm256_loadu_si256(x.add(32) as *const __m256i)
+                } else {
+                    lo
+                };
                 for (row, start) in c.iter_mut().zip(rows) {
                     let even = _mm256_set1_epi32((start.add(at) as *const i32).read_unaligned());
                     let odd = _mm256_set1_epi32((start.add(at + 4) as *const i32).read_unaligned());
-                    row[0] = _mm256_add_epi32(
-                        row[0],
-                        _mm256_add_epi32(
-                            _mm256_madd_epi16(lo_even, even),
-                            _mm256_madd_epi16(lo_odd, odd),
-                        ),
-                    );
-                    row[1] = _mm256_add_epi32(
-                        row[1],
-                        _mm256_add_epi32(
-                            _mm256_madd_epi16(hi_even, even),
-                            _mm256_madd_epi16(hi_odd, odd),
-                        ),
-                    );
+                    row[0] = _mm256_add_epi32(row[0], product(lo, even, odd));
+                    if WIDE {
+                        row[1] = _mm256_add_epi32(row[1], product(hi, even, odd));
+                    }
                 }
                 at += w.step;
                 x = x.add(COLS * 4);
             }
-            for (r, [lo, hi]) in c.into_iter().enumerate() {
-                let out = acc[4 * four + r].as_mut_ptr().add(half * COLS);
-                _mm256_storeu_si256(out as *mut __m256i, lo);
+            store_rows::<WIDE>(c, acc, four, half);
+        }
+    }
+
+    /// Stores four rows' sums into `acc`'s columns of panel `half`: both vectors, or with
+    /// `WIDE` off only the first (the panel's other positions are not read).
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn store_rows<const WIDE: bool>(
+        c: [[__m256i; 2]; 4],
+        acc: &mut Acc,
+        four: usize,
+        half: usize,
+    ) {
+        for (r, [lo, hi]) in c.into_iter().enumerate() {
+            let out = acc[4 * four + r].as_mut_ptr().add(half * COLS);
+            _mm256_storeu_si256(out as *mut __m256i, lo);
+            if WIDE {
                 _mm256_storeu_si256(out.add(8) as *mut __m256i, hi);
             }
         }
@@ -848,9 +872,22 @@ mod x86 {
     /// The CPU must support AVX2; `w` must be a [`super::Source::Bytes`] block with every quad
     /// and fix in bounds and `xs` must hold `quads · COLS · 4` bytes.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn tile_bytes_avx2(w: Block<'_>, xs: &[u8], acc: &mut Acc, half: usize) {
+    pub(super) unsafe fn tile_bytes_avx2<const WIDE: bool>(
+        w: Block<'_>,
+        xs: &[u8],
+        acc: &mut Acc,
+        half: usize,
+    ) {
         let ones = _mm256_set1_epi16(1);
         let product = |x: __m256i, b: __m256i| _mm256_madd_epi16(_mm256_maddubs_epi16(x, b), ones);
+        // Adds quad `x`'s products with the broadcast weights `b` to a row's sums.
+        let add = |row: &mut [__m256i; 2], x: *const u8, b: __m256i| {
+            row[0] = _mm256_add_epi32(row[0], product(_mm256_loadu_si256(x as *const _), b));
+            if WIDE {
+                let hi = _mm256_loadu_si256(x.add(32) as *const _);
+                row[1] = _mm256_add_epi32(row[1], product(hi, b));
+            }
+        };
         for four in 0..ROWS / 4 {
             let mut c = [[_mm256_setzero_si256(); 2]; 4];
             let rows: [*const u8; 4] =
@@ -858,12 +895,12 @@ mod x86 {
             let mut at = 0;
             let mut x = xs.as_ptr();
             for _ in 0..w.quads {
-                let lo = _mm256_loadu_si256(x as *const __m256i);
-                let hi = _mm256_loadu_si256(x.add(32) as *const __m256i);
                 for (row, start) in c.iter_mut().zip(rows) {
-                    let b = _mm256_set1_epi32((start.add(at) as *const i32).read_unaligned());
-                    row[0] = _mm256_add_epi32(row[0], product(lo, b));
-                    row[1] = _mm256_add_epi32(row[1], product(hi, b));
+                    add(
+                        row,
+                        x,
+                        _mm256_set1_epi32((start.add(at) as *const i32).read_unaligned()),
+                    );
                 }
                 at += w.step;
                 x = x.add(COLS * 4);
@@ -871,18 +908,10 @@ mod x86 {
             for (r, row) in c.iter_mut().enumerate() {
                 for fix in w.fixes(4 * four + r) {
                     let x = xs.as_ptr().add(fix.quad as usize * COLS * 4);
-                    let lo = _mm256_loadu_si256(x as *const __m256i);
-                    let hi = _mm256_loadu_si256(x.add(32) as *const __m256i);
-                    let b = _mm256_set1_epi32(fix.word);
-                    row[0] = _mm256_add_epi32(row[0], product(lo, b));
-                    row[1] = _mm256_add_epi32(row[1], product(hi, b));
+                    add(row, x, _mm256_set1_epi32(fix.word));
                 }
             }
-            for (r, [lo, hi]) in c.into_iter().enumerate() {
-                let out = acc[4 * four + r].as_mut_ptr().add(half * COLS);
-                _mm256_storeu_si256(out as *mut __m256i, lo);
-                _mm256_storeu_si256(out.add(8) as *mut __m256i, hi);
-            }
+            store_rows::<WIDE>(c, acc, four, half);
         }
     }
 
@@ -1016,6 +1045,8 @@ mod tests {
                 (40, 300, 81, 9),
                 (33, 64, 16, 0),
                 (70, 27, 97, -77),
+                // A last panel of nine positions: one past what the half tiles cover.
+                (6, 40, 25, 3),
             ] {
                 let w = spread_i8(rows * taps, 3, -128, 37);
                 let x = spread_i8(taps * positions, 5, -128, 53);
