@@ -178,8 +178,10 @@ mod x86 {
 
     /// [`requantize_row_narrow`]'s body; `SHIFTED` when `n ≥ 32`.
     ///
-    /// Per eight sums: the odd lanes' products are shifted right by `n - 32` (left by one
-    /// for `n = 31`), which leaves each result in its lane's high half where the blend takes
+    /// Per eight sums, for `n ≥ 32`: the rounded products' high halves, the even lanes' moved
+    /// down, shifted right arithmetically by `n - 32` (one instruction fewer than the offset
+    /// and logical shifts `n = 31` needs). For `n = 31` the odd lanes' products are shifted
+    /// left by one, which leaves each result in its lane's high half where the blend takes
     /// it. The clamp costs nothing per eight: packing to int16 saturates (a result past the
     /// int16 range is past every int8 bound, on the same side), the output zero point is a
     /// saturating int16 add, packing to int8 saturates to -128..=127, and a fused activation's
@@ -206,17 +208,23 @@ mod x86 {
         let r = q.output;
         let zero = _mm256_set1_epi16(r.zero as i16);
         let (low, high) = (_mm256_set1_epi8(r.lo as i8), _mm256_set1_epi8(r.hi as i8));
+        let round = _mm256_set1_epi64x(1i64 << (n - 1));
         let eight = |acc: __m256i| {
             let acc = _mm256_add_epi32(acc, bias);
+            if SHIFTED {
+                // Each product's high half is `⌊(p + 2^(n-1)) / 2^32⌋` (two's complement), and an
+                // arithmetic shift by `n - 32` finishes the floor: no offset to take off.
+                let even = _mm256_add_epi64(_mm256_mul_epi32(acc, mult), round);
+                let odd =
+                    _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64::<32>(acc), mult), round);
+                let high = _mm256_blend_epi32::<0b1010_1010>(_mm256_srli_epi64::<32>(even), odd);
+                return _mm256_sra_epi32(high, high_count);
+            }
             let even =
                 _mm256_srl_epi64(_mm256_add_epi64(_mm256_mul_epi32(acc, mult), offset), count);
             let odd =
                 _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64::<32>(acc), mult), offset);
-            let odd = if SHIFTED {
-                _mm256_srl_epi64(odd, high_count)
-            } else {
-                _mm256_sll_epi64(odd, high_count)
-            };
+            let odd = _mm256_sll_epi64(odd, high_count);
             _mm256_sub_epi32(_mm256_blend_epi32::<0b1010_1010>(even, odd), moved)
         };
         // Two vectors of results as int16, saturated, with the zero point added (saturating).
