@@ -179,15 +179,19 @@ mod x86 {
                 _mm256_or_si256(_mm256_and_si256(even, low_bytes), _mm256_slli_epi16(odd, 8));
             let part = _mm256_blendv_epi8(w, half, inexact);
             _mm256_storeu_si256(to, part);
-            let mut rest = [0i32; 8];
-            _mm256_storeu_si256(rest.as_mut_ptr() as *mut __m256i, _mm256_sub_epi8(w, part));
-            for (i, word) in rest.into_iter().enumerate() {
-                if word != 0 {
-                    fixes.push(Fix {
-                        quad: (first + 8 * v + i) as u32,
-                        word,
-                    });
-                }
+            let rest = _mm256_sub_epi8(w, part);
+            let mut words = [0i32; 8];
+            _mm256_storeu_si256(words.as_mut_ptr() as *mut __m256i, rest);
+            // One bit per quad with a remainder: a loop over those, not a test of all eight.
+            let zero_words = _mm256_cmpeq_epi32(rest, zero);
+            let mut fixed = !_mm256_movemask_ps(_mm256_castsi256_ps(zero_words)) as u32 & 0xff;
+            while fixed != 0 {
+                let i = fixed.trailing_zeros() as usize;
+                fixes.push(Fix {
+                    quad: (first + 8 * v + i) as u32,
+                    word: words[i],
+                });
+                fixed &= fixed - 1;
             }
         }
         8 * vectors
