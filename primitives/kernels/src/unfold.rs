@@ -75,8 +75,16 @@ pub struct QuadPlan<'a> {
 }
 
 enum QuadSource<'a> {
-    Pointwise { input: &'a [i8], plane: usize },
-    Grids(Grids<u8>),
+    Pointwise {
+        input: &'a [i8],
+        plane: usize,
+    },
+    /// Grids, read for compact positions (`oh · out_w + ow`): a panel's runs are cut where
+    /// its positions cross output rows.
+    Grids {
+        grids: Grids<u8>,
+        out_w: usize,
+    },
 }
 
 impl<'a> QuadPlan<'a> {
@@ -103,10 +111,11 @@ impl<'a> QuadPlan<'a> {
         let fill =
             |shape: &GridShape, plane: &[i8], grid: &mut [u8]| shape.fill_flipped(p, plane, grid);
         let grids = Grids::fill(p, group_input, padding, fill, parallel);
+        let out_w = o.w as usize;
         QuadPlan {
-            positions: grids.wide_len,
-            row_len: grids.row_len,
-            source: QuadSource::Grids(grids),
+            positions: o.h as usize * out_w,
+            row_len: out_w,
+            source: QuadSource::Grids { grids, out_w },
             taps,
         }
     }
@@ -118,8 +127,13 @@ impl<'a> QuadPlan<'a> {
                 QuadSource::Pointwise { input, plane } => {
                     pointwise_quads(input, *plane, start + first, panel)
                 }
-                QuadSource::Grids(g) => {
-                    wide_quads(&g.cells, (&g.offsets, g.furthest), start + first, panel)
+                QuadSource::Grids { grids, out_w } => {
+                    let layout = Compact {
+                        out_w: *out_w,
+                        wide_row: grids.row_len,
+                        positions: self.positions,
+                    };
+                    compact_quads(grids, layout, start + first, panel)
                 }
             }
         })
@@ -209,6 +223,93 @@ fn pointwise_quads(channels: &[i8], plane: usize, first: usize, panel: &mut [u8]
             }
         }
     }
+}
+
+/// How compact GEMM positions (`oh · out_w + ow`, every one an output) sit in the grids' wide
+/// layout (`oh · wide_row + ow`).
+#[derive(Clone, Copy)]
+struct Compact {
+    out_w: usize,
+    wide_row: usize,
+    positions: usize,
+}
+
+/// Most runs a panel's positions are cut into before [`compact_quads`] reads it position by
+/// position: rows of at least five outputs.
+const MOST_RUNS: usize = 4;
+
+/// The quad panel of compact positions `first..first + COLS` from the u8 grids. The wide
+/// layout puts each output row's `wide_row - out_w` unused columns between rows, which a GEMM
+/// over wide positions multiplied and threw away: 23% of a 13 × 13 layer's panels, 15% of a
+/// 27 × 27 one's with a 5 × 5 window. Here a panel within one output row is one run per tap, as
+/// before; one that crosses rows is up to [`MOST_RUNS`] runs per tap, put side by side in a
+/// vector (positions past the last hold whatever the first run's load brought).
+fn compact_quads(grids: &Grids<u8>, layout: Compact, first: usize, panel: &mut [u8]) {
+    let Compact {
+        out_w,
+        wide_row,
+        positions,
+    } = layout;
+    let (oh, ow) = (first / out_w, first % out_w);
+    let wide = oh * wide_row + ow;
+    if ow + COLS <= out_w || out_w == 0 {
+        return wide_quads(&grids.cells, (&grids.offsets, grids.furthest), wide, panel);
+    }
+    // The runs: (first wide cell, first lane, lanes), one per output row the panel touches.
+    let mut runs = [(0usize, 0usize, 0usize); MOST_RUNS];
+    let (mut count, mut lane, mut p) = (0, 0, first);
+    while lane < COLS && p < positions {
+        let (oh, ow) = (p / out_w, p % out_w);
+        let len = (out_w - ow).min(COLS - lane).min(positions - p);
+        if count == MOST_RUNS {
+            return position_quads(grids, layout, first, panel);
+        }
+        runs[count] = (oh * wide_row + ow, lane, len);
+        (count, lane, p) = (count + 1, lane + len, p + len);
+    }
+    let runs = &runs[..count];
+    // A vector load for run `r` of tap `k` starts at `runs[r].0 - runs[r].1 + k`, so that the
+    // run lands on its lanes: never before the grids (a later run's first lane is at most its
+    // row's first wide cell), and inside them when the furthest tap's 16 bytes are.
+    let reach = runs.iter().map(|r| r.0 - r.1).max().unwrap_or(0) + grids.furthest + COLS;
+    assert!(reach <= grids.cells.len(), "runs inside the grids");
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE2 is part of x86-64; every load lies inside `cells` (asserted above), and a
+    // run's first lane is at most its first wide cell.
+    unsafe {
+        x86::gather_quads(&grids.cells, &grids.offsets, runs, panel)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    for (taps, out) in grids
+        .offsets
+        .chunks(4)
+        .zip(panel.chunks_exact_mut(4 * COLS))
+    {
+        let gather = |k: usize| {
+            let mut v = [0u8; COLS];
+            for &(at, lane, len) in runs {
+                v[lane..lane + len].copy_from_slice(&grids.cells[at + k..at + k + len]);
+            }
+            v
+        };
+        let out: &mut [u8; 4 * COLS] = out.try_into().expect("one quad of the panel");
+        let tap = |t: usize| gather(*taps.get(t).unwrap_or(&taps[0]));
+        let (a, b, c, d) = (tap(0), tap(1), tap(2), tap(3));
+        interleave4([&a, &b, &c, &d], 0, out);
+    }
+}
+
+/// [`compact_quads`] for rows too short for its runs: each position's taps read one by one.
+fn position_quads(grids: &Grids<u8>, layout: Compact, first: usize, panel: &mut [u8]) {
+    let last = layout.positions.min(first + COLS);
+    for (j, p) in (first..last).enumerate() {
+        let wide = (p / layout.out_w) * layout.wide_row + p % layout.out_w;
+        for (k, offset) in grids.offsets.iter().enumerate() {
+            panel[QuadInput::slot(k, j)] = grids.cells[wide + offset];
+        }
+    }
+    // A part last quad's slots meet zero weights; they must only hold initialized bytes, which
+    // the panel's do.
 }
 
 /// The quad panel of wide positions `first..first + COLS` from the u8 grids: tap `k` is the
@@ -379,6 +480,60 @@ fn wide_panel_body(cells: &[i16], offsets: &[usize], first: usize, panel: &mut [
             for j in 0..NR {
                 out[2 * j] = a[j];
             }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use core::arch::x86_64::*;
+
+    use crate::quads::COLS;
+
+    /// [`super::compact_quads`]' panel for runs that cross output rows: per tap, each run's
+    /// 16-byte load placed so the run lands on its lanes, merged under the run's lane mask,
+    /// then four taps interleaved as [`super::interleave4`] does. A part last quad repeats its
+    /// first tap (those slots meet zero weights).
+    ///
+    /// # Safety
+    /// Every `runs[r].0 - runs[r].1 + offset + 16` for every offset must be at most
+    /// `cells.len()`, and `runs[r].1 ≤ runs[r].0`.
+    #[inline]
+    pub(super) unsafe fn gather_quads(
+        cells: &[u8],
+        offsets: &[usize],
+        runs: &[(usize, usize, usize)],
+        panel: &mut [u8],
+    ) {
+        let lanes = _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        // Per run: where its loads start (less the tap offset) and its lanes as a mask.
+        let mut starts = [0usize; super::MOST_RUNS];
+        let mut masks = [_mm_setzero_si128(); super::MOST_RUNS];
+        for (r, &(at, lane, len)) in runs.iter().enumerate() {
+            starts[r] = at - lane;
+            let from = _mm_cmpgt_epi8(lanes, _mm_set1_epi8(lane as i8 - 1));
+            let to = _mm_cmplt_epi8(lanes, _mm_set1_epi8((lane + len) as i8));
+            masks[r] = _mm_and_si128(from, to);
+        }
+        let base = cells.as_ptr();
+        let tap = |k: usize| {
+            let mut v = _mm_loadu_si128(base.add(starts[0] + k) as *const __m128i);
+            for r in 1..runs.len() {
+                let w = _mm_loadu_si128(base.add(starts[r] + k) as *const __m128i);
+                v = _mm_or_si128(_mm_and_si128(masks[r], w), _mm_andnot_si128(masks[r], v));
+            }
+            v
+        };
+        for (taps, out) in offsets.chunks(4).zip(panel.chunks_exact_mut(4 * COLS)) {
+            let at = |t: usize| *taps.get(t).unwrap_or(&taps[0]);
+            let (a, b, c, d) = (tap(at(0)), tap(at(1)), tap(at(2)), tap(at(3)));
+            let (ab_lo, ab_hi) = (_mm_unpacklo_epi8(a, b), _mm_unpackhi_epi8(a, b));
+            let (cd_lo, cd_hi) = (_mm_unpacklo_epi8(c, d), _mm_unpackhi_epi8(c, d));
+            let to = out.as_mut_ptr() as *mut __m128i;
+            _mm_storeu_si128(to, _mm_unpacklo_epi16(ab_lo, cd_lo));
+            _mm_storeu_si128(to.add(1), _mm_unpackhi_epi16(ab_lo, cd_lo));
+            _mm_storeu_si128(to.add(2), _mm_unpacklo_epi16(ab_hi, cd_hi));
+            _mm_storeu_si128(to.add(3), _mm_unpackhi_epi16(ab_hi, cd_hi));
         }
     }
 }
