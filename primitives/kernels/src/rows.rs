@@ -7,6 +7,7 @@
 
 use alloc::vec;
 use alloc::vec::Vec;
+use core::cell::Cell;
 
 use rayon::prelude::*;
 
@@ -278,8 +279,12 @@ fn max_pool_plane_body(p: &PoolParams, plane: &[i8], out: &mut [i8]) {
     // Padded columns the windows reach, split into `s` phases of `phase_len` cells.
     let reach = (iw + 2 * pad).max((ow - 1) * s + k);
     let phase_len = reach.div_ceil(s);
-    let mut phases = vec![i8::MIN; s * phase_len];
-    let mut row_max = vec![i8::MIN; i.h as usize * ow];
+    // The thread's storage from its last plane: two allocations a plane were a good part of
+    // a 13 × 13 plane's time.
+    let mut scratch = POOL_SCRATCH.try_with(Cell::take).unwrap_or_default();
+    scratch.clear();
+    scratch.resize(s * phase_len + i.h as usize * ow, i8::MIN);
+    let (phases, row_max) = scratch.split_at_mut(s * phase_len);
     for (row, maxima) in plane.chunks_exact(iw).zip(row_max.chunks_exact_mut(ow)) {
         if s == 2 {
             let (even, odd) = phases.split_at_mut(phase_len);
@@ -321,6 +326,17 @@ fn max_pool_plane_body(p: &PoolParams, plane: &[i8], out: &mut [i8]) {
             }
         }
     }
+    if scratch.capacity() <= MAX_POOL_SCRATCH {
+        let _ = POOL_SCRATCH.try_with(|kept| kept.set(scratch));
+    }
+}
+
+/// The most bytes of pooling scratch a thread keeps between planes.
+const MAX_POOL_SCRATCH: usize = 1 << 20;
+
+std::thread_local! {
+    /// Each thread's max-pooling phases and row maxima, kept between planes.
+    static POOL_SCRATCH: Cell<Vec<i8>> = const { Cell::new(Vec::new()) };
 }
 
 #[cfg(target_arch = "x86_64")]
