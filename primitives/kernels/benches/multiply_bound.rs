@@ -10,6 +10,10 @@
 //!   small enough that four products cannot leave int16 (shown for the record: no model's
 //!   weights are).
 //!
+//! It also reads 256 MiB (eight rows at a time, as the AVX2 fully connected loop does) on one
+//! and two threads: what bounds a layer whose weights do not fit the caches (AlexNet's fc6 is
+//! 38 MB, its three FC layers 58 MB an inference).
+//!
 //! `cargo bench -p smartvm-kernels --bench multiply_bound`
 
 #[cfg(target_arch = "x86_64")]
@@ -90,7 +94,51 @@ mod x86 {
         (STEPS * macs) as f64 / seconds / 1e9
     }
 
-    /// Prints the three loops' GMAC/s on one core.
+    /// Bytes of the buffer the memory bound reads: far past any cache.
+    const READ_BYTES: usize = 256 << 20;
+
+    /// Sums `rows` (a multiple of eight rows of `width` bytes) eight rows at a time, 32 bytes
+    /// of each a step.
+    #[target_feature(enable = "avx2")]
+    unsafe fn read_rows(rows: &[u8], width: usize) -> u64 {
+        let mut acc = [_mm256_setzero_si256(); 8];
+        for block in rows.chunks_exact(8 * width) {
+            for k in (0..width).step_by(32) {
+                for (i, a) in acc.iter_mut().enumerate() {
+                    let v = _mm256_loadu_si256(block.as_ptr().add(i * width + k) as *const __m256i);
+                    *a = _mm256_add_epi64(*a, _mm256_sad_epu8(v, _mm256_setzero_si256()));
+                }
+            }
+        }
+        let mut total = 0u64;
+        for a in acc {
+            let mut lanes = [0u64; 4];
+            _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, a);
+            total = total.wrapping_add(lanes.iter().sum::<u64>());
+        }
+        total
+    }
+
+    /// GB/s of reading [`READ_BYTES`] on `threads` threads (best of three passes).
+    fn read_bandwidth(threads: usize) -> f64 {
+        let width = 9216;
+        let rows = (READ_BYTES / width) / (8 * threads) * (8 * threads);
+        let buffer: Vec<u8> = (0..rows * width).map(|i| i as u8).collect();
+        let mut best = f64::MAX;
+        for _ in 0..3 {
+            let start = Instant::now();
+            std::thread::scope(|scope| {
+                for part in buffer.chunks(rows / threads * width) {
+                    // SAFETY: AVX2 is present (the caller checked).
+                    scope.spawn(move || std::hint::black_box(unsafe { read_rows(part, width) }));
+                }
+            });
+            best = best.min(start.elapsed().as_secs_f64());
+        }
+        (rows * width) as f64 / best / 1e9
+    }
+
+    /// Prints the three loops' GMAC/s on one core, and the memory's read bandwidth.
     pub fn run() {
         if !is_x86_feature_detected!("avx2") {
             println!("SKIPPED: no AVX2 on this CPU");
@@ -116,6 +164,11 @@ mod x86 {
             "| 2 vpmaddubsw + vpaddw + vpmaddwd + vpaddd (inexact in general) | {int16_pairs:.1} | {:.2}x |",
             ratio(int16_pairs)
         );
+        println!("\n| reading 256 MiB, eight rows at a time | GB/s |");
+        println!("| --- | ---: |");
+        for threads in [1, 2] {
+            println!("| {threads} thread(s) | {:.1} |", read_bandwidth(threads));
+        }
     }
 }
 
