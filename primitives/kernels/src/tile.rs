@@ -15,8 +15,9 @@ pub enum Tile {
     /// The exact u8 × s8 GEMM with `vpdpbusd` emulated in plain Rust (AVX2 elsewhere where the
     /// CPU has it): checks the VNNI packing and correction on any CPU. Never chosen by default.
     VnniEmulated,
-    /// AVX2 `vpmaddwd`: convolutions on the u8 quads split into even and odd bytes
-    /// ([`crate::quads::QuadKernel::Avx2`]), fully connected layers on int16 rows.
+    /// AVX2 without VNNI: convolutions on the u8 quads through `vpmaddubsw` with fixes, or
+    /// split into even and odd bytes for `vpmaddwd` ([`crate::quads::QuadKernel::Avx2`]);
+    /// fully connected layers on int16 rows.
     Avx2,
     /// The u8 × s8 GEMM through 256-bit AVX-VNNI `vpdpbusd`.
     AvxVnni,
