@@ -4,7 +4,7 @@
 
 use crate::{
     ChannelQuant, ConvParams, ConvTransposeParams, KernelError, Kernels, Native, PackedFc,
-    PairQuant, PoolParams,
+    PairQuant, PoolParams, PreparedConv,
 };
 
 /// Default smallest layer (in multiply-accumulates) sent to the GPU: below about a million MACs
@@ -71,6 +71,28 @@ impl Kernels for Dispatch {
         out: &mut [i8],
     ) -> Result<(), KernelError> {
         self.pick(p.macs()).conv(p, input, weights, q, out)
+    }
+
+    fn prepare_conv(
+        &self,
+        p: &ConvParams,
+        weights: &[i8],
+        q: &ChannelQuant,
+    ) -> Option<PreparedConv> {
+        self.pick(p.macs()).prepare_conv(p, weights, q)
+    }
+
+    fn conv_prepared(
+        &self,
+        p: &ConvParams,
+        input: &[i8],
+        weights: &[i8],
+        prepared: &PreparedConv,
+        q: &ChannelQuant,
+        out: &mut [i8],
+    ) -> Result<(), KernelError> {
+        self.pick(p.macs())
+            .conv_prepared(p, input, weights, prepared, q, out)
     }
 
     fn conv_transpose(

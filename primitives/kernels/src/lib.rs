@@ -156,6 +156,34 @@ pub fn check_matmul(dims: [u32; 3], a: &[i8], b: &[i8], out: &[i8]) -> Result<()
     }
 }
 
+/// A convolution's weights laid out by a backend once, for executions that run the layer again
+/// ([`Kernels::prepare_conv`]), as ONNX Runtime prepacks a session's weights. Only the backend
+/// that made it reads it; it changes no output.
+pub struct PreparedConv {
+    layout: alloc::boxed::Box<dyn core::any::Any>,
+    bytes: usize,
+}
+
+impl PreparedConv {
+    /// Wraps a backend's `layout`, which holds `bytes` of heap.
+    pub fn new<T: core::any::Any>(layout: T, bytes: usize) -> Self {
+        PreparedConv {
+            layout: alloc::boxed::Box::new(layout),
+            bytes,
+        }
+    }
+
+    /// The layout, if it is a `T`.
+    pub fn layout<T: core::any::Any>(&self) -> Option<&T> {
+        self.layout.downcast_ref()
+    }
+
+    /// Heap bytes the layout holds, for the caller's bound on what it keeps.
+    pub fn heap_bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
 /// The kernels a SmartVM backend provides. Each method checks its slices against its parameters
 /// and returns an error rather than panicking; results must equal [`Reference`] bit for bit.
 pub trait Kernels {
@@ -178,6 +206,34 @@ pub trait Kernels {
         q: &ChannelQuant,
         out: &mut [i8],
     ) -> Result<(), KernelError>;
+
+    /// The weights of convolution `p` laid out for [`Kernels::conv_prepared`], for a layer that
+    /// later executions run again; `None`, the default, where the backend gains nothing.
+    fn prepare_conv(
+        &self,
+        p: &ConvParams,
+        weights: &[i8],
+        q: &ChannelQuant,
+    ) -> Option<PreparedConv> {
+        let _ = (p, weights, q);
+        None
+    }
+
+    /// [`Kernels::conv`] given also `prepared`, what [`Kernels::prepare_conv`] made of `weights`
+    /// (the backend falls back to [`Kernels::conv`] where it no longer fits, e.g. another tile):
+    /// the same output bit for bit.
+    fn conv_prepared(
+        &self,
+        p: &ConvParams,
+        input: &[i8],
+        weights: &[i8],
+        prepared: &PreparedConv,
+        q: &ChannelQuant,
+        out: &mut [i8],
+    ) -> Result<(), KernelError> {
+        let _ = prepared;
+        self.conv(p, input, weights, q, out)
+    }
 
     /// Max / overlapping / average pooling: SPEC.md "Pooling".
     fn pool(&self, p: &PoolParams, input: &[i8], out: &mut [i8]) -> Result<(), KernelError>;

@@ -17,7 +17,7 @@ use crate::unfold::{unfold, QuadPlan, Unfolded};
 use crate::warm;
 use crate::{
     check_conv, check_fc, check_pool, ChannelQuant, ConvParams, ConvTransposeParams, KernelError,
-    Kernels, PackedFc, PairQuant, PoolParams, Reference,
+    Kernels, PackedFc, PairQuant, PoolParams, PreparedConv, Reference,
 };
 
 /// Below this many multiply-accumulates a call runs on the calling thread: measured on LeNet-5,
@@ -83,7 +83,7 @@ impl Product {
     /// requantized into `out` (`rows` output planes of `out_w`-wide rows).
     fn rows(
         &self,
-        weights: &[i8],
+        (weights, prepared): (&[i8], Option<&QuadWeights<'static>>),
         (row0, rows, taps): (usize, usize, usize),
         q: &ChannelQuant,
         out_w: usize,
@@ -104,12 +104,21 @@ impl Product {
                 }
             }
             Product::Quads(panels, _, kernel) => {
-                let w = QuadWeights::new(*kernel, weights, rows, taps, q.input_zero);
-                quads::multiply_with(*kernel, &w, panels, |row, first, sums, less| {
+                let sink = |row: usize, first: usize, sums: &[i32], less: i32| {
                     let y = &mut out[row * plane..(row + 1) * plane];
                     let channel = (row0 + row, less);
                     requantize_wide(sums, (row_len, out_w), q, channel, y, first, 0);
-                });
+                };
+                match prepared {
+                    // The layer's weights laid out once: this task's rows of them.
+                    Some(w) => {
+                        quads::multiply_rows_with(*kernel, w, row0..row0 + rows, panels, sink)
+                    }
+                    None => {
+                        let w = QuadWeights::new(*kernel, weights, rows, taps, q.input_zero);
+                        quads::multiply_with(*kernel, &w, panels, sink)
+                    }
+                }
             }
         }
     }
@@ -184,7 +193,7 @@ fn conv_group_by_positions(
     p: &ConvParams,
     plan: &QuadPlan<'_>,
     kernel: QuadKernel,
-    weights: &[i8],
+    (weights, prepared): (&[i8], Option<&QuadWeights<'static>>),
     q: &ChannelQuant,
     first_row: usize,
     out: &mut [i8],
@@ -192,13 +201,15 @@ fn conv_group_by_positions(
     let (rows, taps) = (p.group_out() as usize, p.weights_per_output() as usize);
     let (plane, out_w) = ((p.output.h * p.output.w) as usize, p.output.w as usize);
     let (wide, row_len) = (plan.positions, plan.row_len);
-    let w = QuadWeights::new(
-        kernel,
-        &weights[first_row * taps..(first_row + rows) * taps],
-        rows,
-        taps,
-        q.input_zero,
-    );
+    let fresh;
+    let w = match prepared {
+        Some(w) => w,
+        None => {
+            let group_weights = &weights[first_row * taps..(first_row + rows) * taps];
+            fresh = QuadWeights::new(kernel, group_weights, rows, taps, q.input_zero);
+            &fresh
+        }
+    };
     let panels = wide.div_ceil(quads::COLS);
     let tasks = 4 * rayon::current_num_threads();
     let per_task = panels.div_ceil(tasks).next_multiple_of(quads::PANELS);
@@ -219,7 +230,7 @@ fn conv_group_by_positions(
     parts.into_par_iter().enumerate().for_each(|(t, mut ys)| {
         let (origin, start) = (output_at(bound(t)), bound(t));
         let mine = plan.panels(start, bound(t + 1) - start, false);
-        quads::multiply_with(kernel, &w, &mine, |row, first, sums, less| {
+        quads::multiply_with(kernel, w, &mine, |row, first, sums, less| {
             let y = &mut ys[row];
             requantize_wide(
                 sums,
@@ -234,12 +245,43 @@ fn conv_group_by_positions(
     });
 }
 
+/// The quad kernel a convolution of `p` runs on the active tile, if any (the int16 GEMM
+/// otherwise): AMX only where its tiles would not be mostly padding.
+fn quad_kernel(p: &ConvParams, q: &ChannelQuant) -> Option<QuadKernel> {
+    let (rows, taps) = (p.group_out() as usize, p.weights_per_output() as usize);
+    QuadKernel::for_active_tile()
+        .filter(|_| quads::zero_fits(q.input_zero))
+        .map(|kernel| match kernel {
+            // Tiles of 32 rows × 64 taps would be mostly padding.
+            QuadKernel::Amx if !crate::amx::fills_tiles(rows, taps) => QuadKernel::Avx512Vnni,
+            kernel => kernel,
+        })
+}
+
+/// Whether [`Native`] runs `p` as one group through `conv_group`: a single-group 2-D layer with
+/// more than one input or output channel (one of each is a depthwise layer).
+fn runs_whole(p: &ConvParams) -> bool {
+    let two_d = p.kernel[0] == 1 && p.pad[0] == 0 && p.input.d == 1 && p.output.d == 1;
+    let depthwise = p.group_in() == 1 && p.group_out() == 1;
+    p.groups == 1 && two_d && !depthwise
+}
+
+/// A single-group convolution's weights laid out once for `kernel` and input zero point `zero`
+/// ([`Kernels::prepare_conv`]): the split or byte pairs of the AVX2 tile, or VNNI quads packed
+/// where rows are no whole number of quads, with their corrections.
+struct PreparedQuads {
+    kernel: QuadKernel,
+    zero: i32,
+    weights: QuadWeights<'static>,
+}
+
 /// One group of a 2-D convolution: unfold into panels, then per task of output rows pack their
 /// weights, multiply and requantize; with `parallel`, both steps run on the rayon pool.
+#[allow(clippy::too_many_arguments)]
 fn conv_group(
     p: &ConvParams,
     input: &[i8],
-    weights: &[i8],
+    (weights, prepared): (&[i8], Option<&PreparedQuads>),
     q: &ChannelQuant,
     group: usize,
     out: &mut [i8],
@@ -249,15 +291,15 @@ fn conv_group(
     let (out_w, taps) = (p.output.w as usize, p.weights_per_output() as usize);
     let rows = p.group_out() as usize;
     let first = group * rows;
-    let product = match QuadKernel::for_active_tile().filter(|_| quads::zero_fits(q.input_zero)) {
+    let product = match quad_kernel(p, q) {
         Some(kernel) => {
-            let kernel = match kernel {
-                // Tiles of 32 rows × 64 taps would be mostly padding.
-                QuadKernel::Amx if !crate::amx::fills_tiles(rows, taps) => QuadKernel::Avx512Vnni,
-                kernel => kernel,
-            };
+            // Weights laid out for this kernel and zero point (another tile may be forced since).
+            let prepared = prepared
+                .filter(|w| w.kernel == kernel && w.zero == q.input_zero)
+                .map(|w| &w.weights);
             let plan = QuadPlan::new(p, input, q.input_zero, group, parallel);
             if parallel && rows <= FEW_ROWS {
+                let weights = (weights, prepared);
                 return conv_group_by_positions(p, &plan, kernel, weights, q, first, out);
             }
             Product::Quads(
@@ -268,6 +310,9 @@ fn conv_group(
         }
         None => Product::Pairs(unfold(p, input, q.input_zero, group, parallel)),
     };
+    let prepared = prepared
+        .filter(|w| matches!(product, Product::Quads(_, _, k) if k == w.kernel && w.zero == q.input_zero))
+        .map(|w| &w.weights);
     let per_task = if parallel {
         rows_per_task(rows, &product)
     } else {
@@ -277,7 +322,8 @@ fn conv_group(
         let row0 = first + t * per_task;
         let task_rows = chunk.len() / positions;
         let task_weights = &weights[row0 * taps..(row0 + task_rows) * taps];
-        product.rows(task_weights, (row0, task_rows, taps), q, out_w, chunk);
+        let weights = (task_weights, prepared);
+        product.rows(weights, (row0, task_rows, taps), q, out_w, chunk);
     };
     if parallel {
         out.par_chunks_mut(per_task * positions)
@@ -329,12 +375,61 @@ impl Kernels for Native {
             // Grouped and depthwise layers: whole groups side by side, one thread each.
             out.par_chunks_mut(group_len)
                 .enumerate()
-                .for_each(|(g, o)| conv_group(p, input, weights, q, g, o, false));
+                .for_each(|(g, o)| conv_group(p, input, (weights, None), q, g, o, false));
         } else {
             for (g, o) in out.chunks_mut(group_len).enumerate() {
-                conv_group(p, input, weights, q, g, o, parallel);
+                conv_group(p, input, (weights, None), q, g, o, parallel);
             }
         }
+        Ok(())
+    }
+
+    fn prepare_conv(
+        &self,
+        p: &ConvParams,
+        weights: &[i8],
+        q: &ChannelQuant,
+    ) -> Option<PreparedConv> {
+        if !runs_whole(p) || weights.len() as u64 != p.weight_len() {
+            return None;
+        }
+        let kernel = quad_kernel(p, q)?;
+        let (rows, taps) = (p.group_out() as usize, p.weights_per_output() as usize);
+        let weights = QuadWeights::new(kernel, weights, rows, taps, q.input_zero).into_owned()?;
+        let bytes = weights.heap_bytes();
+        let zero = q.input_zero;
+        Some(PreparedConv::new(
+            PreparedQuads {
+                kernel,
+                zero,
+                weights,
+            },
+            bytes,
+        ))
+    }
+
+    fn conv_prepared(
+        &self,
+        p: &ConvParams,
+        input: &[i8],
+        weights: &[i8],
+        prepared: &PreparedConv,
+        q: &ChannelQuant,
+        out: &mut [i8],
+    ) -> Result<(), KernelError> {
+        let Some(layout) = prepared.layout::<PreparedQuads>() else {
+            return self.conv(p, input, weights, q, out);
+        };
+        let (rows, taps) = (p.group_out() as usize, p.weights_per_output() as usize);
+        if !runs_whole(p) || layout.weights.shape() != (rows, taps.div_ceil(4)) {
+            return self.conv(p, input, weights, q, out);
+        }
+        check_conv(p, input, weights, q, out)?;
+        let parallel = p.macs() >= PARALLEL_MACS;
+        if parallel {
+            warm::parallel_layer();
+        }
+        conv_group(p, input, (weights, Some(layout)), q, 0, out, parallel);
         Ok(())
     }
 

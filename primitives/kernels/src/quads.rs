@@ -175,11 +175,44 @@ impl<'a> QuadWeights<'a> {
         matches!(self.source, Source::Bytes(_))
     }
 
-    /// Where the rows of block `block` start, and the bytes from one quad to the next. Rows
-    /// past the last one (in a part block) repeat the block's first row: their sums are
-    /// discarded.
-    fn block(&self, block: usize) -> Block<'_> {
-        let first = block * ROWS;
+    /// The weights as an owned layout, for keeping past the borrowed rows (see
+    /// [`crate::native`]'s prepared convolutions); `None` for rows read in place or AMX tiles.
+    pub fn into_owned(mut self) -> Option<QuadWeights<'static>> {
+        let source = match core::mem::replace(&mut self.source, Source::Packed(Vec::new())) {
+            Source::Packed(words) => Source::Packed(words),
+            Source::Split(words) => Source::Split(words),
+            Source::Bytes(pairs) => Source::Bytes(pairs),
+            Source::Rows(..) | Source::Tiles(..) => return None,
+        };
+        Some(QuadWeights {
+            source,
+            corrections: core::mem::take(&mut self.corrections),
+            quads: self.quads,
+            rows: self.rows,
+        })
+    }
+
+    /// Heap bytes of the layout and corrections.
+    pub fn heap_bytes(&self) -> usize {
+        let layout = match &self.source {
+            Source::Packed(words) | Source::Split(words) => words.len() * 4,
+            Source::Bytes(pairs) => pairs.words.len() * 4 + pairs.fixes.len() * 8,
+            Source::Rows(..) | Source::Tiles(..) => 0,
+        };
+        layout + self.corrections.len() * 4
+    }
+
+    /// Rows and taps (in quads) of the weights.
+    pub fn shape(&self) -> (usize, usize) {
+        (self.rows, self.quads)
+    }
+
+    /// Where the [`ROWS`] rows from row `first` (a multiple of [`ROWS`]) start, and the bytes
+    /// from one quad to the next. Rows past the last one (in a part block) repeat the block's
+    /// first row: their sums are discarded.
+    fn block(&self, first: usize) -> Block<'_> {
+        debug_assert!(first.is_multiple_of(ROWS));
+        let block = first / ROWS;
         let row_of = |r: usize| {
             if first + r < self.rows {
                 first + r
@@ -542,17 +575,32 @@ pub fn multiply_with(
     kernel: QuadKernel,
     w: &QuadWeights<'_>,
     x: &QuadInput,
+    sink: impl FnMut(usize, usize, &[i32], i32),
+) {
+    multiply_rows_with(kernel, w, 0..w.rows, x, sink)
+}
+
+/// [`multiply_with`] for the weights' rows `rows` only (`rows.start` a multiple of [`ROWS`]),
+/// the sink's rows counted from `rows.start`: a task's share of weights laid out once for the
+/// whole layer.
+pub fn multiply_rows_with(
+    kernel: QuadKernel,
+    w: &QuadWeights<'_>,
+    rows: core::ops::Range<usize>,
+    x: &QuadInput,
     mut sink: impl FnMut(usize, usize, &[i32], i32),
 ) {
     assert_eq!(w.quads, x.quads, "weights and input have the same taps");
+    assert!(rows.start.is_multiple_of(ROWS) && rows.start <= rows.end && rows.end <= w.rows);
     if let Source::Tiles(tiles) = &w.source {
+        assert_eq!(rows, 0..w.rows, "AMX tiles run whole");
         let emulate = kernel != QuadKernel::Amx;
         return crate::amx::multiply_with(tiles, &w.corrections, x, emulate, sink);
     }
     ACC.with(|kept| match kept.try_borrow_mut() {
-        Ok(mut acc) => multiply_into(kernel, w, x, &mut acc, &mut sink),
+        Ok(mut acc) => multiply_into(kernel, w, rows, x, &mut acc, &mut sink),
         // A product inside a sink on this thread (none today) gets its own.
-        Err(_) => multiply_into(kernel, w, x, &mut [[0; SPAN * COLS]; ROWS], &mut sink),
+        Err(_) => multiply_into(kernel, w, rows, x, &mut [[0; SPAN * COLS]; ROWS], &mut sink),
     })
 }
 
@@ -560,6 +608,7 @@ pub fn multiply_with(
 fn multiply_into(
     kernel: QuadKernel,
     w: &QuadWeights<'_>,
+    rows: core::ops::Range<usize>,
     x: &QuadInput,
     acc: &mut Acc,
     sink: &mut impl FnMut(usize, usize, &[i32], i32),
@@ -570,7 +619,7 @@ fn multiply_into(
         let run = span.min(panels - first_panel);
         let first = first_panel * COLS;
         let width = (run * COLS).min(x.positions - first);
-        for r0 in (0..w.rows).step_by(ROWS) {
+        for r0 in rows.clone().step_by(ROWS) {
             for base in (0..run).step_by(PANELS) {
                 let count = PANELS.min(run - base);
                 // Panels past the last one repeat it; their sums are not used.
@@ -578,10 +627,15 @@ fn multiply_into(
                     core::array::from_fn(|i| x.panel(first_panel + base + i.min(count - 1)));
                 let last = first_panel + base + count - 1;
                 let narrow = x.positions - last * COLS <= COLS / 2;
-                tile(kernel, w.block(r0 / ROWS), xs, (count, narrow), acc, base);
+                tile(kernel, w.block(r0), xs, (count, narrow), acc, base);
             }
-            for (r, lane) in acc.iter().enumerate().take(ROWS.min(w.rows - r0)) {
-                sink(r0 + r, first, &lane[..width], w.corrections[r0 + r]);
+            for (r, lane) in acc.iter().enumerate().take(ROWS.min(rows.end - r0)) {
+                sink(
+                    r0 + r - rows.start,
+                    first,
+                    &lane[..width],
+                    w.corrections[r0 + r],
+                );
             }
         }
     }

@@ -501,6 +501,80 @@ fn trained_like_long_rows_agree_on_the_byte_loop() {
     }
 }
 
+/// Weights laid out once (`prepare_conv`) and run again (`conv_prepared`) give the reference's
+/// bytes on every tile: prepared under each tile and run under it (the AVX2 byte and split
+/// layouts, VNNI quads packed for rows of no whole number of quads, tasks taking row ranges of
+/// the layout, few rows split by positions, one thread), and prepared under the best tile and
+/// run under every other one (which must not use a layout made for another kernel).
+#[test]
+fn prepared_convolutions_agree_with_the_reference() {
+    let mut rng = Rng(23);
+    let layers = [
+        (Shape::new(64, 1, 20, 20), 96, true),
+        (Shape::new(59, 1, 20, 20), 40, true),
+        (Shape::new(30, 1, 21, 21), 22, false),
+        (Shape::new(5, 1, 9, 9), 7, false),
+    ];
+    for (input, out_c, trained) in layers {
+        let p = ConvParams::conv2d(input, out_c, 3, 1, 1, 1, 1).unwrap();
+        let wts: Vec<i8> = (0..p.weight_len())
+            .map(|_| match (trained, rng.next() % 150) {
+                (true, 0) => 127,
+                (true, 1) => -128,
+                (true, r) => (r % 41) as i8 - 20,
+                (false, _) => rng.i8(true),
+            })
+            .collect();
+        let x: Vec<i8> = (0..input.elements().unwrap())
+            .map(|_| rng.i8(true))
+            .collect();
+        let mut q = rng.quant(out_c as usize, false);
+        for zero in [-128, 17] {
+            q.input_zero = zero;
+            let mut a = vec![REFERENCE_MARK; p.output.elements().unwrap() as usize];
+            Reference.conv(&p, &x, &wts, &q, &mut a).unwrap();
+            let run = |prepared: &Option<smartvm_kernels::PreparedConv>| {
+                let mut b = vec![BACKEND_MARK; a.len()];
+                match prepared {
+                    Some(prepared) => Native.conv_prepared(&p, &x, &wts, prepared, &q, &mut b),
+                    None => Native.conv(&p, &x, &wts, &q, &mut b),
+                }
+                .unwrap();
+                b
+            };
+            for (tile, (made, b)) in on_every_tile(|| {
+                let prepared = Native.prepare_conv(&p, &wts, &q);
+                (prepared.is_some(), run(&prepared))
+            }) {
+                assert_eq!(a, b, "{tile:?} {p:?} zero {zero} prepared {made}");
+                // The AVX2 tile's layouts are its own copies: always kept.
+                assert!(
+                    made || tile != Tile::Avx2,
+                    "{p:?} prepared under the AVX2 tile"
+                );
+            }
+            let best = Native.prepare_conv(&p, &wts, &q);
+            for (tile, b) in on_every_tile(|| run(&best)) {
+                assert_eq!(
+                    a, b,
+                    "{tile:?} {p:?} zero {zero}: a layout made for the best tile"
+                );
+            }
+            // A layout whose corrections are for another input zero point is not used.
+            let other = ChannelQuant {
+                input_zero: if zero == -128 { 17 } else { -128 },
+                ..q.clone()
+            };
+            let elsewhere = Native.prepare_conv(&p, &wts, &other);
+            assert_eq!(
+                a,
+                run(&elsewhere),
+                "{p:?} zero {zero}: a layout for another zero"
+            );
+        }
+    }
+}
+
 /// A long reduction at the extremes: 16384 products of (-128 - 127) · 127 overflow int32, so
 /// the result is only right if every backend wraps exactly as the spec says.
 #[test]

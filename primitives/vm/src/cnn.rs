@@ -121,11 +121,20 @@ impl<'a, K: Kernels, W: WeightSource> Machine<'a, K, W> {
         self.charge_work(class, work)?;
         let weights = self.layer_weights(wblock, p.weight_len())?;
         let q = self.channel_quant(qblock, p.output.c)?;
+        let key = (operand(wblock)?, p.weight_len(), outputs);
+        let prepared = self
+            .packed
+            .conv(key, self.kernels, (&p, as_i8(&weights), &q));
         self.produce(1, p.output, |m, out| {
             let input = &m.buffer.top()?.data;
-            m.kernels
-                .conv(&p, input, as_i8(&weights), &q, out)
-                .map_err(kernel_error(qblock))
+            match &prepared {
+                Some(prepared) => {
+                    m.kernels
+                        .conv_prepared(&p, input, as_i8(&weights), prepared, &q, out)
+                }
+                None => m.kernels.conv(&p, input, as_i8(&weights), &q, out),
+            }
+            .map_err(kernel_error(qblock))
         })
     }
 

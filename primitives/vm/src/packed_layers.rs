@@ -1,4 +1,5 @@
-//! Fully-connected weights packed for the backend's repeated-layer path.
+//! Fully-connected weights packed for the backend's repeated-layer path, and convolution
+//! weights laid out once for the executions that share a [`PackedLayers`].
 //!
 //! An LSTM multiplies the same two matrices at each of its steps; a backend that computes
 //! faster from a rearranged copy of the weights ([`Kernels::pack_fully_connected`]) gets one
@@ -12,7 +13,7 @@
 use alloc::rc::Rc;
 use alloc::vec::Vec;
 
-use smartvm_kernels::{Kernels, PackedFc};
+use smartvm_kernels::{ChannelQuant, ConvParams, Kernels, PackedFc, PreparedConv};
 
 /// A layer's identity: its first weight block, inputs and outputs. The weight source does not
 /// change during an execution (nor, by [`crate::execute_slice_packed`]'s contract, between the
@@ -29,6 +30,17 @@ const MAX_TOTAL_BYTES: usize = 8 << 20;
 /// Layers seen once that are remembered, waiting for a second run.
 const MAX_SEEN: usize = 64;
 
+/// Most heap bytes one convolution's prepared layout may hold (ResNet-18's largest, split into
+/// int16 pairs for AVX2, is 4.7 MB).
+const MAX_CONV_BYTES: usize = 8 << 20;
+
+/// Most bytes all prepared convolutions of one [`PackedLayers`] hold: ResNet-18's, split, are
+/// 22 MB.
+const MAX_CONV_TOTAL_BYTES: usize = 32 << 20;
+
+/// Most convolutions a [`PackedLayers`] remembers, prepared or declined.
+const MAX_CONVS: usize = 256;
+
 /// Fully-connected layers seen once, and those packed, of one program on one weight source;
 /// and the storage of the feature maps the last execution dropped, for the next one's.
 #[derive(Default)]
@@ -37,6 +49,10 @@ pub struct PackedLayers {
     packed: Vec<(LayerKey, Rc<PackedFc>)>,
     bytes: usize,
     frames: Vec<Vec<i8>>,
+    /// Convolutions prepared (`Some`) or that the backend declined or the bounds refused
+    /// (`None`, not asked again).
+    convs: Vec<(LayerKey, Option<Rc<PreparedConv>>)>,
+    conv_bytes: usize,
 }
 
 impl PackedLayers {
@@ -50,6 +66,32 @@ impl PackedLayers {
     /// Keeps an execution's frame storage for the next one.
     pub(crate) fn keep_frames(&mut self, frames: Vec<Vec<i8>>) {
         self.frames = frames;
+    }
+
+    /// The prepared layout of convolution `key` (its first weight block, weights and outputs),
+    /// made at its first run: the backend's per-run layout work, done once for the executions
+    /// that follow (and no more than that work for the first). `None` where the backend keeps
+    /// no layout for it or the bounds are reached.
+    pub(crate) fn conv<K: Kernels>(
+        &mut self,
+        key: LayerKey,
+        kernels: &K,
+        (p, weights, q): (&ConvParams, &[i8], &ChannelQuant),
+    ) -> Option<Rc<PreparedConv>> {
+        if let Some((_, prepared)) = self.convs.iter().find(|(k, _)| *k == key) {
+            return prepared.clone();
+        }
+        if self.convs.len() >= MAX_CONVS || self.conv_bytes >= MAX_CONV_TOTAL_BYTES {
+            return None;
+        }
+        let prepared = kernels
+            .prepare_conv(p, weights, q)
+            .filter(|c| c.heap_bytes() <= MAX_CONV_BYTES)
+            .filter(|c| self.conv_bytes + c.heap_bytes() <= MAX_CONV_TOTAL_BYTES)
+            .map(Rc::new);
+        self.conv_bytes += prepared.as_ref().map_or(0, |c| c.heap_bytes());
+        self.convs.push((key, prepared.clone()));
+        prepared
     }
 
     /// The packed form of the layer `key` if it ran before in this execution and the backend
@@ -84,7 +126,7 @@ impl PackedLayers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use smartvm_kernels::{ChannelQuant, ConvParams, KernelError, PairQuant, PoolParams};
+    use smartvm_kernels::{KernelError, PairQuant, PoolParams};
 
     /// A backend that packs every layer (the reference backend packs none).
     struct Packing;
@@ -135,6 +177,79 @@ mod tests {
         fn pack_fully_connected(&self, weights: &[i8], inputs: usize) -> Option<PackedFc> {
             PackedFc::new(weights, inputs)
         }
+
+        fn prepare_conv(
+            &self,
+            _: &ConvParams,
+            weights: &[i8],
+            _: &ChannelQuant,
+        ) -> Option<PreparedConv> {
+            // A layout as large as the weights, as the byte pairs are.
+            Some(PreparedConv::new(weights.to_vec(), weights.len()))
+        }
+    }
+
+    fn conv_layer() -> (ConvParams, ChannelQuant) {
+        let input = smartvm_kernels::Shape::new(2, 1, 4, 4);
+        let p = ConvParams::conv2d(input, 3, 3, 1, 1, 1, 1).unwrap();
+        let q = ChannelQuant {
+            input_zero: 0,
+            output: smartvm_kernels::OutputRange {
+                zero: 0,
+                lo: -128,
+                hi: 127,
+            },
+            bias: alloc::vec![0; 3],
+            mult: alloc::vec![1 << 30; 3],
+            shift: alloc::vec![0; 3],
+        };
+        (p, q)
+    }
+
+    #[test]
+    fn a_convolution_is_prepared_at_its_first_run_and_kept() {
+        let mut layers = PackedLayers::default();
+        let (p, q) = conv_layer();
+        let weights = alloc::vec![1i8; p.weight_len() as usize];
+        let key = (3, p.weight_len(), 48);
+        let first = layers
+            .conv(key, &Packing, (&p, &weights, &q))
+            .expect("prepared");
+        let again = layers
+            .conv(key, &Packing, (&p, &weights, &q))
+            .expect("kept");
+        assert!(Rc::ptr_eq(&first, &again));
+        assert_eq!(layers.conv_bytes, weights.len());
+        // Another layer (other first block) gets its own.
+        let other = layers.conv((4, p.weight_len(), 48), &Packing, (&p, &weights, &q));
+        assert!(!Rc::ptr_eq(&first, &other.expect("prepared")));
+    }
+
+    #[test]
+    fn convolutions_past_the_bounds_or_declined_are_not_prepared_nor_asked_again() {
+        let (p, q) = conv_layer();
+        let big = alloc::vec![0i8; MAX_CONV_BYTES + 1];
+        let mut layers = PackedLayers::default();
+        assert!(layers.conv((0, 1, 1), &Packing, (&p, &big, &q)).is_none());
+        assert_eq!(layers.conv_bytes, 0);
+        let small = alloc::vec![1i8; 18];
+        layers.conv_bytes = MAX_CONV_TOTAL_BYTES - 10;
+        assert!(layers
+            .conv((1, 18, 48), &Packing, (&p, &small, &q))
+            .is_none());
+        layers.conv_bytes = 0;
+        let reference = smartvm_kernels::Reference;
+        for _ in 0..2 {
+            assert!(layers
+                .conv((2, 18, 48), &reference, (&p, &small, &q))
+                .is_none());
+        }
+        // Each declined layer is remembered once, so the backend is not asked again.
+        assert_eq!(layers.convs.len(), 3);
+        for n in 3..MAX_CONVS as u32 + 10 {
+            layers.conv((n, 18, 48), &reference, (&p, &small, &q));
+        }
+        assert_eq!(layers.convs.len(), MAX_CONVS);
     }
 
     #[test]
