@@ -360,7 +360,14 @@ fn interleave4(runs: [&[u8; COLS]; 4], flip: u8, out: &mut [u8; 4 * COLS]) {
             let f = _mm_set1_epi8(flip as i8);
             let load =
                 |r: &[u8; COLS]| _mm_xor_si128(_mm_loadu_si128(r.as_ptr() as *const __m128i), f);
-            x86::store_interleaved(runs.map(load), out);
+            let [a, b, c, d] = runs.map(load);
+            let (ab_lo, ab_hi) = (_mm_unpacklo_epi8(a, b), _mm_unpackhi_epi8(a, b));
+            let (cd_lo, cd_hi) = (_mm_unpacklo_epi8(c, d), _mm_unpackhi_epi8(c, d));
+            let to = out.as_mut_ptr() as *mut __m128i;
+            _mm_storeu_si128(to, _mm_unpacklo_epi16(ab_lo, cd_lo));
+            _mm_storeu_si128(to.add(1), _mm_unpackhi_epi16(ab_lo, cd_lo));
+            _mm_storeu_si128(to.add(2), _mm_unpacklo_epi16(ab_hi, cd_hi));
+            _mm_storeu_si128(to.add(3), _mm_unpackhi_epi16(ab_hi, cd_hi));
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -518,18 +525,8 @@ mod x86 {
             v
         };
         for (taps, out) in offsets.chunks(4).zip(panel.chunks_exact_mut(4 * COLS)) {
-            let out: &mut [u8; 4 * COLS] = out.try_into().expect("one quad of the panel");
             let at = |t: usize| *taps.get(t).unwrap_or(&taps[0]);
-            store_interleaved([0, 1, 2, 3].map(|t| tap(at(t))), out);
-        }
-    }
-
-    /// `out[4j + t] = runs[t][j]`: four vectors of [`COLS`] bytes side by side, by byte and
-    /// word unpacks (SSE2).
-    #[inline]
-    pub(super) fn store_interleaved([a, b, c, d]: [__m128i; 4], out: &mut [u8; 4 * COLS]) {
-        // SAFETY: SSE2 is part of x86-64; the four stores are the 64 bytes of `out`.
-        unsafe {
+            let (a, b, c, d) = (tap(at(0)), tap(at(1)), tap(at(2)), tap(at(3)));
             let (ab_lo, ab_hi) = (_mm_unpacklo_epi8(a, b), _mm_unpackhi_epi8(a, b));
             let (cd_lo, cd_hi) = (_mm_unpacklo_epi8(c, d), _mm_unpackhi_epi8(c, d));
             let to = out.as_mut_ptr() as *mut __m128i;
