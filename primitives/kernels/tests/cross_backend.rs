@@ -458,56 +458,16 @@ fn threaded_layers_agree_with_the_reference() {
     }
 }
 
-/// Long rows of weights like a trained layer's (small, with a rare ±127 or -128) take the AVX2
-/// tile's byte loop, with fixes for the pairs `vpmaddubsw` would saturate on: against inputs at
-/// the extremes, every tile agrees with the reference. Rows of whole quads (576 taps, split in
-/// one run) and of a part quad (531 taps, split row by row), both zero points.
+/// Convolutions give the reference's bytes on every tile, laid out at each call (`conv`) and
+/// once (`prepare_conv`, then `conv_prepared`): prepared under each tile and run under it, and
+/// prepared under the best tile and run under every other one (which must not use a layout
+/// made for another kernel or zero point). The layers: long rows of weights like a trained
+/// layer's (small, with a rare ±127 or -128), which take the AVX2 byte loop with fixes for the
+/// pairs `vpmaddubsw` would saturate on (whole quads, and 531 taps: VNNI quads packed);
+/// uniform weights (the split pairs) with few rows split by positions; one thread.
 #[test]
-fn trained_like_long_rows_agree_on_the_byte_loop() {
+fn prepared_and_plain_convolutions_agree_with_the_reference() {
     use smartvm_kernels::quads::{QuadKernel, QuadWeights, MIN_BYTE_TAPS};
-    let mut rng = Rng(11);
-    for (in_c, out_c) in [(64, 96), (59, 40)] {
-        let p = ConvParams::conv2d(Shape::new(in_c, 1, 20, 20), out_c, 3, 1, 1, 1, 1).unwrap();
-        let taps = p.weights_per_output() as usize;
-        assert!(taps >= MIN_BYTE_TAPS);
-        let wts: Vec<i8> = (0..p.weight_len())
-            .map(|_| match rng.next() % 150 {
-                0 => 127,
-                1 => -128,
-                r => (r % 41) as i8 - 20,
-            })
-            .collect();
-        let avx2 = QuadWeights::new(QuadKernel::Avx2, &wts, out_c as usize, taps, 0);
-        assert!(
-            avx2.avx2_bytes(),
-            "{taps} taps of trained-like weights take the byte loop"
-        );
-        let x: Vec<i8> = (0..p.input.elements().unwrap())
-            .map(|_| rng.i8(true))
-            .collect();
-        let mut q = rng.quant(out_c as usize, false);
-        for zero in [-128, 17] {
-            q.input_zero = zero;
-            let mut a = vec![REFERENCE_MARK; p.output.elements().unwrap() as usize];
-            Reference.conv(&p, &x, &wts, &q, &mut a).unwrap();
-            for (tile, b) in on_every_tile(|| {
-                let mut b = vec![BACKEND_MARK; a.len()];
-                Native.conv(&p, &x, &wts, &q, &mut b).unwrap();
-                b
-            }) {
-                assert_eq!(a, b, "{tile:?} {p:?} zero {zero}");
-            }
-        }
-    }
-}
-
-/// Weights laid out once (`prepare_conv`) and run again (`conv_prepared`) give the reference's
-/// bytes on every tile: prepared under each tile and run under it (the AVX2 byte and split
-/// layouts, VNNI quads packed for rows of no whole number of quads, tasks taking row ranges of
-/// the layout, few rows split by positions, one thread), and prepared under the best tile and
-/// run under every other one (which must not use a layout made for another kernel).
-#[test]
-fn prepared_convolutions_agree_with_the_reference() {
     let mut rng = Rng(23);
     let layers = [
         (Shape::new(64, 1, 20, 20), 96, true),
@@ -525,6 +485,14 @@ fn prepared_convolutions_agree_with_the_reference() {
                 (false, _) => rng.i8(true),
             })
             .collect();
+        let taps = p.weights_per_output() as usize;
+        if trained && taps >= MIN_BYTE_TAPS {
+            let avx2 = QuadWeights::new(QuadKernel::Avx2, &wts, out_c as usize, taps, 0);
+            assert!(
+                avx2.avx2_bytes(),
+                "{taps} taps of trained-like weights take bytes"
+            );
+        }
         let x: Vec<i8> = (0..input.elements().unwrap())
             .map(|_| rng.i8(true))
             .collect();
@@ -542,10 +510,11 @@ fn prepared_convolutions_agree_with_the_reference() {
                 .unwrap();
                 b
             };
-            for (tile, (made, b)) in on_every_tile(|| {
+            for (tile, (plain, made, b)) in on_every_tile(|| {
                 let prepared = Native.prepare_conv(&p, &wts, &q);
-                (prepared.is_some(), run(&prepared))
+                (run(&None), prepared.is_some(), run(&prepared))
             }) {
+                assert_eq!(a, plain, "{tile:?} {p:?} zero {zero}");
                 assert_eq!(a, b, "{tile:?} {p:?} zero {zero} prepared {made}");
                 // The AVX2 tile's layouts are its own copies: always kept.
                 assert!(
