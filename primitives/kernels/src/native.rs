@@ -277,7 +277,6 @@ struct PreparedQuads {
 
 /// One group of a 2-D convolution: unfold into panels, then per task of output rows pack their
 /// weights, multiply and requantize; with `parallel`, both steps run on the rayon pool.
-#[allow(clippy::too_many_arguments)]
 fn conv_group(
     p: &ConvParams,
     input: &[i8],
@@ -291,12 +290,13 @@ fn conv_group(
     let (out_w, taps) = (p.output.w as usize, p.weights_per_output() as usize);
     let rows = p.group_out() as usize;
     let first = group * rows;
-    let product = match quad_kernel(p, q) {
+    let kernel = quad_kernel(p, q);
+    // Weights laid out for this kernel and zero point (another tile may be forced since).
+    let prepared = prepared
+        .filter(|w| Some(w.kernel) == kernel && w.zero == q.input_zero)
+        .map(|w| &w.weights);
+    let product = match kernel {
         Some(kernel) => {
-            // Weights laid out for this kernel and zero point (another tile may be forced since).
-            let prepared = prepared
-                .filter(|w| w.kernel == kernel && w.zero == q.input_zero)
-                .map(|w| &w.weights);
             let plan = QuadPlan::new(p, input, q.input_zero, group, parallel);
             if parallel && rows <= FEW_ROWS {
                 let weights = (weights, prepared);
@@ -310,9 +310,6 @@ fn conv_group(
         }
         None => Product::Pairs(unfold(p, input, q.input_zero, group, parallel)),
     };
-    let prepared = prepared
-        .filter(|w| matches!(product, Product::Quads(_, _, k) if k == w.kernel && w.zero == q.input_zero))
-        .map(|w| &w.weights);
     let per_task = if parallel {
         rows_per_task(rows, &product)
     } else {

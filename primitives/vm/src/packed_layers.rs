@@ -70,8 +70,9 @@ impl PackedLayers {
 
     /// The prepared layout of convolution `key` (its first weight block, weights and outputs),
     /// made at its first run: the backend's per-run layout work, done once for the executions
-    /// that follow (and no more than that work for the first). `None` where the backend keeps
-    /// no layout for it or the bounds are reached.
+    /// that follow (and no more than that work for the first, which uses it even where the
+    /// bounds keep it no longer). `None` where the backend makes no layout for it, or the bounds
+    /// were reached before it was made.
     pub(crate) fn conv<K: Kernels>(
         &mut self,
         key: LayerKey,
@@ -84,13 +85,13 @@ impl PackedLayers {
         if self.convs.len() >= MAX_CONVS || self.conv_bytes >= MAX_CONV_TOTAL_BYTES {
             return None;
         }
-        let prepared = kernels
-            .prepare_conv(p, weights, q)
-            .filter(|c| c.heap_bytes() <= MAX_CONV_BYTES)
-            .filter(|c| self.conv_bytes + c.heap_bytes() <= MAX_CONV_TOTAL_BYTES)
-            .map(Rc::new);
-        self.conv_bytes += prepared.as_ref().map_or(0, |c| c.heap_bytes());
-        self.convs.push((key, prepared.clone()));
+        let prepared = kernels.prepare_conv(p, weights, q).map(Rc::new);
+        let kept = prepared.clone().filter(|c| {
+            let bytes = c.heap_bytes();
+            bytes <= MAX_CONV_BYTES && self.conv_bytes + bytes <= MAX_CONV_TOTAL_BYTES
+        });
+        self.conv_bytes += kept.as_ref().map_or(0, |c| c.heap_bytes());
+        self.convs.push((key, kept));
         prepared
     }
 
@@ -226,16 +227,27 @@ mod tests {
     }
 
     #[test]
-    fn convolutions_past_the_bounds_or_declined_are_not_prepared_nor_asked_again() {
+    fn convolutions_past_the_bounds_or_declined_are_not_kept_nor_asked_again() {
         let (p, q) = conv_layer();
         let big = alloc::vec![0i8; MAX_CONV_BYTES + 1];
         let mut layers = PackedLayers::default();
+        // Too large to keep: the run that made it uses it, the next ones get none.
+        assert!(layers.conv((0, 1, 1), &Packing, (&p, &big, &q)).is_some());
         assert!(layers.conv((0, 1, 1), &Packing, (&p, &big, &q)).is_none());
         assert_eq!(layers.conv_bytes, 0);
         let small = alloc::vec![1i8; 18];
         layers.conv_bytes = MAX_CONV_TOTAL_BYTES - 10;
         assert!(layers
             .conv((1, 18, 48), &Packing, (&p, &small, &q))
+            .is_some());
+        assert!(layers
+            .conv((1, 18, 48), &Packing, (&p, &small, &q))
+            .is_none());
+        assert_eq!(layers.conv_bytes, MAX_CONV_TOTAL_BYTES - 10);
+        // A full cache does not ask the backend at all.
+        layers.conv_bytes = MAX_CONV_TOTAL_BYTES;
+        assert!(layers
+            .conv((9, 18, 48), &Packing, (&p, &small, &q))
             .is_none());
         layers.conv_bytes = 0;
         let reference = smartvm_kernels::Reference;
