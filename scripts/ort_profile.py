@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""ONNX Runtime's own time per node (its profiler, 2 intra-op threads, median of 30 runs) for the
+"""ONNX Runtime's own time per node (its profiler, 2 intra-op threads or ORT_THREADS, median of 30 runs) for the
 int8 QDQ model that `scripts/ort_anchors.py` times (per-channel weights, calibrated on the first 8
 inputs) and for the float model: the per-layer yardstick for `smartvm run --profile`. A one-off
 measuring tool, not a test step.
@@ -32,7 +32,7 @@ class Reader(CalibrationDataReader):
 def node_medians(model, name, x):
     """Median microseconds of each node over RUNS runs, from ORT's profiler."""
     options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
+    options.intra_op_num_threads = int(os.environ.get("ORT_THREADS", "2"))
     options.inter_op_num_threads = 1
     options.enable_profiling = True
     session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
