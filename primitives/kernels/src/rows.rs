@@ -243,7 +243,8 @@ pub fn pool_plane(p: &PoolParams, plane: &[i8], out: &mut [i8]) {
 /// mode) count as -128, which never changes a maximum and is what a window with no valid cell
 /// gives. Each input row is split into its column phases modulo the stride, so that every
 /// window column is a contiguous run: the row maxima vectorise. Then each output row is the
-/// maximum of its window's row maxima.
+/// maximum of its window's row maxima. With AVX2 and a stride of 1 or 2 (every pool of the
+/// zoo), rows first instead: see `x86::max_pool_plane_rows_avx2`.
 fn max_pool_plane(p: &PoolParams, plane: &[i8], out: &mut [i8]) {
     #[cfg(target_arch = "x86_64")]
     if crate::tile::active().avx512() && p.stride <= 2 {
@@ -253,7 +254,13 @@ fn max_pool_plane(p: &PoolParams, plane: &[i8], out: &mut [i8]) {
     #[cfg(target_arch = "x86_64")]
     if crate::tile::avx2() {
         // SAFETY: the CPU supports AVX2, checked just above.
-        return unsafe { max_pool_plane_avx2(p, plane, out) };
+        return unsafe {
+            if p.stride <= 2 {
+                x86::max_pool_plane_rows_avx2(p, plane, out)
+            } else {
+                max_pool_plane_avx2(p, plane, out)
+            }
+        };
     }
     max_pool_plane_body(p, plane, out)
 }
@@ -414,6 +421,108 @@ mod x86 {
                 } else {
                     let even = _mm512_cvtepi16_epi8(m);
                     _mm256_mask_storeu_epi8(out_row.as_mut_ptr().add(j), mask as u32, even);
+                }
+            }
+        }
+    }
+
+    /// Max pooling of stride 1 or 2 with AVX2, rows first as in [`max_pool_plane_avx512`]:
+    /// per output row, the maxima of its window's input rows 32 columns a step into a padded
+    /// row, then each window's maximum along it, 32 windows a step; with stride 2 the even
+    /// bytes are picked by masking 16-bit lanes and one unsigned pack. AlexNet's 27 × 27 and
+    /// 13 × 13 planes are narrower than a vector: the separable passes over input rows that
+    /// stride 3 and up take ran them a byte at a time.
+    ///
+    /// Whole vectors are loaded past a row's last column where the plane goes on (those
+    /// columns of the padded row are reset to -128 before the windows read them), and stored
+    /// past an output row's last window where the plane's output goes on (the next row
+    /// overwrites them); at the plane's end they go through a vector on the stack.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2; `p.stride` ≤ 2, and `plane` and `out` one channel's input
+    /// and output of `p`.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn max_pool_plane_rows_avx2(p: &PoolParams, plane: &[i8], out: &mut [i8]) {
+        let (i, o) = (p.input, p.output);
+        let (k, s, pad) = (p.k as usize, p.stride as usize, p.pad as usize);
+        let (iw, ih, ow) = (i.w as usize, i.h as usize, o.w as usize);
+        assert!((s == 1 || s == 2) && plane.len() == iw * ih && out.len() == ow * o.h as usize);
+        if ow == 0 || iw == 0 {
+            return;
+        }
+        // The padded row: `pad` cells of -128, the column maxima written 32 at a time, then
+        // -128 up to the last window's reach and past every vector the windows load.
+        let written = pad + iw.next_multiple_of(32);
+        let reach = (iw + 2 * pad).max((ow - 1) * s + k);
+        let loaded = ow.next_multiple_of(32) * s + k + 32;
+        let len = written.max(reach).max(loaded) + 32;
+        // On the stack for planes up to about 400 columns: the call is per plane.
+        let (mut stack, mut heap) = ([i8::MIN; 1024], Vec::new());
+        let maxima: &mut [i8] = if len <= stack.len() {
+            &mut stack[..len]
+        } else {
+            heap.resize(len, i8::MIN);
+            &mut heap
+        };
+        let floor = _mm256_set1_epi8(i8::MIN);
+        let load = |at: *const i8| _mm256_loadu_si256(at as *const __m256i);
+        // 32 bytes of `plane` from `at`, those past its end as -128.
+        let load_plane = |at: usize| {
+            if at + 32 <= plane.len() {
+                return load(plane.as_ptr().add(at));
+            }
+            let mut tail = [i8::MIN; 32];
+            tail[..plane.len() - at].copy_from_slice(&plane[at..]);
+            load(tail.as_ptr())
+        };
+        let low_bytes = _mm256_set1_epi16(0x00ff);
+        for oh in 0..o.h as usize {
+            let first = (oh * s) as i64 - pad as i64;
+            let rows = (first.max(0)..(first + k as i64).min(ih as i64)).map(|r| r as usize);
+            for c in (0..iw).step_by(32) {
+                let mut m = floor;
+                for r in rows.clone() {
+                    m = _mm256_max_epi8(m, load_plane(r * iw + c));
+                }
+                // SAFETY: pad + c + 32 ≤ written ≤ len.
+                _mm256_storeu_si256(maxima.as_mut_ptr().add(pad + c) as *mut __m256i, m);
+            }
+            for at in (pad + iw..written.max(reach)).step_by(32) {
+                // SAFETY: at + 32 < max(written, reach) + 32 ≤ len.
+                _mm256_storeu_si256(maxima.as_mut_ptr().add(at) as *mut __m256i, floor);
+            }
+            let row = oh * ow;
+            for j in (0..ow).step_by(32) {
+                // SAFETY: the loads end by s·j + (k - 1) + 32·s ≤ loaded ≤ len.
+                let at = maxima.as_ptr().add(j * s);
+                let windows = if s == 1 {
+                    let mut m = load(at);
+                    for e in 1..k {
+                        m = _mm256_max_epi8(m, load(at.add(e)));
+                    }
+                    m
+                } else {
+                    let (mut a, mut b) = (load(at), load(at.add(32)));
+                    for e in 1..k {
+                        a = _mm256_max_epi8(a, load(at.add(e)));
+                        b = _mm256_max_epi8(b, load(at.add(32 + e)));
+                    }
+                    // Windows 0..8, 16..24 | 8..16, 24..32, then in order.
+                    let packed = _mm256_packus_epi16(
+                        _mm256_and_si256(a, low_bytes),
+                        _mm256_and_si256(b, low_bytes),
+                    );
+                    _mm256_permute4x64_epi64::<0b11_01_10_00>(packed)
+                };
+                if row + j + 32 <= out.len() {
+                    // SAFETY: inside `out`; bytes past this row's windows are rewritten by the
+                    // rows after it.
+                    _mm256_storeu_si256(out.as_mut_ptr().add(row + j) as *mut __m256i, windows);
+                } else {
+                    let mut tail = [0i8; 32];
+                    _mm256_storeu_si256(tail.as_mut_ptr() as *mut __m256i, windows);
+                    let n = ow - j;
+                    out[row + j..row + j + n].copy_from_slice(&tail[..n]);
                 }
             }
         }
