@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use clap::Args;
-use smartvm_vm::{Executable, WeightPack};
+use smartvm_vm::Executable;
 
 use crate::run::execute_with;
 use crate::{load, Backend};
@@ -72,7 +72,7 @@ pub fn compare_base_set(
     iterations: usize,
 ) -> Result<BaseSetComparison> {
     let blocks = load::blocks(&dir.join("weights.smw"))?;
-    let pack = WeightPack::new(&blocks);
+    let pack = crate::memory::weight_pack(&blocks);
     let prepare = |name: &str| -> Result<Executable> {
         let program = load::program(&dir.join(name), Some(&dir.join("weights.smw")))?;
         Executable::new(program).map_err(|e| anyhow!("{name}: {e:?}"))

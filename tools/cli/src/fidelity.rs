@@ -87,7 +87,7 @@ pub fn prepare(
     let exe = Executable::new(compiled.program.clone())
         .map_err(|e| anyhow!("{}: compiled program is invalid: {e:?}", model.display()))?;
     let float = FloatRunner::new(model, shape, &[output.to_string()])?;
-    let pack = WeightPack::new(&compiled.blocks);
+    let pack = crate::memory::weight_pack(&compiled.blocks);
     Ok(Prepared {
         compiled,
         exe,

@@ -9,6 +9,7 @@ mod fidelity;
 mod idx;
 mod image;
 mod load;
+mod memory;
 mod profile;
 mod run;
 mod schedule_fit;

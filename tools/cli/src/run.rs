@@ -8,8 +8,7 @@ use clap::Args;
 use smartvm_kernels::tile::Tile;
 use smartvm_kernels::{Kernels, Native, Reference};
 use smartvm_vm::{
-    execute_slice_packed, Config, Executable, Outcome, PackedLayers, Progress, Start, WeightPack,
-    WeightSource,
+    execute_slice_packed, Config, Executable, Outcome, PackedLayers, Progress, Start, WeightSource,
 };
 
 use crate::profile::{print_profile, Timed};
@@ -171,7 +170,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         args.index,
     )?;
     let exe = Executable::new(program).map_err(|e| anyhow!("invalid program: {e:?}"))?;
-    let pack = WeightPack::new(&blocks);
+    let pack = crate::memory::weight_pack(&blocks);
     // Layers the backend packs are kept from run to run, as ONNX Runtime keeps a session's
     // prepacked weights: the repeats time the steady state.
     let mut packed = PackedLayers::default();

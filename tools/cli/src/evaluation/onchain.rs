@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Result};
 use smartvm_isa::Program;
-use smartvm_vm::{Executable, WeightPack};
+use smartvm_vm::Executable;
 
 use crate::chain::deploy::deploy_new;
 use crate::chain::download::download;
@@ -161,7 +161,7 @@ async fn measure(
             .map_err(|e| anyhow!("the downloaded program does not decode: {e:?}"))?;
         let exe = Executable::new(program)
             .map_err(|e| anyhow!("the downloaded program is invalid: {e:?}"))?;
-        let pack = WeightPack::new(&model_bytes.blocks);
+        let pack = crate::memory::weight_pack(&model_bytes.blocks);
         let offchain = execute_with(Backend::Native, &exe, input, &pack, u64::MAX)?;
         let off_ms = ms(t);
         if let Some(output) = onchain.filter(|o| *o != offchain.output) {

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use smartvm_vm::{with_read_ahead, Executable, WeightPack, WeightSource};
+use smartvm_vm::{with_read_ahead, Executable, WeightSource};
 
 use super::disk::DiskBlocks;
 use crate::fidelity::median;
@@ -37,7 +37,7 @@ pub fn measure(
     runs: usize,
 ) -> Result<Pipeline> {
     let disk = DiskBlocks::create(&scratch.join("smartvm-pipeline.blocks"), blocks)?;
-    let pack = WeightPack::new(blocks);
+    let pack = crate::memory::weight_pack(blocks);
     let expected = execute_with(Backend::Native, exe, input, &pack, u64::MAX)?.output;
     let mut samples = [(); 4].map(|_| Vec::with_capacity(runs));
     let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
