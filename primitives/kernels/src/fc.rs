@@ -8,7 +8,7 @@ use core::cell::Cell;
 
 use rayon::prelude::*;
 
-use crate::packed_fc::{PackedFc, PackedForm, BLOCK_ROWS, QUAD_BYTES};
+use crate::packed_fc::{PackedFc, PackedForm, BLOCK_ROWS, QUAD_BYTES, RUN_INPUTS, RUN_ROWS};
 use crate::quads::{self, QuadKernel};
 use crate::requant::requantize_channels;
 use crate::tile::Tile;
@@ -73,9 +73,13 @@ pub fn fully_connected_packed(
     out: &mut [i8],
     parallel: bool,
 ) -> bool {
-    if packed.form() == PackedForm::Pairs {
-        fully_connected_pairs(input, packed, q, out, parallel);
-        return true;
+    match packed.form() {
+        PackedForm::Pairs => {
+            fully_connected_pairs(input, packed, q, out, parallel);
+            return true;
+        }
+        PackedForm::Runs => return fully_connected_runs(input, packed, q, out, parallel),
+        PackedForm::Quads => {}
     }
     let Some(kernel) = QuadKernel::for_fully_connected().filter(|_| quads::zero_fits(q.input_zero))
     else {
@@ -132,6 +136,42 @@ fn fully_connected_pairs(
         });
         requantize_channels(sums, q, out)
     })
+}
+
+/// [`fully_connected_packed`] for [`PackedForm::Runs`]: the same int16 `vpmaddwd` dot products
+/// as the row-major path, eight rows at a time, over one stream of weights. `false` (nothing
+/// done) where the tile has no AVX2.
+fn fully_connected_runs(
+    input: &[i8],
+    packed: &PackedFc,
+    q: &ChannelQuant,
+    out: &mut [i8],
+    parallel: bool,
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if crate::tile::avx2() {
+        with_scratch(&SUMS, out.len(), |sums| {
+            // Zero-padded to whole runs: the padding meets zero weights.
+            with_scratch(&WORDS, RUN_INPUTS * packed.units(), |xs| {
+                for (x, v) in xs.iter_mut().zip(input) {
+                    *x = (*v as i32 - q.input_zero) as i16;
+                }
+                // SAFETY (both): the CPU supports AVX2, checked above.
+                let run = |(t, chunk): (usize, &mut [i32])| unsafe {
+                    x86::run_dots_avx2(packed, xs, t * ROWS_PER_TASK / RUN_ROWS, chunk)
+                };
+                if parallel {
+                    sums.par_chunks_mut(ROWS_PER_TASK).enumerate().for_each(run);
+                } else {
+                    sums.chunks_mut(ROWS_PER_TASK).enumerate().for_each(run);
+                }
+            });
+            requantize_channels(sums, q, out)
+        });
+        return true;
+    }
+    let _ = (input, packed, q, out, parallel);
+    false
 }
 
 /// `sums[row] = Σ_k W[row][k] · xs[k]` (wrapping) for the rows of `sums` from block
@@ -371,7 +411,7 @@ mod x86 {
 
     use alloc::vec::Vec;
 
-    use crate::packed_fc::{PackedFc, PackedForm, BLOCK_ROWS};
+    use crate::packed_fc::{PackedFc, PackedForm, BLOCK_ROWS, RUN_INPUTS, RUN_ROWS};
 
     /// Sixteen weights from `rows[at..]`, widened to int16; past the slice's end, zeros. Lanes
     /// past a row's end read the next row, which is harmless: they meet the input's zero padding.
@@ -420,6 +460,53 @@ mod x86 {
             );
             let half = _mm_hadd_epi32(half, half);
             *sum = _mm_cvtsi128_si32(_mm_hadd_epi32(half, half));
+        }
+    }
+
+    /// `sums[row]` for the rows of `sums` from block `first_block` on, over
+    /// [`PackedForm::Runs`] weights and `xs` padded to whole runs: per block, eight
+    /// accumulators and, per run, one input vector and eight 16-byte loads from one 128-byte
+    /// stretch, so the block's weights are read in address order.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn run_dots_avx2(
+        packed: &PackedFc,
+        xs: &[i16],
+        first_block: usize,
+        sums: &mut [i32],
+    ) {
+        let runs = packed.units();
+        let block_bytes = runs * RUN_INPUTS * RUN_ROWS;
+        let blocks = sums.len().div_ceil(RUN_ROWS);
+        assert!(
+            packed.form() == PackedForm::Runs
+                && xs.len() >= RUN_INPUTS * runs
+                && packed.bytes().len() >= (first_block + blocks) * block_bytes
+        );
+        for (b, out) in sums.chunks_mut(RUN_ROWS).enumerate() {
+            // SAFETY: block first_block + b and every run of it lie inside the bytes, and run
+            // c's sixteen inputs inside `xs` (asserted above).
+            let block = packed.bytes().as_ptr().add((first_block + b) * block_bytes);
+            let mut acc = [_mm256_setzero_si256(); RUN_ROWS];
+            for c in 0..runs {
+                let x = _mm256_loadu_si256(xs.as_ptr().add(RUN_INPUTS * c) as *const __m256i);
+                let run = block.add(c * RUN_INPUTS * RUN_ROWS);
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let w = _mm_loadu_si128(run.add(RUN_INPUTS * r) as *const __m128i);
+                    *a = _mm256_add_epi32(*a, _mm256_madd_epi16(_mm256_cvtepi8_epi16(w), x));
+                }
+            }
+            let mut eight = [0i32; RUN_ROWS];
+            for (a, four) in acc.chunks_exact(4).zip(eight.chunks_exact_mut(4)) {
+                let s =
+                    _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
+                let total =
+                    _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
+                _mm_storeu_si128(four.as_mut_ptr() as *mut __m128i, total);
+            }
+            out.copy_from_slice(&eight[..out.len()]);
         }
     }
 

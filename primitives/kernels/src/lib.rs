@@ -22,6 +22,7 @@ mod fc;
 pub mod gemm;
 #[cfg(feature = "std")]
 mod grids;
+pub mod memory;
 pub mod packed_fc;
 pub mod params;
 #[cfg(feature = "std")]

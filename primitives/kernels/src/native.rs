@@ -479,8 +479,15 @@ impl Kernels for Native {
     }
 
     fn pack_fully_connected(&self, weights: &[i8], inputs: usize) -> Option<PackedFc> {
-        // Quads for the `vpdpbusd` tiles, int16 pairs for AVX2, nothing for the portable tile.
-        match QuadKernel::for_active_tile()? {
+        // Quads for the `vpdpbusd` tiles, int16 pairs for AVX2, nothing for the portable tile;
+        // layers of megabytes as runs on AVX2, and row-major (not packed) on the others.
+        let kernel = QuadKernel::for_active_tile()?;
+        if weights.len() >= crate::packed_fc::RUNS_FROM_BYTES {
+            return (kernel == QuadKernel::Avx2)
+                .then(|| PackedFc::runs(weights, inputs))
+                .flatten();
+        }
+        match kernel {
             QuadKernel::Avx2 => fc::pack_pairs(weights, inputs),
             _ => fc::pack(weights, inputs),
         }

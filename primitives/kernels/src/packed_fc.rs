@@ -13,6 +13,11 @@
 //! per word instead of a quad ([`PackedForm::Pairs`]): each word is two weights widened to
 //! int16, and one `vpmaddwd` of a broadcast pair of `x - z` (int16, exact) adds two products
 //! to each of eight rows' sums. No correction, so no row sums.
+//!
+//! Layers of megabytes that each execution multiplies once (AlexNet's fc6: 38 MB) are bound by
+//! memory, not by multiplies: read row-major eight rows at a time they are eight streams, each
+//! 16 bytes a step. [`PackedForm::Runs`] interleaves eight rows' runs of sixteen int8 weights
+//! so that the same dot products read one stream, in address order.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -31,14 +36,31 @@ pub enum PackedForm {
     /// Two weights widened to int16 a word (inputs `2g`, `2g + 1`, the first in the low half),
     /// for AVX2 `vpmaddwd`.
     Pairs,
+    /// Int8 weights as they are, in runs of [`RUN_INPUTS`] of [`RUN_ROWS`] rows side by side:
+    /// the run of row `8b + r` over inputs `16c..16c + 16` at byte `(b · runs + c) · 128 + 16r`.
+    /// No row sums.
+    Runs,
 }
 
+/// Weight bytes from which the native backend lays a layer out as [`PackedForm::Runs`] on
+/// AVX2 (and packs none on the `vpdpbusd` tiles, whose row-major path reads such layers
+/// well): the layers of megabytes that an execution runs once, bound by memory. Smaller ones
+/// (an LSTM's gates, run once a step) keep int16 pairs.
+pub const RUNS_FROM_BYTES: usize = 1 << 20;
+
+/// Rows of one block of [`PackedForm::Runs`]: the accumulators one pass keeps.
+pub const RUN_ROWS: usize = 8;
+
+/// Inputs of one run of [`PackedForm::Runs`]: what one load widens to sixteen int16 lanes.
+pub const RUN_INPUTS: usize = 16;
+
 impl PackedForm {
-    /// Inputs of one word.
+    /// Inputs of one word (of a run for [`PackedForm::Runs`]).
     pub fn inputs_per_word(self) -> usize {
         match self {
             PackedForm::Quads => 4,
             PackedForm::Pairs => 2,
+            PackedForm::Runs => RUN_INPUTS,
         }
     }
 }
@@ -130,6 +152,43 @@ impl PackedFc {
         })
     }
 
+    /// Rearranges row-major `weights` of rows of `inputs` weights into runs
+    /// ([`PackedForm::Runs`]), zero past the last row and input; `None` when they are no whole
+    /// number of rows.
+    pub fn runs(weights: &[i8], inputs: usize) -> Option<PackedFc> {
+        if inputs == 0 || weights.is_empty() || !weights.len().is_multiple_of(inputs) {
+            return None;
+        }
+        let outputs = weights.len() / inputs;
+        let runs = inputs.div_ceil(RUN_INPUTS);
+        let block_bytes = runs * RUN_INPUTS * RUN_ROWS;
+        // Read at memory speed, like the weights it copies: huge pages (see crate::memory).
+        let len = outputs.div_ceil(RUN_ROWS) * block_bytes / 4;
+        let mut words = crate::memory::huge_page_vec(len);
+        words.resize(len, 0u32);
+        // SAFETY: any byte pattern is a valid u32; u8 has alignment 1; the length is the
+        // words' bytes and the borrow is the words'.
+        let bytes = unsafe {
+            core::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut u8, 4 * words.len())
+        };
+        for (row, weights) in weights.chunks_exact(inputs).enumerate() {
+            let (block, r) = (row / RUN_ROWS, row % RUN_ROWS);
+            for (c, run) in weights.chunks(RUN_INPUTS).enumerate() {
+                let at = block * block_bytes + c * RUN_INPUTS * RUN_ROWS + RUN_INPUTS * r;
+                for (to, w) in bytes[at..at + run.len()].iter_mut().zip(run) {
+                    *to = *w as u8;
+                }
+            }
+        }
+        Some(PackedFc {
+            inputs,
+            outputs,
+            form: PackedForm::Runs,
+            words,
+            row_sums: Vec::new(),
+        })
+    }
+
     /// A [`PackedForm::Pairs`] layer from the words a vectorized packer made in that layout;
     /// `None` when their number disagrees.
     pub fn from_pair_words(inputs: usize, outputs: usize, words: Vec<u32>) -> Option<PackedFc> {
@@ -198,7 +257,7 @@ impl PackedFc {
     }
 
     /// The rearranged weights: block `b`, quad `g`, row `r`, weight `j` at byte
-    /// `(b · quads + g) · 64 + 4r + j`.
+    /// `(b · quads + g) · 64 + 4r + j` (for [`PackedForm::Runs`], see there).
     pub fn bytes(&self) -> &[i8] {
         // SAFETY: any four bytes of a u32 are valid i8s; i8 has alignment 1; the length is the
         // words' bytes and the lifetime is the words'.
@@ -282,6 +341,35 @@ mod tests {
         assert!(p.row_sums().is_empty());
         assert_eq!(PackedFc::pairs(&[1, 2, 3], 2), None);
         assert!(PackedFc::from_pair_words(5, 18, vec![0; 95]).is_none());
+    }
+
+    #[test]
+    fn each_run_of_weights_lands_in_its_block_and_row() {
+        let (inputs, outputs) = (37, 19);
+        let weights: Vec<i8> = (0..inputs * outputs)
+            .map(|i| (i * 37 % 256) as u8 as i8)
+            .collect();
+        let p = PackedFc::runs(&weights, inputs).unwrap();
+        assert_eq!(
+            (p.form(), p.units(), p.outputs()),
+            (PackedForm::Runs, 3, 19)
+        );
+        // Three blocks of eight rows, three runs of sixteen a row.
+        assert_eq!(p.bytes().len(), 3 * 3 * RUN_ROWS * RUN_INPUTS);
+        for row in 0..3 * RUN_ROWS {
+            for k in 0..3 * RUN_INPUTS {
+                let at = ((row / 8) * 3 + k / 16) * 128 + 16 * (row % 8) + k % 16;
+                let expected = if row < outputs && k < inputs {
+                    weights[row * inputs + k]
+                } else {
+                    0
+                };
+                assert_eq!(p.bytes()[at], expected, "row {row}, input {k}");
+            }
+        }
+        assert!(p.row_sums().is_empty());
+        assert_eq!(PackedFc::runs(&[1, 2, 3], 2), None);
+        assert_eq!(PackedFc::runs(&[1, 2], 0), None);
     }
 
     #[test]

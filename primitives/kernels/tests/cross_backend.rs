@@ -5,6 +5,7 @@
 mod support;
 
 use proptest::prelude::*;
+use smartvm_kernels::packed_fc::RUNS_FROM_BYTES;
 use smartvm_kernels::tile::Tile;
 use smartvm_kernels::{
     ChannelQuant, ConvParams, Kernels, Native, OutputRange, PackedFc, PoolKind, PoolParams,
@@ -293,11 +294,12 @@ fn short_fully_connected_rows_agree_with_the_reference() {
     }
 }
 
-/// The packed path of repeated layers (an LSTM's gates) against the reference, in both packed
-/// forms (quads for `vpdpbusd`, int16 pairs for AVX2) on every tile: row counts around the
-/// 16-row blocks and the 8-block passes, rows with and without a part quad or pair, each VNNI
-/// zero-point form, and a layer big enough to split across threads. Outputs are spread so that
-/// a sum in the wrong lane or block shows. Each tile's own packer makes the plain packer's form.
+/// The packed path of repeated layers (an LSTM's gates) against the reference, in every packed
+/// form (quads for `vpdpbusd`, int16 pairs and int8 runs for AVX2) on every tile: row counts
+/// around the 16-row and 8-row blocks and the 8-block passes, rows with and without a part
+/// quad, pair or run, each VNNI zero-point form, and layers big enough to split across threads
+/// and to be packed as runs. Outputs are spread so that a sum in the wrong lane or block shows.
+/// Each tile's own packer makes the plain packer's form for the layer's size.
 #[test]
 fn packed_fully_connected_agrees_with_the_reference() {
     let mut rng = Rng(23);
@@ -313,11 +315,14 @@ fn packed_fully_connected_agrees_with_the_reference() {
         (17, 72),
         (31, 20),
         (600, 4000),
+        (1040, 1013),
     ] {
         let x: Vec<i8> = (0..n).map(|_| rng.i8(false)).collect();
         let wts: Vec<i8> = (0..n * outs).map(|_| rng.i8(false)).collect();
         let quads = PackedFc::new(&wts, n).unwrap();
         let pairs = PackedFc::pairs(&wts, n).unwrap();
+        let runs = PackedFc::runs(&wts, n).unwrap();
+        let large = wts.len() >= RUNS_FROM_BYTES;
         let mut q = rng.quant(outs, false);
         q.output.zero = 0;
         for zero in [-128, 0, 77] {
@@ -342,22 +347,25 @@ fn packed_fully_connected_agrees_with_the_reference() {
                 outs < 16 || n < 4 || distinct > outs.min(60) / 3,
                 "{n} -> {outs}: spread"
             );
-            for (tile, (b, c, packs)) in on_every_tile(|| {
-                let (mut b, mut c) = (vec![BACKEND_MARK; outs], vec![BACKEND_MARK; outs]);
-                Native
-                    .fully_connected_packed(&x, &wts, &quads, &q, &mut b)
-                    .unwrap();
-                Native
-                    .fully_connected_packed(&x, &wts, &pairs, &q, &mut c)
-                    .unwrap();
-                (b, c, Native.pack_fully_connected(&wts, n))
+            for (tile, ([b, c, d], packs)) in on_every_tile(|| {
+                let outputs = [&quads, &pairs, &runs].map(|packed| {
+                    let mut b = vec![BACKEND_MARK; outs];
+                    Native
+                        .fully_connected_packed(&x, &wts, packed, &q, &mut b)
+                        .unwrap();
+                    b
+                });
+                (outputs, Native.pack_fully_connected(&wts, n))
             }) {
                 assert_eq!(a, b, "{tile:?} {n} -> {outs}, zero {zero}, quads");
                 assert_eq!(a, c, "{tile:?} {n} -> {outs}, zero {zero}, pairs");
+                assert_eq!(a, d, "{tile:?} {n} -> {outs}, zero {zero}, runs");
                 // Each tile's packer (AVX-512 and AVX2 transpose) makes the plain packer's words.
                 let expected = match tile {
                     Tile::Portable => None,
+                    Tile::Avx2 if large => Some(runs.clone()),
                     Tile::Avx2 => Some(pairs.clone()),
+                    _ if large => None,
                     _ => Some(quads.clone()),
                 };
                 assert_eq!(
