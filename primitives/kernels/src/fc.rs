@@ -499,13 +499,7 @@ mod x86 {
                 }
             }
             let mut eight = [0i32; RUN_ROWS];
-            for (a, four) in acc.chunks_exact(4).zip(eight.chunks_exact_mut(4)) {
-                let s =
-                    _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
-                let total =
-                    _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
-                _mm_storeu_si128(four.as_mut_ptr() as *mut __m128i, total);
-            }
+            lane_totals(&acc, &mut eight);
             out.copy_from_slice(&eight[..out.len()]);
         }
     }
@@ -547,9 +541,19 @@ mod x86 {
                 }
             }
         }
+        lane_totals(&acc, out);
+    }
+
+    /// `out[i]` = the sum of `acc[i]`'s eight lanes, four accumulators a reduction tree
+    /// (`acc.len()` a multiple of four, `out` as long).
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn lane_totals(acc: &[__m256i], out: &mut [i32]) {
+        assert!(acc.len().is_multiple_of(4) && out.len() == acc.len());
         for (a, four) in acc.chunks_exact(4).zip(out.chunks_exact_mut(4)) {
             let s = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
             let total = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
+            // SAFETY: `four` holds four i32s.
             _mm_storeu_si128(four.as_mut_ptr() as *mut __m128i, total);
         }
     }
