@@ -398,6 +398,8 @@ fn threaded_layers_agree_with_the_reference() {
         (Shape::new(256, 1, 64, 64), 256, 3, 2, 1, 256),
         (Shape::new(37, 1, 31, 31), 64, 1, 1, 0, 1),
         (Shape::new(128, 1, 61, 61), 128, 5, 2, 2, 128),
+        // A strided stem of 48 rows over 2,500 positions: split by positions.
+        (Shape::new(3, 1, 99, 99), 48, 7, 2, 3, 1),
         (Shape::new(3, 1, 67, 67), 64, 11, 4, 2, 1),
         // AMX tiles: weights read in place (576 taps, 96 rows), and padded (100 taps, 70 rows).
         (Shape::new(64, 1, 20, 20), 96, 3, 1, 1, 1),
