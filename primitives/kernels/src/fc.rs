@@ -31,33 +31,31 @@ pub fn fully_connected(
     parallel: bool,
 ) {
     let n = input.len();
+    let Some(kernel) = QuadKernel::for_fully_connected().filter(|_| quads::zero_fits(q.input_zero))
+    else {
+        // Zero-padded to whole 16-lane vectors: the padding multiplies the weight tail by 0.
+        let padded = n.next_multiple_of(16);
+        return int16_dots(
+            input,
+            (padded, ROWS_PER_TASK),
+            q,
+            out,
+            parallel,
+            |xs, row, sums| dots(&weights[row * n..(row + sums.len()) * n], n, xs, sums),
+        );
+    };
     with_scratch(&SUMS, out.len(), |sums| {
-        match QuadKernel::for_fully_connected().filter(|_| quads::zero_fits(q.input_zero)) {
-            Some(kernel) => {
-                // Zero-padded to whole 64-byte vectors: the padding meets the tail with weight · 0.
-                with_scratch(&BYTES, n.next_multiple_of(64), |xs| {
-                    for (x, v) in xs.iter_mut().zip(input) {
-                        *x = *v as u8 ^ 0x80;
-                    }
-                    // In 0..=255: `zero_fits` admitted the zero point.
-                    let bias = (q.input_zero + 128) as u8;
-                    row_tasks(weights, n, sums, parallel, |rows, chunk| {
-                        quad_dots(kernel, rows, n, xs, bias, chunk)
-                    });
-                })
+        // Zero-padded to whole 64-byte vectors: the padding meets the tail with weight · 0.
+        with_scratch(&BYTES, n.next_multiple_of(64), |xs| {
+            for (x, v) in xs.iter_mut().zip(input) {
+                *x = *v as u8 ^ 0x80;
             }
-            None => {
-                // Zero-padded to whole 16-lane vectors: the padding multiplies the weight tail by 0.
-                with_scratch(&WORDS, n.next_multiple_of(16), |xs| {
-                    for (x, v) in xs.iter_mut().zip(input) {
-                        *x = (*v as i32 - q.input_zero) as i16;
-                    }
-                    row_tasks(weights, n, sums, parallel, |rows, chunk| {
-                        dots(rows, n, xs, chunk)
-                    });
-                })
-            }
-        }
+            // In 0..=255: `zero_fits` admitted the zero point.
+            let bias = (q.input_zero + 128) as u8;
+            row_tasks(weights, n, sums, parallel, |rows, chunk| {
+                quad_dots(kernel, rows, n, xs, bias, chunk)
+            });
+        });
         requantize_channels(sums, q, out)
     })
 }
@@ -118,20 +116,40 @@ fn fully_connected_pairs(
     out: &mut [i8],
     parallel: bool,
 ) {
+    let rows = PACKED_BLOCKS_PER_TASK * BLOCK_ROWS;
+    int16_dots(
+        input,
+        (2 * packed.units(), rows),
+        q,
+        out,
+        parallel,
+        |xs, row, sums| pair_dots(packed, xs, row / BLOCK_ROWS, sums),
+    )
+}
+
+/// The int16 packed paths' frame: the inputs less their zero point as int16 (exact:
+/// |x - z| ≤ 255), zero-padded to `padded` values (the padding meets zero weights); then
+/// `dots(xs, first_row, sums)` over tasks of `task_rows` rows (on the rayon pool with
+/// `parallel`), and the requantization.
+fn int16_dots(
+    input: &[i8],
+    (padded, task_rows): (usize, usize),
+    q: &ChannelQuant,
+    out: &mut [i8],
+    parallel: bool,
+    dots: impl Fn(&[i16], usize, &mut [i32]) + Sync,
+) {
     with_scratch(&SUMS, out.len(), |sums| {
-        // Zero-padded to whole pairs: the padding meets zero weights.
-        with_scratch(&WORDS, 2 * packed.units(), |xs| {
+        with_scratch(&WORDS, padded, |xs| {
             for (x, v) in xs.iter_mut().zip(input) {
                 *x = (*v as i32 - q.input_zero) as i16;
             }
-            let run = |(t, chunk): (usize, &mut [i32])| {
-                pair_dots(packed, xs, t * PACKED_BLOCKS_PER_TASK, chunk)
-            };
-            let rows = PACKED_BLOCKS_PER_TASK * BLOCK_ROWS;
+            let xs = &*xs;
+            let run = |(t, chunk): (usize, &mut [i32])| dots(xs, t * task_rows, chunk);
             if parallel {
-                sums.par_chunks_mut(rows).enumerate().for_each(run);
+                sums.par_chunks_mut(task_rows).enumerate().for_each(run);
             } else {
-                sums.chunks_mut(rows).enumerate().for_each(run);
+                sums.chunks_mut(task_rows).enumerate().for_each(run);
             }
         });
         requantize_channels(sums, q, out)
@@ -150,24 +168,18 @@ fn fully_connected_runs(
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
     if crate::tile::avx2() {
-        with_scratch(&SUMS, out.len(), |sums| {
-            // Zero-padded to whole runs: the padding meets zero weights.
-            with_scratch(&WORDS, RUN_INPUTS * packed.units(), |xs| {
-                for (x, v) in xs.iter_mut().zip(input) {
-                    *x = (*v as i32 - q.input_zero) as i16;
-                }
-                // SAFETY (both): the CPU supports AVX2, checked above.
-                let run = |(t, chunk): (usize, &mut [i32])| unsafe {
-                    x86::run_dots_avx2(packed, xs, t * ROWS_PER_TASK / RUN_ROWS, chunk)
-                };
-                if parallel {
-                    sums.par_chunks_mut(ROWS_PER_TASK).enumerate().for_each(run);
-                } else {
-                    sums.chunks_mut(ROWS_PER_TASK).enumerate().for_each(run);
-                }
-            });
-            requantize_channels(sums, q, out)
-        });
+        let padded = RUN_INPUTS * packed.units();
+        int16_dots(
+            input,
+            (padded, ROWS_PER_TASK),
+            q,
+            out,
+            parallel,
+            |xs, row, sums| {
+                // SAFETY: the CPU supports AVX2, checked above.
+                unsafe { x86::run_dots_avx2(packed, xs, row / RUN_ROWS, sums) }
+            },
+        );
         return true;
     }
     let _ = (input, packed, q, out, parallel);
