@@ -178,28 +178,47 @@ impl<'a> QuadWeights<'a> {
     /// The weights as an owned layout, for keeping past the borrowed rows (see
     /// [`crate::native`]'s prepared convolutions); `None` for rows read in place or AMX tiles.
     pub fn into_owned(mut self) -> Option<QuadWeights<'static>> {
+        // Trimmed to their lengths: the layouts come from the thread's spare storage, which
+        // may be far larger than this layer's, and a kept layout must hold what it reports.
         let source = match core::mem::replace(&mut self.source, Source::Packed(Vec::new())) {
-            Source::Packed(words) => Source::Packed(words),
-            Source::Split(words) => Source::Split(words),
-            Source::Bytes(pairs) => Source::Bytes(pairs),
+            Source::Packed(mut words) => {
+                words.shrink_to_fit();
+                Source::Packed(words)
+            }
+            Source::Split(mut words) => {
+                words.shrink_to_fit();
+                Source::Split(words)
+            }
+            Source::Bytes(mut pairs) => {
+                pairs.words.shrink_to_fit();
+                pairs.fixes.shrink_to_fit();
+                pairs.firsts.shrink_to_fit();
+                Source::Bytes(pairs)
+            }
             Source::Rows(..) | Source::Tiles(..) => return None,
         };
+        let mut corrections = core::mem::take(&mut self.corrections);
+        corrections.shrink_to_fit();
         Some(QuadWeights {
             source,
-            corrections: core::mem::take(&mut self.corrections),
+            corrections,
             quads: self.quads,
             rows: self.rows,
         })
     }
 
-    /// Heap bytes of the layout and corrections.
+    /// Heap bytes the layout and corrections hold (their capacities).
     pub fn heap_bytes(&self) -> usize {
         let layout = match &self.source {
-            Source::Packed(words) | Source::Split(words) => words.len() * 4,
-            Source::Bytes(pairs) => pairs.words.len() * 4 + pairs.fixes.len() * 8,
+            Source::Packed(words) | Source::Split(words) => words.capacity() * 4,
+            Source::Bytes(pairs) => {
+                pairs.words.capacity() * 4
+                    + pairs.fixes.capacity() * core::mem::size_of::<Fix>()
+                    + pairs.firsts.capacity() * 4
+            }
             Source::Rows(..) | Source::Tiles(..) => 0,
         };
-        layout + self.corrections.len() * 4
+        layout + self.corrections.capacity() * 4
     }
 
     /// Rows and taps (in quads) of the weights.
@@ -1034,6 +1053,25 @@ mod x86 {
 mod tests {
     use super::*;
     use crate::tile::Tile;
+
+    /// A small layer laid out after a large one on the same thread takes the large one's spare
+    /// storage; kept, it holds no more than its own layout, and says so.
+    #[test]
+    fn a_kept_layout_holds_what_it_reports() {
+        let (taps, small_rows) = (600, 8);
+        for form in [Avx2Form::Split, Avx2Form::Bytes] {
+            let big = spread_i8(512 * taps, 7, 1, 37);
+            drop(QuadWeights::with_form(QuadKernel::Avx2, form, &big, 512, taps, 0));
+            let small = &big[..small_rows * taps];
+            let kept = QuadWeights::with_form(QuadKernel::Avx2, form, small, small_rows, taps, 0)
+                .into_owned()
+                .expect("an owned layout");
+            // Two int16 words a quad (split) or one word a quad and its fixes (bytes), and a
+            // correction a row: under 5 KB here; the large layer's spare is 300 KB or more.
+            let own = small_rows * taps.div_ceil(4) * 8 + small_rows * 4;
+            assert!(kept.heap_bytes() <= own + 2048, "{form:?}: {}", kept.heap_bytes());
+        }
+    }
 
     /// `len` bytes, every `every`-th the extreme `edge`, the rest spread by `step` over 0..=255.
     fn spread(len: usize, every: usize, edge: u8, step: usize) -> Vec<u8> {
