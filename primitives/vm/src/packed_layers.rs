@@ -54,6 +54,8 @@ pub struct PackedLayers {
     /// Convolutions prepared (`Some`) or that the backend declined or the bounds refused
     /// (`None`, not asked again).
     convs: Vec<(LayerKey, Option<Rc<PreparedConv>>)>,
+    /// Convolutions run once, waiting for a second run to be prepared.
+    convs_seen: Vec<LayerKey>,
     conv_bytes: usize,
 }
 
@@ -71,10 +73,12 @@ impl PackedLayers {
     }
 
     /// The prepared layout of convolution `key` (its first weight block, weights and outputs),
-    /// made at its first run: the backend's per-run layout work, done once for the executions
-    /// that follow (and no more than that work for the first, which uses it even where the
-    /// bounds keep it no longer). `None` where the backend makes no layout for it, or the bounds
-    /// were reached before it was made.
+    /// made at its second run: the backend's per-run layout work, done once for the runs that
+    /// follow (and no more than that work for the second, which uses it even where the bounds
+    /// keep it no longer). `None` at a first run: an execution that runs each layer once, on a
+    /// fresh [`PackedLayers`], lays the weights out per task as before, in parallel and in
+    /// reused storage, rather than preparing whole layers it will not see again. `None` also
+    /// where the backend makes no layout for it, or the bounds were reached before it was made.
     pub(crate) fn conv<K: Kernels>(
         &mut self,
         key: LayerKey,
@@ -87,6 +91,13 @@ impl PackedLayers {
         if self.convs.len() >= MAX_CONVS || self.conv_bytes >= MAX_CONV_TOTAL_BYTES {
             return None;
         }
+        let Some(at) = self.convs_seen.iter().position(|k| *k == key) else {
+            if self.convs_seen.len() < MAX_CONVS {
+                self.convs_seen.push(key);
+            }
+            return None;
+        };
+        self.convs_seen.swap_remove(at);
         let prepared = kernels.prepare_conv(p, weights, q).map(Rc::new);
         let kept = prepared.clone().filter(|c| {
             let bytes = c.heap_bytes();
@@ -133,6 +144,15 @@ mod tests {
 
     /// A backend that packs every layer (the reference backend packs none).
     struct Packing;
+
+    std::thread_local! {
+        /// Convolutions [`Packing`] prepared on this thread.
+        static PREPARED: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+    }
+
+    fn prepared() -> usize {
+        PREPARED.with(|n| n.get())
+    }
 
     impl Kernels for Packing {
         fn conv(
@@ -187,6 +207,7 @@ mod tests {
             weights: &[i8],
             _: &ChannelQuant,
         ) -> Option<PreparedConv> {
+            PREPARED.with(|n| n.set(n.get() + 1));
             // A layout as large as the weights, as the byte pairs are.
             Some(PreparedConv::new(weights.to_vec(), weights.len()))
         }
@@ -210,22 +231,28 @@ mod tests {
     }
 
     #[test]
-    fn a_convolution_is_prepared_at_its_first_run_and_kept() {
+    fn a_convolution_is_prepared_at_its_second_run_and_kept() {
         let mut layers = PackedLayers::default();
         let (p, q) = conv_layer();
         let weights = alloc::vec![1i8; p.weight_len() as usize];
         let key = (3, p.weight_len(), 48);
-        let first = layers
+        let asked = prepared();
+        assert!(layers.conv(key, &Packing, (&p, &weights, &q)).is_none());
+        assert_eq!(prepared(), asked, "a first run prepares nothing");
+        let second = layers
             .conv(key, &Packing, (&p, &weights, &q))
-            .expect("prepared");
-        let again = layers
+            .expect("prepared at the second run");
+        let third = layers
             .conv(key, &Packing, (&p, &weights, &q))
             .expect("kept");
-        assert!(Rc::ptr_eq(&first, &again));
+        assert!(Rc::ptr_eq(&second, &third));
+        assert_eq!(prepared(), asked + 1, "prepared once");
         assert_eq!(layers.conv_bytes, weights.len());
-        // Another layer (other first block) gets its own.
-        let other = layers.conv((4, p.weight_len(), 48), &Packing, (&p, &weights, &q));
-        assert!(!Rc::ptr_eq(&first, &other.expect("prepared")));
+        // Another layer (other first block) starts over and gets its own.
+        let other = (4, p.weight_len(), 48);
+        assert!(layers.conv(other, &Packing, (&p, &weights, &q)).is_none());
+        let other = layers.conv(other, &Packing, (&p, &weights, &q));
+        assert!(!Rc::ptr_eq(&second, &other.expect("prepared")));
     }
 
     #[test]
@@ -233,27 +260,33 @@ mod tests {
         let (p, q) = conv_layer();
         let big = alloc::vec![0i8; MAX_CONV_BYTES + 1];
         let mut layers = PackedLayers::default();
+        let asked = prepared();
         // Too large to keep: the run that made it uses it, the next ones get none.
+        assert!(layers.conv((0, 1, 1), &Packing, (&p, &big, &q)).is_none());
         assert!(layers.conv((0, 1, 1), &Packing, (&p, &big, &q)).is_some());
         assert!(layers.conv((0, 1, 1), &Packing, (&p, &big, &q)).is_none());
-        assert_eq!(layers.conv_bytes, 0);
+        assert_eq!((layers.conv_bytes, prepared()), (0, asked + 1));
         let small = alloc::vec![1i8; 18];
         layers.conv_bytes = MAX_CONV_TOTAL_BYTES - 10;
-        assert!(layers
-            .conv((1, 18, 48), &Packing, (&p, &small, &q))
-            .is_some());
-        assert!(layers
-            .conv((1, 18, 48), &Packing, (&p, &small, &q))
-            .is_none());
-        assert_eq!(layers.conv_bytes, MAX_CONV_TOTAL_BYTES - 10);
+        let mut runs = (0..3).map(|_| layers.conv((1, 18, 48), &Packing, (&p, &small, &q)));
+        assert!(runs.next().unwrap().is_none());
+        assert!(runs.next().unwrap().is_some());
+        assert!(runs.next().unwrap().is_none());
+        assert_eq!(
+            (layers.conv_bytes, prepared()),
+            (MAX_CONV_TOTAL_BYTES - 10, asked + 2)
+        );
         // A full cache does not ask the backend at all.
         layers.conv_bytes = MAX_CONV_TOTAL_BYTES;
-        assert!(layers
-            .conv((9, 18, 48), &Packing, (&p, &small, &q))
-            .is_none());
+        for _ in 0..2 {
+            assert!(layers
+                .conv((9, 18, 48), &Packing, (&p, &small, &q))
+                .is_none());
+        }
+        assert_eq!(prepared(), asked + 2);
         layers.conv_bytes = 0;
         let reference = smartvm_kernels::Reference;
-        for _ in 0..2 {
+        for _ in 0..3 {
             assert!(layers
                 .conv((2, 18, 48), &reference, (&p, &small, &q))
                 .is_none());
@@ -261,9 +294,12 @@ mod tests {
         // Each declined layer is remembered once, so the backend is not asked again.
         assert_eq!(layers.convs.len(), 3);
         for n in 3..MAX_CONVS as u32 + 10 {
-            layers.conv((n, 18, 48), &reference, (&p, &small, &q));
+            for _ in 0..2 {
+                layers.conv((n, 18, 48), &reference, (&p, &small, &q));
+            }
         }
         assert_eq!(layers.convs.len(), MAX_CONVS);
+        assert!(layers.convs_seen.len() <= MAX_CONVS);
     }
 
     #[test]
