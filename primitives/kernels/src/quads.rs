@@ -1061,7 +1061,14 @@ mod tests {
         let (taps, small_rows) = (600, 8);
         for form in [Avx2Form::Split, Avx2Form::Bytes] {
             let big = spread_i8(512 * taps, 7, 1, 37);
-            drop(QuadWeights::with_form(QuadKernel::Avx2, form, &big, 512, taps, 0));
+            drop(QuadWeights::with_form(
+                QuadKernel::Avx2,
+                form,
+                &big,
+                512,
+                taps,
+                0,
+            ));
             let small = &big[..small_rows * taps];
             let kept = QuadWeights::with_form(QuadKernel::Avx2, form, small, small_rows, taps, 0)
                 .into_owned()
@@ -1069,7 +1076,11 @@ mod tests {
             // Two int16 words a quad (split) or one word a quad and its fixes (bytes), and a
             // correction a row: under 5 KB here; the large layer's spare is 300 KB or more.
             let own = small_rows * taps.div_ceil(4) * 8 + small_rows * 4;
-            assert!(kept.heap_bytes() <= own + 2048, "{form:?}: {}", kept.heap_bytes());
+            assert!(
+                kept.heap_bytes() <= own + 2048,
+                "{form:?}: {}",
+                kept.heap_bytes()
+            );
         }
     }
 
