@@ -49,6 +49,9 @@ pub fn adopt_calling_thread() -> bool {
         .is_ok()
 }
 
+// A task's first row must start a block of the quad GEMM (`quads::multiply_rows_with`).
+const _: () = assert!((2 * MR) % quads::ROWS == 0);
+
 /// Output rows of one rayon task: a multiple of both GEMMs' row blocks ([`MR`], [`quads::ROWS`]), few enough that both cores get work on
 /// the narrow layers and that a task's packed weights stay in the L2 cache on the wide ones.
 fn rows_per_task(rows: usize, product: &Product) -> usize {
@@ -261,9 +264,20 @@ fn quad_kernel(p: &ConvParams, q: &ChannelQuant) -> Option<QuadKernel> {
 /// Whether [`Native`] runs `p` as one group through `conv_group`: a single-group 2-D layer with
 /// more than one input or output channel (one of each is a depthwise layer).
 fn runs_whole(p: &ConvParams) -> bool {
-    let two_d = p.kernel[0] == 1 && p.pad[0] == 0 && p.input.d == 1 && p.output.d == 1;
-    let depthwise = p.group_in() == 1 && p.group_out() == 1;
-    p.groups == 1 && two_d && !depthwise
+    p.groups == 1 && two_d(p) && !depthwise(p)
+}
+
+/// Whether the native paths run `p`, 2-D: one input plane in, one output plane out per
+/// channel, the output plane on the input plane. Depth padding breaks that: it makes a depth-1
+/// input give a deeper output, or (with a stride past the padded depth) a depth-1 output that
+/// reads only padding. Those, like any true 3-D layer, run the reference.
+fn two_d(p: &ConvParams) -> bool {
+    p.kernel[0] == 1 && p.pad[0] == 0 && p.input.d == 1 && p.output.d == 1
+}
+
+/// Whether `p` is depthwise (one input and one output channel a group): the row kernels.
+fn depthwise(p: &ConvParams) -> bool {
+    p.group_in() == 1 && p.group_out() == 1
 }
 
 /// A single-group convolution's weights laid out once for `kernel` and input zero point `zero`
@@ -355,11 +369,7 @@ impl Kernels for Native {
         out: &mut [i8],
     ) -> Result<(), KernelError> {
         check_conv(p, input, weights, q, out)?;
-        // The native paths are 2-D: one input plane in, one output plane out per channel, the
-        // output plane on the input plane. Depth padding breaks that: it makes a depth-1 input
-        // give a deeper output, or (with a stride past the padded depth) a depth-1 output that
-        // reads only padding. Those, like any true 3-D layer, run the reference.
-        if p.kernel[0] != 1 || p.pad[0] != 0 || p.input.d != 1 || p.output.d != 1 {
+        if !two_d(p) {
             return Reference.conv(p, input, weights, q, out);
         }
         let group_len = p.group_out() as usize * (p.output.h * p.output.w) as usize;
@@ -367,7 +377,7 @@ impl Kernels for Native {
         if parallel {
             warm::parallel_layer();
         }
-        if p.group_in() == 1 && p.group_out() == 1 {
+        if depthwise(p) {
             // A depthwise MAC costs about ten GEMM MACs, and each channel has a fixed cost
             // (its grids, its requantization): measured per layer on MobileNetV2, whose
             // 576 × 14 × 14 stride-2 layer took 150 µs on one thread for 0.25 M MACs.
