@@ -50,7 +50,7 @@ pub fn adopt_calling_thread() -> bool {
 }
 
 // A task's first row must start a block of the quad GEMM (`quads::multiply_rows_with`).
-const _: () = assert!((2 * MR) % quads::ROWS == 0);
+const _: () = assert!((2 * MR).is_multiple_of(quads::ROWS));
 
 /// Output rows of one rayon task: a multiple of both GEMMs' row blocks ([`MR`], [`quads::ROWS`]), few enough that both cores get work on
 /// the narrow layers and that a task's packed weights stay in the L2 cache on the wide ones.
